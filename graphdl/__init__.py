@@ -1,0 +1,68 @@
+"""graphdl: a define-then-run deep-learning framework on NumPy.
+
+Define a symbolic graph inside ``with gd.Graph():``, compile it once with ``gd.compile``, run the
+compiled plan many times; save it to one file and ``gd.load`` it without the script that built it.
+"""
+
+from __future__ import annotations
+
+from graphdl import (
+    data,
+    layers,
+    losses,
+    ops,  # registers the op table
+    optim,
+    viz,
+)
+from graphdl.compiler import compile, grad
+from graphdl.errors import (
+    CompileError,
+    DTypeError,
+    ExecutionError,
+    FeedError,
+    GradientError,
+    GraphDLError,
+    GraphError,
+    ModelFileError,
+    ShapeError,
+    VizError,
+)
+from graphdl.executable import Executable
+from graphdl.graph import Graph, Tensor, constant, placeholder
+from graphdl.ir import IR, Node, NodeKind
+from graphdl.serialize import load
+from graphdl.train import History, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IR",
+    "CompileError",
+    "DTypeError",
+    "Executable",
+    "ExecutionError",
+    "FeedError",
+    "GradientError",
+    "Graph",
+    "GraphDLError",
+    "GraphError",
+    "History",
+    "ModelFileError",
+    "Node",
+    "NodeKind",
+    "ShapeError",
+    "Tensor",
+    "VizError",
+    "compile",
+    "constant",
+    "data",
+    "fit",
+    "grad",
+    "layers",
+    "load",
+    "losses",
+    "ops",
+    "optim",
+    "placeholder",
+    "viz",
+]

@@ -1,0 +1,60 @@
+"""The compile entry point: the one place graphdl calls into the ``passes`` package."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from graphdl.errors import GraphError
+from graphdl.executable import Executable
+from graphdl.graph import Graph, Tensor
+from graphdl.ir import NodeKind
+from graphdl.optim import Optimizer
+
+
+def _one_graph(tensors: Sequence[Tensor], what: str) -> Graph:
+    if not tensors:
+        raise GraphError(f"{what} needs at least one node")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise GraphError(f"{what} takes graph nodes, got {type(t).__name__}")
+    graph = tensors[0].graph
+    for t in tensors[1:]:
+        if t.graph is not graph:
+            raise GraphError(f"{what}: '{t.name}' is from graph '{t.graph.name}', '{tensors[0].name}' from "
+                             f"'{graph.name}'; all nodes must come from one graph")
+    if not isinstance(graph, Graph):
+        raise GraphError(f"{what}: nodes must belong to a gd.Graph")
+    return graph
+
+
+def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, check: bool = True) -> Executable:
+    """Compile the graph that computes ``outputs``.
+
+    With an ``optimizer``, the plan is a training step: it also computes the gradient of the loss
+    outputs with respect to every parameter they use and applies the optimizer's update nodes.
+    ``check`` verifies the IR after every pass.
+    """
+    from passes import CompileSpec, compile_graph
+
+    outputs = list(outputs)
+    graph = _one_graph(outputs, "gd.compile")
+    spec = CompileSpec(tuple(t.name for t in outputs), optimizer)
+    ir = compile_graph(graph.freeze(), spec, check=check)
+    placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)
+    return Executable(ir, graph.values, known_inputs=placeholders)
+
+
+def grad(objective: Tensor, wrt: Sequence[Tensor], *, unconnected: str = "error") -> list[Tensor]:
+    """Symbolic gradients of ``objective`` (summed, if not a scalar) w.r.t. each of ``wrt``.
+
+    The gradient nodes are added to the objective's graph, so they can be compiled, drawn or
+    differentiated again.
+    """
+    from passes import build_gradients
+
+    graph = _one_graph([objective, *wrt], "gd.grad")
+    ir, grads = build_gradients(graph.freeze(), objective.name, [w.name for w in wrt], unconnected=unconnected)
+    for n in ir.nodes:
+        if n.name not in graph.nodes:
+            graph.add_node(n)
+    return [Tensor(graph, grads[w.name]) for w in wrt]

@@ -1,0 +1,43 @@
+"""GraphDLError and its subclasses: every user mistake raises one of these."""
+
+from __future__ import annotations
+
+
+class GraphDLError(Exception):
+    """Base class of every error graphdl raises on purpose."""
+
+
+class GraphError(GraphDLError):
+    """The graph is malformed: duplicate names, unknown inputs, cycles, wrong graph."""
+
+
+class ShapeError(GraphDLError):
+    """An op's inputs have shapes its shape rule rejects."""
+
+
+class DTypeError(GraphDLError):
+    """An op's inputs have dtypes it cannot combine."""
+
+
+class GradientError(GraphDLError):
+    """A gradient was asked for that cannot be built (no rule, disconnected input)."""
+
+
+class FeedError(GraphDLError):
+    """A feed is missing, unknown, or has the wrong shape or dtype."""
+
+
+class CompileError(GraphDLError):
+    """A compiler pass failed; the message names the pass and those before it."""
+
+
+class ExecutionError(GraphDLError):
+    """A kernel failed at run time; the message names the node, op and input shapes."""
+
+
+class ModelFileError(GraphDLError):
+    """A model file is truncated, corrupted, foreign or from an unknown format version."""
+
+
+class VizError(GraphDLError):
+    """Drawing failed, usually because Graphviz's `dot` program is not installed."""

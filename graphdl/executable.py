@@ -1,0 +1,135 @@
+"""A compiled model: the compiled IR, the arrays it reads, and one bound plan per feed-shape signature."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from graphdl.errors import FeedError
+from graphdl.executor import BoundPlan
+from graphdl.graph import Tensor, assign_values, format_shape
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
+
+Feeds = Mapping["Tensor | str", Any]
+
+
+def init_stored(node: Node) -> np.ndarray:
+    """The initial value of a state node that a pass created (optimizer moments, step counters)."""
+    init = node.attr.get("init")
+    if init != "zeros" or None in node.shape:
+        raise FeedError(f"no value for {node.describe()}; load the model's weights first")
+    return np.zeros(node.shape, dtype=node.dtype)
+
+
+class Executable:
+    """The result of ``gd.compile`` or ``gd.load``: run it with feeds, save it, inspect it.
+
+    Parameters are shared with the graph it was compiled from (the same arrays), so a training
+    executable and an inference executable of one graph always see the same weights.
+    """
+
+    def __init__(self, ir: IR, values: Mapping[str, np.ndarray], known_inputs: tuple[str, ...] = ()) -> None:
+        self.ir = ir
+        self.name = ir.name
+        self.nodes = ir.node_map()
+        self.values: dict[str, np.ndarray] = {}
+        for n in ir.nodes:
+            if n.kind in STORED_KINDS and n.op != "scalar":
+                self.values[n.name] = values[n.name] if n.name in values else init_stored(n)
+        self.inputs = tuple(n.name for n in ir.nodes if n.kind is NodeKind.PLACEHOLDER)
+        self.known_inputs = frozenset(known_inputs) | frozenset(self.inputs)
+        self.outputs = ir.outputs
+        self.training = any(n.kind is NodeKind.UPDATE for n in ir.nodes)
+        self._plans: dict[tuple, BoundPlan] = {}
+
+    def __repr__(self) -> str:
+        kind = "training" if self.training else "inference"
+        return (f"<Executable '{self.name}' ({kind}): inputs {list(self.inputs)}, outputs "
+                f"{list(self.outputs)}, {len(self.ir.nodes)} nodes>")
+
+    # -- running --------------------------------------------------------------------------
+    def check_feeds(self, feeds: Feeds) -> dict[str, np.ndarray]:
+        """Resolve keys to placeholder names and check names, shapes and dtypes; change nothing."""
+        resolved: dict[str, np.ndarray] = {}
+        for key, value in feeds.items():
+            name = key.name if isinstance(key, Tensor) else key
+            if not isinstance(name, str) or name not in self.known_inputs:
+                raise FeedError(f"'{name}' is not an input of '{self.name}'; its inputs are "
+                                f"{sorted(self.inputs)}")
+            if name in self.inputs:
+                resolved[name] = np.asarray(value)
+        missing = [i for i in self.inputs if i not in resolved]
+        if missing:
+            shapes = ", ".join(f"'{m}' {format_shape(self.nodes[m].shape)}" for m in missing)
+            raise FeedError(f"'{self.name}' needs a value for {shapes}; add it to the feed dict")
+        for name, arr in resolved.items():
+            node = self.nodes[name]
+            ok = len(arr.shape) == len(node.shape) and all(
+                d is None or d == a for d, a in zip(node.shape, arr.shape, strict=True))
+            if not ok:
+                raise FeedError(f"feed '{name}' has shape {arr.shape}, but placeholder "
+                                f"{node.describe()} is {format_shape(node.shape)} (? = any size)")
+            if not np.can_cast(arr.dtype, node.dtype, "same_kind"):
+                raise FeedError(f"feed '{name}' has dtype {arr.dtype}, but placeholder {node.describe()} is "
+                                f"{node.dtype}; convert it with .astype('{node.dtype}')")
+        return resolved
+
+    def bound_plan(self, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
+        """The plan for these feed shapes, built on first use and cached."""
+        key = tuple(tuple(feed_shapes[i]) for i in self.inputs)
+        bound = self._plans.get(key)
+        if bound is None:
+            from passes import specialize
+
+            bound = BoundPlan(specialize(self.ir, feed_shapes), self.ir, self.values)
+            self._plans[key] = bound
+        return bound
+
+    def run(self, feeds: Feeds | None = None, *, copy: bool = True) -> list[np.ndarray]:
+        """Run the plan once; returns the outputs in order (copies unless ``copy=False``).
+
+        A wrong or missing feed raises FeedError before anything runs or updates.
+        """
+        resolved = self.check_feeds(feeds or {})
+        bound = self.bound_plan({k: v.shape for k, v in resolved.items()})
+        outs = bound.run(resolved)
+        return [o.copy() for o in outs] if copy else outs
+
+    __call__ = run
+
+    # -- inspecting -----------------------------------------------------------------------
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Trainable parameters (live arrays) by name."""
+        return {k: v for k, v in self.values.items() if self.nodes[k].kind is NodeKind.PARAM}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Persistent non-trainable arrays (optimizer moments, running statistics) by name."""
+        return {k: v for k, v in self.values.items() if self.nodes[k].kind is NodeKind.STATE}
+
+    def load_parameters(self, values: Mapping[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays into the live parameters and state after checking names, shapes and dtypes."""
+        assign_values(self.values, self.nodes, values, strict=strict, what=f"model '{self.name}'")
+
+    def memory_report(self, batch_size: int = 1) -> dict[str, int]:
+        """Bytes of the plan for ``batch_size``: arena (with reuse), naive (no reuse), lower bound
+        (most bytes live at one step), parameters and state."""
+        shapes = {i: tuple(batch_size if d is None else d for d in self.nodes[i].shape) for i in self.inputs}
+        from passes import specialize
+
+        plan = specialize(self.ir, shapes)
+        return {
+            "arena_bytes": plan.arena_bytes,
+            "naive_bytes": plan.naive_bytes,
+            "lower_bound_bytes": plan.lower_bound_bytes,
+            "parameter_bytes": sum(v.nbytes for v in self.parameters().values()),
+            "state_bytes": sum(v.nbytes for v in self.state().values()),
+            "steps": len(plan.steps),
+        }
+
+    def save(self, path: str) -> None:
+        """Write graph and weights (and optimizer state) to one file; see graphdl.serialize."""
+        from graphdl.serialize import save
+
+        save(self, path)

@@ -1,0 +1,122 @@
+"""The IR: nodes, the frozen graph value the compiler sees, and the builder that appends to it.
+
+Node kinds (every node has exactly one):
+
+- ``placeholder``: an input fed at run time; its shape may hold ``None`` for the batch dimension.
+- ``param``: a trainable array owned by the graph (``fc1.W``); the optimizer updates it.
+- ``state``: a non-trainable array that persists between runs (optimizer moments, running statistics).
+- ``constant``: a fixed array or scalar; its value lives beside the parameters.
+- ``op``: a forward computation (elementwise, matmul, a layer such as Linear).
+- ``loss``: a forward computation whose value is a training objective.
+- ``gradient``: a node built by the autodiff pass (or ``gd.grad``) while differentiating.
+- ``update``: an optimizer step; it writes into a param or state in place and outputs nothing.
+
+Edges are node names, not object references, so graphs print, compare and serialise simply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Dim = int | None
+Shape = tuple[Dim, ...]
+Attrs = tuple[tuple[str, Any], ...]
+
+
+class NodeKind(str, enum.Enum):
+    """What role a node plays; see the module docstring."""
+
+    PLACEHOLDER = "placeholder"
+    PARAM = "param"
+    STATE = "state"
+    CONSTANT = "constant"
+    OP = "op"
+    LOSS = "loss"
+    GRADIENT = "gradient"
+    UPDATE = "update"
+
+
+#: Kinds whose value is an array stored beside the graph rather than computed by a kernel.
+STORED_KINDS = frozenset({NodeKind.PARAM, NodeKind.STATE, NodeKind.CONSTANT})
+#: Kinds computed by a kernel.
+COMPUTED_KINDS = frozenset({NodeKind.OP, NodeKind.LOSS, NodeKind.GRADIENT, NodeKind.UPDATE})
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One value in the graph. ``shape`` uses ``None`` for an unknown (batch) dimension."""
+
+    name: str
+    kind: NodeKind
+    op: str
+    inputs: tuple[str, ...] = ()
+    attrs: Attrs = ()
+    shape: Shape = ()
+    dtype: str = "float32"
+    origin: str = "<unknown>"
+
+    @property
+    def attr(self) -> dict[str, Any]:
+        """The attributes as a dict (built on each call; hot paths keep their own copy)."""
+        return dict(self.attrs)
+
+    def describe(self) -> str:
+        """Short human form used in error messages: ``'fc1' (linear, defined at x.py:12)``."""
+        return f"'{self.name}' ({self.op}, defined at {self.origin})"
+
+
+def make_attrs(attrs: Mapping[str, Any]) -> Attrs:
+    """Sorted, hashable key/value pairs; lists become tuples."""
+
+    def freeze(v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            return tuple(freeze(x) for x in v)
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    return tuple(sorted((k, freeze(v)) for k, v in attrs.items()))
+
+
+@dataclass(frozen=True)
+class IR:
+    """The frozen graph a pass receives and returns: nodes in definition order plus outputs."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    outputs: tuple[str, ...] = ()
+
+    def node_map(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    def replace(self, **changes: Any) -> IR:
+        return dataclasses.replace(self, **changes)
+
+    def of_kind(self, *kinds: NodeKind) -> list[Node]:
+        return [n for n in self.nodes if n.kind in kinds]
+
+
+_PACKAGE_DIRS = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
+    for d in ("graphdl", "passes")
+)
+
+
+def user_origin() -> str:
+    """file:line of the innermost stack frame outside the graphdl and passes packages."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not path.startswith(_PACKAGE_DIRS):
+            rel = os.path.relpath(path)
+            return f"{path if rel.startswith('..') else rel}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"

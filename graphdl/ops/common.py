@@ -1,0 +1,74 @@
+"""Helpers shared by op families: symbolic broadcasting, axis normalisation, kernel factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from graphdl.ir import Shape
+from graphdl.registry import fail
+
+
+def broadcast(*shapes: Shape) -> Shape:
+    """NumPy broadcasting over symbolic shapes (``None`` = unknown batch dimension)."""
+    ndim = max(len(s) for s in shapes)
+    out: list[int | None] = []
+    for i in range(ndim):
+        dims = [s[len(s) - ndim + i] for s in shapes if len(s) - ndim + i >= 0]
+        known = {d for d in dims if d is not None and d != 1}
+        if len(known) > 1:
+            fail(
+                f"shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast "
+                f"(axis {i - ndim}: {' vs '.join(str(d) for d in dims)})",
+                "make the sizes equal, or 1 where the value should repeat",
+            )
+        if known:
+            out.append(known.pop())
+        elif any(d is None for d in dims):
+            out.append(None)
+        else:
+            out.append(1)
+    return tuple(out)
+
+
+def norm_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    """Non-negative sorted axes; ``None`` means all."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            fail(f"axis {a} is out of range for a {ndim}-d input")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        fail(f"axis {axis} repeats an axis")
+    return tuple(sorted(out))
+
+
+def reduced_shape(shape: Shape, axis: Any, keepdims: bool) -> Shape:
+    axes = norm_axes(axis, len(shape))
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def same_shape(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> Shape:
+    """Shape rule of unary elementwise ops."""
+    return shapes[0]
+
+
+def broadcast_rule(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> Shape:
+    """Shape rule of n-ary elementwise ops."""
+    return broadcast(*shapes)
+
+
+def ufunc_kernel(ufunc: np.ufunc) -> Callable[..., Callable[..., None]]:
+    """Kernel factory for a ufunc: the kernel is the ufunc itself, called as ``ufunc(*ins, out)``."""
+
+    def factory(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> Callable[..., None]:
+        return ufunc
+
+    return factory

@@ -1,0 +1,50 @@
+"""Matrix products: matmul with optional transposes (so gradients need no transpose nodes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphdl.ops.common import broadcast
+from graphdl.registry import GradContext, OpDef, fail, register
+
+
+def _matmul_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    a, b = shapes
+    if len(a) < 2 or len(b) < 2:
+        fail(f"matmul needs inputs of at least 2 dimensions, got {len(a)}-d and {len(b)}-d",
+             "reshape a vector to (1, n) or (n, 1), or use mul and sum")
+    m, k = (a[-1], a[-2]) if attrs.get("transpose_a") else (a[-2], a[-1])
+    k2, n = (b[-1], b[-2]) if attrs.get("transpose_b") else (b[-2], b[-1])
+    if k is not None and k2 is not None and k != k2:
+        fail(f"inner dimensions {k} and {k2} differ",
+             f"make the left operand's last dimension {k2}, or the right operand's first {k}")
+    return (*broadcast(a[:-2], b[:-2]), m, n)
+
+
+def _matmul_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    ta, tb = attrs.get("transpose_a", False), attrs.get("transpose_b", False)
+    if not ta and not tb:
+        return np.matmul
+
+    def matmul_t(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        np.matmul(a.swapaxes(-1, -2) if ta else a, b.swapaxes(-1, -2) if tb else b, out=out)
+
+    return matmul_t
+
+
+def _matmul_grad(c: GradContext) -> list:
+    # C = op(A) @ op(B), op = transpose when flagged; every gradient is again one matmul.
+    a, b = c.inputs
+    ta, tb = c.attrs.get("transpose_a", False), c.attrs.get("transpose_b", False)
+    g = c.gout
+    da = (c.apply("matmul", b, g, transpose_a=tb, transpose_b=True) if ta
+          else c.apply("matmul", g, b, transpose_b=not tb))
+    db = (c.apply("matmul", g, a, transpose_a=True, transpose_b=ta) if tb
+          else c.apply("matmul", a, g, transpose_a=not ta))
+    return [da, db]
+
+
+register(OpDef("matmul", _matmul_shape, _matmul_kernel, arity=2, grad=_matmul_grad,
+               label_attrs=("transpose_a", "transpose_b")))

@@ -1,0 +1,83 @@
+"""Neural-network ops that stay one node each: Linear and Softmax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from graphdl.registry import GradContext, OpDef, fail, register
+
+
+def _linear_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    x, w = shapes[0], shapes[1]
+    if len(w) != 2:
+        fail(f"weight must be 2-d (in, out), got {w}")
+    if len(x) < 1:
+        fail("input must have at least 1 dimension")
+    if x[-1] is not None and x[-1] != w[0]:
+        fail(f"input has {x[-1]} features but the weight expects {w[0]} (W is {w})",
+             f"make the previous layer output {w[0]} features, or build this Linear with "
+             f"in_features={x[-1]}")
+    if len(shapes) == 3 and shapes[2] != (w[1],):
+        fail(f"bias has shape {shapes[2]}, expected ({w[1]},)")
+    return (*x[:-1], w[1])
+
+
+def _linear_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    if len(in_shapes) == 2:
+        return np.matmul
+
+    def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        np.matmul(x, w, out=out)
+        out += b
+
+    return linear
+
+
+def _linear_grad(c: GradContext) -> list:
+    x, w = c.inputs[0], c.inputs[1]
+    g = c.gout
+    dx = c.apply("matmul", g, w, transpose_b=True) if len(x.shape) == 2 else c.apply(
+        "reshape", c.apply("matmul", c.apply("reshape", g, shape=(-1, w.shape[1])), w, transpose_b=True),
+        shape=tuple(-1 if d is None else d for d in x.shape))
+    if len(x.shape) == 2:
+        dw = c.apply("matmul", x, g, transpose_a=True)
+    else:
+        x2 = c.apply("reshape", x, shape=(-1, w.shape[0]))
+        dw = c.apply("matmul", x2, c.apply("reshape", g, shape=(-1, w.shape[1])), transpose_a=True)
+    grads = [dx, dw]
+    if len(c.inputs) == 3:
+        grads.append(c.apply("sum", g, axis=tuple(range(len(x.shape) - 1))))
+    return grads
+
+
+register(OpDef("linear", _linear_shape, _linear_kernel, grad=_linear_grad,
+               doc="y = x @ W + b with W of shape (in, out)."))
+
+
+def _softmax_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    axis = attrs.get("axis", -1)
+    if not -len(shapes[0]) <= axis < len(shapes[0]):
+        fail(f"axis {axis} is out of range for a {len(shapes[0])}-d input")
+    return shapes[0]
+
+
+def _softmax_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    axis = attrs.get("axis", -1) % len(out_shape)
+    red = np.empty(tuple(1 if i == axis else d for i, d in enumerate(out_shape)), dtype=dtype)
+
+    def softmax(x: np.ndarray, out: np.ndarray) -> None:
+        np.max(x, axis=axis, keepdims=True, out=red)
+        np.subtract(x, red, out=out)
+        np.exp(out, out=out)
+        np.sum(out, axis=axis, keepdims=True, out=red)
+        np.divide(out, red, out=out)
+
+    return softmax
+
+
+register(OpDef(
+    "softmax", _softmax_shape, _softmax_kernel, arity=1, inplace=(0,), label_attrs=("axis",),
+    grad=lambda c: [c.out * (c.gout - (c.gout * c.out).sum(axis=c.attrs.get("axis", -1), keepdims=True))],
+))

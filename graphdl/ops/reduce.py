@@ -1,0 +1,131 @@
+"""Reductions (sum, mean over axes) and the broadcasts that are their gradients."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from graphdl.ops.common import norm_axes, reduced_shape
+from graphdl.registry import GradContext, OpDef, fail, register
+
+
+def _reduce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    return reduced_shape(shapes[0], attrs.get("axis"), attrs.get("keepdims", False))
+
+
+def _reduce_kernel(ufunc_reduce: str):
+    def factory(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+        axes = norm_axes(attrs.get("axis"), len(in_shapes[0]))
+        keepdims = attrs.get("keepdims", False)
+        fn = getattr(np, ufunc_reduce)
+
+        def reduce(x: np.ndarray, out: np.ndarray) -> None:
+            fn(x, axis=axes, keepdims=keepdims, out=out)
+
+        return reduce
+
+    return factory
+
+
+def _broadcast_back(c: GradContext, mean: bool) -> list:
+    a = c.attrs
+    return [c.apply("broadcast_like", c.gout, c.inputs[0], axis=a.get("axis"),
+                    keepdims=a.get("keepdims", False), mean=mean)]
+
+
+register(OpDef("sum", _reduce_shape, _reduce_kernel("sum"), arity=1, label_attrs=("axis",),
+               grad=lambda c: _broadcast_back(c, mean=False)))
+register(OpDef("mean", _reduce_shape, _reduce_kernel("mean"), arity=1, label_attrs=("axis",),
+               grad=lambda c: _broadcast_back(c, mean=True)))
+
+
+def _dims_agree(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
+
+
+def _broadcast_like_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    g, x = shapes
+    expected = reduced_shape(x, attrs.get("axis"), attrs.get("keepdims", False))
+    if not _dims_agree(expected, g):
+        fail(f"gradient of shape {g} is not {x} reduced over axis {attrs.get('axis')} ({expected})")
+    return x
+
+
+def _broadcast_like_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    _g_shape, x_shape = in_shapes
+    axes = norm_axes(attrs.get("axis"), len(x_shape))
+    kept = tuple(1 if i in axes else d for i, d in enumerate(x_shape))
+    scale = 1.0 / max(1, math.prod(x_shape[i] for i in axes)) if attrs.get("mean") else None
+
+    def broadcast(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+        np.copyto(out, g.reshape(kept))
+        if scale is not None:
+            out *= scale
+
+    return broadcast
+
+
+register(OpDef(
+    "broadcast_like", _broadcast_like_shape, _broadcast_like_kernel, arity=2, nondiff=(1,),
+    grad=lambda c: [c.apply("mean" if c.attrs.get("mean") else "sum", c.gout,
+                            axis=c.attrs.get("axis"), keepdims=c.attrs.get("keepdims", False)), None],
+    label_attrs=("axis", "mean"),
+    doc="g, the reduction of x over axis, broadcast back to x's shape; mean=True divides by the count.",
+))
+
+
+# Unbroadcasting: autodiff sums a gradient back to the shape of an input that was broadcast.
+def _sum_to_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    (g,), target = shapes, tuple(attrs["shape"])
+    if len(target) > len(g):
+        fail(f"cannot sum shape {g} to the larger shape {target}")
+    lead = len(g) - len(target)
+    out = []
+    for t, d in zip(target, g[lead:], strict=True):
+        if t is not None and t != 1 and d is not None and d != t:
+            fail(f"cannot sum shape {g} to {target}")
+        out.append(d if t is None else t)
+    return tuple(out)
+
+
+def _sum_to_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    g = in_shapes[0]
+    lead = len(g) - len(out_shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, t in enumerate(out_shape) if t == 1 and g[lead + i] != 1)
+    squeezed = tuple(d for i, d in enumerate(g) if i not in axes)
+
+    def sum_to(x: np.ndarray, out: np.ndarray) -> None:
+        if axes:
+            np.sum(x, axis=axes, out=out.reshape(squeezed))
+        else:
+            np.copyto(out, x.reshape(out_shape))
+
+    return sum_to
+
+
+register(OpDef(
+    "sum_to", _sum_to_shape, _sum_to_kernel, arity=1, label_attrs=("shape",),
+    grad=lambda c: [c.apply("expand_like", c.gout, c.inputs[0])],
+    doc="Sum a broadcast gradient back to `shape` (None dims keep the input's size).",
+))
+
+
+def _expand_like_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    return shapes[1]
+
+
+def _expand_like_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    def expand(t: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+        np.copyto(out, t)
+
+    return expand
+
+
+register(OpDef(
+    "expand_like", _expand_like_shape, _expand_like_kernel, arity=2, nondiff=(1,),
+    grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape), None],
+    doc="Broadcast t (right-aligned, NumPy rules) to x's shape.",
+))

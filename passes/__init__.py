@@ -1,0 +1,117 @@
+"""The compiler: an ordered pipeline of graph passes, then specialisation to concrete shapes.
+
+``compile_graph`` runs ``PIPELINE`` in order (verifying after each pass when asked) and names the
+failing pass and those before it. ``specialize`` turns the compiled IR into a ``Plan`` for one set
+of concrete feed shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphdl.errors import CompileError, GraphDLError
+from graphdl.graph import Builder, Tensor
+from graphdl.ir import IR, NodeKind
+from graphdl.plan import Plan
+from passes.autodiff import build_gradients
+from passes.buffers import plan_buffers
+from passes.dce import eliminate_dead_code
+from passes.shapes import concrete_shapes, infer_shapes
+from passes.toposort import toposort
+from passes.verify import verify
+
+
+@dataclass(frozen=True)
+class CompileSpec:
+    """What to compile: the requested outputs and, for a training plan, the optimizer."""
+
+    outputs: tuple[str, ...]
+    optimizer: Any = None  # graphdl.optim.Optimizer; kept untyped so passes need not import it
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def select_outputs(ir: IR, spec: CompileSpec) -> IR:
+    """Record the requested outputs on the IR."""
+    return ir.replace(outputs=spec.outputs)
+
+
+def add_training(ir: IR, spec: CompileSpec) -> IR:
+    """For a training plan: gradients of the objective w.r.t. every parameter it uses, then updates.
+
+    The objective is the sum of the requested outputs of kind ``loss`` (or the first output if none
+    is a loss node).
+    """
+    if spec.optimizer is None:
+        return ir
+    by_name = ir.node_map()
+    losses = [o for o in ir.outputs if by_name[o].kind is NodeKind.LOSS] or list(ir.outputs[:1])
+    b = Builder(ir.name, by_name[losses[0]].dtype, ir.nodes)
+    objective = losses[0]
+    if len(losses) > 1:
+        b.default_kind = NodeKind.LOSS
+        total = Tensor(b, losses[0])
+        for extra in losses[1:]:
+            total = total + Tensor(b, extra)
+        objective = total.name
+    ir = b.freeze(ir.outputs)
+    if b.nodes[objective].shape != ():
+        raise CompileError(f"the training objective '{objective}' must be a scalar; reduce it with "
+                           "gd.ops.mean or use a loss layer")
+    ancestors = _ancestors(ir, objective)
+    params = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
+    if not params:
+        raise CompileError(f"the objective '{objective}' depends on no parameters; nothing to train")
+    ir, grads = build_gradients(ir, objective, params)
+    b = Builder(ir.name, by_name[losses[0]].dtype, ir.nodes)
+    b.default_kind = NodeKind.UPDATE
+    b.default_origin = by_name[losses[0]].origin
+    spec.optimizer.build(b, [(Tensor(b, p), Tensor(b, grads[p])) for p in params])
+    return b.freeze(ir.outputs)
+
+
+def _ancestors(ir: IR, start: str) -> set[str]:
+    by_name, seen, stack = ir.node_map(), set(), [start]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(by_name[n].inputs)
+    return seen
+
+
+Pass = Callable[[IR, CompileSpec], IR]
+
+#: The compile pipeline, in order.
+PIPELINE: tuple[tuple[str, Pass], ...] = (
+    ("select_outputs", select_outputs),
+    ("add_training", add_training),
+    ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
+    ("toposort", lambda ir, spec: toposort(ir)),
+    ("infer_shapes", lambda ir, spec: infer_shapes(ir)),
+)
+
+
+def compile_graph(ir: IR, spec: CompileSpec, *, check: bool = True,
+                  pipeline: tuple[tuple[str, Pass], ...] = PIPELINE) -> IR:
+    """Run the pipeline; a failure names the failing pass and the passes that ran before it."""
+    done: list[str] = []
+    for name, fn in pipeline:
+        try:
+            ir = fn(ir, spec)
+            if check:
+                verify(ir)
+        except GraphDLError as e:
+            e.add_note(f"raised in compiler pass '{name}' (after: {', '.join(done) or 'none'})")
+            raise
+        done.append(name)
+    return ir
+
+
+def specialize(ir: IR, feed_shapes: Mapping[str, tuple[int, ...]], *, reuse: bool = True) -> Plan:
+    """A plan for concrete feed shapes: concrete shape inference, then buffer planning."""
+    return plan_buffers(ir, concrete_shapes(ir, feed_shapes), reuse=reuse)
+
+
+__all__ = ["PIPELINE", "CompileSpec", "build_gradients", "compile_graph", "specialize"]
