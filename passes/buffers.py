@@ -40,7 +40,7 @@ class _Arena:
 
     def alloc(self, n: int) -> int:
         best = None
-        for k, (off, size) in enumerate(self.free):
+        for k, (_, size) in enumerate(self.free):
             if size >= n and (best is None or size < self.free[best][1]):
                 best = k
         if best is not None:
