@@ -23,6 +23,17 @@ def init_stored(node: Node) -> np.ndarray:
     return np.zeros(node.shape, dtype=node.dtype)
 
 
+def _shape_fits(declared: tuple, actual: tuple) -> bool:
+    """Whether a feed's shape matches a placeholder's (None = any size). A plain loop: this runs on
+    every step, and a generator expression here leaked a little memory per call."""
+    if len(declared) != len(actual):
+        return False
+    for d, a in zip(declared, actual):
+        if d is not None and d != a:
+            return False
+    return True
+
+
 class Executable:
     """The result of ``gd.compile`` or ``gd.load``: run it with feeds, save it, inspect it.
 
@@ -66,9 +77,7 @@ class Executable:
             raise FeedError(f"'{self.name}' needs a value for {shapes}; add it to the feed dict")
         for name, arr in resolved.items():
             node = self.nodes[name]
-            ok = len(arr.shape) == len(node.shape) and all(
-                d is None or d == a for d, a in zip(node.shape, arr.shape, strict=True))
-            if not ok:
+            if not _shape_fits(node.shape, arr.shape):
                 raise FeedError(f"feed '{name}' has shape {arr.shape}, but placeholder "
                                 f"{node.describe()} is {format_shape(node.shape)} (? = any size)")
             if not np.can_cast(arr.dtype, node.dtype, "same_kind"):
@@ -112,13 +121,20 @@ class Executable:
         """Copy arrays into the live parameters and state after checking names, shapes and dtypes."""
         assign_values(self.values, self.nodes, values, strict=strict, what=f"model '{self.name}'")
 
+    def _batch_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
+        return {i: tuple(batch_size if d is None else d for d in self.nodes[i].shape) for i in self.inputs}
+
+    def source(self, batch_size: int = 1) -> str:
+        """The generated Python that runs one step for ``batch_size``: one line per step, node name in
+        a comment (``k<j>`` is step j's kernel, ``v<i>`` a bound array)."""
+        return self.bound_plan(self._batch_shapes(batch_size)).source
+
     def memory_report(self, batch_size: int = 1) -> dict[str, int]:
         """Bytes of the plan for ``batch_size``: arena (with reuse), naive (no reuse), lower bound
         (most bytes live at one step), parameters and state."""
-        shapes = {i: tuple(batch_size if d is None else d for d in self.nodes[i].shape) for i in self.inputs}
         from passes import specialize
 
-        plan = specialize(self.ir, shapes)
+        plan = specialize(self.ir, self._batch_shapes(batch_size))
         return {
             "arena_bytes": plan.arena_bytes,
             "naive_bytes": plan.naive_bytes,
