@@ -7,6 +7,7 @@ and the executor runs them as steps of the plan.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -92,7 +93,8 @@ def _adam_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
         bc2 = 1.0 - b2**step
         # PyTorch's form: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
         np.sqrt(v, out=den)
-        np.multiply(den, 1.0 / np.sqrt(bc2), out=den)
+        # A Python float: a NumPy float64 scalar would make NumPy cast through a buffer every step.
+        np.multiply(den, 1.0 / math.sqrt(bc2), out=den)
         np.add(den, eps, out=den)
         np.divide(m, den, out=tmp)
         np.multiply(tmp, lr / bc1, out=tmp)

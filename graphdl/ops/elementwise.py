@@ -59,10 +59,12 @@ def _relu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
 
 
 def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    mask = np.empty(out_shape, dtype=bool)
+    # A float mask (1 where y > 0): multiplying by a bool mask would cast through a buffer each call.
+    mask = np.empty(out_shape, dtype=dtype)
+    zero = np.zeros((), dtype=dtype)
 
     def relu_grad(g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-        np.greater(y, 0, out=mask)
+        np.heaviside(y, zero, out=mask)
         np.multiply(g, mask, out=out)
 
     return relu_grad

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.common import broadcast
+from graphdl.ops.gemm import make_gemm
 from graphdl.registry import GradContext, OpDef, fail, register
 
 
@@ -25,6 +26,8 @@ def _matmul_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 def _matmul_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     ta, tb = attrs.get("transpose_a", False), attrs.get("transpose_b", False)
+    if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # BLAS directly: no temporaries, one thread pool
+        return make_gemm(dtype, out_shape, trans_a=ta, trans_b=tb)
     if not ta and not tb:
         return np.matmul
 

@@ -29,48 +29,84 @@ def _sce_dtype(dtypes: tuple, attrs: dict[str, Any]) -> str:
     return dtypes[0]
 
 
+class _RowSoftmax:
+    """Preallocated buffers for row-wise softmax pieces of an (n, k) array, without any temporaries.
+
+    Row reductions and row broadcasts go through ``np.dot`` with ones (BLAS, no buffers); a broadcast
+    ufunc such as ``x - m[:, None]`` would allocate an iterator buffer on every call.
+    """
+
+    def __init__(self, n: int, k: int, dtype: np.dtype) -> None:
+        self.n, self.k = n, k
+        self.full = np.empty((n, k), dtype=dtype)
+        self.col = np.empty((n, 1), dtype=dtype)
+        self.row = self.col.reshape(-1)
+        self.ones_k = np.ones(k, dtype=dtype)
+        self.ones_row = np.ones((1, k), dtype=dtype)
+        self.ones_n = np.ones(n, dtype=dtype)
+        self.flat_rows = np.arange(n) * k
+        self.arg = np.empty(n, dtype=np.int64)
+        self.idx = np.empty(n, dtype=np.int64)
+        self.ok = np.empty(n, dtype=bool)
+        self.zero, self.classes = np.zeros((), np.int64), np.full((), k, np.int64)
+
+    def label_index(self, labels: np.ndarray) -> np.ndarray:
+        """Flat indices of the labelled entries; raises if a label is outside [0, k)."""
+        np.less(labels, self.classes, out=self.ok)
+        bad = self.n - np.count_nonzero(self.ok)
+        np.greater_equal(labels, self.zero, out=self.ok)
+        bad += self.n - np.count_nonzero(self.ok)
+        if bad:
+            raise IndexError(f"{bad} labels are outside [0, {self.k})")
+        return np.add(self.flat_rows, labels, out=self.idx)
+
+    def exp_shifted(self, x: np.ndarray, out: np.ndarray) -> None:
+        """out = exp(x - rowmax(x)); self.row = sum of each row of out."""
+        np.argmax(x, axis=1, out=self.arg)
+        np.add(self.arg, self.flat_rows, out=self.arg)
+        np.take(x.reshape(-1), self.arg, out=self.row, mode="clip")
+        np.dot(self.col, self.ones_row, out=self.full)
+        np.subtract(x, self.full, out=out)
+        np.exp(out, out=out)
+        np.dot(out, self.ones_k, out=self.row)
+
+
 def _sce_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     n, k = in_shapes[0]
+    rs = _RowSoftmax(n, k, dtype)
     shifted = np.empty((n, k), dtype=dtype)
-    mx = np.empty((n, 1), dtype=dtype)
-    lse = np.empty((n, 1), dtype=dtype)
-    flat_rows = np.arange(n) * k
-    idx = np.empty(n, dtype=np.int64)
     picked = np.empty(n, dtype=dtype)
 
     def softmax_cross_entropy(x: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
-        np.max(x, axis=1, keepdims=True, out=mx)
-        np.subtract(x, mx, out=shifted)
-        np.add(flat_rows, labels, out=idx)
-        np.take(shifted.reshape(-1), idx, out=picked)
-        np.exp(shifted, out=shifted)
-        np.sum(shifted, axis=1, keepdims=True, out=lse)
-        np.log(lse, out=lse)
-        # loss_i = log(sum exp(x_i - m_i)) - (x_{i,y_i} - m_i)
-        out[...] = (lse.sum() - picked.sum()) / n
+        idx = rs.label_index(labels)
+        np.take(x.reshape(-1), idx, out=picked, mode="clip")
+        rs.exp_shifted(x, shifted)  # rs.row = sum exp(x_i - m_i)
+        np.log(rs.row, out=rs.row)
+        np.add(rs.row, rs.full[:, 0], out=rs.row)  # + m_i: the log-sum-exp of each row
+        # loss = mean_i (logsumexp(x_i) - x_{i,y_i})
+        out[...] = (np.dot(rs.row, rs.ones_n) - np.dot(picked, rs.ones_n)) / n
 
     return softmax_cross_entropy
 
 
 def _sce_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     n, k = out_shape
-    red = np.empty((n, 1), dtype=dtype)
-    flat_rows = np.arange(n) * k
-    idx = np.empty(n, dtype=np.int64)
+    rs = _RowSoftmax(n, k, dtype)
     scale = np.empty((), dtype=dtype)
+    picked = np.empty(n, dtype=dtype)
 
     def softmax_cross_entropy_grad(x: np.ndarray, labels: np.ndarray, g: np.ndarray,
                                    out: np.ndarray) -> None:
-        np.max(x, axis=1, keepdims=True, out=red)
-        np.subtract(x, red, out=out)
-        np.exp(out, out=out)
-        np.sum(out, axis=1, keepdims=True, out=red)
-        np.divide(out, red, out=out)
+        idx = rs.label_index(labels)
+        rs.exp_shifted(x, out)
         np.multiply(g, 1.0 / n, out=scale)
-        out *= scale
-        np.add(flat_rows, labels, out=idx)
+        np.divide(scale, rs.row, out=rs.row)  # g / (n * rowsum)
+        np.dot(rs.col, rs.ones_row, out=rs.full)
+        np.multiply(out, rs.full, out=out)  # softmax * g / n
         flat = out.reshape(-1)
-        flat[idx] -= scale
+        np.take(flat, idx, out=picked, mode="clip")
+        np.subtract(picked, scale, out=picked)
+        np.put(flat, idx, picked, mode="clip")
 
     return softmax_cross_entropy_grad
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from graphdl.ops.gemm import make_gemm
 from graphdl.registry import GradContext, OpDef, fail, register
 
 
@@ -25,12 +27,20 @@ def _linear_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 def _linear_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    if len(in_shapes) == 2:
-        return np.matmul
+    # One GEMM on 2-d views; the bias is copied into out first and the product accumulated onto it
+    # (NumPy's broadcast `out += b` would allocate an iterator buffer every step).
+    rows, k, n = math.prod(in_shapes[0][:-1]), in_shapes[1][0], in_shapes[1][1]
+    gemm = make_gemm(dtype, (rows, n), beta=1.0 if len(in_shapes) == 3 else 0.0)
 
-    def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        np.matmul(x, w, out=out)
-        out += b
+    flat = len(in_shapes[0]) != 2
+
+    def linear(x: np.ndarray, w: np.ndarray, *rest: np.ndarray) -> None:
+        out = rest[-1]
+        if len(rest) == 2:
+            np.copyto(out, rest[0])
+        if flat:
+            x, out = x.reshape(rows, k), out.reshape(rows, n)
+        gemm(x, w, out)
 
     return linear
 

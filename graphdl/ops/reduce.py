@@ -20,6 +20,23 @@ def _reduce_kernel(ufunc_reduce: str):
         axes = norm_axes(attrs.get("axis"), len(in_shapes[0]))
         keepdims = attrs.get("keepdims", False)
         fn = getattr(np, ufunc_reduce)
+        shape, nd = in_shapes[0], len(in_shapes[0])
+        lead = axes == tuple(range(len(axes)))
+        if axes and (lead or axes == tuple(range(nd - len(axes), nd))) and np.dtype(dtype).kind == "f":
+            # Summing leading (or trailing) axes is a matrix-vector product with ones: BLAS, no
+            # iterator buffers (a bias gradient is the sum over the batch axis).
+            m = math.prod(shape[i] for i in axes)
+            rest = math.prod(shape) // max(m, 1)
+            ones = np.full(m, 1.0 / m if ufunc_reduce == "mean" and m else 1.0, dtype=dtype)
+            x2, out1 = ((m, rest), (rest,)) if lead else ((rest, m), (rest,))
+
+            def reduce_dot(x: np.ndarray, out: np.ndarray) -> None:
+                if lead:
+                    np.dot(ones, x.reshape(x2), out=out.reshape(out1))
+                else:
+                    np.dot(x.reshape(x2), ones, out=out.reshape(out1))
+
+            return reduce_dot
 
         def reduce(x: np.ndarray, out: np.ndarray) -> None:
             fn(x, axis=axes, keepdims=keepdims, out=out)

@@ -1,0 +1,93 @@
+"""GEMM that accumulates into its output: ``c = alpha * op(a) @ op(b) + beta * c``, in place.
+
+NumPy's ``matmul`` cannot accumulate, so ``W -= lr * x.T @ g`` or ``y = x @ W + b`` would need an
+extra pass over memory (and a broadcast add that NumPy runs through a temporary buffer). BLAS's gemm
+does both inside the product. NumPy wheels ship OpenBLAS with its CBLAS symbols exported; when that
+library is found, kernels call its ``cblas_?gemm`` through ctypes, so they share NumPy's own BLAS
+and thread pool (a second BLAS, such as SciPy's, would leave two pools spinning on the same cores).
+Otherwise the kernel falls back to NumPy with a preallocated temporary. Results agree to rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+Gemm = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _find_cblas() -> dict[np.dtype, Callable[..., None]]:
+    """NumPy's bundled OpenBLAS gemm functions by dtype, or {} when this NumPy has none we know."""
+    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas64_*.so"))):
+        try:
+            lib = ctypes.CDLL(path)
+            fns = {np.dtype(np.float32): (lib.scipy_cblas_sgemm64_, ctypes.c_float),
+                   np.dtype(np.float64): (lib.scipy_cblas_dgemm64_, ctypes.c_double)}
+        except (OSError, AttributeError):
+            continue
+        found = {}
+        for dt, (fn, scalar) in fns.items():
+            i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
+            fn.argtypes = [i32, i32, i32, i64, i64, i64, scalar, ptr, i64, ptr, i64, scalar, ptr, i64]
+            fn.restype = None
+            found[dt] = fn
+        return found
+    return {}
+
+
+_CBLAS = _find_cblas()
+
+
+def make_gemm(dtype: np.dtype, c_shape: tuple[int, int], *, alpha: float = 1.0, beta: float = 0.0,
+              trans_a: bool = False, trans_b: bool = False, use_blas: bool = True) -> Gemm:
+    """A kernel ``gemm(a, b, c)`` for 2-d arrays of ``dtype``: c = alpha op(a) op(b) + beta c.
+
+    Steady-state calls allocate no arrays. ``use_blas=False`` forces the NumPy fallback (tests).
+    """
+    dtype = np.dtype(dtype)
+    tmp = np.empty(c_shape, dtype) if beta != 0.0 else None
+
+    def fallback(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+        a_, b_ = (a.T if trans_a else a), (b.T if trans_b else b)
+        if tmp is None:
+            np.matmul(a_, b_, out=c)
+            if alpha != 1.0:
+                np.multiply(c, alpha, out=c)
+            return
+        np.matmul(a_, b_, out=tmp)
+        if alpha != 1.0:
+            np.multiply(tmp, alpha, out=tmp)
+        if beta != 1.0:
+            np.multiply(c, beta, out=c)
+        np.add(c, tmp, out=c)
+
+    fn = _CBLAS.get(dtype) if use_blas else None
+    if fn is None:
+        return fallback
+    m, n = c_shape
+    ta, tb = (_TRANS if trans_a else _NO_TRANS), (_TRANS if trans_b else _NO_TRANS)
+    # Bound arrays never move, so each array's data pointer is looked up once and then reused.
+    cache: list = [None, None, None, 0, 0, 0]
+
+    def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+        if a is not cache[0] or b is not cache[1] or c is not cache[2]:
+            am, ak = (a.shape[1], a.shape[0]) if trans_a else (a.shape[0], a.shape[1])
+            bk, bn = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
+            if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous
+                    and a.dtype == b.dtype == c.dtype == dtype and c.shape == (m, n) == (am, bn)
+                    and ak == bk and a.ndim == b.ndim == 2):
+                fallback(a, b, c)
+                return
+            cache[:] = [a, b, c, a.ctypes.data, b.ctypes.data, c.ctypes.data]
+        k = a.shape[0] if trans_a else a.shape[1]
+        fn(_ROW_MAJOR, ta, tb, m, n, k, alpha, cache[3], a.shape[1], cache[4], b.shape[1], beta,
+           cache[5], n)
+
+    return gemm
