@@ -9,7 +9,7 @@ import numpy as np
 
 from graphdl.errors import FeedError
 from graphdl.executor import BoundPlan
-from graphdl.graph import Tensor, assign_values, format_shape
+from graphdl.graph import Tensor, assign_values, format_shape, values_of_kind
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
 
 Feeds = Mapping["Tensor | str", Any]
@@ -102,11 +102,11 @@ class Executable:
     # -- inspecting -----------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
         """Trainable parameters (live arrays) by name."""
-        return {k: v for k, v in self.values.items() if self.nodes[k].kind is NodeKind.PARAM}
+        return values_of_kind(self.values, self.nodes, NodeKind.PARAM)
 
     def state(self) -> dict[str, np.ndarray]:
         """Persistent non-trainable arrays (optimizer moments, running statistics) by name."""
-        return {k: v for k, v in self.values.items() if self.nodes[k].kind is NodeKind.STATE}
+        return values_of_kind(self.values, self.nodes, NodeKind.STATE)
 
     def load_parameters(self, values: Mapping[str, np.ndarray], strict: bool = True) -> None:
         """Copy arrays into the live parameters and state after checking names, shapes and dtypes."""

@@ -97,3 +97,16 @@ def test_graph_dtype_float64_end_to_end() -> None:
 def test_nodes_outside_a_graph_block_are_an_error() -> None:
     with pytest.raises(gd.GraphError, match="no graph is open"):
         gd.placeholder("x", (1,))
+
+
+def test_growing_a_compiled_graph_warns_once(monkeypatch) -> None:
+    from graphdl.graph import Graph, GraphGrowthWarning
+
+    monkeypatch.setattr(Graph, "GROWTH_WARNING", 20)
+    with gd.Graph("loop") as g:
+        x = gd.placeholder("x", (None, 2))
+        y = gd.ops.relu(x)
+    gd.compile([y])
+    with g, pytest.warns(GraphGrowthWarning, match=r"'loop' has grown by 21 nodes.*training loop"):
+        for _ in range(30):
+            y = gd.ops.relu(y)
