@@ -49,6 +49,17 @@ class Executable:
         return (f"<Executable '{self.name}' ({kind}): inputs {list(self.inputs)}, outputs "
                 f"{list(self.outputs)}, {len(self.ir.nodes)} nodes>")
 
+    def __str__(self) -> str:
+        from graphdl.printing import format_ir
+
+        return format_ir(self.ir)
+
+    def summary(self) -> str:
+        """A table of the forward nodes with output shapes and parameter counts."""
+        from graphdl.printing import summary
+
+        return summary(self.ir)
+
     # -- running --------------------------------------------------------------------------
     def check_feeds(self, feeds: Feeds) -> dict[str, np.ndarray]:
         """Resolve keys to placeholder names and check names, shapes and dtypes; change nothing."""

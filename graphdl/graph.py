@@ -208,6 +208,12 @@ class Graph(Builder):
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self.nodes)} nodes, dtype={self.dtype})"
 
+    def summary(self) -> str:
+        """A table of the forward nodes with output shapes and parameter counts."""
+        from graphdl.printing import summary
+
+        return summary(self.freeze())
+
     # -- leaves ---------------------------------------------------------------------------
     def placeholder(self, name: str, shape: Sequence[int | None], dtype: str | None = None) -> Tensor:
         dtype = str(np.dtype(dtype or self.dtype))

@@ -110,3 +110,10 @@ def test_growing_a_compiled_graph_warns_once(monkeypatch) -> None:
     with g, pytest.warns(GraphGrowthWarning, match=r"'loop' has grown by 21 nodes.*training loop"):
         for _ in range(30):
             y = gd.ops.relu(y)
+
+
+def test_summary_and_text_form(mlp) -> None:
+    table = mlp.g.summary()
+    assert "fc1" in table and "8,320" in table and "total parameters: 9,610" in table
+    text = str(gd.compile([mlp.logits]))
+    assert "fc1 = linear(x, fc1.W, fc1.b)  (?, 128) float32  # op @ " in text and "outputs: fc2" in text
