@@ -40,6 +40,7 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, ch
     graph = _one_graph(outputs, "gd.compile")
     spec = CompileSpec(tuple(t.name for t in outputs), optimizer)
     ir = compile_graph(graph.freeze(), spec, check=check)
+    graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)
     return Executable(ir, graph.values, known_inputs=placeholders)
 

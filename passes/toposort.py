@@ -26,7 +26,7 @@ def dependency_graph(ir: IR) -> nx.DiGraph:
         if n.kind.value in ("placeholder", "param", "state", "constant"):
             continue
         for idx in get_op(n.op).writes:
-            if idx >= len(n.inputs):  # an optional input (SGD's velocity) that is absent
+            if idx >= len(n.inputs):  # an optional state input (e.g. SGD without momentum)
                 continue
             for r in readers.get(n.inputs[idx], ()):
                 if r != n.name:

@@ -1,106 +1,102 @@
-"""The generated step function: same results as the plain loop, readable source, errors, no allocation."""
+"""The executor: runs plans, caches them per feed shapes, shares parameters, trains."""
 
 from __future__ import annotations
-
-import gc
-import re
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import graphdl as gd
-from tests.models import batch, mlp
 
 
-def _train(run_name: str, optimizer: gd.optim.Optimizer, steps: int = 3) -> tuple[list[float], dict]:
-    _g, _x, _y, loss = mlp()
-    ex = gd.compile([loss], optimizer)
-    xb, yb = batch(16, 20, 5)
-    bound = ex.bound_plan({"x": xb.shape, "y": yb.shape})
-    losses = [float(getattr(bound, run_name)({"x": xb, "y": yb})[0]) for _ in range(steps)]
-    return losses, {k: v.copy() for k, v in ex.parameters().items()}
+def _reference_logits(params: dict, x: np.ndarray) -> np.ndarray:
+    h = np.maximum(x @ params["fc1.W"] + params["fc1.b"], 0)
+    return h @ params["fc2.W"] + params["fc2.b"]
 
 
-@pytest.mark.parametrize("optimizer", [gd.optim.SGD(0.1), gd.optim.SGD(0.1, momentum=0.9), gd.optim.Adam(0.01)],
-                         ids=["sgd", "momentum", "adam"])
-def test_generated_code_matches_the_loop(optimizer) -> None:
-    losses_gen, params_gen = _train("run", optimizer)
-    losses_loop, params_loop = _train("run_loop", optimizer)
-    assert losses_gen == losses_loop
-    assert losses_gen[-1] < losses_gen[0]  # it trains
-    for k in params_gen:
-        np.testing.assert_array_equal(params_gen[k], params_loop[k])
+def test_forward_matches_numpy_and_feeds_by_node_or_name(mlp, batch) -> None:
+    xb, _ = batch
+    predict = gd.compile([mlp.logits])
+    (by_name,) = predict.run({"x": xb})
+    (by_node,) = predict.run({mlp.x: xb})
+    np.testing.assert_allclose(by_name, _reference_logits(mlp.g.parameters(), xb), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(by_name, by_node)
 
 
-def test_source_has_one_line_per_step_naming_the_node() -> None:
-    _g, _x, _y, loss = mlp()
-    ex = gd.compile([loss], gd.optim.SGD(0.1))
-    src = ex.source(batch_size=4)
-    plan = ex.bound_plan({"x": (4, 20), "y": (4,)}).plan
-    calls = [line.strip() for line in src.splitlines() if re.match(r"\s+k\d+\(", line)]
-    assert len(calls) == len(plan.steps)
-    for line, step in zip(calls, plan.steps):
-        assert line.endswith(f"# {step.node} ({step.op})")
+def test_partial_last_batch_gets_its_own_cached_plan(mlp, batch) -> None:
+    xb, _ = batch
+    predict = gd.compile([mlp.logits])
+    full = predict.run({"x": xb})[0]
+    part = predict.run({"x": xb[:7]})[0]
+    np.testing.assert_allclose(part, full[:7], rtol=1e-5, atol=1e-6)
+    predict.run({"x": xb})
+    assert len(predict._plans) == 2
 
 
-def test_failing_step_names_node_op_and_shapes() -> None:
-    with gd.Graph("bad", dtype="float64"):
-        x = gd.placeholder("x", (3,))
-        y = gd.ops.exp(x)
-        z = gd.ops.log(gd.ops.neg(y))
-        w = gd.ops.tanh(z)
-    ex = gd.compile([w])
-    with np.errstate(invalid="raise"), \
-            pytest.raises(gd.ExecutionError, match=r"log at node 'log' failed.*'neg' \(3,\)"):
-        ex.run({x: np.ones(3)})
-    bound = ex.bound_plan({"x": (3,)})
-    with np.errstate(invalid="raise"), pytest.raises(gd.ExecutionError, match=r"log at node 'log'"):
-        bound.run_loop({"x": np.ones(3)})
+def test_outputs_are_copies_unless_asked(mlp, batch) -> None:
+    xb, _ = batch
+    predict = gd.compile([mlp.logits])
+    a = predict.run({"x": xb})[0]
+    b = predict.run({"x": xb * 2})[0]
+    assert not np.shares_memory(a, b)
+    c = predict.run({"x": xb}, copy=False)[0]
+    d = predict.run({"x": xb}, copy=False)[0]
+    assert np.shares_memory(c, d)
 
 
-def _allocations_per_step(ex: gd.Executable, feeds: dict, steps: int = 50) -> tuple[int, int]:
-    """(net growth over ``steps`` steady-state steps, largest transient allocation within one step)."""
-    tracemalloc.start()
-    try:
-        gc.collect()  # also empties CPython's free lists, which tracemalloc counts as allocated
-        for _ in range(20):  # the first steps refill those free lists
-            ex.run(feeds, copy=False)
-        before, _ = tracemalloc.get_traced_memory()
-        peak = 0
-        for _ in range(steps):
-            tracemalloc.reset_peak()
-            start, _ = tracemalloc.get_traced_memory()
-            ex.run(feeds, copy=False)
-            peak = max(peak, tracemalloc.get_traced_memory()[1] - start)
-        gc.collect()
-        after, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return after - before, peak
+def test_training_updates_the_parameters_predict_reads(mlp, batch) -> None:
+    xb, yb = batch
+    train = gd.compile([mlp.loss], optimizer=gd.optim.SGD(lr=0.5, momentum=0.9))
+    predict = gd.compile([mlp.logits])
+    before = predict.run({"x": xb})[0]
+    losses = [float(train.run({mlp.x: xb, mlp.y: yb})[0]) for _ in range(30)]
+    assert losses[-1] < 0.1 * losses[0]
+    after = predict.run({"x": xb})[0]
+    np.testing.assert_allclose(after, _reference_logits(mlp.g.parameters(), xb), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(before, after)
+    assert (np.argmax(after, 1) == yb).mean() == 1.0
 
 
-@pytest.mark.parametrize("optimizer", [gd.optim.SGD(0.01), gd.optim.SGD(0.01, momentum=0.9), gd.optim.Adam(1e-3)],
-                         ids=["sgd", "momentum", "adam"])
-def test_training_step_allocates_no_arrays(optimizer) -> None:
-    # Big enough that any per-step array (the smallest activation is 64 x 10 floats) would show.
-    _g, x, y, loss = mlp((784, 256, 256, 10))
-    ex = gd.compile([loss], optimizer)
-    xb, yb = batch(64, 784, 10)
-    growth, peak = _allocations_per_step(ex, {x: xb, y: yb})
-    assert growth < 256, f"traced memory grew by {growth} bytes over 50 steps"  # < 6 bytes a step
-    # The largest transient is ~1 KB of call bookkeeping (ctypes, ufunc iterators); the smallest
-    # activation here (64 x 10 float32) is 2.5 KB, so any per-step array would fail this.
-    assert peak < 1536, f"a step allocated {peak} bytes at its peak"
+def test_one_sgd_step_matches_a_hand_computed_step(batch) -> None:
+    from tests.conftest import build_mlp
+
+    xb, yb = batch
+    m = build_mlp(dtype="float64")
+    p = {k: v.copy() for k, v in m.g.parameters().items()}
+    grads = gd.grad(m.loss, [m.g.tensor(k) for k in p])
+    g_values = gd.compile(grads).run({"x": xb, "y": yb})
+    gd.compile([m.loss], optimizer=gd.optim.SGD(lr=0.1)).run({"x": xb, "y": yb})
+    for (k, v), gv in zip(p.items(), g_values, strict=True):
+        np.testing.assert_allclose(m.g.parameters()[k], v - 0.1 * gv, rtol=1e-12, atol=1e-14)
 
 
-def test_out_of_range_label_is_an_execution_error_naming_the_loss() -> None:
-    _g, x, y, loss = mlp()
-    ex = gd.compile([loss], gd.optim.SGD(0.1))
-    xb, yb = batch(4, 20, 5)
-    yb[2] = 5
-    with pytest.raises(gd.ExecutionError, match=r"softmax_cross_entropy at node 'loss'.*outside \[0, 5\)"):
-        ex.run({x: xb, y: yb})
-    yb[2] = -1
-    with pytest.raises(gd.ExecutionError, match=r"at node 'loss'"):
-        ex.run({x: xb, y: yb})
+def test_grad_nodes_join_the_graph_and_compile(mlp, batch) -> None:
+    xb, yb = batch
+    (dW,) = gd.grad(mlp.loss, [mlp.fc1.params["W"]])
+    assert dW.node.kind is gd.NodeKind.GRADIENT and dW.name in mlp.g.nodes
+    (dw,) = gd.compile([dW]).run({mlp.x: xb, mlp.y: yb})
+    assert dw.shape == (64, 128) and np.abs(dw).sum() > 0
+
+
+def test_dead_code_does_not_run(mlp) -> None:
+    with mlp.g:
+        unused = gd.ops.exp(mlp.logits)  # noqa: F841
+    predict = gd.compile([mlp.logits])
+    assert {n.op for n in predict.ir.nodes} >= {"linear", "relu"}
+    assert "exp" not in {n.op for n in predict.ir.nodes} and "y" not in predict.inputs
+
+
+def test_kernel_failure_names_node_and_shapes(mlp, batch) -> None:
+    xb, yb = batch
+    evaluate = gd.compile([mlp.loss])
+    with pytest.raises(gd.ExecutionError, match=r"softmax_cross_entropy at node 'softmax_cross_entropy' failed.*"
+                                                 r"'fc2' \(32, 10\)"):
+        evaluate.run({"x": xb, "y": np.full(32, 12)})
+
+
+def test_memory_report(mlp) -> None:
+    train = gd.compile([mlp.loss], optimizer=gd.optim.Adam())
+    r = train.memory_report(batch_size=256)
+    assert r["lower_bound_bytes"] <= r["arena_bytes"] <= 1.05 * r["lower_bound_bytes"]
+    assert r["arena_bytes"] <= 0.5 * r["naive_bytes"]
+    assert r["parameter_bytes"] == 4 * (64 * 128 + 128 + 128 * 10 + 10)
+    assert r["state_bytes"] == 2 * r["parameter_bytes"] + 8
