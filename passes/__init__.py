@@ -18,8 +18,12 @@ from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
 from passes.autodiff import build_gradients
 from passes.buffers import plan_buffers
+from passes.constant_fold import fold_constants
+from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
+from passes.fuse import fuse_sgd_matmul
 from passes.shapes import concrete_shapes, infer_shapes
+from passes.simplify import simplify_algebra
 from passes.toposort import toposort
 from passes.verify import verify
 
@@ -78,7 +82,11 @@ Pass = Callable[[IR, CompileSpec], IR]
 PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("select_outputs", select_outputs),
     ("add_training", add_training),
+    ("fold_constants", lambda ir, spec: fold_constants(ir)),
+    ("simplify_algebra", lambda ir, spec: simplify_algebra(ir)),
+    ("eliminate_common_subexpressions", lambda ir, spec: eliminate_common_subexpressions(ir)),
     ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
+    ("fuse_sgd_matmul", lambda ir, spec: fuse_sgd_matmul(ir)),
     ("toposort", lambda ir, spec: toposort(ir)),
     ("infer_shapes", lambda ir, spec: infer_shapes(ir)),
 )

@@ -69,3 +69,6 @@ NO_GRADIENT: dict[str, str] = {
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
 }
+
+# Fused ops the compiler substitutes (graphdl/ops/fused.py).
+NO_GRADIENT["matmul_sgd_update"] = "fused optimizer update (writes in place)"

@@ -71,3 +71,7 @@ def mean(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = Fa
 
 def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
     return _apply("reshape", a, shape=tuple(shape))
+
+
+# Fused ops the compiler substitutes (passes/fuse.py), registered after the ops they fuse.
+from graphdl.ops import fused  # noqa: E402,F401

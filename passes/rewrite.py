@@ -1,0 +1,45 @@
+"""Shared by the rewriting passes: drop nodes and point their readers at replacements."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from graphdl.ir import IR, Node, NodeKind
+from graphdl.registry import get_op
+
+
+def is_pure(node: Node) -> bool:
+    """A computed value that depends only on its inputs and attributes: safe to merge, fold or drop.
+
+    Updates write state; mode-dependent ops (dropout, batch norm) may draw random numbers or
+    advance counters; losses are kept as the user's objectives.
+    """
+    if node.kind is NodeKind.CONSTANT:
+        return node.op == "scalar"
+    if node.kind not in (NodeKind.OP, NodeKind.GRADIENT):
+        return False
+    op = get_op(node.op)
+    return not op.writes and not getattr(op, "modal", False)
+
+
+def redirect(ir: IR, forward: Mapping[str, str], replace: Mapping[str, Node] | None = None) -> IR:
+    """Drop each node in ``forward`` (its readers read ``forward[name]`` instead, chains resolved)
+    and swap in the nodes of ``replace``. Outputs must not be in ``forward``."""
+    replace = replace or {}
+    if not forward and not replace:
+        return ir
+
+    def target(name: str) -> str:
+        while name in forward:
+            name = forward[name]
+        return name
+
+    nodes = []
+    for n in ir.nodes:
+        if n.name in forward:
+            continue
+        n = replace.get(n.name, n)
+        inputs = tuple(target(i) for i in n.inputs)
+        nodes.append(n if inputs == n.inputs else dataclasses.replace(n, inputs=inputs))
+    return ir.replace(nodes=tuple(nodes))

@@ -1,0 +1,73 @@
+"""Algebraic simplification: identities that remove a node without changing any value.
+
+x * 1, 1 * x, x / 1, x + 0, 0 + x, x - 0 -> x (when the result has x's shape and dtype, so nothing
+was broadcast); neg(neg(x)) -> x; reshape(reshape(x)) -> one reshape; a reshape or transpose that
+changes nothing -> x; transpose(transpose(x)) -> one transpose (or x). Multiplying by 0 is left
+alone: 0 * inf is nan, not 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from graphdl.ir import IR, Node, NodeKind, make_attrs
+from passes.rewrite import is_pure, redirect
+
+#: (op, position of the constant) -> the constant that makes the op an identity.
+_IDENTITY = {("mul", 1): 1.0, ("mul", 0): 1.0, ("div", 1): 1.0, ("add", 1): 0.0, ("add", 0): 0.0, ("sub", 1): 0.0}
+
+
+def _perm(node: Node, ndim: int) -> tuple[int, ...]:
+    axes = node.attr.get("axes")
+    return tuple(reversed(range(ndim))) if axes is None else tuple(a % ndim for a in axes)
+
+
+def simplify_algebra(ir: IR) -> IR:
+    """Apply the identities above once, in order; later rules see earlier results."""
+    by_name: dict[str, Node] = {}
+    keep = set(ir.outputs)
+    forward: dict[str, str] = {}
+    replace: dict[str, Node] = {}
+
+    def resolve(name: str) -> Node:
+        while name in forward:
+            name = forward[name]
+        return replace.get(name, by_name[name])
+
+    for n in ir.nodes:
+        by_name[n.name] = n
+        if not is_pure(n) or n.kind is NodeKind.CONSTANT or n.name in keep:
+            continue
+        ins = [resolve(i) for i in n.inputs]
+        same = None  # the input this node equals, if any
+        if len(ins) == 2:
+            for k in (0, 1):
+                c, x = ins[k], ins[1 - k]
+                ident = _IDENTITY.get((n.op, k))
+                if (ident is not None and c.op == "scalar" and c.kind is NodeKind.CONSTANT
+                        and c.attr["value"] == ident and x.shape == n.shape and x.dtype == n.dtype):
+                    same = x
+                    break
+        elif n.op == "neg" and ins[0].op == "neg" and is_pure(ins[0]):
+            same = resolve(ins[0].inputs[0])
+        elif n.op == "reshape":
+            src = ins[0]
+            if src.op == "reshape" and is_pure(src):  # reshape(reshape(x)) -> reshape(x)
+                src = resolve(src.inputs[0])
+                replace[n.name] = dataclasses.replace(n, inputs=(src.name,))
+            if src.shape == n.shape and n.shape.count(None) <= 1:  # same dims, same element count
+                same = src
+        elif n.op == "transpose":
+            src, nd = ins[0], len(n.shape)
+            perm = _perm(n, nd)
+            if src.op == "transpose" and is_pure(src):  # compose the two permutations
+                inner = _perm(src, nd)
+                perm = tuple(inner[p] for p in perm)
+                src = resolve(src.inputs[0])
+                replace[n.name] = dataclasses.replace(n, inputs=(src.name,), attrs=make_attrs({"axes": perm}))
+            if perm == tuple(range(nd)):
+                same = src
+        if same is not None:
+            forward[n.name] = same.name
+            replace.pop(n.name, None)
+    return redirect(ir, forward, replace)
