@@ -22,6 +22,7 @@ from passes.constant_fold import fold_constants
 from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
 from passes.fuse import fuse_sgd_matmul
+from passes.schedule import schedule_updates_early
 from passes.shapes import concrete_shapes, infer_shapes
 from passes.simplify import simplify_algebra
 from passes.toposort import toposort
@@ -88,6 +89,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
     ("fuse_sgd_matmul", lambda ir, spec: fuse_sgd_matmul(ir)),
     ("toposort", lambda ir, spec: toposort(ir)),
+    ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
     ("infer_shapes", lambda ir, spec: infer_shapes(ir)),
 )
 

@@ -3,9 +3,10 @@
 Every value a step computes gets a slot in one arena. A value is live from the step that writes it
 to the last step that reads it; requested outputs stay live to the end. A slot is freed after its
 last reader runs and reused by a later value that fits (best fit, coalescing neighbours), or, for
-ops that declare it, by the very step that last reads it (in place). Feeds, parameters, state and
-constants live outside the arena and are never reused (compare MXNet's plan_memory, ONNX Runtime's
-allocation planner and tinygrad's memory planner).
+ops that declare it, by the very step that last reads it (in place). An offline placement (largest
+buffers first, each at the lowest offset free over its lifetime) is also tried; the smaller wins.
+Feeds, parameters, state and constants live outside the arena and are never reused (compare MXNet's
+plan_memory, ONNX Runtime's allocation planner and tinygrad's memory planner).
 """
 
 from __future__ import annotations
@@ -32,38 +33,81 @@ def _align(n: int) -> int:
 
 
 class _Arena:
-    """Free list of (offset, size) blocks over a growing arena; best fit, coalescing on free."""
+    """Free blocks over a growing arena: best fit by size, coalescing neighbours on release.
+
+    Free blocks are indexed by (size, offset) in a sorted list and by both ends in dicts, so alloc
+    and release cost a bisection plus a list insert, not a scan of every free block.
+    """
 
     def __init__(self) -> None:
-        self.free: list[tuple[int, int]] = []  # sorted by offset
+        self.by_size: list[tuple[int, int]] = []  # (size, offset), sorted
+        self.start: dict[int, int] = {}  # offset -> size of the free block starting there
+        self.end: dict[int, int] = {}  # offset + size -> offset
         self.size = 0
 
+    def _add(self, off: int, n: int) -> None:
+        bisect.insort(self.by_size, (n, off))
+        self.start[off] = n
+        self.end[off + n] = off
+
+    def _remove(self, off: int, n: int) -> None:
+        del self.by_size[bisect.bisect_left(self.by_size, (n, off))]
+        del self.start[off]
+        del self.end[off + n]
+
     def alloc(self, n: int) -> int:
-        best = None
-        for k, (_, size) in enumerate(self.free):
-            if size >= n and (best is None or size < self.free[best][1]):
-                best = k
-        if best is not None:
-            off, size = self.free.pop(best)
+        k = bisect.bisect_left(self.by_size, (n, -1))
+        if k < len(self.by_size):  # the smallest free block that fits
+            size, off = self.by_size[k]
+            self._remove(off, size)
             if size > n:
-                bisect.insort(self.free, (off + n, size - n))
+                self._add(off + n, size - n)
             return off
-        if self.free and self.free[-1][0] + self.free[-1][1] == self.size:  # grow the last free block
-            off, _ = self.free.pop()
-            self.size = off + n
-            return off
-        off = self.size
-        self.size += n
+        last = self.end.get(self.size)
+        if last is not None:  # grow the free block at the end of the arena
+            self._remove(last, self.size - last)
+            self.size = last + n
+            return last
+        off, self.size = self.size, self.size + n
         return off
 
     def release(self, off: int, n: int) -> None:
-        k = bisect.bisect(self.free, (off, n))
-        self.free.insert(k, (off, n))
-        if k + 1 < len(self.free) and off + n == self.free[k + 1][0]:
-            self.free[k] = (off, n + self.free.pop(k + 1)[1])
-        if k > 0 and self.free[k - 1][0] + self.free[k - 1][1] == off:
-            prev = self.free.pop(k - 1)
-            self.free[k - 1] = (prev[0], prev[1] + self.free[k - 1][1])
+        before = self.end.get(off)
+        if before is not None:
+            self._remove(before, off - before)
+            off, n = before, n + off - before
+        after = self.start.get(off + n)
+        if after is not None:
+            self._remove(off + n, after)
+            n += after
+        self._add(off, n)
+
+
+#: Offline placement is quadratic in the number of buffers alive together; above this many buffers
+#: only the online allocator runs, so compile time stays near-linear on very large graphs.
+OFFLINE_LIMIT = 3000
+
+
+def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, int]) -> tuple[dict[str, int], int]:
+    """Offline placement (TFLite's greedy-by-size): largest buffers first, each at the lowest offset
+    where it overlaps no already placed buffer that is live at the same time."""
+    placed: list[tuple[int, int, int, int]] = []  # (start, stop, offset, size)
+    offset: dict[str, int] = {}
+    top = 0
+    for b in sorted(size, key=lambda b: (-size[b], start[b])):
+        s, e, n = start[b], stop[b], size[b]
+        busy = sorted((o, o + m) for ps, pe, o, m in placed if ps <= e and s <= pe)
+        best, best_gap, prev = None, None, 0
+        for lo, hi in busy:
+            gap = lo - prev
+            if gap >= n and (best_gap is None or gap < best_gap):
+                best, best_gap = prev, gap
+            prev = max(prev, hi)
+        off = prev if best is None else best
+        placed.append((s, e, off, n))
+        offset[b] = off
+        top = max(top, off + n)
+    return offset, top
 
 
 def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool = True) -> Plan:
@@ -118,7 +162,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     for d in delta:
         live += d
         lower = max(lower, live)
-    # 3. Offsets: allocate when a buffer's first value is written, free after its last read.
+    # 3. Offsets. Online: allocate when a buffer's first value is written, free after its last read.
     arena = _Arena()
     offset: dict[str, int] = {}
     freed_at: dict[int, list[str]] = {}
@@ -134,12 +178,18 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         if reuse:
             for b in freed_at.get(i, ()):
                 arena.release(offset[b], size[b])
+    arena_bytes = arena.size
+    # Offline: knowing every lifetime, place big buffers first; keep whichever arena is smaller.
+    if reuse and arena_bytes > lower and len(start) <= OFFLINE_LIMIT:
+        by_size, top = _place_by_size({b: size[b] for b in start}, start, stop)
+        if top < arena_bytes:
+            offset, arena_bytes = by_size, top
     return Plan(
         steps=tuple(steps),
         shapes=dict(shapes),
         dtypes=dtypes,
         slots={v: BufferSlot(offset[b], size[v]) for v, b in buffer_of.items()},
-        arena_bytes=arena.size,
+        arena_bytes=arena_bytes,
         naive_bytes=sum(size.values()),
         lower_bound_bytes=lower,
         feeds=tuple(n.name for n in ir.nodes if n.kind.value == "placeholder"),

@@ -1,0 +1,50 @@
+"""Scheduling: run each optimizer update as soon as it may, so its gradient's buffer dies early.
+
+Autodiff and optimizers append update nodes after the whole backward pass, so every weight gradient
+would stay live until the end (the sum of all weight gradients on top of the activations). An update
+may run once its inputs exist and every other reader of the array it writes has run (the control
+edges of ``toposort.dependency_graph``); this pass moves each update to exactly that point and keeps
+the relative order of everything else.
+"""
+
+from __future__ import annotations
+
+from graphdl.ir import IR, STORED_KINDS, NodeKind
+from graphdl.registry import get_op
+
+
+def schedule_updates_early(ir: IR) -> IR:
+    """Reorder a topologically sorted IR: each update right after the last node it must follow."""
+    position = {n.name: i for i, n in enumerate(ir.nodes)}
+    # Leaves (feeds, parameters, optimizer state) exist from the start: they go first, and never
+    # hold an update back (optimizers add their state nodes after the backward pass).
+    leaves = {n.name for n in ir.nodes if n.kind in STORED_KINDS or n.kind is NodeKind.PLACEHOLDER}
+    readers: dict[str, list[int]] = {}
+    for i, n in enumerate(ir.nodes):
+        for v in n.inputs:
+            readers.setdefault(v, []).append(i)
+    after: dict[int, list[int]] = {}  # anchor position -> updates to emit right after it
+    moved: set[int] = set()
+    for i, n in enumerate(ir.nodes):
+        if n.kind is not NodeKind.UPDATE:
+            continue
+        anchor = max((position[v] for v in n.inputs if v not in leaves), default=-1)
+        for k in get_op(n.op).writes:
+            if k < len(n.inputs):
+                anchor = max([anchor, *(r for r in readers.get(n.inputs[k], ()) if r < i)])
+        if anchor < i - 1 or any(v in leaves and position[v] > anchor for v in n.inputs):
+            after.setdefault(anchor, []).append(i)
+            moved.add(i)
+    if not moved:
+        return ir
+    order: list[int] = []
+    first = [i for i, n in enumerate(ir.nodes) if n.name in leaves]
+    rest = [i for i, n in enumerate(ir.nodes) if n.name not in leaves and i not in moved]
+    roots = [*first, *after.get(-1, ()), *rest]
+    for root in roots:
+        stack = [root]  # a node, then the updates anchored to it (and theirs), in original order
+        while stack:
+            i = stack.pop()
+            order.append(i)
+            stack.extend(reversed(after.get(i, ())))
+    return ir.replace(nodes=tuple(ir.nodes[i] for i in order))
