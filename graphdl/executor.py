@@ -1,16 +1,17 @@
 """Runs a Plan with NumPy over preallocated buffers: bind once, then straight-line generated code.
 
 Binding allocates one aligned arena, takes a view of it for every computed value, builds each op's
-kernel for its concrete shapes, and generates a Python function with one line per step, e.g.
-``k3(v0, v4, v5, v7)  # linear_1 (linear)``. Kernels and arrays are closure variables of that
-function, so a step costs one call: no planning, no dictionary lookups, no allocation. ``run_loop``
-runs the same bound kernels in a plain loop; tests check that both agree.
+kernel for its concrete shapes, and generates Python with one line per step, e.g.
+``k3(v0, v4, v5, v7)  # linear_1 (linear)`` (long plans in chunks of CHUNK steps). Kernels and
+arrays are closure variables of that code, so a step costs one call: no planning, no dictionary
+lookups, no allocation. ``run_loop`` runs the same bound kernels in a plain loop; tests check that both agree.
 """
 
 from __future__ import annotations
 
 import functools
 import linecache
+import math
 import types
 from collections.abc import Callable, Mapping
 
@@ -32,29 +33,46 @@ def aligned_arena(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
-def generate_source(plan: Plan, value_names: list[str]) -> str:
-    """The body of the step function: one line per step, with the node's name and op in a comment.
+#: Steps per generated function: CPython compiles one function with thousands of closure variables
+#: in time quadratic in their number, so long plans are split into chunks called in turn.
+CHUNK = 256
 
-    ``value_names[i]`` is the value bound to variable ``v<i>``; kernel ``k<j>`` is step ``j``'s.
-    """
+
+def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None) -> list[tuple[str, list[int]]]:
+    """One function maker per chunk of steps, with the indices of the values it uses; ``k<j>`` is
+    step j's kernel, ``v<i>`` the array bound to ``value_names[i]``. Each step is one line with its
+    node's name and op in a comment."""
+    chunk = chunk or CHUNK
     index = {name: i for i, name in enumerate(value_names)}
-    lines = [f"def make_step(k, v):\n    {_unpack('k', len(plan.steps))}\n    {_unpack('v', len(value_names))}",
-             "    def step():"]
-    for j, s in enumerate(plan.steps):
-        args = [f"v{index[i]}" for i in s.inputs]
-        if s.output is not None:
-            args.append(f"v{index[s.output]}")
-        lines.append(f"        k{j}({', '.join(args)})  # {s.node} ({s.op})")
-    if not plan.steps:
-        lines.append("        pass")
-    lines.append("    return step")
-    return "\n".join(lines) + "\n"
+    sources = []
+    for c0 in range(0, max(len(plan.steps), 1), chunk):
+        steps = plan.steps[c0:c0 + chunk]
+        used: dict[int, None] = {}
+        lines = []
+        for j, s in enumerate(steps, start=c0):
+            args = [f"v{index[i]}" for i in (*s.inputs, *([s.output] if s.output is not None else []))]
+            for a in args:
+                used[int(a[1:])] = None
+            lines.append(f"        k{j}({', '.join(args)})  # {s.node} ({s.op})")
+        ks = ", ".join(f"k{j}" for j in range(c0, c0 + len(steps)))
+        vs = ", ".join(f"v{i}" for i in used)
+        head = [f"def make_chunk_{c0 // chunk}(k, v):",
+                f"    {ks}, = k" if ks else "    pass",
+                f"    {vs}, = v" if vs else "    pass",
+                "    def step():"]
+        sources.append(("\n".join([*head, *(lines or ["        pass"]), "    return step"]) + "\n", list(used)))
+    return sources
 
 
-def _unpack(prefix: str, n: int) -> str:
-    if n == 0:
-        return "pass"
-    return f"{', '.join(f'{prefix}{i}' for i in range(n))}, = {prefix}"
+_FIRST_STEP_LINE = 5  # line of a chunk's first step in its generated source
+
+
+def _sequence(chunks: list[Callable[[], None]]) -> Callable[[], None]:
+    def step() -> None:
+        for chunk in chunks:
+            chunk()
+
+    return step
 
 
 class BoundPlan:
@@ -75,7 +93,7 @@ class BoundPlan:
             shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.name in plan.slots:
                 slot = plan.slots[n.name]
-                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                nbytes = math.prod(shape) * dtype.itemsize
                 arrays[n.name] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
             elif n.kind is NodeKind.PLACEHOLDER:
                 arrays[n.name] = np.empty(shape, dtype)
@@ -99,15 +117,23 @@ class BoundPlan:
             calls.append(functools.partial(kernel, *args))
         self.calls = calls
         value_names = list(arrays)
-        self.source = generate_source(plan, value_names)
         BoundPlan._count += 1
-        self._filename = f"<graphdl plan {BoundPlan._count}: {ir.name}>"
-        # Register the text so tracebacks and debuggers can show the generated lines.
-        linecache.cache[self._filename] = (len(self.source), None, self.source.splitlines(True), self._filename)
-        namespace: dict[str, object] = {}
-        exec(compile(self.source, self._filename, "exec"), namespace)  # our own generated text only
-        self._step = namespace["make_step"](kernels, [arrays[v] for v in value_names])
-        self._first_line = 5  # line of step 0 in the generated source
+        self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
+        chunks = []
+        generated = generate_source(plan, value_names)
+        for c, (src, used) in enumerate(generated):
+            filename = f"<graphdl plan {BoundPlan._count}: {ir.name}, chunk {c}>"
+            # Register the text so tracebacks and debuggers can show the generated lines.
+            linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+            namespace: dict[str, object] = {}
+            exec(compile(src, filename, "exec"), namespace)  # our own generated text only
+            first = c * CHUNK
+            ks = kernels[first:first + CHUNK]
+            vs = [arrays[value_names[i]] for i in used]
+            chunks.append(namespace[f"make_chunk_{c}"](ks, vs))
+            self._filenames[filename] = first
+        self.source = "".join(src for src, _ in generated)
+        self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
 
     def _copy_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
         for name, buf in self.feeds:
@@ -135,13 +161,14 @@ class BoundPlan:
 
     def _failed_step(self, e: BaseException) -> Step:
         tb: types.TracebackType | None = e.__traceback__
-        line = None
-        while tb is not None:  # the innermost frame of the generated function names the step
-            if tb.tb_frame.f_code.co_filename == self._filename:
-                line = tb.tb_lineno
+        index = None
+        while tb is not None:  # the innermost frame of generated code names the step
+            first = self._filenames.get(tb.tb_frame.f_code.co_filename)
+            if first is not None:
+                index = first + tb.tb_lineno - _FIRST_STEP_LINE
             tb = tb.tb_next
-        assert line is not None, "an exception inside the step function has its frame in the traceback"
-        return self.plan.steps[line - self._first_line]
+        assert index is not None, "an exception inside the step function has its frame in the traceback"
+        return self.plan.steps[index]
 
     def _step_error(self, step: Step, e: Exception) -> ExecutionError:
         shapes = ", ".join(f"'{i}' {format_shape(self.plan.shapes[i])}" for i in step.inputs)

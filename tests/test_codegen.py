@@ -104,3 +104,25 @@ def test_out_of_range_label_is_an_execution_error_naming_the_loss() -> None:
     yb[2] = -1
     with pytest.raises(gd.ExecutionError, match=r"at node 'loss'"):
         ex.run({x: xb, y: yb})
+
+
+def test_long_plans_run_in_chunks_with_the_same_results_and_errors(monkeypatch) -> None:
+    from graphdl import executor
+
+    monkeypatch.setattr(executor, "CHUNK", 3)
+    with gd.Graph("chunks", dtype="float64"):
+        x = gd.placeholder("x", (4,))
+        h = x
+        for _ in range(4):
+            h = gd.ops.tanh(h * 1.5 + 0.1)
+        bad = gd.ops.log(gd.ops.neg(gd.ops.exp(h)))
+    ex = gd.compile([h, bad])
+    bound = ex.bound_plan({"x": (4,)})
+    assert bound.source.count("def make_chunk_") == -(-len(bound.plan.steps) // 3) > 2
+    xv = np.linspace(-1, 1, 4)
+    with np.errstate(invalid="ignore"):
+        gen = [a.copy() for a in bound.run({"x": xv})]
+        loop = [a.copy() for a in bound.run_loop({"x": xv})]
+    np.testing.assert_array_equal(gen[0], loop[0])
+    with np.errstate(invalid="raise"), pytest.raises(gd.ExecutionError, match=r"log at node 'log'"):
+        bound.run({"x": xv})
