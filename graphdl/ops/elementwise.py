@@ -59,13 +59,15 @@ def _relu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
 
 
 def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    # A float mask (1 where y > 0): multiplying by a bool mask would cast through a buffer each call.
-    mask = np.empty(out_shape, dtype=dtype)
-    zero = np.zeros((), dtype=dtype)
+    # The bool mask is copied into a float one first: multiplying by a bool array makes NumPy cast
+    # through a freshly allocated buffer on every call (and heaviside/sign are several times slower).
+    mask = np.empty(out_shape, dtype=bool)
+    fmask = np.empty(out_shape, dtype=dtype)
 
     def relu_grad(g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-        np.heaviside(y, zero, out=mask)
-        np.multiply(g, mask, out=out)
+        np.greater(y, 0, out=mask)
+        np.copyto(fmask, mask)
+        np.multiply(g, fmask, out=out)
 
     return relu_grad
 
