@@ -22,6 +22,7 @@ from passes.constant_fold import fold_constants
 from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
 from passes.fuse import fuse_sgd_matmul
+from passes.remat import rematerialize
 from passes.schedule import schedule_updates_early
 from passes.shapes import concrete_shapes, infer_shapes
 from passes.simplify import simplify_algebra
@@ -77,6 +78,15 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
     return b.freeze(ir.outputs)
 
 
+def _remat(ir: IR, policy: str | int | None) -> IR:
+    """Apply the rematerialisation policy: None (keep everything), "sqrt", or a segment length."""
+    if policy is None:
+        return ir
+    if policy != "sqrt" and not (isinstance(policy, int) and policy > 0):
+        raise CompileError(f"remat must be None, 'sqrt' or a positive segment length, got {policy!r}")
+    return rematerialize(ir, None if policy == "sqrt" else policy)
+
+
 Pass = Callable[[IR, CompileSpec], IR]
 
 #: The compile pipeline, in order.
@@ -90,6 +100,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("fuse_sgd_matmul", lambda ir, spec: fuse_sgd_matmul(ir)),
     ("toposort", lambda ir, spec: toposort(ir)),
     ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
+    ("rematerialize", lambda ir, spec: _remat(ir, spec.options.get("remat"))),
     ("infer_shapes", lambda ir, spec: infer_shapes(ir)),
 )
 
