@@ -18,6 +18,7 @@ from graphdl.plan import Plan
 from passes.autodiff import build_gradients
 from passes.buffers import plan_buffers
 from passes.dce import eliminate_dead_code
+from passes.mode import set_mode
 from passes.shapes import concrete_shapes, infer_shapes
 from passes.toposort import toposort
 from passes.verify import verify
@@ -86,6 +87,7 @@ Pass = Callable[[IR, CompileSpec], IR]
 #: The compile pipeline, in order.
 PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("select_outputs", select_outputs),
+    ("set_mode", lambda ir, spec: set_mode(ir, spec.options.get("training"))),
     ("add_training", add_training),
     ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
     ("toposort", lambda ir, spec: toposort(ir)),

@@ -1,13 +1,18 @@
-"""Elementwise ops with NumPy broadcasting: arithmetic, scalar constants and activations."""
+"""Elementwise ops with NumPy broadcasting: arithmetic, comparisons, where, powers and activations."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
-from graphdl.registry import GradContext, OpDef, register
+from graphdl.registry import GradContext, OpDef, RuleError, fail, register, same_float_dtype
+
+if TYPE_CHECKING:
+    from graphdl.graph import Tensor
 
 
 def _scalar_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -99,3 +104,280 @@ register(OpDef(
     "tanh", same_shape, ufunc_kernel(np.tanh), arity=1, inplace=(0,),
     grad=lambda c: [c.gout * (1.0 - c.out * c.out)],
 ))
+
+
+# -- comparisons and selection ---------------------------------------------------------------
+def _bool_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
+    return "bool"
+
+
+for _name, _ufunc in (("greater", np.greater), ("greater_equal", np.greater_equal), ("less", np.less),
+                      ("less_equal", np.less_equal), ("equal", np.equal)):
+    register(OpDef(_name, broadcast_rule, ufunc_kernel(_ufunc), dtype=_bool_dtype, arity=2,
+                   doc=f"Boolean {_name} with broadcasting; no gradient flows through a comparison."))
+
+
+def _where_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
+    if dtypes[0] != "bool":
+        raise RuleError(f"the condition must be boolean, got {dtypes[0]}",
+                        "build it with a comparison such as gd.ops.greater(x, 0)", kind="dtype")
+    return same_float_dtype(dtypes[1:], attrs)
+
+
+def _where_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    def where(cond: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        np.copyto(out, b)
+        np.copyto(out, a, where=cond)
+
+    return where
+
+
+def where(c: GradContext, cond: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
+    """``where(cond, a, b)`` inside a gradient rule."""
+    return c.apply("where", cond, a, b)
+
+
+register(OpDef(
+    "where", broadcast_rule, _where_kernel, dtype=_where_dtype, arity=3, nondiff=(0,),
+    grad=lambda c: [None, where(c, c.inputs[0], c.gout, 0.0), where(c, c.inputs[0], 0.0, c.gout)],
+    doc="a where cond is true, else b (broadcasting all three).",
+))
+
+
+# -- powers, roots, absolute values ----------------------------------------------------------
+register(OpDef("sqrt", same_shape, ufunc_kernel(np.sqrt), arity=1, inplace=(0,),
+               grad=lambda c: [c.gout * 0.5 / c.out]))
+register(OpDef(
+    "pow", broadcast_rule, ufunc_kernel(np.power), arity=2, inplace=(0, 1),
+    grad=lambda c: [c.gout * c.inputs[1] * c.apply("pow", c.inputs[0], c.inputs[1] - 1.0),
+                    c.gout * c.out * c.apply("log", c.inputs[0])],
+    doc="a ** b with broadcasting; the gradient for b needs a > 0.",
+))
+register(OpDef("sign", same_shape, ufunc_kernel(np.sign), arity=1, inplace=(0,), grad=lambda c: [None],
+               doc="-1, 0 or 1; its derivative is zero wherever it exists."))
+register(OpDef("abs", same_shape, ufunc_kernel(np.abs), arity=1, inplace=(0,),
+               grad=lambda c: [c.gout * c.apply("sign", c.inputs[0])]))
+
+
+def _clip_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    lo, hi = attrs.get("min"), attrs.get("max")
+
+    def clip(x: np.ndarray, out: np.ndarray) -> None:
+        np.clip(x, lo, hi, out=out)
+
+    return clip
+
+
+def _clip_grad(c: GradContext) -> list:
+    # PyTorch's clamp: the gradient passes where min <= x <= max (bounds included).
+    x, g, lo, hi = c.inputs[0], c.gout, c.attrs.get("min"), c.attrs.get("max")
+    if lo is not None:
+        g = where(c, c.apply("greater_equal", x, float(lo)), g, 0.0)
+    if hi is not None:
+        g = where(c, c.apply("less_equal", x, float(hi)), g, 0.0)
+    return [g]
+
+
+def _clip_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    lo, hi = attrs.get("min"), attrs.get("max")
+    if lo is None and hi is None:
+        fail("clip needs at least one of min and max")
+    if lo is not None and hi is not None and lo > hi:
+        fail(f"clip bounds are reversed: min {lo} > max {hi}")
+    return shapes[0]
+
+
+register(OpDef("clip", _clip_shape, _clip_kernel, arity=1, inplace=(0,), grad=_clip_grad,
+               label_attrs=("min", "max"), doc="x limited to [min, max] (either bound may be None)."))
+
+
+def _extremum_grad(first_wins: str) -> Callable[[GradContext], list]:
+    # PyTorch's maximum/minimum: the winner takes the gradient, ties split it in half.
+    def grad(c: GradContext) -> list:
+        a, b = c.inputs
+        eq = c.apply("equal", a, b)
+        share_a = where(c, c.apply(first_wins, a, b), 1.0, where(c, eq, 0.5, 0.0))
+        share_b = where(c, c.apply(first_wins, b, a), 1.0, where(c, eq, 0.5, 0.0))
+        return [c.gout * share_a, c.gout * share_b]
+
+    return grad
+
+
+def _out_kw(ufunc: np.ufunc):
+    # np.maximum/np.minimum deprecate a positional out argument
+    def factory(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+        return lambda a, b, out: ufunc(a, b, out=out)
+
+    return factory
+
+
+register(OpDef("maximum", broadcast_rule, _out_kw(np.maximum), arity=2, inplace=(0, 1),
+               grad=_extremum_grad("greater")))
+register(OpDef("minimum", broadcast_rule, _out_kw(np.minimum), arity=2, inplace=(0, 1),
+               grad=_extremum_grad("less")))
+
+
+def _erf_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    try:  # SciPy's vectorised erf when present; NumPy has none, so fall back to math.erf per element
+        from scipy.special import erf as fast_erf
+    except ImportError:  # pragma: no cover - depends on the environment
+        fast_erf = None
+    slow_erf = np.vectorize(math.erf, otypes=[dtype])
+
+    def erf(x: np.ndarray, out: np.ndarray) -> None:
+        if fast_erf is not None:
+            fast_erf(x, out=out)
+        else:
+            np.copyto(out, slow_erf(x))
+
+    return erf
+
+
+register(OpDef("erf", same_shape, _erf_kernel, arity=1, inplace=(0,),
+               grad=lambda c: [c.gout * (2.0 / math.sqrt(math.pi)) * c.apply("exp", -(c.inputs[0] * c.inputs[0]))],
+               doc="The error function."))
+
+
+# -- activations -----------------------------------------------------------------------------
+def _leaky_relu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    slope = attrs.get("negative_slope", 0.01)
+    tmp = np.empty(out_shape, dtype=dtype)
+    mask = np.empty(out_shape, dtype=bool)
+
+    def leaky_relu(x: np.ndarray, out: np.ndarray) -> None:
+        np.greater(x, 0, out=mask)
+        np.multiply(x, slope, out=tmp)
+        np.copyto(tmp, x, where=mask)
+        np.copyto(out, tmp)
+
+    return leaky_relu
+
+
+register(OpDef(
+    "leaky_relu", same_shape, _leaky_relu_kernel, arity=1, inplace=(0,), label_attrs=("negative_slope",),
+    grad=lambda c: [c.gout * where(c, c.apply("greater", c.inputs[0], 0.0), 1.0,
+                                   float(c.attrs.get("negative_slope", 0.01)))],
+    doc="x where x > 0, else negative_slope * x.",
+))
+
+
+def _elu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    alpha = attrs.get("alpha", 1.0)
+    tmp = np.empty(out_shape, dtype=dtype)
+    mask = np.empty(out_shape, dtype=bool)
+
+    def elu(x: np.ndarray, out: np.ndarray) -> None:
+        np.greater(x, 0, out=mask)
+        np.minimum(x, 0, out=tmp)
+        np.expm1(tmp, out=tmp)
+        np.multiply(tmp, alpha, out=tmp)
+        np.copyto(tmp, x, where=mask)
+        np.copyto(out, tmp)
+
+    return elu
+
+
+def _elu_grad(c: GradContext) -> list:
+    x, alpha = c.inputs[0], float(c.attrs.get("alpha", 1.0))
+    neg = c.apply("exp", c.apply("minimum", x, 0.0)) * alpha
+    return [c.gout * where(c, c.apply("greater", x, 0.0), 1.0, neg)]
+
+
+register(OpDef("elu", same_shape, _elu_kernel, arity=1, inplace=(0,), grad=_elu_grad, label_attrs=("alpha",),
+               doc="x where x > 0, else alpha * (exp(x) - 1)."))
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+def _gelu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    tanh_form = attrs.get("approximate", "none") == "tanh"
+    erf = _erf_kernel(attrs, in_shapes, out_shape, dtype)
+    tmp = np.empty(out_shape, dtype=dtype)
+
+    def gelu(x: np.ndarray, out: np.ndarray) -> None:
+        if tanh_form:  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+            np.multiply(x, x, out=tmp)
+            np.multiply(tmp, _GELU_C, out=tmp)
+            np.add(tmp, 1.0, out=tmp)
+            np.multiply(tmp, x, out=tmp)
+            np.multiply(tmp, _SQRT_2_OVER_PI, out=tmp)
+            np.tanh(tmp, out=tmp)
+        else:  # 0.5 x (1 + erf(x / sqrt(2)))
+            np.multiply(x, 1.0 / math.sqrt(2.0), out=tmp)
+            erf(tmp, tmp)
+        np.add(tmp, 1.0, out=tmp)
+        np.multiply(tmp, x, out=out)
+        out *= 0.5
+
+    return gelu
+
+
+def _gelu_grad(c: GradContext) -> list:
+    x = c.inputs[0]
+    if c.attrs.get("approximate", "none") == "tanh":
+        t = c.apply("tanh", (x + x * x * x * _GELU_C) * _SQRT_2_OVER_PI)
+        du = (x * x * (3.0 * _GELU_C) + 1.0) * _SQRT_2_OVER_PI
+        d = (t + 1.0) * 0.5 + x * 0.5 * (1.0 - t * t) * du
+    else:
+        cdf = (c.apply("erf", x * (1.0 / math.sqrt(2.0))) + 1.0) * 0.5
+        d = cdf + x * c.apply("exp", x * x * -0.5) * (1.0 / math.sqrt(2.0 * math.pi))
+    return [c.gout * d]
+
+
+def _gelu_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    if attrs.get("approximate", "none") not in ("none", "tanh"):
+        fail(f"approximate must be 'none' or 'tanh', got {attrs.get('approximate')!r}")
+    return shapes[0]
+
+
+register(OpDef("gelu", _gelu_shape, _gelu_kernel, arity=1, inplace=(0,), grad=_gelu_grad,
+               label_attrs=("approximate",), doc="x * Phi(x) (erf form) or its tanh approximation."))
+
+
+def _silu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    sigmoid = _sigmoid_kernel(attrs, in_shapes, out_shape, dtype)
+    tmp = np.empty(out_shape, dtype=dtype)
+
+    def silu(x: np.ndarray, out: np.ndarray) -> None:
+        sigmoid(x, tmp)
+        np.multiply(tmp, x, out=out)
+
+    return silu
+
+
+def _silu_grad(c: GradContext) -> list:
+    x = c.inputs[0]
+    s = c.apply("sigmoid", x)
+    return [c.gout * (s * (x * (1.0 - s) + 1.0))]
+
+
+register(OpDef("silu", same_shape, _silu_kernel, arity=1, inplace=(0,), grad=_silu_grad,
+               doc="x * sigmoid(x)."))
+
+
+def _softplus_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    beta, threshold = attrs.get("beta", 1.0), attrs.get("threshold", 20.0)
+    tmp = np.empty(out_shape, dtype=dtype)
+    mask = np.empty(out_shape, dtype=bool)
+
+    def softplus(x: np.ndarray, out: np.ndarray) -> None:
+        # log(1 + exp(beta x)) / beta, linear above the threshold (as PyTorch).
+        np.multiply(x, beta, out=tmp)
+        np.greater(tmp, threshold, out=mask)
+        np.logaddexp(0.0, tmp, out=tmp)
+        np.multiply(tmp, 1.0 / beta, out=tmp)
+        np.copyto(tmp, x, where=mask)
+        np.copyto(out, tmp)
+
+    return softplus
+
+
+def _softplus_grad(c: GradContext) -> list:
+    x, beta, threshold = c.inputs[0], float(c.attrs.get("beta", 1.0)), float(c.attrs.get("threshold", 20.0))
+    bx = x * beta
+    return [c.gout * where(c, c.apply("greater", bx, threshold), 1.0, c.apply("sigmoid", bx))]
+
+
+register(OpDef("softplus", same_shape, _softplus_kernel, arity=1, inplace=(0,), grad=_softplus_grad,
+               label_attrs=("beta",), doc="log(1 + exp(beta x)) / beta; x where beta x > threshold."))
