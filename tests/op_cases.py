@@ -30,6 +30,15 @@ def _away_from(rng: np.random.Generator, shape: tuple[int, ...], kinks: tuple[fl
     return x
 
 
+def _bn_inputs(shape: tuple[int, ...]):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        c = shape[1]
+        return [rng.standard_normal(shape) * 2 + 1, rng.standard_normal(c), rng.standard_normal(c),
+                rng.standard_normal(c), rng.random(c) + 0.5]
+
+    return make
+
+
 def _conv_attrs(k: tuple[int, int], stride: int = 1, pad: tuple[int, ...] = (0, 0, 0, 0), dil: int = 1,
                 groups: int = 1) -> dict:
     return {"kernel": k, "stride": (stride, stride), "padding": pad, "dilation": (dil, dil), "groups": groups}
@@ -132,6 +141,24 @@ CASES: list[Case] = [
     Case("unslice", [(3, 2), (3, 5)], {"axis": 1, "start": 2, "stop": 4}),
     # convolution and pooling (odd sizes, stride > 1, padding, dilation, groups, batch 1)
     *CONV_CASES,
+    # neural-network ops
+    Case("log_softmax", [(3, 5)]),
+    Case("log_softmax", [(2, 3, 4)], {"axis": 1}, id="log_softmax-axis1"),
+    Case("dropout", make=lambda r: [r.standard_normal((4, 6)), np.array(3)], attrs={"p": 0.4, "seed": 7,
+                                                                                  "training": True}),
+    Case("dropout", make=lambda r: [r.standard_normal((4, 6)), np.array(0)], attrs={"p": 0.4, "training": False},
+         id="dropout-inference"),
+    Case("batch_norm", make=_bn_inputs((5, 3)), attrs={"training": True}),
+    Case("batch_norm", make=_bn_inputs((2, 3, 3, 5)), attrs={"training": True, "eps": 1e-3}, id="batch_norm-2d"),
+    Case("batch_norm", make=_bn_inputs((1, 3, 4)), attrs={"training": True}, id="batch_norm-1d-batch1"),
+    Case("batch_norm", make=_bn_inputs((2, 3, 3, 5)), attrs={"training": False}, id="batch_norm-inference"),
+    Case("layer_norm", [(3, 4, 5), (4, 5), (4, 5)], {"ndim": 2}),
+    Case("layer_norm", [(3, 6)], {"ndim": 1}, id="layer_norm-no-affine"),
+    Case("embedding", make=lambda r: [r.integers(0, 5, (2, 3)), r.standard_normal((5, 4))]),
+    Case("embedding_grad", make=lambda r: [r.integers(0, 5, (2, 3)), r.standard_normal((2, 3, 4)),
+                                           r.standard_normal((5, 4))]),
+    Case("pick", make=_labels(6, 4)),
+    Case("unpick", make=lambda r: [r.standard_normal(6), r.integers(0, 4, 6), r.standard_normal((6, 4))]),
     Case("softmax_cross_entropy", make=_labels(6, 4), kind="loss"),
     Case("mse", [(5, 3), (5, 3)], kind="loss"),
 ]
@@ -140,6 +167,7 @@ CASES: list[Case] = [
 NO_GRADIENT: dict[str, str] = {
     "scalar": "a constant",
     "softmax_cross_entropy_grad": "first-order gradient helper; second order is not supported",
+    "batch_norm_stats": "running-statistics update (writes in place)",
     "max_pool2d_grad": "first-order gradient helper; second order is not supported",
     "greater": "comparison (boolean output)",
     "greater_equal": "comparison (boolean output)",

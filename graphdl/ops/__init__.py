@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from graphdl.graph import Tensor
-from graphdl.ops import conv, elementwise, layout, linalg, losses, nn, pool, reduce  # noqa: F401  (register ops)
+from graphdl.ops import (  # noqa: F401  (register ops)
+    activations,
+    conv,
+    elementwise,
+    gather,
+    layout,
+    linalg,
+    losses,
+    nn,
+    norm,
+    pool,
+    reduce,
+)
 
 
 def _apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:
