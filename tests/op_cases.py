@@ -177,4 +177,7 @@ NO_GRADIENT: dict[str, str] = {
     "sgd_update": "optimizer update (writes in place)",
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
+    "rmsprop_update": "optimizer update (writes in place)",
+    "adagrad_update": "optimizer update (writes in place)",
+    "learning_rate": "a function of the integer step counter",
 }

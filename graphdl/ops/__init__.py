@@ -17,6 +17,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     norm,
     pool,
     reduce,
+    updates,
 )
 
 
