@@ -168,6 +168,7 @@ NO_GRADIENT: dict[str, str] = {
     "scalar": "a constant",
     "softmax_cross_entropy_grad": "first-order gradient helper; second order is not supported",
     "batch_norm_stats": "running-statistics update (writes in place)",
+    "batch_norm_grad": "first-order gradient helper; second order is not supported",
     "max_pool2d_grad": "first-order gradient helper; second order is not supported",
     "greater": "comparison (boolean output)",
     "greater_equal": "comparison (boolean output)",

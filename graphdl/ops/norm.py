@@ -1,7 +1,7 @@
 """Normalisation ops: batch_norm (training and inference modes, running statistics) and layer_norm.
 
-The gradient rules are written with differentiable graph ops (mean, pow, mul), so they have
-gradients themselves.
+batch_norm's gradient is a dedicated (modal, first-order) op; layer_norm's is written with
+differentiable graph ops (mean, pow, mul), so it has a gradient itself.
 """
 
 from __future__ import annotations
@@ -71,20 +71,64 @@ def _normalise(c: GradContext, x: Any, axes: tuple[int, ...], eps: float) -> tup
 
 
 def _batch_norm_grad(c: GradContext) -> list:
+    # One modal op per differentiable input: the mode may be fixed only later, by set_mode, when the
+    # gradient was built with gd.grad before compiling; both nodes then get the same mode.
     x, gamma, _beta, rm, rv = c.inputs
-    g, eps, nd = c.gout, c.attrs.get("eps", 1e-5), len(x.shape)
-    axes = _bn_axes(nd)
-    col = (-1, *([1] * (nd - 2)))
-    gamma_b = gamma.reshape(col)
-    if c.attrs.get("training", False):
-        xhat, inv = _normalise(c, x, axes, eps)
-        gh = g * gamma_b
-        dx = inv * (gh - gh.mean(axis=axes, keepdims=True) - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
-    else:
-        inv = c.apply("pow", rv.reshape(col) + eps, -0.5)
-        xhat = (x - rm.reshape(col)) * inv
-        dx = g * (gamma_b * inv)
-    return [dx, (g * xhat).sum(axis=axes), g.sum(axis=axes), None, None]
+    args = (c.gout, x, gamma, rm, rv)
+    return [c.apply("batch_norm_grad", *args, **c.attrs, wrt="x"),
+            c.apply("batch_norm_grad", *args, **c.attrs, wrt="gamma"),
+            c.gout.sum(axis=_bn_axes(len(x.shape))), None, None]
+
+
+def _batch_norm_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    g, x = shapes[0], shapes[1]
+    _batch_norm_shape(shapes[1:], attrs)
+    if len(g) != len(x):
+        fail(f"gradient {g} does not match the input {x}")
+    return x if attrs["wrt"] == "x" else shapes[2]
+
+
+def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    eps, training, wrt = attrs.get("eps", 1e-5), attrs.get("training", False), attrs["wrt"]
+    x_shape = in_shapes[1]
+    axes = _bn_axes(len(x_shape))
+    col = (1, x_shape[1], *([1] * (len(x_shape) - 2)))
+    mean, inv, a, b = (np.empty(col, dtype=dtype) for _ in range(4))
+    xhat, tmp = np.empty(x_shape, dtype=dtype), np.empty(x_shape, dtype=dtype)
+
+    def batch_norm_grad(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, rm: np.ndarray, rv: np.ndarray,
+                        out: np.ndarray) -> None:
+        if training:
+            np.mean(x, axis=axes, keepdims=True, out=mean)
+            np.subtract(x, mean, out=xhat)
+            np.multiply(xhat, xhat, out=tmp)
+            np.mean(tmp, axis=axes, keepdims=True, out=inv)
+        else:
+            np.copyto(mean, rm.reshape(col))
+            np.copyto(inv, rv.reshape(col))
+            np.subtract(x, mean, out=xhat)
+        np.add(inv, eps, out=inv)
+        np.sqrt(inv, out=inv)
+        np.divide(1.0, inv, out=inv)
+        np.multiply(xhat, inv, out=xhat)  # the normalised input
+        if wrt == "gamma":
+            np.multiply(g, xhat, out=tmp)
+            np.sum(tmp, axis=axes, out=out)
+            return
+        np.multiply(inv, gamma.reshape(col), out=inv)  # gamma / std
+        if not training:
+            np.multiply(g, inv, out=out)
+            return
+        # dx = gamma / std * (g - mean(g) - xhat * mean(g * xhat))
+        np.mean(g, axis=axes, keepdims=True, out=a)
+        np.multiply(g, xhat, out=tmp)
+        np.mean(tmp, axis=axes, keepdims=True, out=b)
+        np.multiply(xhat, b, out=tmp)
+        np.subtract(g, tmp, out=tmp)
+        np.subtract(tmp, a, out=tmp)
+        np.multiply(tmp, inv, out=out)
+
+    return batch_norm_grad
 
 
 def _batch_norm_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -125,6 +169,10 @@ register(OpDef(
     modal=True, training_updates=_batch_norm_updates, label_attrs=("eps", "momentum", "training"),
     doc="Normalise each channel (axis 1) by batch statistics in training plans, by the running statistics "
         "in inference plans; then scale by gamma and shift by beta.",
+))
+register(OpDef(
+    "batch_norm_grad", _batch_norm_grad_shape, _batch_norm_grad_kernel, arity=5, nondiff=(1, 2, 3, 4), modal=True,
+    label_attrs=("wrt", "training"), doc="Gradient of batch_norm for its input (wrt='x') or gamma (wrt='gamma').",
 ))
 register(OpDef(
     "batch_norm_stats", lambda s, a: (), _batch_norm_stats_kernel, arity=3, writes=(1, 2), nondiff=(0, 1, 2),
