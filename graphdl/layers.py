@@ -325,7 +325,7 @@ class Dropout(Layer):
             raise GraphError(f"Dropout: p must be in [0, 1], got {p}")
         self.p = float(p)
         self.seed = int(self.graph.rng.integers(2**31)) if seed is None else int(seed)
-        self.add_state("counter", np.zeros((), dtype=np.int64))
+        self.add_state("counter", np.zeros(1, dtype=np.int64))  # (1,): Graph.stored keeps arrays at least 1-d
 
     def __call__(self, x: Tensor) -> Tensor:
         # each call of the same layer draws its own masks

@@ -111,8 +111,8 @@ register(OpDef(
 def _dropout_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     if not 0.0 <= attrs.get("p", 0.5) <= 1.0:
         fail(f"dropout probability p must be in [0, 1], got {attrs.get('p')}")
-    if shapes[1] != ():
-        fail(f"the dropout counter must be a scalar, got {shapes[1]}")
+    if shapes[1] not in ((), (1,)):
+        fail(f"the dropout counter must be a scalar or (1,), got {shapes[1]}")
     return shapes[0]
 
 
@@ -129,7 +129,7 @@ def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
             return
         # The mask depends only on (seed, counter): the gradient node redraws the same mask, and a
         # reloaded model continues the same sequence.
-        np.random.default_rng([seed, int(counter)]).random(out=u, dtype=dtype)
+        np.random.default_rng([seed, int(counter.reshape(-1)[0])]).random(out=u, dtype=dtype)
         np.greater_equal(u, p, out=mask)
         np.multiply(x, mask, out=out)
         np.multiply(out, scale, out=out)
