@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ops.window import Padded, check_image, geometry, offset_slices, out_hw, windows
+from graphdl.ops.window import Padded, check_image, geometry, offset_slices, out_hw
 from graphdl.registry import GradContext, OpDef, fail, register
 
 LABEL = ("kernel", "stride", "padding")
@@ -33,10 +33,14 @@ def _like_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 def _max_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     padded = Padded(in_shapes[0], geometry(attrs)[3], dtype, fill=-np.inf)
-    hw = out_shape[2:]
+    offsets = offset_slices(attrs, out_shape[2:])
 
     def max_pool2d(x: np.ndarray, out: np.ndarray) -> None:
-        np.max(windows(padded.load(x), attrs, hw)[:, 0], axis=(4, 5), out=out)
+        # one strided slice per kernel offset: kh * kw vectorised maxima over the whole output
+        xp = padded.load(x)
+        np.copyto(out, xp[offsets[0][2]])
+        for _, _, index in offsets[1:]:
+            np.maximum(out, xp[index], out=out)
 
     return max_pool2d
 
@@ -64,20 +68,25 @@ class _Scatter:
 
 def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     g_shape, x_shape = in_shapes
-    (kh, kw) = geometry(attrs)[0]
-    hw = tuple(g_shape[2:])
     padded = Padded(x_shape, geometry(attrs)[3], dtype, fill=-np.inf)
-    flat = np.empty((*g_shape, kh, kw), dtype=dtype)
+    best = np.empty(g_shape, dtype=dtype)
     idx = np.empty(g_shape, dtype=np.int64)
     mask = np.empty(g_shape, dtype=bool)
     part = np.empty(g_shape, dtype=dtype)
-    scatter = _Scatter(x_shape, attrs, hw, dtype)
+    scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), dtype)
+    offsets = scatter.offsets
 
     def max_pool2d_grad(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-        np.copyto(flat, windows(padded.load(x), attrs, hw)[:, 0])
-        np.argmax(flat.reshape(*g_shape, kh * kw), axis=-1, out=idx)  # first maximum, as PyTorch
+        # the first maximum in scan order wins (PyTorch): replace only on a strictly larger value
+        xp = padded.load(x)
+        np.copyto(best, xp[offsets[0][2]])
+        idx.fill(0)
+        for k, (_, _, index) in enumerate(offsets[1:], start=1):
+            np.greater(xp[index], best, out=mask)
+            np.copyto(best, xp[index], where=mask)
+            np.copyto(idx, k, where=mask)
         dst = scatter.target(out)
-        for k, (_, _, index) in enumerate(scatter.offsets):
+        for k, (_, _, index) in enumerate(offsets):
             np.equal(idx, k, out=mask)
             np.multiply(g, mask, out=part)
             view = dst[index]
@@ -96,11 +105,14 @@ register(OpDef("max_pool2d_grad", _like_shape, _max_grad_kernel, arity=2, nondif
 
 def _avg_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     padded = Padded(in_shapes[0], geometry(attrs)[3], dtype)
-    hw = out_shape[2:]
-    scale = 1.0 / math.prod(geometry(attrs)[0])
+    offsets = offset_slices(attrs, out_shape[2:])
+    scale = 1.0 / len(offsets)
 
     def avg_pool2d(x: np.ndarray, out: np.ndarray) -> None:
-        np.sum(windows(padded.load(x), attrs, hw)[:, 0], axis=(4, 5), out=out)
+        xp = padded.load(x)
+        np.copyto(out, xp[offsets[0][2]])
+        for _, _, index in offsets[1:]:
+            np.add(out, xp[index], out=out)
         np.multiply(out, scale, out=out)
 
     return avg_pool2d
