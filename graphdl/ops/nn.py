@@ -140,7 +140,12 @@ def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 def _dropout_updates(b: Any, node: Any) -> None:
     from graphdl.ir import NodeKind
 
-    b.apply("increment", [b.tensor(node.inputs[1])], name=f"update/{node.name}", kind=NodeKind.UPDATE)
+    counter = node.inputs[1]
+    # one increment per counter: not for gradient nodes (they redraw the forward mask), nor for a second
+    # call of the same layer (it shares the counter)
+    if node.kind is NodeKind.GRADIENT or f"update/{counter}" in b.nodes:
+        return
+    b.apply("increment", [b.tensor(counter)], name=f"update/{counter}", kind=NodeKind.UPDATE)
 
 
 register(OpDef(
