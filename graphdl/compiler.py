@@ -43,6 +43,7 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, tr
     mode = optimizer is not None if training is None else bool(training)
     spec = CompileSpec(tuple(t.name for t in outputs), optimizer, {"training": mode})
     ir = compile_graph(graph.freeze(), spec, check=check)
+    graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)
     return Executable(ir, graph.values, known_inputs=placeholders)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from graphdl.errors import FeedError
 from graphdl.executor import BoundPlan
-from graphdl.graph import Tensor, assign_values, format_shape
+from graphdl.graph import Tensor, assign_values, format_shape, values_of_kind
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
 
 Feeds = Mapping["Tensor | str", Any]
@@ -48,6 +48,17 @@ class Executable:
         kind = "training" if self.training else "inference"
         return (f"<Executable '{self.name}' ({kind}): inputs {list(self.inputs)}, outputs "
                 f"{list(self.outputs)}, {len(self.ir.nodes)} nodes>")
+
+    def __str__(self) -> str:
+        from graphdl.printing import format_ir
+
+        return format_ir(self.ir)
+
+    def summary(self) -> str:
+        """A table of the forward nodes with output shapes and parameter counts."""
+        from graphdl.printing import summary
+
+        return summary(self.ir)
 
     # -- running --------------------------------------------------------------------------
     def check_feeds(self, feeds: Feeds) -> dict[str, np.ndarray]:
@@ -102,11 +113,11 @@ class Executable:
     # -- inspecting -----------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
         """Trainable parameters (live arrays) by name."""
-        return {k: v for k, v in self.values.items() if self.nodes[k].kind is NodeKind.PARAM}
+        return values_of_kind(self.values, self.nodes, NodeKind.PARAM)
 
     def state(self) -> dict[str, np.ndarray]:
         """Persistent non-trainable arrays (optimizer moments, running statistics) by name."""
-        return {k: v for k, v in self.values.items() if self.nodes[k].kind is NodeKind.STATE}
+        return values_of_kind(self.values, self.nodes, NodeKind.STATE)
 
     def load_parameters(self, values: Mapping[str, np.ndarray], strict: bool = True) -> None:
         """Copy arrays into the live parameters and state after checking names, shapes and dtypes."""

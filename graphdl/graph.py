@@ -9,6 +9,7 @@ owns the live parameter and state arrays.
 from __future__ import annotations
 
 import contextvars
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,10 @@ from graphdl.ir import IR, Node, NodeKind, Shape, make_attrs, user_origin
 from graphdl.registry import RuleError, get_op
 
 FLOAT_DTYPES = ("float32", "float64")
+
+
+class GraphGrowthWarning(UserWarning):
+    """A compiled graph keeps growing: usually nodes built inside a training loop."""
 
 
 def format_shape(shape: Shape) -> str:
@@ -170,6 +175,28 @@ class Graph(Builder):
         self.values: dict[str, np.ndarray] = {}
         self.rng = np.random.default_rng(seed)
         self._tokens: list[contextvars.Token[Graph | None]] = []
+        self._size_at_compile: int | None = None
+        self._warned_growth = False
+
+    #: After a compile, this many new nodes trigger a GraphGrowthWarning (nodes built in a loop).
+    GROWTH_WARNING = 10_000
+
+    def mark_compiled(self) -> None:
+        """Remember the size at the first compile, to warn if the graph keeps growing afterwards."""
+        if self._size_at_compile is None:
+            self._size_at_compile = len(self.nodes)
+
+    def add_node(self, node: Node) -> Tensor:
+        t = super().add_node(node)
+        if (self._size_at_compile is not None and not self._warned_growth
+                and len(self.nodes) - self._size_at_compile > self.GROWTH_WARNING):
+            self._warned_growth = True
+            warnings.warn(
+                f"graph '{self.name}' has grown by {len(self.nodes) - self._size_at_compile:,} nodes since it "
+                f"was first compiled (latest: {node.describe()}); are nodes being built inside a training "
+                "loop? Build the graph once and run the compiled plan many times.",
+                GraphGrowthWarning, stacklevel=3)
+        return t
 
     def __enter__(self) -> Graph:
         self._tokens.append(_CURRENT.set(self))
@@ -180,6 +207,12 @@ class Graph(Builder):
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, {len(self.nodes)} nodes, dtype={self.dtype})"
+
+    def summary(self) -> str:
+        """A table of the forward nodes with output shapes and parameter counts."""
+        from graphdl.printing import summary
+
+        return summary(self.freeze())
 
     # -- leaves ---------------------------------------------------------------------------
     def placeholder(self, name: str, shape: Sequence[int | None], dtype: str | None = None) -> Tensor:
@@ -204,15 +237,21 @@ class Graph(Builder):
     # -- parameters -----------------------------------------------------------------------
     def parameters(self) -> dict[str, np.ndarray]:
         """Trainable parameters by name: the live arrays every compiled plan reads."""
-        return {n: v for n, v in self.values.items() if self.nodes[n].kind is NodeKind.PARAM}
+        return values_of_kind(self.values, self.nodes, NodeKind.PARAM)
 
     def state(self) -> dict[str, np.ndarray]:
         """Non-trainable persistent arrays (running statistics) by name."""
-        return {n: v for n, v in self.values.items() if self.nodes[n].kind is NodeKind.STATE}
+        return values_of_kind(self.values, self.nodes, NodeKind.STATE)
 
     def load_parameters(self, values: Mapping[str, np.ndarray], strict: bool = True) -> None:
         """Copy arrays into the live parameters in place, after checking every name, shape and dtype."""
         assign_values(self.values, self.nodes, values, strict=strict, what=f"graph '{self.name}'")
+
+
+def values_of_kind(values: Mapping[str, np.ndarray], nodes: Mapping[str, Node],
+                   kind: NodeKind) -> dict[str, np.ndarray]:
+    """The live arrays of the nodes of one kind, by name."""
+    return {n: v for n, v in values.items() if nodes[n].kind is kind}
 
 
 def assign_values(

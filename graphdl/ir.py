@@ -104,6 +104,18 @@ class IR:
         return [n for n in self.nodes if n.kind in kinds]
 
 
+def ancestors(nodes: Mapping[str, Node], start: str) -> set[str]:
+    """``start`` and every node it reads, transitively."""
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack.extend(nodes[name].inputs)
+    return seen
+
+
 _PACKAGE_DIRS = tuple(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
     for d in ("graphdl", "passes")

@@ -64,6 +64,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _file_mode(path: str) -> int:
+    """Keep an existing file's permissions; otherwise what open() would give (0o666 less the umask)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def save(model: Any, path: str | os.PathLike[str]) -> None:
     """Write ``model`` (an Executable) to ``path`` atomically: a failed save leaves the old file intact."""
     from graphdl import __version__
@@ -71,7 +81,7 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     path = os.fspath(path)
     graph_bytes = json.dumps(graph_to_json(model.ir), indent=1).encode()
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in model.values.items()})
+    np.savez(buf, **model.values)
     weights_bytes = buf.getvalue()
     manifest = {
         "format": FORMAT_NAME,
@@ -89,6 +99,7 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
                 z.writestr("weights.npz", weights_bytes)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

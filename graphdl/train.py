@@ -58,24 +58,26 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, inputs: Seque
         raise GraphDLError(f"the loader yields {len(loader.arrays)} arrays but inputs are {names}")
     history = History()
     for epoch in range(1, epochs + 1):
-        total, seen, correct = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=True)
-        for batch in bar:
-            outs = train.run(dict(zip(names, batch, strict=True)), copy=False)
-            n = len(batch[0])
-            total += float(outs[0]) * n
-            seen += n
-            labels = batch[-1]
-            if len(outs) > 1 and np.issubdtype(labels.dtype, np.integer) and outs[1].shape[:1] == (n,):
-                correct += int(np.sum(np.argmax(outs[1], axis=-1) == labels))
-            metrics = {"loss": total / seen}
-            if correct:
-                metrics["accuracy"] = correct / seen
-            bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
-        if validation is not None:
-            metrics["val_accuracy"] = evaluate(validation[0], validation[1], validation[2])
-            bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()})
-        bar.close()
+        total, seen, correct, tracks_accuracy = 0.0, 0, 0, False
+        metrics: dict[str, float] = {}
+        with tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress, unit="batch") as bar:
+            for batch in loader:
+                outs = train.run(dict(zip(names, batch, strict=True)), copy=False)
+                n = len(batch[0])
+                total += float(outs[0]) * n
+                seen += n
+                labels = batch[-1]
+                if len(outs) > 1 and np.issubdtype(labels.dtype, np.integer) and outs[1].shape[:1] == (n,):
+                    tracks_accuracy = True
+                    correct += int(np.sum(np.argmax(outs[1], axis=-1) == labels))
+                metrics = {"loss": total / seen}
+                if tracks_accuracy:
+                    metrics["accuracy"] = correct / seen
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()}, refresh=False)
+            if validation is not None:
+                metrics["val_accuracy"] = evaluate(validation[0], validation[1], validation[2])
+                bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items()})
         history.epochs.append(metrics)
         if checkpoint is not None:
             train.save(checkpoint)

@@ -14,6 +14,7 @@ from typing import Any
 from graphdl.errors import CompileError, GraphDLError
 from graphdl.graph import Builder, Tensor
 from graphdl.ir import IR, NodeKind
+from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
 from passes.autodiff import build_gradients
 from passes.buffers import plan_buffers
@@ -60,7 +61,7 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
     if b.nodes[objective].shape != ():
         raise CompileError(f"the training objective '{objective}' must be a scalar; reduce it with "
                            "gd.ops.mean or use a loss layer")
-    ancestors = _ancestors(ir, objective)
+    ancestors = ancestors_of(ir.node_map(), objective)
     params = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
     if not params:
         raise CompileError(f"the objective '{objective}' depends on no parameters; nothing to train")
@@ -70,16 +71,6 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
     b.default_origin = by_name[losses[0]].origin
     spec.optimizer.build(b, [(Tensor(b, p), Tensor(b, grads[p])) for p in params])
     return b.freeze(ir.outputs)
-
-
-def _ancestors(ir: IR, start: str) -> set[str]:
-    by_name, seen, stack = ir.node_map(), set(), [start]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(by_name[n].inputs)
-    return seen
 
 
 Pass = Callable[[IR, CompileSpec], IR]

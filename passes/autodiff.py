@@ -15,17 +15,8 @@ import numpy as np
 from graphdl.errors import GradientError
 from graphdl.graph import Builder, Tensor, format_shape
 from graphdl.ir import IR, STORED_KINDS, NodeKind
+from graphdl.ir import ancestors as ancestors_of
 from graphdl.registry import GradContext, get_op
-
-
-def _ancestors(ir_nodes: dict, start: str) -> set[str]:
-    seen, stack = set(), [start]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(ir_nodes[n].inputs)
-    return seen
 
 
 def build_gradients(
@@ -43,7 +34,7 @@ def build_gradients(
     obj = by_name[objective]
     if not np.issubdtype(np.dtype(obj.dtype), np.floating):
         raise GradientError(f"cannot differentiate {obj.describe()}: its dtype {obj.dtype} is not floating")
-    ancestors = _ancestors(by_name, objective)
+    ancestors = ancestors_of(by_name, objective)
     # Nodes on a path from some wrt to the objective, through floating-point values only.
     on_path: set[str] = set(wrt)
     for n in ir.nodes:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, ancestors
 
 
 def eliminate_dead_code(ir: IR) -> IR:
     """Keep the outputs, every update node, and everything they read, transitively."""
     by_name = ir.node_map()
     live: set[str] = set()
-    stack = list(ir.outputs) + [n.name for n in ir.nodes if n.kind is NodeKind.UPDATE]
-    while stack:
-        name = stack.pop()
-        if name in live:
-            continue
-        live.add(name)
-        stack.extend(by_name[name].inputs)
+    for root in [*ir.outputs, *(n.name for n in ir.nodes if n.kind is NodeKind.UPDATE)]:
+        if root not in live:
+            live |= ancestors(by_name, root)
     return ir.replace(nodes=tuple(n for n in ir.nodes if n.name in live))

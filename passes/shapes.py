@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 from graphdl.errors import ShapeError
@@ -16,8 +17,7 @@ def _rule(node: Node, inputs: list[Node], shapes: list[tuple]) -> tuple:
     try:
         return tuple(op.shape(tuple(shapes), attrs)), op.dtype(tuple(n.dtype for n in inputs), attrs)
     except RuleError as e:
-        shaped = [n.__class__(n.name, n.kind, n.op, n.inputs, n.attrs, s, n.dtype, n.origin)
-                  for n, s in zip(inputs, shapes, strict=True)]
+        shaped = [dataclasses.replace(n, shape=s) for n, s in zip(inputs, shapes, strict=True)]
         raise Builder.rule_error(e, node.name, node.op, shaped, node.origin) from None
 
 
@@ -30,7 +30,7 @@ def infer_shapes(ir: IR) -> IR:
             inputs = [by_name[i] for i in n.inputs]
             shape, dtype = _rule(n, inputs, [i.shape for i in inputs])
             if n.shape != shape or n.dtype != dtype:
-                n = n.__class__(n.name, n.kind, n.op, n.inputs, n.attrs, shape, dtype, n.origin)
+                n = dataclasses.replace(n, shape=shape, dtype=dtype)
         by_name[n.name] = n
         out.append(n)
     return ir.replace(nodes=tuple(out))

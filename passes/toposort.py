@@ -26,6 +26,8 @@ def dependency_graph(ir: IR) -> nx.DiGraph:
         if n.kind.value in ("placeholder", "param", "state", "constant"):
             continue
         for idx in get_op(n.op).writes:
+            if idx >= len(n.inputs):  # an optional state input (e.g. SGD without momentum)
+                continue
             for r in readers.get(n.inputs[idx], ()):
                 if r != n.name:
                     g.add_edge(r, n.name)

@@ -1,0 +1,43 @@
+"""Text forms of graphs: one line per node, shared by ``repr``, ``summary()`` and the CLI."""
+
+from __future__ import annotations
+
+import math
+
+from graphdl.graph import format_shape
+from graphdl.ir import IR, Node, NodeKind
+
+
+def format_node_line(n: Node) -> str:
+    """``fc1 = linear(x, fc1.W, fc1.b)  (?, 128) float32  # op @ model.py:12``"""
+    args = ", ".join(n.inputs)
+    attrs = ", ".join(f"{k}={v}" for k, v in n.attrs)
+    call = f"{n.op}({args}{', ' if args and attrs else ''}{attrs})"
+    return f"{n.name} = {call}  {format_shape(n.shape)} {n.dtype}  # {n.kind.value} @ {n.origin}"
+
+
+def format_ir(ir: IR) -> str:
+    """Every node on one line, in order, then the outputs."""
+    lines = [f"graph {ir.name} ({len(ir.nodes)} nodes)"]
+    lines += ["  " + format_node_line(n) for n in ir.nodes if n.op != "scalar"]
+    lines.append(f"  outputs: {', '.join(ir.outputs)}")
+    return "\n".join(lines)
+
+
+def summary(ir: IR) -> str:
+    """A Keras-style table of the forward computation: node, op, output shape, parameters it reads."""
+    by_name = ir.node_map()
+    rows = [("node", "op", "output shape", "params")]
+    total = 0
+    for n in ir.nodes:
+        if n.kind not in (NodeKind.OP, NodeKind.LOSS, NodeKind.PLACEHOLDER):
+            continue
+        params = sum(math.prod(by_name[i].shape) for i in n.inputs if by_name[i].kind is NodeKind.PARAM)
+        total += params
+        rows.append((n.name, n.op, format_shape(n.shape), f"{params:,}"))
+    widths = [max(len(r[k]) for r in rows) for k in range(4)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:3]) + f"  {{:>{widths[3]}}}"
+    lines = [fmt.format(*rows[0]), "-" * (sum(widths) + 6)]
+    lines += [fmt.format(*r) for r in rows[1:]]
+    lines.append(f"total parameters: {total:,}")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""Shared fixtures: the README's MLP graph, built fresh for each test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl import layers, losses
+
+
+@dataclass
+class MLP:
+    g: gd.Graph
+    x: gd.Tensor
+    y: gd.Tensor
+    fc1: layers.Linear
+    logits: gd.Tensor
+    loss: gd.Tensor
+
+
+def build_mlp(dtype: str = "float32", seed: int = 0) -> MLP:
+    with gd.Graph("mlp", dtype=dtype, seed=seed) as g:
+        x = gd.placeholder("x", shape=(None, 64))
+        y = gd.placeholder("y", shape=(None,), dtype="int64")
+        fc1 = layers.Linear(64, 128, name="fc1")
+        h = layers.ReLU()(fc1(x))
+        logits = layers.Linear(128, 10, name="fc2")(h)
+        loss = losses.SoftmaxCrossEntropy()(logits, y)
+    return MLP(g, x, y, fc1, logits, loss)
+
+
+@pytest.fixture
+def mlp() -> MLP:
+    return build_mlp()
+
+
+@pytest.fixture
+def batch() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((32, 64)).astype("float32"), rng.integers(0, 10, 32)

@@ -1,0 +1,102 @@
+"""The executor: runs plans, caches them per feed shapes, shares parameters, trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+
+
+def _reference_logits(params: dict, x: np.ndarray) -> np.ndarray:
+    h = np.maximum(x @ params["fc1.W"] + params["fc1.b"], 0)
+    return h @ params["fc2.W"] + params["fc2.b"]
+
+
+def test_forward_matches_numpy_and_feeds_by_node_or_name(mlp, batch) -> None:
+    xb, _ = batch
+    predict = gd.compile([mlp.logits])
+    (by_name,) = predict.run({"x": xb})
+    (by_node,) = predict.run({mlp.x: xb})
+    np.testing.assert_allclose(by_name, _reference_logits(mlp.g.parameters(), xb), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(by_name, by_node)
+
+
+def test_partial_last_batch_gets_its_own_cached_plan(mlp, batch) -> None:
+    xb, _ = batch
+    predict = gd.compile([mlp.logits])
+    full = predict.run({"x": xb})[0]
+    part = predict.run({"x": xb[:7]})[0]
+    np.testing.assert_allclose(part, full[:7], rtol=1e-5, atol=1e-6)
+    predict.run({"x": xb})
+    assert len(predict._plans) == 2
+
+
+def test_outputs_are_copies_unless_asked(mlp, batch) -> None:
+    xb, _ = batch
+    predict = gd.compile([mlp.logits])
+    a = predict.run({"x": xb})[0]
+    b = predict.run({"x": xb * 2})[0]
+    assert not np.shares_memory(a, b)
+    c = predict.run({"x": xb}, copy=False)[0]
+    d = predict.run({"x": xb}, copy=False)[0]
+    assert np.shares_memory(c, d)
+
+
+def test_training_updates_the_parameters_predict_reads(mlp, batch) -> None:
+    xb, yb = batch
+    train = gd.compile([mlp.loss], optimizer=gd.optim.SGD(lr=0.5, momentum=0.9))
+    predict = gd.compile([mlp.logits])
+    before = predict.run({"x": xb})[0]
+    losses = [float(train.run({mlp.x: xb, mlp.y: yb})[0]) for _ in range(30)]
+    assert losses[-1] < 0.1 * losses[0]
+    after = predict.run({"x": xb})[0]
+    np.testing.assert_allclose(after, _reference_logits(mlp.g.parameters(), xb), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(before, after)
+    assert (np.argmax(after, 1) == yb).mean() == 1.0
+
+
+def test_one_sgd_step_matches_a_hand_computed_step(batch) -> None:
+    from tests.conftest import build_mlp
+
+    xb, yb = batch
+    m = build_mlp(dtype="float64")
+    p = {k: v.copy() for k, v in m.g.parameters().items()}
+    grads = gd.grad(m.loss, [m.g.tensor(k) for k in p])
+    g_values = gd.compile(grads).run({"x": xb, "y": yb})
+    gd.compile([m.loss], optimizer=gd.optim.SGD(lr=0.1)).run({"x": xb, "y": yb})
+    for (k, v), gv in zip(p.items(), g_values, strict=True):
+        np.testing.assert_allclose(m.g.parameters()[k], v - 0.1 * gv, rtol=1e-12, atol=1e-14)
+
+
+def test_grad_nodes_join_the_graph_and_compile(mlp, batch) -> None:
+    xb, yb = batch
+    (dW,) = gd.grad(mlp.loss, [mlp.fc1.params["W"]])
+    assert dW.node.kind is gd.NodeKind.GRADIENT and dW.name in mlp.g.nodes
+    (dw,) = gd.compile([dW]).run({mlp.x: xb, mlp.y: yb})
+    assert dw.shape == (64, 128) and np.abs(dw).sum() > 0
+
+
+def test_dead_code_does_not_run(mlp) -> None:
+    with mlp.g:
+        unused = gd.ops.exp(mlp.logits)  # noqa: F841
+    predict = gd.compile([mlp.logits])
+    assert {n.op for n in predict.ir.nodes} >= {"linear", "relu"}
+    assert "exp" not in {n.op for n in predict.ir.nodes} and "y" not in predict.inputs
+
+
+def test_kernel_failure_names_node_and_shapes(mlp, batch) -> None:
+    xb, yb = batch
+    evaluate = gd.compile([mlp.loss])
+    with pytest.raises(gd.ExecutionError, match=r"softmax_cross_entropy at node 'softmax_cross_entropy' failed.*"
+                                                 r"'fc2' \(32, 10\)"):
+        evaluate.run({"x": xb, "y": np.full(32, 12)})
+
+
+def test_memory_report(mlp) -> None:
+    train = gd.compile([mlp.loss], optimizer=gd.optim.Adam())
+    r = train.memory_report(batch_size=256)
+    assert r["lower_bound_bytes"] <= r["arena_bytes"] <= 1.05 * r["lower_bound_bytes"]
+    assert r["arena_bytes"] <= 0.5 * r["naive_bytes"]
+    assert r["parameter_bytes"] == 4 * (64 * 128 + 128 + 128 * 10 + 10)
+    assert r["state_bytes"] == 2 * r["parameter_bytes"] + 8

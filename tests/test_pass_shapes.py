@@ -1,0 +1,45 @@
+"""Shape inference: inferred shapes equal executed shapes; symbolic batch stays symbolic."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphdl as gd
+from passes.shapes import concrete_shapes, infer_shapes
+from tests.randgraph import random_graphs
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_graphs(), st.integers(1, 5))
+def test_inferred_shapes_equal_executed_shapes(case, batch: int) -> None:
+    g, outputs = case
+    exe = gd.compile(outputs)
+    results = exe.run({"x": np.zeros((batch, 8))})
+    shapes = concrete_shapes(exe.ir, {"x": (batch, 8)})
+    for t, r in zip(outputs, results, strict=True):
+        assert shapes[t.name] == r.shape
+        assert tuple(batch if d is None else d for d in t.shape) == r.shape
+
+
+def test_infer_shapes_is_idempotent_on_compiled_graphs(mlp) -> None:
+    train = gd.compile([mlp.loss], optimizer=gd.optim.Adam())
+    assert infer_shapes(train.ir) == train.ir
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 3), min_size=0, max_size=3), st.lists(st.integers(1, 3), min_size=0, max_size=3))
+def test_broadcast_rule_agrees_with_numpy(a: list[int], b: list[int]) -> None:
+    from graphdl.ops.common import broadcast
+    from graphdl.registry import RuleError
+
+    try:
+        expected = np.broadcast_shapes(tuple(a), tuple(b))
+    except ValueError:
+        expected = None
+    try:
+        got = broadcast(tuple(a), tuple(b))
+    except RuleError:
+        got = None
+    assert got == expected
