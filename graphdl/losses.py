@@ -120,7 +120,9 @@ class SoftmaxCrossEntropy(Loss):
         self.label_smoothing = float(label_smoothing)
 
     def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
-        if self.reduction == "mean" and self.label_smoothing == 0 and _int_labels(target):  # one fused node
+        labels = len(target.shape) == 1
+        # one fused node (whose dtype rule also explains float labels given by mistake)
+        if labels and (not _int_labels(target) or (self.reduction == "mean" and self.label_smoothing == 0)):
             g = prediction.graph
             return g.apply(self.op, [prediction, target], {}, name=self.name or g.fresh(self.op), kind=NodeKind.LOSS)
         return super().__call__(prediction, target)
