@@ -18,7 +18,8 @@ from graphdl.registry import get_op
 def set_mode(ir: IR, training: bool | None) -> IR:
     """Annotate modal nodes with ``training``; in a training plan add their state updates.
 
-    ``training=None`` (a graph reloaded from a file) only checks that every modal node is annotated.
+    A graph reloaded from a file arrives annotated and passes through unchanged; ``training=None``
+    annotates any node still without a mode as inference.
     """
     nodes: list[Node] = []
     added: list[Node] = []
