@@ -41,7 +41,11 @@ def _conv_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 class _Im2col:
-    """The windows of x copied to a (G, N*Ho*Wo, C/G*kh*kw) matrix, into a preallocated buffer."""
+    """The windows of x copied to (N, G, C/G*kh*kw, Ho*Wo) matrices, into a preallocated buffer.
+
+    Ho*Wo last keeps the copy's inner loop on contiguous output pixels and makes the forward pass one
+    batched GEMM whose result is already NCHW.
+    """
 
     def __init__(self, x_shape: tuple, attrs: dict[str, Any], dtype: np.dtype) -> None:
         n, c = x_shape[:2]
@@ -50,26 +54,12 @@ class _Im2col:
         self.hw = out_hw(x_shape, attrs)
         self.padded = Padded(x_shape, padding, dtype)
         g, cg = self.groups, c // self.groups
-        self.cols = np.empty((g, n, *self.hw, cg, kh, kw), dtype=dtype)
-        self.matrix = self.cols.reshape(g, n * self.hw[0] * self.hw[1], cg * kh * kw)
+        self.cols = np.empty((n, g, cg, kh, kw, *self.hw), dtype=dtype)
+        self.matrix = self.cols.reshape(n, g, cg * kh * kw, self.hw[0] * self.hw[1])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         win = windows(self.padded.load(x), self.attrs, self.hw, self.groups)  # (N, G, Cg, Ho, Wo, kh, kw)
-        np.copyto(self.cols, win.transpose(1, 0, 3, 4, 2, 5, 6))
-        return self.matrix
-
-
-class _GradMatrix:
-    """A gradient (N, Cout, Ho, Wo) copied to (G, N*Ho*Wo, Cout/G), the GEMM layout."""
-
-    def __init__(self, g_shape: tuple, groups: int, dtype: np.dtype) -> None:
-        n, co, ho, wo = g_shape
-        self.buf = np.empty((groups, n, ho, wo, co // groups), dtype=dtype)
-        self.split = (n, groups, co // groups, ho, wo)
-        self.matrix = self.buf.reshape(groups, n * ho * wo, co // groups)
-
-    def __call__(self, g: np.ndarray) -> np.ndarray:
-        np.copyto(self.buf, g.reshape(self.split).transpose(1, 0, 3, 4, 2))
+        np.copyto(self.cols, win.transpose(0, 1, 2, 5, 6, 3, 4))
         return self.matrix
 
 
@@ -77,15 +67,13 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
     im2col = _Im2col(in_shapes[0], attrs, dtype)
     groups = im2col.groups
     n, co, ho, wo = out_shape
-    res = np.empty((groups, n * ho * wo, co // groups), dtype=dtype)
-    res_nchw = res.reshape(groups, n, ho, wo, co // groups).transpose(1, 0, 4, 2, 3)
-    split = (n, groups, co // groups, ho, wo)
+    split = (n, groups, co // groups, ho * wo)
     w_split = (groups, co // groups, -1)
 
     def conv2d(x: np.ndarray, w: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]
-        np.matmul(im2col(x), w.reshape(w_split).transpose(0, 2, 1), out=res)
-        np.copyto(out.reshape(split), res_nchw)
+        # (G, Cout/G, K) @ (N, G, K, Ho*Wo) -> (N, G, Cout/G, Ho*Wo): the NCHW output itself
+        np.matmul(w.reshape(w_split), im2col(x), out=out.reshape(split))
         if len(rest) == 2:
             np.add(out, rest[0].reshape(co, 1, 1), out=out)
 
@@ -118,25 +106,24 @@ def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
     n, c, h, wd = x_shape
     (kh, kw), _, _, (pt, pb, pl, pr) = geometry(attrs)
     hw = out_hw(x_shape, attrs)
-    gmat = _GradMatrix(g_shape, groups, dtype)
-    dcols = np.empty((groups, n, *hw, c // groups, kh, kw), dtype=dtype)
-    dcols_mat = dcols.reshape(groups, n * hw[0] * hw[1], -1)
+    dcols = np.empty((n, groups, c // groups, kh, kw, *hw), dtype=dtype)
+    dcols_mat = dcols.reshape(n, groups, -1, hw[0] * hw[1])
     padded = any((pt, pb, pl, pr))
     dxp = np.empty((n, c, h + pt + pb, wd + pl + pr), dtype=dtype) if padded else None
     inner = (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + wd))
     offsets = offset_slices(attrs, hw)
+    g_split = (n, groups, g_shape[1] // groups, hw[0] * hw[1])
     w_split = (groups, w_shape[0] // groups, -1)
-    # per kernel offset, the (N, G, Cg, Ho, Wo) columns to add
-    parts = [dcols[:, :, :, :, :, i, j].transpose(1, 0, 4, 2, 3) for i, j, _ in offsets]
 
     def conv2d_input_grad(g: np.ndarray, w: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
-        np.matmul(gmat(g), w.reshape(w_split), out=dcols_mat)
+        # columns (N, G, K, Ho*Wo) = W^T (G, K, Cout/G) @ g (N, G, Cout/G, Ho*Wo), then col2im
+        np.matmul(w.reshape(w_split).transpose(0, 2, 1), g.reshape(g_split), out=dcols_mat)
         dst = dxp if padded else out
         dst.fill(0)
         grouped = dst.reshape(n, groups, c // groups, *dst.shape[2:])
-        for (_, _, index), part in zip(offsets, parts):
+        for i, j, index in offsets:
             view = grouped[(slice(None), *index)]
-            np.add(view, part, out=view)
+            np.add(view, dcols[:, :, :, i, j], out=view)
         if padded:
             np.copyto(out, dxp[inner])
 
@@ -169,11 +156,15 @@ def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
     x_shape, g_shape = in_shapes
     im2col = _Im2col(x_shape, attrs, dtype)
     groups = im2col.groups
-    gmat = _GradMatrix(g_shape, groups, dtype)
-    w_split = (groups, out_shape[0] // groups, -1)
+    n = x_shape[0]
+    cog = out_shape[0] // groups
+    g_split = (n, groups, cog, g_shape[2] * g_shape[3])
+    per_sample = np.empty((n, groups, cog, im2col.matrix.shape[2]), dtype=dtype)
 
     def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
-        np.matmul(gmat(g).transpose(0, 2, 1), im2col(x), out=out.reshape(w_split))
+        # per sample g (G, Cout/G, Ho*Wo) @ columns^T (G, Ho*Wo, K), summed over the batch
+        np.matmul(g.reshape(g_split), im2col(x).transpose(0, 1, 3, 2), out=per_sample)
+        np.sum(per_sample, axis=0, out=out.reshape(groups, cog, -1))
 
     return conv2d_weight_grad
 
