@@ -32,9 +32,17 @@ def _bn_axes(ndim: int) -> tuple[int, ...]:
     return (0, *range(2, ndim))
 
 
+def _channel_mean(x: np.ndarray, out: np.ndarray, scale: bool = True) -> None:
+    """Mean (or sum) over every axis but 1, into ``out`` of C elements (einsum: ~3x np.mean over axes)."""
+    n, c = x.shape[:2]
+    flat = out.reshape(c)
+    np.einsum("ncl->c", x.reshape(n, c, -1), out=flat)
+    if scale:
+        np.multiply(flat, c / x.size, out=flat)
+
+
 def _batch_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     eps, training = attrs.get("eps", 1e-5), attrs.get("training", False)
-    axes = _bn_axes(len(out_shape))
     c = out_shape[1]
     col = (1, c, *([1] * (len(out_shape) - 2)))
     mean = np.empty(col, dtype=dtype)
@@ -45,10 +53,10 @@ def _batch_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
     def batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, rm: np.ndarray, rv: np.ndarray,
                    out: np.ndarray) -> None:
         if training:
-            np.mean(x, axis=axes, keepdims=True, out=mean)
+            _channel_mean(x, mean)
             np.subtract(x, mean, out=sq)
             np.multiply(sq, sq, out=sq)
-            np.mean(sq, axis=axes, keepdims=True, out=scale)  # biased batch variance
+            _channel_mean(sq, scale)  # biased batch variance
         else:
             np.copyto(mean, rm.reshape(col))
             np.copyto(scale, rv.reshape(col))
@@ -91,7 +99,6 @@ def _batch_norm_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     eps, training, wrt = attrs.get("eps", 1e-5), attrs.get("training", False), attrs["wrt"]
     x_shape = in_shapes[1]
-    axes = _bn_axes(len(x_shape))
     col = (1, x_shape[1], *([1] * (len(x_shape) - 2)))
     mean, inv, a, b = (np.empty(col, dtype=dtype) for _ in range(4))
     xhat, tmp = np.empty(x_shape, dtype=dtype), np.empty(x_shape, dtype=dtype)
@@ -99,10 +106,10 @@ def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dty
     def batch_norm_grad(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, rm: np.ndarray, rv: np.ndarray,
                         out: np.ndarray) -> None:
         if training:
-            np.mean(x, axis=axes, keepdims=True, out=mean)
+            _channel_mean(x, mean)
             np.subtract(x, mean, out=xhat)
             np.multiply(xhat, xhat, out=tmp)
-            np.mean(tmp, axis=axes, keepdims=True, out=inv)
+            _channel_mean(tmp, inv)
         else:
             np.copyto(mean, rm.reshape(col))
             np.copyto(inv, rv.reshape(col))
@@ -113,16 +120,16 @@ def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dty
         np.multiply(xhat, inv, out=xhat)  # the normalised input
         if wrt == "gamma":
             np.multiply(g, xhat, out=tmp)
-            np.sum(tmp, axis=axes, out=out)
+            _channel_mean(tmp, out, scale=False)
             return
         np.multiply(inv, gamma.reshape(col), out=inv)  # gamma / std
         if not training:
             np.multiply(g, inv, out=out)
             return
         # dx = gamma / std * (g - mean(g) - xhat * mean(g * xhat))
-        np.mean(g, axis=axes, keepdims=True, out=a)
+        _channel_mean(g, a)
         np.multiply(g, xhat, out=tmp)
-        np.mean(tmp, axis=axes, keepdims=True, out=b)
+        _channel_mean(tmp, b)
         np.multiply(xhat, b, out=tmp)
         np.subtract(g, tmp, out=tmp)
         np.subtract(tmp, a, out=tmp)
@@ -134,7 +141,6 @@ def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dty
 def _batch_norm_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     x_shape = in_shapes[0]
     momentum = attrs.get("momentum", 0.1)
-    axes = _bn_axes(len(x_shape))
     n = math.prod(x_shape) // x_shape[1]
     unbias = n / (n - 1) if n > 1 else 1.0
     col = (1, x_shape[1], *([1] * (len(x_shape) - 2)))
@@ -143,10 +149,10 @@ def _batch_norm_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dt
     sq = np.empty(x_shape, dtype=dtype)
 
     def batch_norm_stats(x: np.ndarray, rm: np.ndarray, rv: np.ndarray) -> None:
-        np.mean(x, axis=axes, keepdims=True, out=mean)
+        _channel_mean(x, mean)
         np.subtract(x, mean, out=sq)
         np.multiply(sq, sq, out=sq)
-        np.mean(sq, axis=axes, keepdims=True, out=var)
+        _channel_mean(sq, var)
         # running = (1 - momentum) running + momentum batch, with the unbiased variance (PyTorch)
         np.multiply(rm, 1.0 - momentum, out=rm)
         np.add(rm, momentum * mean.reshape(-1), out=rm)
