@@ -83,3 +83,35 @@ def test_broadcasting_elementwise_gradients(op: str, shapes: tuple, seed: int) -
         return [x, y]
 
     check_gradients(Case(op, make=make), seed=seed)
+
+
+UNARY = {"exp": {}, "tanh": {}, "sigmoid": {}, "erf": {}, "gelu": {}, "silu": {}, "softplus": {}, "sqrt": {},
+         "log": {}, "abs": {}, "elu": {"alpha": 0.7}, "leaky_relu": {"negative_slope": 0.3},
+         "gelu-tanh": {"approximate": "tanh"}, "clip": {"min": -0.5, "max": 0.6}}
+
+
+@given(st.sampled_from(sorted(UNARY)), st.lists(st.integers(1, 5), min_size=0, max_size=3), st.integers(0, 2**16))
+@SETTINGS
+def test_unary_elementwise_gradients(name: str, shape: list[int], seed: int) -> None:
+    op = name.split("-")[0]
+
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        x = rng.standard_normal(shape)
+        if op in ("sqrt", "log"):
+            return [np.abs(x) + 0.5]
+        # keep finite differences away from kinks (0 and the clip bounds)
+        for kink in (0.0, -0.5, 0.6):
+            x = np.where(np.abs(x - kink) < 0.05, x + 0.1, x)
+        return [x]
+
+    check_gradients(Case(op, attrs=UNARY[name], make=make), seed=seed)
+
+
+@given(st.sampled_from(["sum", "mean", "max", "softmax", "log_softmax"]),
+       st.lists(st.integers(1, 4), min_size=1, max_size=3), st.data())
+@SETTINGS
+def test_reduction_gradients_over_drawn_axes(op: str, shape: list[int], data: st.DataObject) -> None:
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    attrs = {"axis": axis} if op in ("softmax", "log_softmax") else {
+        "axis": axis, "keepdims": data.draw(st.booleans())}
+    check_gradients(Case(op, [tuple(shape)], attrs), seed=data.draw(st.integers(0, 2**16)))
