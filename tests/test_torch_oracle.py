@@ -87,6 +87,8 @@ LAYERS = [
          _conv(stride=2, padding=1)),
     Case("conv2d-same-dilated", _normal((1, 3, 8, 7)), lambda x: L.Conv2D(3, 5, 3, padding="same", dilation=2)(x),
          _conv(padding="same", dilation=2)),
+    Case("conv2d-same-even-kernel", _normal((2, 2, 6, 5)), lambda x: L.Conv2D(2, 3, (2, 4), padding="same")(x),
+         _conv(padding="same")),
     Case("conv2d-groups-nobias", _normal((3, 4, 6, 6)), lambda x: L.Conv2D(4, 6, (3, 2), padding=(1, 0), groups=2,
                                                                          bias=False)(x),
          _conv(padding=(1, 0), groups=2)),
@@ -176,6 +178,7 @@ LOSSES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("case", LAYERS, ids=lambda c: c.id)
 def test_layer_matches_torch(case: Case) -> None:
     check(case)
