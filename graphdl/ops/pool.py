@@ -66,27 +66,38 @@ class _Scatter:
             np.copyto(out, self.dxp[self.inner])
 
 
+class _Argmax:
+    """Per window of x, the index (in kernel scan order) of its first maximum, as PyTorch picks it."""
+
+    def __init__(self, x_shape: tuple, attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> None:
+        self.padded = Padded(x_shape, geometry(attrs)[3], dtype, fill=-np.inf)
+        self.offsets = offset_slices(attrs, pooled[2:])
+        self.best = np.empty(pooled, dtype=dtype)
+        self.idx = np.empty(pooled, dtype=np.int64)
+        self.mask = np.empty(pooled, dtype=bool)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        xp = self.padded.load(x)
+        np.copyto(self.best, xp[self.offsets[0][2]])
+        self.idx.fill(0)
+        for k, (_, _, index) in enumerate(self.offsets[1:], start=1):  # replace only on a larger value
+            np.greater(xp[index], self.best, out=self.mask)
+            np.copyto(self.best, xp[index], where=self.mask)
+            np.copyto(self.idx, k, where=self.mask)
+        return self.idx
+
+
 def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     g_shape, x_shape = in_shapes
-    padded = Padded(x_shape, geometry(attrs)[3], dtype, fill=-np.inf)
-    best = np.empty(g_shape, dtype=dtype)
-    idx = np.empty(g_shape, dtype=np.int64)
+    argmax = _Argmax(x_shape, attrs, g_shape, dtype)
     mask = np.empty(g_shape, dtype=bool)
     part = np.empty(g_shape, dtype=dtype)
     scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), dtype)
-    offsets = scatter.offsets
 
     def max_pool2d_grad(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-        # the first maximum in scan order wins (PyTorch): replace only on a strictly larger value
-        xp = padded.load(x)
-        np.copyto(best, xp[offsets[0][2]])
-        idx.fill(0)
-        for k, (_, _, index) in enumerate(offsets[1:], start=1):
-            np.greater(xp[index], best, out=mask)
-            np.copyto(best, xp[index], where=mask)
-            np.copyto(idx, k, where=mask)
+        idx = argmax(x)
         dst = scatter.target(out)
-        for k, (_, _, index) in enumerate(offsets):
+        for k, (_, _, index) in enumerate(scatter.offsets):
             np.equal(idx, k, out=mask)
             np.multiply(g, mask, out=part)
             view = dst[index]
@@ -96,11 +107,40 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
     return max_pool2d_grad
 
 
+def _max_pick_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    h_shape, x_shape = in_shapes
+    argmax = _Argmax(x_shape, attrs, out_shape, dtype)
+    padded = Padded(h_shape, geometry(attrs)[3], dtype)
+    offsets = offset_slices(attrs, out_shape[2:])
+    mask = np.empty(out_shape, dtype=bool)
+
+    def max_pool2d_pick(h: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+        idx = argmax(x)
+        hp = padded.load(h)
+        for k, (_, _, index) in enumerate(offsets):
+            np.equal(idx, k, out=mask)
+            np.copyto(out, hp[index], where=mask)
+
+    return max_pool2d_pick
+
+
+def _pick_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    h, x = shapes
+    if len(h) != len(x) or any(a is not None and b is not None and a != b for a, b in zip(h, x)):
+        fail(f"values {h} must have the pooled input's shape {x}")
+    return _pool_shape((x,), attrs)
+
+
 register(OpDef("max_pool2d", _pool_shape, _max_kernel, arity=1, label_attrs=LABEL,
                grad=lambda c: [c.apply("max_pool2d_grad", c.gout, c.inputs[0], **c.attrs)],
                doc="Largest value of each window (padding never wins)."))
+# max_pool2d_grad is linear in g and max_pool2d_pick is its transpose, so each is the other's gradient.
 register(OpDef("max_pool2d_grad", _like_shape, _max_grad_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
+               grad=lambda c: [c.apply("max_pool2d_pick", c.gout, c.inputs[1], **c.attrs), None],
                doc="Gradient of max_pool2d: g routed to the first maximum of each window of x."))
+register(OpDef("max_pool2d_pick", _pick_shape, _max_pick_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
+               grad=lambda c: [c.apply("max_pool2d_grad", c.gout, c.inputs[1], **c.attrs), None],
+               doc="h read at the first maximum of each window of x (same shape as x)."))
 
 
 def _avg_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
