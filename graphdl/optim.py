@@ -85,6 +85,9 @@ class Optimizer:
     schedule: Schedule | None = field(default=None, kw_only=True)
     clip_norm: float | None = field(default=None, kw_only=True)
 
+    def __post_init__(self) -> None:
+        self.check()
+
     @property
     def base_lr(self) -> float:
         return float(self.lr)  # type: ignore[attr-defined]
@@ -99,7 +102,6 @@ class Optimizer:
         """Add counter, learning rate, clipping and update nodes for (param, gradient) pairs."""
         if not pairs:
             return
-        self.check()
         first = pairs[0][0].node
         t = _state(b, STEP_COUNTER, first, dtype="int64", shape=())
         schedule = self.schedule.attrs() if self.schedule is not None else {}
