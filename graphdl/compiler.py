@@ -27,22 +27,23 @@ def _one_graph(tensors: Sequence[Tensor], what: str) -> Graph:
     return graph
 
 
-def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, check: bool = True,
-            remat: str | int | None = None) -> Executable:
+def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, training: bool | None = None,
+            check: bool = True, remat: str | int | None = None) -> Executable:
     """Compile the graph that computes ``outputs``.
 
     With an ``optimizer``, the plan is a training step: it also computes the gradient of the loss
     outputs with respect to every parameter they use and applies the optimizer's update nodes.
-    ``check`` verifies the IR after every pass. ``remat="sqrt"`` (or a segment length) recomputes
-    activations in the backward pass instead of keeping them: O(sqrt(n)) activation memory for at
-    most one extra forward pass (see passes/remat.py).
+    ``training`` selects how Dropout and BatchNorm behave (default: ``optimizer is not None``); a
+    training plan also updates BatchNorm's running statistics. ``check`` verifies the IR after every pass.
+    ``remat="sqrt"`` (or a segment length) recomputes activations in the backward pass instead of
+    keeping them: O(sqrt(n)) activation memory for at most one extra forward pass (passes/remat.py).
     """
     from passes import CompileSpec, compile_graph
 
     outputs = list(outputs)
     graph = _one_graph(outputs, "gd.compile")
-    spec = CompileSpec(tuple(t.name for t in outputs), optimizer)
-    spec.options["remat"] = remat
+    mode = optimizer is not None if training is None else bool(training)
+    spec = CompileSpec(tuple(t.name for t in outputs), optimizer, {"training": mode, "remat": remat})
     ir = compile_graph(graph.freeze(), spec, check=check)
     graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)

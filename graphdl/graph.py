@@ -226,7 +226,7 @@ class Graph(Builder):
 
     def stored(self, name: str, value: np.ndarray, kind: NodeKind = NodeKind.PARAM) -> Tensor:
         """Add a param, state or constant node whose live array is ``value``."""
-        value = np.ascontiguousarray(value)
+        value = np.require(value, requirements="C")  # keeps 0-d arrays 0-d (ascontiguousarray would not)
         op = {NodeKind.PARAM: "param", NodeKind.STATE: "state", NodeKind.CONSTANT: "constant"}[kind]
         t = self.add_node(
             Node(name, kind, op, shape=value.shape, dtype=str(value.dtype), origin=user_origin())

@@ -1,162 +1,159 @@
-"""Optimisers: hyperparameters in a small record, update rules as ops that write in place.
+"""Optimisers: hyperparameters in small frozen records; ``build`` adds the training step's tail to the plan.
 
-An optimiser does not loop over parameters in Python beside the plan: ``build`` adds one update
-node per parameter (plus state nodes for moments and the step count) to the graph being compiled,
-and the executor runs them as steps of the plan.
+An optimiser does not loop over parameters in Python beside the plan: ``build`` adds a step counter
+(state ``optimizer.t``), a ``learning_rate`` node computed from it (the schedule), optionally a
+global-norm clipping factor applied to every gradient, then one update node per parameter (with
+state nodes for moments) and the counter's increment. The update kernels live in
+``graphdl.ops.updates``. All state is saved with the model, so a reloaded training model resumes
+exactly where it stopped.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from graphdl.errors import GraphDLError
 from graphdl.graph import Builder, Tensor
 from graphdl.ir import Node, NodeKind, make_attrs
-from graphdl.registry import OpDef, register
 
 STEP_COUNTER = "optimizer.t"
 
 
-def _no_output(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    return ()
+# -- learning-rate schedules (the step is the number of completed training steps) ------------------
+@dataclass(frozen=True)
+class StepLR:
+    """lr * gamma ** (step // step_size), as PyTorch's StepLR stepped once per training step."""
+
+    step_size: int
+    gamma: float = 0.1
+
+    def attrs(self) -> dict[str, Any]:
+        return {"schedule": "step", "step_size": self.step_size, "gamma": self.gamma}
 
 
-def _first_dtype(dtypes: tuple, attrs: dict[str, Any]) -> str:
-    return dtypes[0]
+@dataclass(frozen=True)
+class ExponentialLR:
+    """lr * gamma ** step."""
+
+    gamma: float
+
+    def attrs(self) -> dict[str, Any]:
+        return {"schedule": "exponential", "gamma": self.gamma}
 
 
-def _check_update_shapes(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    from graphdl.registry import fail
+@dataclass(frozen=True)
+class CosineLR:
+    """Linear warm-up to lr over ``warmup_steps`` (lr * (step + 1) / warmup_steps), then cosine decay
+    to ``eta_min`` at ``total_steps`` (PyTorch's CosineAnnealingLR with T_max = total - warmup), then flat."""
 
-    for s in shapes[1:3]:
-        if s != shapes[0]:
-            fail(f"update of a {shapes[0]} parameter got a {s} gradient or state")
-    return ()
+    total_steps: int
+    warmup_steps: int = 0
+    eta_min: float = 0.0
 
-
-def _sgd_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    lr, mom, wd, nesterov = attrs["lr"], attrs["momentum"], attrs["weight_decay"], attrs["nesterov"]
-    decayed = np.empty(in_shapes[0], dtype=dtype) if wd else None
-    tmp = np.empty(in_shapes[0], dtype=dtype)
-
-    def sgd_update(p: np.ndarray, g: np.ndarray, *velocity: np.ndarray) -> None:
-        grad = g
-        if decayed is not None:
-            np.multiply(p, wd, out=decayed)
-            np.add(decayed, g, out=decayed)
-            grad = decayed
-        step = grad
-        if velocity:
-            (v,) = velocity
-            v *= mom
-            v += grad
-            step = v
-            if nesterov:
-                np.multiply(v, mom, out=tmp)
-                np.add(tmp, grad, out=tmp)
-                step = tmp
-        np.multiply(step, lr, out=tmp)
-        p -= tmp
-
-    return sgd_update
+    def attrs(self) -> dict[str, Any]:
+        return {"schedule": "cosine", "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,
+                "eta_min": self.eta_min}
 
 
-def _adam_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    lr, b1, b2, eps, wd = attrs["lr"], attrs["beta1"], attrs["beta2"], attrs["eps"], attrs["weight_decay"]
-    decoupled = attrs.get("decoupled", False)
-    tmp = np.empty(in_shapes[0], dtype=dtype)
-    den = np.empty(in_shapes[0], dtype=dtype)
-
-    def adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: np.ndarray,
-                    ) -> None:
-        step = int(t) + 1
-        grad = g
-        if wd and decoupled:
-            p *= 1.0 - lr * wd
-        elif wd:
-            np.multiply(p, wd, out=tmp)
-            np.add(tmp, g, out=tmp)
-            grad = tmp
-        m *= b1
-        np.multiply(grad, 1.0 - b1, out=den)
-        m += den
-        v *= b2
-        np.multiply(grad, grad, out=den)
-        np.multiply(den, 1.0 - b2, out=den)
-        v += den
-        bc1 = 1.0 - b1**step
-        bc2 = 1.0 - b2**step
-        # PyTorch's form: p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps)
-        np.sqrt(v, out=den)
-        # A Python float: a NumPy float64 scalar would make NumPy cast through a buffer every step.
-        np.multiply(den, 1.0 / math.sqrt(bc2), out=den)
-        np.add(den, eps, out=den)
-        np.divide(m, den, out=tmp)
-        np.multiply(tmp, lr / bc1, out=tmp)
-        p -= tmp
-
-    return adam_update
-
-
-def _increment_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    def increment(t: np.ndarray) -> None:
-        t += 1
-
-    return increment
-
-
-register(OpDef("sgd_update", _check_update_shapes, _sgd_kernel, dtype=_first_dtype, writes=(0, 2),
-               nondiff=(0, 1, 2), label_attrs=("lr", "momentum")))
-register(OpDef("adam_update", _check_update_shapes, _adam_kernel, dtype=_first_dtype, writes=(0, 2, 3),
-               nondiff=(0, 1, 2, 3, 4), label_attrs=("lr",)))
-register(OpDef("increment", _no_output, _increment_kernel, dtype=_first_dtype, writes=(0,), arity=1,
-               nondiff=(0,)))
+Schedule = StepLR | ExponentialLR | CosineLR
 
 
 def _state(b: Builder, name: str, like: Node, dtype: str | None = None, shape: tuple | None = None) -> Tensor:
+    if name in b.nodes:  # a second optimizer build on the same graph (e.g. the step counter) reuses it
+        return Tensor(b, name)
     return b.add_node(Node(name, NodeKind.STATE, "state", attrs=make_attrs({"init": "zeros"}),
                            shape=like.shape if shape is None else shape, dtype=dtype or like.dtype,
                            origin=like.origin))
 
 
+def _unused(b: Builder, p: Tensor) -> Tensor:
+    """A 0-d state in place of a moment the update does not use, so each update op has fixed inputs (one
+    per parameter: two updates writing one array would have to be ordered)."""
+    return _state(b, f"{p.name}/unused", p.node, shape=())
+
+
 @dataclass(frozen=True)
 class Optimizer:
-    """Base record: subclasses give hyperparameters and add their update nodes in ``build``."""
+    """Base record: the learning rate, an optional schedule and global-norm clipping.
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return asdict(self)
+    Subclasses declare ``lr`` and their hyperparameters, and add their update nodes in ``update``.
+    ``schedule`` and ``clip_norm`` are keyword-only.
+    """
 
-    def build(self, b: Builder, pairs: Sequence[tuple[Tensor, Tensor]]) -> None:  # pragma: no cover
+    schedule: Schedule | None = field(default=None, kw_only=True)
+    clip_norm: float | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @property
+    def base_lr(self) -> float:
+        return float(self.lr)  # type: ignore[attr-defined]
+
+    def check(self) -> None:
+        if self.base_lr <= 0:
+            raise GraphDLError(f"{type(self).__name__} needs lr > 0; got {self}")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise GraphDLError(f"{type(self).__name__}: clip_norm must be > 0, got {self.clip_norm}")
+
+    def build(self, b: Builder, pairs: Sequence[tuple[Tensor, Tensor]]) -> None:
+        """Add counter, learning rate, clipping and update nodes for (param, gradient) pairs."""
+        if not pairs:
+            return
+        first = pairs[0][0].node
+        t = _state(b, STEP_COUNTER, first, dtype="int64", shape=())
+        schedule = self.schedule.attrs() if self.schedule is not None else {}
+        lr = b.apply("learning_rate", [t], {"lr": self.base_lr, "dtype": first.dtype, **schedule},
+                     name=b.fresh("optimizer.lr"))
+        if self.clip_norm is not None:
+            pairs = _clip_by_global_norm(b, pairs, self.clip_norm)
+        for p, g in pairs:
+            self.update(b, p, g, lr, t)
+        b.apply("increment", [t], name=b.fresh(f"update/{STEP_COUNTER}"), kind=NodeKind.UPDATE)
+
+    def update(self, b: Builder, p: Tensor, g: Tensor, lr: Tensor, t: Tensor) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def _apply(self, b: Builder, op: str, inputs: list[Tensor], attrs: dict[str, Any], p: Tensor) -> None:
+        b.apply(op, inputs, attrs, name=f"update/{p.name}", kind=NodeKind.UPDATE)
+
+
+def _clip_by_global_norm(b: Builder, pairs: Sequence[tuple[Tensor, Tensor]], max_norm: float
+                         ) -> list[tuple[Tensor, Tensor]]:
+    """Scale every gradient by min(1, max_norm / (norm + 1e-6)), norm over all of them (PyTorch's
+    clip_grad_norm_)."""
+    total = None
+    for _, g in pairs:
+        sq = (g * g).sum()
+        total = sq if total is None else total + sq
+    norm = b.apply("sqrt", [total], name=b.fresh("optimizer.grad_norm"))
+    factor = b.apply("minimum", [max_norm / (norm + 1e-6), 1.0], name=b.fresh("optimizer.clip_factor"))
+    return [(p, g * factor) for p, g in pairs]
 
 
 @dataclass(frozen=True)
 class SGD(Optimizer):
-    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay."""
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay (PyTorch's)."""
 
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
     nesterov: bool = False
 
-    def __post_init__(self) -> None:
-        if self.lr <= 0 or self.momentum < 0 or self.weight_decay < 0:
-            raise GraphDLError(f"SGD needs lr > 0 and momentum, weight_decay >= 0; got {self}")
+    def check(self) -> None:
+        super().check()
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise GraphDLError(f"SGD needs momentum, weight_decay >= 0; got {self}")
         if self.nesterov and self.momentum == 0:
             raise GraphDLError("SGD(nesterov=True) needs momentum > 0")
 
-    def build(self, b: Builder, pairs: Sequence[tuple[Tensor, Tensor]]) -> None:
-        for p, g in pairs:
-            inputs = [p, g]
-            if self.momentum:
-                inputs.append(_state(b, f"{p.name}/momentum", p.node))
-            b.apply("sgd_update", inputs, self.hyperparameters(), name=f"update/{p.name}",
-                    kind=NodeKind.UPDATE)
+    def update(self, b: Builder, p: Tensor, g: Tensor, lr: Tensor, t: Tensor) -> None:
+        v = _state(b, f"{p.name}/momentum", p.node) if self.momentum else _unused(b, p)
+        inputs = [p, g, lr, v]
+        self._apply(b, "sgd_update", inputs, {"momentum": self.momentum, "weight_decay": self.weight_decay,
+                                              "nesterov": self.nesterov}, p)
 
 
 @dataclass(frozen=True)
@@ -170,14 +167,53 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def build(self, b: Builder, pairs: Sequence[tuple[Tensor, Tensor]]) -> None:
-        if not pairs:
-            return
-        t = _state(b, STEP_COUNTER, pairs[0][0].node, dtype="int64", shape=())
-        attrs = {"lr": self.lr, "beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
+    def update(self, b: Builder, p: Tensor, g: Tensor, lr: Tensor, t: Tensor) -> None:
+        m = _state(b, f"{p.name}/adam_m", p.node)
+        v = _state(b, f"{p.name}/adam_v", p.node)
+        attrs = {"beta1": self.betas[0], "beta2": self.betas[1], "eps": self.eps,
                  "weight_decay": self.weight_decay, "decoupled": self.decoupled}
-        for p, g in pairs:
-            m = _state(b, f"{p.name}/adam_m", p.node)
-            v = _state(b, f"{p.name}/adam_v", p.node)
-            b.apply("adam_update", [p, g, m, v, t], attrs, name=f"update/{p.name}", kind=NodeKind.UPDATE)
-        b.apply("increment", [t], name=f"update/{STEP_COUNTER}", kind=NodeKind.UPDATE)
+        self._apply(b, "adam_update", [p, g, lr, m, v, t], attrs, p)
+
+
+@dataclass(frozen=True)
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p *= 1 - lr * weight_decay each step."""
+
+    weight_decay: float = 1e-2
+
+    decoupled = True
+
+
+@dataclass(frozen=True)
+class RMSProp(Optimizer):
+    """RMSProp as PyTorch's RMSprop: square average with smoothing ``alpha``; optional momentum, centering."""
+
+    lr: float = 1e-2
+    alpha: float = 0.99
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    centered: bool = False
+
+    def update(self, b: Builder, p: Tensor, g: Tensor, lr: Tensor, t: Tensor) -> None:
+        inputs = [p, g, lr, _state(b, f"{p.name}/square_avg", p.node),
+                  _state(b, f"{p.name}/momentum", p.node) if self.momentum else _unused(b, p),
+                  _state(b, f"{p.name}/grad_avg", p.node) if self.centered else _unused(b, p)]
+        attrs = {"alpha": self.alpha, "eps": self.eps, "weight_decay": self.weight_decay,
+                 "momentum": self.momentum, "centered": self.centered}
+        self._apply(b, "rmsprop_update", inputs, attrs, p)
+
+
+@dataclass(frozen=True)
+class AdaGrad(Optimizer):
+    """AdaGrad as PyTorch's Adagrad (accumulator starting at zero)."""
+
+    lr: float = 1e-2
+    lr_decay: float = 0.0
+    weight_decay: float = 0.0
+    eps: float = 1e-10
+
+    def update(self, b: Builder, p: Tensor, g: Tensor, lr: Tensor, t: Tensor) -> None:
+        acc = _state(b, f"{p.name}/adagrad_sum", p.node)
+        attrs = {"eps": self.eps, "weight_decay": self.weight_decay, "lr_decay": self.lr_decay}
+        self._apply(b, "adagrad_update", [p, g, lr, acc, t], attrs, p)

@@ -94,6 +94,11 @@ class OpDef:
     nondiff: tuple[int, ...] = ()
     doc: str = ""
     label_attrs: tuple[str, ...] = field(default=())
+    #: Mode-dependent ops (Dropout, BatchNorm): the ``set_mode`` pass gives each node a ``training``
+    #: attribute, and in a training plan calls ``training_updates(builder, node)`` to add the UPDATE
+    #: nodes that advance its state (running statistics, random-number counters).
+    modal: bool = False
+    training_updates: Callable[[Any, Node], None] | None = None
 
 
 _OPS: dict[str, OpDef] = {}

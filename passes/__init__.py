@@ -22,6 +22,7 @@ from passes.constant_fold import fold_constants
 from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
 from passes.fuse import fuse_sgd_matmul
+from passes.mode import set_mode
 from passes.remat import rematerialize
 from passes.schedule import schedule_updates_early
 from passes.shapes import concrete_shapes, infer_shapes
@@ -92,12 +93,13 @@ Pass = Callable[[IR, CompileSpec], IR]
 #: The compile pipeline, in order.
 PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("select_outputs", select_outputs),
+    ("set_mode", lambda ir, spec: set_mode(ir, spec.options.get("training"))),
     ("add_training", add_training),
     ("fold_constants", lambda ir, spec: fold_constants(ir)),
     ("simplify_algebra", lambda ir, spec: simplify_algebra(ir)),
     ("eliminate_common_subexpressions", lambda ir, spec: eliminate_common_subexpressions(ir)),
-    ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
     ("fuse_sgd_matmul", lambda ir, spec: fuse_sgd_matmul(ir)),
+    ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
     ("toposort", lambda ir, spec: toposort(ir)),
     ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
     ("rematerialize", lambda ir, spec: _remat(ir, spec.options.get("remat"))),

@@ -1,7 +1,7 @@
 """Fusion: replace a producer and its only consumer by one op when that saves a pass over memory.
 
-- ``sgd_update(p, matmul(a, b))`` with plain SGD (no momentum, no weight decay), the matmul read only
-  by the update -> ``matmul_sgd_update(p, a, b)``: one accumulating GEMM, no stored weight gradient
+- ``sgd_update(p, matmul(a, b), lr, unused)`` with plain SGD (no momentum, no weight decay), the
+  matmul read only by the update -> ``matmul_sgd_update(p, a, b, lr)``: one accumulating GEMM, no stored weight gradient
   and no separate update pass.
 
 Not fused, because it would save no pass: Linear + bias (the bias is added inside Linear's GEMM)
@@ -23,12 +23,13 @@ def _readers(ir: IR) -> Counter[str]:
 
 
 def fuse_sgd_matmul(ir: IR) -> IR:
-    """``sgd_update(p, matmul(a, b))`` -> ``matmul_sgd_update(p, a, b)`` for plain SGD on 2-d weights."""
+    """``sgd_update(p, matmul(a, b), lr, _)`` -> ``matmul_sgd_update(p, a, b, lr)`` for plain SGD on 2-d
+    weights (the unused momentum input is left for dead-code elimination)."""
     by_name, readers, keep = ir.node_map(), _readers(ir), set(ir.outputs)
     fused: dict[str, Node] = {}
     dropped: set[str] = set()
     for n in ir.nodes:
-        if n.op != "sgd_update" or len(n.inputs) != 2:
+        if n.op != "sgd_update":
             continue
         attrs = n.attr
         if attrs.get("momentum") or attrs.get("weight_decay") or attrs.get("nesterov"):
@@ -38,9 +39,9 @@ def fuse_sgd_matmul(ir: IR) -> IR:
                 or any(len(by_name[i].shape) != 2 for i in g.inputs)):
             continue
         ga = g.attr
-        new_attrs = make_attrs({"lr": attrs["lr"], "transpose_a": ga.get("transpose_a", False),
+        new_attrs = make_attrs({"transpose_a": ga.get("transpose_a", False),
                                 "transpose_b": ga.get("transpose_b", False)})
-        fused[n.name] = Node(n.name, NodeKind.UPDATE, "matmul_sgd_update", (n.inputs[0], *g.inputs),
+        fused[n.name] = Node(n.name, NodeKind.UPDATE, "matmul_sgd_update", (n.inputs[0], *g.inputs, n.inputs[2]),
                              new_attrs, n.shape, n.dtype, n.origin)
         dropped.add(g.name)
     if not fused:

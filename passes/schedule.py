@@ -25,16 +25,19 @@ def schedule_updates_early(ir: IR) -> IR:
             readers.setdefault(v, []).append(i)
     after: dict[int, list[int]] = {}  # anchor position -> updates to emit right after it
     moved: set[int] = set()
+    effective: dict[int, int] = {}  # a moved update's position is, in effect, its anchor's
     for i, n in enumerate(ir.nodes):
         if n.kind is not NodeKind.UPDATE:
             continue
-        anchor = max((position[v] for v in n.inputs if v not in leaves), default=-1)
+        deps = [position[v] for v in n.inputs if v not in leaves]
         for k in get_op(n.op).writes:
             if k < len(n.inputs):
-                anchor = max([anchor, *(r for r in readers.get(n.inputs[k], ()) if r < i)])
+                deps.extend(r for r in readers.get(n.inputs[k], ()) if r < i)
+        anchor = max((effective.get(d, d) for d in deps), default=-1)
         if anchor < i - 1 or any(v in leaves and position[v] > anchor for v in n.inputs):
             after.setdefault(anchor, []).append(i)
             moved.add(i)
+            effective[i] = anchor
     if not moved:
         return ir
     order: list[int] = []

@@ -54,7 +54,7 @@ def check_gradients(case: Case, *, seed: int = 0, eps: float = 1e-6, rtol: float
     """Compare every float input's symbolic gradient with central differences along a random direction."""
     rng = np.random.default_rng(seed)
     arrays = case.inputs(rng)
-    g, xs, _, objective = build(case, arrays)
+    _, xs, _, objective = build(case, arrays)
     float_inputs = [k for k, a in enumerate(arrays) if a.dtype.kind == "f"]
     from graphdl.registry import get_op
 

@@ -23,7 +23,7 @@ def test_each_update_follows_its_gradient_and_the_last_reader_of_its_weight() ->
     order = [n.name for n in ir.nodes]
     nodes = ir.node_map()
     for n in ir.nodes:
-        if n.kind is not NodeKind.UPDATE or n.op == "increment":
+        if n.kind is not NodeKind.UPDATE or not n.op.endswith("_update"):
             continue
         p, grad = n.inputs[0], n.inputs[1]
         readers = [m.name for m in ir.nodes if p in m.inputs and m.name != n.name]

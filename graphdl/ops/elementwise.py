@@ -1,13 +1,18 @@
-"""Elementwise ops with NumPy broadcasting: arithmetic, scalar constants and activations."""
+"""Elementwise ops with NumPy broadcasting: arithmetic, comparisons, where, powers and activations."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
-from graphdl.registry import GradContext, OpDef, register
+from graphdl.registry import GradContext, OpDef, RuleError, fail, register, same_float_dtype
+
+if TYPE_CHECKING:
+    from graphdl.graph import Tensor
 
 
 def _scalar_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -103,3 +108,135 @@ register(OpDef(
     "tanh", same_shape, ufunc_kernel(np.tanh), arity=1, inplace=(0,),
     grad=lambda c: [c.gout * (1.0 - c.out * c.out)],
 ))
+
+
+# -- comparisons and selection ---------------------------------------------------------------
+def _bool_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
+    return "bool"
+
+
+for _name, _ufunc in (("greater", np.greater), ("greater_equal", np.greater_equal), ("less", np.less),
+                      ("less_equal", np.less_equal), ("equal", np.equal)):
+    register(OpDef(_name, broadcast_rule, ufunc_kernel(_ufunc), dtype=_bool_dtype, arity=2,
+                   doc=f"Boolean {_name} with broadcasting; no gradient flows through a comparison."))
+
+
+def _where_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
+    if dtypes[0] != "bool":
+        raise RuleError(f"the condition must be boolean, got {dtypes[0]}",
+                        "build it with a comparison such as gd.ops.greater(x, 0)", kind="dtype")
+    return same_float_dtype(dtypes[1:], attrs)
+
+
+def _where_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    def where(cond: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        np.copyto(out, b)
+        np.copyto(out, a, where=cond)
+
+    return where
+
+
+def where(c: GradContext, cond: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
+    """``where(cond, a, b)`` inside a gradient rule."""
+    return c.apply("where", cond, a, b)
+
+
+register(OpDef(
+    "where", broadcast_rule, _where_kernel, dtype=_where_dtype, arity=3, nondiff=(0,),
+    grad=lambda c: [None, where(c, c.inputs[0], c.gout, 0.0), where(c, c.inputs[0], 0.0, c.gout)],
+    doc="a where cond is true, else b (broadcasting all three).",
+))
+
+
+# -- powers, roots, absolute values ----------------------------------------------------------
+register(OpDef("sqrt", same_shape, ufunc_kernel(np.sqrt), arity=1, inplace=(0,),
+               grad=lambda c: [c.gout * 0.5 / c.out]))
+register(OpDef(
+    "pow", broadcast_rule, ufunc_kernel(np.power), arity=2, inplace=(0, 1),
+    grad=lambda c: [c.gout * c.inputs[1] * c.apply("pow", c.inputs[0], c.inputs[1] - 1.0),
+                    c.gout * c.out * c.apply("log", c.inputs[0])],
+    doc="a ** b with broadcasting; the gradient for b needs a > 0.",
+))
+register(OpDef("sign", same_shape, ufunc_kernel(np.sign), arity=1, inplace=(0,), grad=lambda c: [None],
+               doc="-1, 0 or 1; its derivative is zero wherever it exists."))
+register(OpDef("abs", same_shape, ufunc_kernel(np.abs), arity=1, inplace=(0,),
+               grad=lambda c: [c.gout * c.apply("sign", c.inputs[0])]))
+
+
+def _clip_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    lo, hi = attrs.get("min"), attrs.get("max")
+
+    def clip(x: np.ndarray, out: np.ndarray) -> None:
+        np.clip(x, lo, hi, out=out)
+
+    return clip
+
+
+def _clip_grad(c: GradContext) -> list:
+    # PyTorch's clamp: the gradient passes where min <= x <= max (bounds included).
+    x, g, lo, hi = c.inputs[0], c.gout, c.attrs.get("min"), c.attrs.get("max")
+    if lo is not None:
+        g = where(c, c.apply("greater_equal", x, float(lo)), g, 0.0)
+    if hi is not None:
+        g = where(c, c.apply("less_equal", x, float(hi)), g, 0.0)
+    return [g]
+
+
+def _clip_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    lo, hi = attrs.get("min"), attrs.get("max")
+    if lo is None and hi is None:
+        fail("clip needs at least one of min and max")
+    if lo is not None and hi is not None and lo > hi:
+        fail(f"clip bounds are reversed: min {lo} > max {hi}")
+    return shapes[0]
+
+
+register(OpDef("clip", _clip_shape, _clip_kernel, arity=1, inplace=(0,), grad=_clip_grad,
+               label_attrs=("min", "max"), doc="x limited to [min, max] (either bound may be None)."))
+
+
+def _extremum_grad(first_wins: str) -> Callable[[GradContext], list]:
+    # PyTorch's maximum/minimum: the winner takes the gradient, ties split it in half.
+    def grad(c: GradContext) -> list:
+        a, b = c.inputs
+        eq = c.apply("equal", a, b)
+        share_a = where(c, c.apply(first_wins, a, b), 1.0, where(c, eq, 0.5, 0.0))
+        share_b = where(c, c.apply(first_wins, b, a), 1.0, where(c, eq, 0.5, 0.0))
+        return [c.gout * share_a, c.gout * share_b]
+
+    return grad
+
+
+def _out_kw(ufunc: np.ufunc):
+    # np.maximum/np.minimum deprecate a positional out argument
+    def factory(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+        return lambda a, b, out: ufunc(a, b, out=out)
+
+    return factory
+
+
+register(OpDef("maximum", broadcast_rule, _out_kw(np.maximum), arity=2, inplace=(0, 1),
+               grad=_extremum_grad("greater")))
+register(OpDef("minimum", broadcast_rule, _out_kw(np.minimum), arity=2, inplace=(0, 1),
+               grad=_extremum_grad("less")))
+
+
+def _erf_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    try:  # SciPy's vectorised erf when present; NumPy has none, so fall back to math.erf per element
+        from scipy.special import erf as fast_erf
+    except ImportError:  # pragma: no cover - depends on the environment
+        fast_erf = None
+    slow_erf = np.vectorize(math.erf, otypes=[dtype])
+
+    def erf(x: np.ndarray, out: np.ndarray) -> None:
+        if fast_erf is not None:
+            fast_erf(x, out=out)
+        else:
+            np.copyto(out, slow_erf(x))
+
+    return erf
+
+
+register(OpDef("erf", same_shape, _erf_kernel, arity=1, inplace=(0,),
+               grad=lambda c: [c.gout * (2.0 / math.sqrt(math.pi)) * c.apply("exp", -(c.inputs[0] * c.inputs[0]))],
+               doc="The error function."))

@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-Gemm = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+#: gemm(a, b, c) or gemm(a, b, c, alpha) to override the factory's alpha for this call.
+Gemm = Callable[..., None]
 
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
@@ -54,7 +55,7 @@ def make_gemm(dtype: np.dtype, c_shape: tuple[int, int], *, alpha: float = 1.0, 
     dtype = np.dtype(dtype)
     tmp = np.empty(c_shape, dtype) if beta != 0.0 else None
 
-    def fallback(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    def fallback(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float = alpha) -> None:
         a_, b_ = (a.T if trans_a else a), (b.T if trans_b else b)
         if tmp is None:
             np.matmul(a_, b_, out=c)
@@ -76,14 +77,14 @@ def make_gemm(dtype: np.dtype, c_shape: tuple[int, int], *, alpha: float = 1.0, 
     # Bound arrays never move, so each array's data pointer is looked up once and then reused.
     cache: list = [None, None, None, 0, 0, 0]
 
-    def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+    def gemm(a: np.ndarray, b: np.ndarray, c: np.ndarray, alpha: float = alpha) -> None:
         if a is not cache[0] or b is not cache[1] or c is not cache[2]:
             am, ak = (a.shape[1], a.shape[0]) if trans_a else (a.shape[0], a.shape[1])
             bk, bn = (b.shape[1], b.shape[0]) if trans_b else (b.shape[0], b.shape[1])
             if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous
                     and a.dtype == b.dtype == c.dtype == dtype and c.shape == (m, n) == (am, bn)
                     and ak == bk and a.ndim == b.ndim == 2):
-                fallback(a, b, c)
+                fallback(a, b, c, alpha)
                 return
             cache[:] = [a, b, c, a.ctypes.data, b.ctypes.data, c.ctypes.data]
         k = a.shape[0] if trans_a else a.shape[1]

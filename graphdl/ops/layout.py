@@ -1,4 +1,4 @@
-"""Ops that change how elements are laid out: reshape."""
+"""Ops that change how elements are laid out: reshape, transpose, concat and slice."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import OpDef, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 
 def _reshape_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -46,4 +46,125 @@ register(OpDef(
     "reshape", _reshape_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("shape",),
     grad=lambda c: [c.apply("reshape", c.gout, shape=tuple(
         -1 if d is None else d for d in c.inputs[0].shape))],
+))
+
+
+def _transpose_axes(attrs: dict[str, Any], ndim: int) -> tuple[int, ...]:
+    axes = attrs.get("axes")
+    return tuple(reversed(range(ndim))) if axes is None else tuple(a % ndim for a in axes)
+
+
+def _transpose_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    (x,) = shapes
+    axes = attrs.get("axes")
+    if axes is not None and sorted(a % len(x) if -len(x) <= a < len(x) else a for a in axes) != list(range(len(x))):
+        fail(f"axes {tuple(axes)} are not a permutation of the {len(x)} axes of {x}")
+    return tuple(x[a] for a in _transpose_axes(attrs, len(x)))
+
+
+def _transpose_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    axes = _transpose_axes(attrs, len(in_shapes[0]))
+
+    def transpose(x: np.ndarray, out: np.ndarray) -> None:
+        np.copyto(out, x.transpose(axes))
+
+    return transpose
+
+
+register(OpDef(
+    "transpose", _transpose_shape, _transpose_kernel, arity=1, label_attrs=("axes",),
+    grad=lambda c: [c.apply("transpose", c.gout, axes=tuple(
+        int(i) for i in np.argsort(_transpose_axes(c.attrs, len(c.inputs[0].shape)))))],
+    doc="Permute the axes (reverse them when axes is None).",
+))
+
+
+def _concat_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    if not shapes:
+        fail("concat needs at least one input")
+    first = shapes[0]
+    axis = attrs.get("axis", 1)
+    if not -len(first) <= axis < len(first):
+        fail(f"axis {axis} is out of range for {len(first)}-d inputs")
+    axis %= len(first)
+    total = 0
+    for s in shapes:
+        if len(s) != len(first) or any(
+                i != axis and a is not None and b is not None and a != b for i, (a, b) in enumerate(zip(s, first))):
+            fail(f"inputs {', '.join(map(str, shapes))} differ outside the concatenation axis {axis}",
+                 "make every other dimension equal")
+        if s[axis] is None:
+            fail(f"cannot concatenate along axis {axis}, whose size is unknown")
+        total += s[axis]
+    return tuple(total if i == axis else d for i, d in enumerate(first))
+
+
+def _concat_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    axis = attrs.get("axis", 1) % len(out_shape)
+
+    def concat(*args: np.ndarray) -> None:
+        np.concatenate(args[:-1], axis=axis, out=args[-1])
+
+    return concat
+
+
+def _concat_grad(c: GradContext) -> list:
+    axis = c.attrs.get("axis", 1) % len(c.out.shape)
+    grads, start = [], 0
+    for x in c.inputs:
+        stop = start + x.shape[axis]
+        grads.append(c.apply("slice", c.gout, axis=axis, start=start, stop=stop))
+        start = stop
+    return grads
+
+
+register(OpDef("concat", _concat_shape, _concat_kernel, grad=_concat_grad, label_attrs=("axis",),
+               doc="Join the inputs along axis."))
+
+
+def _slice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    (x,) = shapes
+    axis, start, stop = attrs["axis"], attrs["start"], attrs["stop"]
+    if not 0 <= axis < len(x) or not 0 <= start <= stop or (x[axis] is not None and stop > x[axis]):
+        fail(f"slice {start}:{stop} on axis {axis} does not fit {x}")
+    return tuple(stop - start if i == axis else d for i, d in enumerate(x))
+
+
+def _slice_index(attrs: dict[str, Any], ndim: int) -> tuple:
+    return (slice(None),) * attrs["axis"] + (slice(attrs["start"], attrs["stop"]),) + (slice(None),) * (
+        ndim - attrs["axis"] - 1)
+
+
+def _slice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    index = _slice_index(attrs, len(out_shape))
+
+    def slice_(x: np.ndarray, out: np.ndarray) -> None:
+        np.copyto(out, x[index])
+
+    return slice_
+
+
+def _unslice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    return shapes[1]
+
+
+def _unslice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    index = _slice_index(attrs, len(out_shape))
+
+    def unslice(g: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
+        out.fill(0)
+        out[index] = g
+
+    return unslice
+
+
+register(OpDef(
+    "slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("axis", "start", "stop"),
+    grad=lambda c: [c.apply("unslice", c.gout, c.inputs[0], **c.attrs)],
+    doc="x[start:stop] along axis.",
+))
+register(OpDef(
+    "unslice", _unslice_shape, _unslice_kernel, arity=2, nondiff=(1,),
+    grad=lambda c: [c.apply("slice", c.gout, **c.attrs), None],
+    doc="Zeros of like's shape with g written at [start:stop] along axis (the gradient of slice).",
 ))

@@ -1,4 +1,4 @@
-"""Neural-network ops that stay one node each: Linear and Softmax."""
+"""Neural-network ops that stay one node each: Linear, softmax, log_softmax and dropout."""
 
 from __future__ import annotations
 
@@ -90,4 +90,78 @@ def _softmax_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 register(OpDef(
     "softmax", _softmax_shape, _softmax_kernel, arity=1, inplace=(0,), label_attrs=("axis",),
     grad=lambda c: [c.out * (c.gout - (c.gout * c.out).sum(axis=c.attrs.get("axis", -1), keepdims=True))],
+))
+
+
+def _log_softmax_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    axis = attrs.get("axis", -1) % len(out_shape)
+    red = np.empty(tuple(1 if i == axis else d for i, d in enumerate(out_shape)), dtype=dtype)
+    tmp = np.empty(out_shape, dtype=dtype)
+
+    def log_softmax(x: np.ndarray, out: np.ndarray) -> None:
+        # x - max - log(sum(exp(x - max))): no overflow at any magnitude
+        np.max(x, axis=axis, keepdims=True, out=red)
+        np.subtract(x, red, out=out)
+        np.exp(out, out=tmp)
+        np.sum(tmp, axis=axis, keepdims=True, out=red)
+        np.log(red, out=red)
+        np.subtract(out, red, out=out)
+
+    return log_softmax
+
+
+register(OpDef(
+    "log_softmax", _softmax_shape, _log_softmax_kernel, arity=1, inplace=(0,), label_attrs=("axis",),
+    grad=lambda c: [c.gout - c.apply("exp", c.out) * c.gout.sum(axis=c.attrs.get("axis", -1), keepdims=True)],
+    doc="log(softmax(x)) along axis, computed stably.",
+))
+
+
+# -- Dropout ---------------------------------------------------------------------------------
+def _dropout_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    if not 0.0 <= attrs.get("p", 0.5) <= 1.0:
+        fail(f"dropout probability p must be in [0, 1], got {attrs.get('p')}")
+    if shapes[1] not in ((), (1,)):
+        fail(f"the dropout counter must be a scalar or (1,), got {shapes[1]}")
+    return shapes[0]
+
+
+def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    p, seed = attrs.get("p", 0.5), attrs.get("seed", 0)
+    active = attrs.get("training", False) and p > 0
+    u = np.empty(out_shape, dtype=dtype) if active else None
+    mask = np.empty(out_shape, dtype=bool) if active else None
+    scale = 1.0 / (1.0 - p) if p < 1 else 0.0
+
+    def dropout(x: np.ndarray, counter: np.ndarray, out: np.ndarray) -> None:
+        if not active:
+            np.copyto(out, x)
+            return
+        # The mask depends only on (seed, counter): the gradient node redraws the same mask, and a
+        # reloaded model continues the same sequence.
+        np.random.default_rng([seed, int(counter.reshape(-1)[0])]).random(out=u, dtype=dtype)
+        np.greater_equal(u, p, out=mask)
+        np.multiply(x, mask, out=out)
+        np.multiply(out, scale, out=out)
+
+    return dropout
+
+
+def _dropout_updates(b: Any, node: Any) -> None:
+    from graphdl.ir import NodeKind
+
+    counter = node.inputs[1]
+    # one increment per counter: not for gradient nodes (they redraw the forward mask), nor for a second
+    # call of the same layer (it shares the counter)
+    if node.kind is NodeKind.GRADIENT or f"update/{counter}" in b.nodes:
+        return
+    b.apply("increment", [b.tensor(counter)], name=f"update/{counter}", kind=NodeKind.UPDATE)
+
+
+register(OpDef(
+    "dropout", _dropout_shape, _dropout_kernel, arity=2, inplace=(0,), nondiff=(1,), label_attrs=("p", "training"),
+    grad=lambda c: [c.apply("dropout", c.gout, c.inputs[1], **c.attrs), None],
+    dtype=lambda d, a: d[0], modal=True, training_updates=_dropout_updates,
+    doc="Training: zero each entry with probability p and scale the rest by 1/(1-p); inference: identity. "
+        "The mask is drawn from (seed, counter); a training plan increments the counter after each step.",
 ))

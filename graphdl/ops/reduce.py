@@ -1,4 +1,4 @@
-"""Reductions (sum, mean over axes) and the broadcasts that are their gradients."""
+"""Reductions (sum, mean, max over axes) and the broadcasts that are their gradients."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def _reduce_kernel(ufunc_reduce: str):
         fn = getattr(np, ufunc_reduce)
         shape, nd = in_shapes[0], len(in_shapes[0])
         lead = axes == tuple(range(len(axes)))
-        if axes and (lead or axes == tuple(range(nd - len(axes), nd))) and np.dtype(dtype).kind == "f":
+        if (ufunc_reduce in ("sum", "mean") and axes and (lead or axes == tuple(range(nd - len(axes), nd)))
+                and np.dtype(dtype).kind == "f"):
             # Summing leading (or trailing) axes is a matrix-vector product with ones: BLAS, no
             # iterator buffers (a bias gradient is the sum over the batch axis).
             m = math.prod(shape[i] for i in axes)
@@ -146,3 +147,16 @@ register(OpDef(
     grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape), None],
     doc="Broadcast t (right-aligned, NumPy rules) to x's shape.",
 ))
+
+
+def _max_grad(c: GradContext) -> list:
+    # Like PyTorch's amax: the gradient is shared evenly among the entries equal to the maximum.
+    x, a = c.inputs[0], c.attrs
+    spread = {"axis": a.get("axis"), "keepdims": a.get("keepdims", False)}
+    hit = c.apply("where", c.apply("equal", x, c.apply("broadcast_like", c.out, x, **spread)), 1.0, 0.0)
+    count = c.apply("broadcast_like", c.apply("sum", hit, **spread), x, **spread)
+    return [c.apply("broadcast_like", c.gout, x, **spread) * hit / count]
+
+
+register(OpDef("max", _reduce_shape, _reduce_kernel("max"), arity=1, label_attrs=("axis",), grad=_max_grad,
+               doc="Largest entry over axis; ties share the gradient evenly."))

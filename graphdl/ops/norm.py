@@ -1,0 +1,236 @@
+"""Normalisation ops: batch_norm (training and inference modes, running statistics) and layer_norm.
+
+batch_norm's gradient is a dedicated (modal, first-order) op; layer_norm's is written with
+differentiable graph ops (mean, pow, mul), so it has a gradient itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from graphdl.registry import GradContext, OpDef, fail, register
+
+
+def _norm_check(x: tuple, params: tuple, expected: tuple, what: str) -> None:
+    for p in params:
+        if tuple(p) != expected:
+            fail(f"{what} parameter or statistic has shape {p}, expected {expected}")
+
+
+def _batch_norm_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    x = shapes[0]
+    if len(x) not in (2, 3, 4) or x[1] is None:
+        fail(f"batch_norm needs (batch, channels[, length | height, width]) with known channels, got {x}")
+    _norm_check(x, shapes[1:], (x[1],), "batch_norm")
+    return x
+
+
+def _bn_axes(ndim: int) -> tuple[int, ...]:
+    return (0, *range(2, ndim))
+
+
+def _channel_mean(x: np.ndarray, out: np.ndarray, scale: bool = True) -> None:
+    """Mean (or sum) over every axis but 1, into ``out`` of C elements (einsum: ~3x np.mean over axes)."""
+    n, c = x.shape[:2]
+    flat = out.reshape(c)
+    np.einsum("ncl->c", x.reshape(n, c, -1), out=flat)
+    if scale:
+        np.multiply(flat, c / x.size, out=flat)
+
+
+def _batch_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    eps, training = attrs.get("eps", 1e-5), attrs.get("training", False)
+    c = out_shape[1]
+    col = (1, c, *([1] * (len(out_shape) - 2)))
+    mean = np.empty(col, dtype=dtype)
+    scale = np.empty(col, dtype=dtype)
+    shift = np.empty(col, dtype=dtype)
+    sq = np.empty(out_shape, dtype=dtype) if training else None
+
+    def batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, rm: np.ndarray, rv: np.ndarray,
+                   out: np.ndarray) -> None:
+        if training:
+            _channel_mean(x, mean)
+            np.subtract(x, mean, out=sq)
+            np.multiply(sq, sq, out=sq)
+            _channel_mean(sq, scale)  # biased batch variance
+        else:
+            np.copyto(mean, rm.reshape(col))
+            np.copyto(scale, rv.reshape(col))
+        np.add(scale, eps, out=scale)
+        np.sqrt(scale, out=scale)
+        np.divide(gamma.reshape(col), scale, out=scale)
+        np.multiply(mean, scale, out=shift)
+        np.subtract(beta.reshape(col), shift, out=shift)
+        np.multiply(x, scale, out=out)
+        np.add(out, shift, out=out)
+
+    return batch_norm
+
+
+def _normalise(c: GradContext, x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any]:
+    """(x - mean) / sqrt(var + eps) and 1 / sqrt(var + eps) over axes, as differentiable nodes."""
+    xc = x - x.mean(axis=axes, keepdims=True)
+    inv = c.apply("pow", (xc * xc).mean(axis=axes, keepdims=True) + eps, -0.5)
+    return xc * inv, inv
+
+
+def _batch_norm_grad(c: GradContext) -> list:
+    # One modal op per differentiable input: the mode may be fixed only later, by set_mode, when the
+    # gradient was built with gd.grad before compiling; both nodes then get the same mode.
+    x, gamma, _beta, rm, rv = c.inputs
+    args = (c.gout, x, gamma, rm, rv)
+    return [c.apply("batch_norm_grad", *args, **c.attrs, wrt="x"),
+            c.apply("batch_norm_grad", *args, **c.attrs, wrt="gamma"),
+            c.gout.sum(axis=_bn_axes(len(x.shape))), None, None]
+
+
+def _batch_norm_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    g, x = shapes[0], shapes[1]
+    _batch_norm_shape(shapes[1:], attrs)
+    if len(g) != len(x):
+        fail(f"gradient {g} does not match the input {x}")
+    return x if attrs["wrt"] == "x" else shapes[2]
+
+
+def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    eps, training, wrt = attrs.get("eps", 1e-5), attrs.get("training", False), attrs["wrt"]
+    x_shape = in_shapes[1]
+    col = (1, x_shape[1], *([1] * (len(x_shape) - 2)))
+    mean, inv, a, b = (np.empty(col, dtype=dtype) for _ in range(4))
+    xhat, tmp = np.empty(x_shape, dtype=dtype), np.empty(x_shape, dtype=dtype)
+
+    def batch_norm_grad(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, rm: np.ndarray, rv: np.ndarray,
+                        out: np.ndarray) -> None:
+        if training:
+            _channel_mean(x, mean)
+            np.subtract(x, mean, out=xhat)
+            np.multiply(xhat, xhat, out=tmp)
+            _channel_mean(tmp, inv)
+        else:
+            np.copyto(mean, rm.reshape(col))
+            np.copyto(inv, rv.reshape(col))
+            np.subtract(x, mean, out=xhat)
+        np.add(inv, eps, out=inv)
+        np.sqrt(inv, out=inv)
+        np.divide(1.0, inv, out=inv)
+        np.multiply(xhat, inv, out=xhat)  # the normalised input
+        if wrt == "gamma":
+            np.multiply(g, xhat, out=tmp)
+            _channel_mean(tmp, out, scale=False)
+            return
+        np.multiply(inv, gamma.reshape(col), out=inv)  # gamma / std
+        if not training:
+            np.multiply(g, inv, out=out)
+            return
+        # dx = gamma / std * (g - mean(g) - xhat * mean(g * xhat))
+        _channel_mean(g, a)
+        np.multiply(g, xhat, out=tmp)
+        _channel_mean(tmp, b)
+        np.multiply(xhat, b, out=tmp)
+        np.subtract(g, tmp, out=tmp)
+        np.subtract(tmp, a, out=tmp)
+        np.multiply(tmp, inv, out=out)
+
+    return batch_norm_grad
+
+
+def _batch_norm_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    x_shape = in_shapes[0]
+    momentum = attrs.get("momentum", 0.1)
+    n = math.prod(x_shape) // x_shape[1]
+    unbias = n / (n - 1) if n > 1 else 1.0
+    col = (1, x_shape[1], *([1] * (len(x_shape) - 2)))
+    mean = np.empty(col, dtype=dtype)
+    var = np.empty(col, dtype=dtype)
+    sq = np.empty(x_shape, dtype=dtype)
+
+    def batch_norm_stats(x: np.ndarray, rm: np.ndarray, rv: np.ndarray) -> None:
+        _channel_mean(x, mean)
+        np.subtract(x, mean, out=sq)
+        np.multiply(sq, sq, out=sq)
+        _channel_mean(sq, var)
+        # running = (1 - momentum) running + momentum batch, with the unbiased variance (PyTorch)
+        np.multiply(rm, 1.0 - momentum, out=rm)
+        np.add(rm, momentum * mean.reshape(-1), out=rm)
+        np.multiply(rv, 1.0 - momentum, out=rv)
+        np.add(rv, (momentum * unbias) * var.reshape(-1), out=rv)
+
+    return batch_norm_stats
+
+
+def _batch_norm_updates(b: Any, node: Any) -> None:
+    from graphdl.ir import NodeKind
+
+    x, _, _, rm, rv = (b.tensor(i) for i in node.inputs)
+    b.apply("batch_norm_stats", [x, rm, rv], {"momentum": dict(node.attrs).get("momentum", 0.1)},
+            name=f"update/{node.name}", kind=NodeKind.UPDATE)
+
+
+register(OpDef(
+    "batch_norm", _batch_norm_shape, _batch_norm_kernel, arity=5, nondiff=(3, 4), grad=_batch_norm_grad,
+    modal=True, training_updates=_batch_norm_updates, label_attrs=("eps", "momentum", "training"),
+    doc="Normalise each channel (axis 1) by batch statistics in training plans, by the running statistics "
+        "in inference plans; then scale by gamma and shift by beta.",
+))
+register(OpDef(
+    "batch_norm_grad", _batch_norm_grad_shape, _batch_norm_grad_kernel, arity=5, nondiff=(1, 2, 3, 4), modal=True,
+    label_attrs=("wrt", "training"), doc="Gradient of batch_norm for its input (wrt='x') or gamma (wrt='gamma').",
+))
+register(OpDef(
+    "batch_norm_stats", lambda s, a: (), _batch_norm_stats_kernel, arity=3, writes=(1, 2), nondiff=(0, 1, 2),
+    dtype=lambda d, a: d[0], label_attrs=("momentum",),
+    doc="Update BatchNorm's running mean and (unbiased) variance from a batch, in place.",
+))
+
+
+def _layer_norm_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    x, k = shapes[0], attrs["ndim"]
+    if len(x) < k or None in x[len(x) - k:]:
+        fail(f"layer_norm over the last {k} dimensions needs them known, got {x}")
+    _norm_check(x, shapes[1:], tuple(x[len(x) - k:]), "layer_norm")
+    return x
+
+
+def _layer_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    eps, k = attrs.get("eps", 1e-5), attrs["ndim"]
+    axes = tuple(range(len(out_shape) - k, len(out_shape)))
+    red = tuple(1 if i in axes else d for i, d in enumerate(out_shape))
+    mean = np.empty(red, dtype=dtype)
+    inv = np.empty(red, dtype=dtype)
+    sq = np.empty(out_shape, dtype=dtype)
+
+    def layer_norm(x: np.ndarray, *rest: np.ndarray) -> None:
+        out = rest[-1]
+        np.mean(x, axis=axes, keepdims=True, out=mean)
+        np.subtract(x, mean, out=out)
+        np.multiply(out, out, out=sq)
+        np.mean(sq, axis=axes, keepdims=True, out=inv)
+        np.add(inv, eps, out=inv)
+        np.sqrt(inv, out=inv)
+        np.divide(out, inv, out=out)
+        if len(rest) == 3:
+            np.multiply(out, rest[0], out=out)
+            np.add(out, rest[1], out=out)
+
+    return layer_norm
+
+
+def _layer_norm_grad(c: GradContext) -> list:
+    x, g, k = c.inputs[0], c.gout, c.attrs["ndim"]
+    nd = len(x.shape)
+    axes = tuple(range(nd - k, nd))
+    xhat, inv = _normalise(c, x, axes, c.attrs.get("eps", 1e-5))
+    gh = g * c.inputs[1] if len(c.inputs) == 3 else g
+    dx = inv * (gh - gh.mean(axis=axes, keepdims=True) - xhat * (gh * xhat).mean(axis=axes, keepdims=True))
+    if len(c.inputs) == 1:
+        return [dx]
+    lead = tuple(range(nd - k))
+    return [dx, (g * xhat).sum(axis=lead), g.sum(axis=lead)]
+
+
+register(OpDef("layer_norm", _layer_norm_shape, _layer_norm_kernel, grad=_layer_norm_grad, label_attrs=("ndim",),
+               doc="Normalise over the last `ndim` dimensions, then (optionally) scale and shift."))

@@ -1,0 +1,83 @@
+"""Sliding windows over NCHW images, shared by convolution and pooling.
+
+Attributes are normalised pairs: ``kernel (kh, kw)``, ``stride (sh, sw)``, ``dilation (dh, dw)`` and
+``padding (top, bottom, left, right)``. Windows are strided views of a padded copy (no Python loop
+over the batch or pixels); scattering back ("col2im") loops only over the kh * kw kernel offsets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from graphdl.ir import Shape
+from graphdl.registry import fail
+
+
+def geometry(attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, ...]]:
+    """(kernel, stride, dilation, padding) from a node's attributes."""
+    kernel = tuple(attrs["kernel"])
+    stride = tuple(attrs.get("stride", (1, 1)))
+    dilation = tuple(attrs.get("dilation", (1, 1)))
+    padding = tuple(attrs.get("padding", (0, 0, 0, 0)))
+    return kernel, stride, dilation, padding  # type: ignore[return-value]
+
+
+def out_hw(x: Shape, attrs: dict[str, Any]) -> tuple[int, int]:
+    """Output height and width of a window op over the (N, C, H, W) shape ``x``."""
+    (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geometry(attrs)
+    if min(kh, kw, sh, sw, dh, dw) < 1 or min(pt, pb, pl, pr) < 0:
+        fail(f"kernel {(kh, kw)}, stride {(sh, sw)} and dilation {(dh, dw)} must be >= 1 and padding "
+             f"{(pt, pb, pl, pr)} >= 0")
+    h, w = x[2], x[3]
+    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    if ho < 1 or wo < 1:
+        fail(f"a {h}x{w} input padded by {(pt, pb, pl, pr)} is smaller than the {kh}x{kw} kernel "
+             f"(dilation {(dh, dw)})", "pad the input, or use a smaller kernel or fewer pooling layers")
+    return ho, wo
+
+
+def check_image(x: Shape, what: str) -> None:
+    if len(x) != 4 or x[2] is None or x[3] is None:
+        fail(f"{what} needs a 4-d (batch, channels, height, width) input with known height and width, got {x}",
+             "reshape the input to NCHW, e.g. (-1, 1, 8, 8)")
+
+
+class Padded:
+    """A preallocated padded copy of an (N, C, H, W) array; the border keeps ``fill``."""
+
+    def __init__(self, shape: tuple[int, ...], padding: tuple[int, ...], dtype: np.dtype, fill: float = 0.0):
+        n, c, h, w = shape
+        pt, pb, pl, pr = padding
+        self.any = any(padding)
+        self.buf = np.full((n, c, h + pt + pb, w + pl + pr), fill, dtype=dtype) if self.any else None
+        self.inner = (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
+
+    def load(self, x: np.ndarray) -> np.ndarray:
+        """The padded version of ``x`` (``x`` itself when there is no padding)."""
+        if not self.any:
+            return x
+        self.buf[self.inner] = x
+        return self.buf
+
+
+def windows(xp: np.ndarray, attrs: dict[str, Any], out_hw_: tuple[int, int], groups: int = 1) -> np.ndarray:
+    """Read-only view (N, G, C/G, Ho, Wo, kh, kw) of the windows of the padded array ``xp``."""
+    (kh, kw), (sh, sw), (dh, dw), _ = geometry(attrs)
+    n, c = xp.shape[:2]
+    s_n, s_c, s_h, s_w = xp.strides
+    ho, wo = out_hw_
+    return as_strided(xp, (n, groups, c // groups, ho, wo, kh, kw),
+                      (s_n, s_c * (c // groups), s_c, s_h * sh, s_w * sw, s_h * dh, s_w * dw), writeable=False)
+
+
+def offset_slices(attrs: dict[str, Any], out_hw_: tuple[int, int]) -> list[tuple[int, int, tuple]]:
+    """For each kernel offset (i, j), the index of the padded-input positions it touches, (Ho, Wo) of them."""
+    (kh, kw), (sh, sw), (dh, dw), _ = geometry(attrs)
+    ho, wo = out_hw_
+    return [(i, j, (slice(None), slice(None), slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
+                    slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)))
+            for i in range(kh) for j in range(kw)]

@@ -1,0 +1,65 @@
+"""Mistakes with the new layers are reported at the user's line, naming the node, the shapes and a fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl import layers as L
+from graphdl import losses as LS
+
+
+def test_conv_channel_mismatch_names_node_and_fix() -> None:
+    with gd.Graph("e"):
+        x = gd.placeholder("x", (None, 3, 8, 8))
+        with pytest.raises(gd.ShapeError, match=r"conv2d at node 'conv2' .*input has 3 channels but the weight "
+                                                r"expects 4.*make the previous layer output 4 channels"):
+            L.Conv2D(4, 8, 3, name="conv2")(x)
+
+
+def test_conv_needs_nchw() -> None:
+    with gd.Graph("e"):
+        x = gd.placeholder("x", (None, 64))
+        with pytest.raises(gd.ShapeError, match=r"conv2d at node 'c'.*4-d \(batch, channels, height, width\)"):
+            L.Conv2D(1, 2, 3, name="c")(x)
+
+
+def test_pooling_a_too_small_image_says_so() -> None:
+    with gd.Graph("e"):
+        x = gd.placeholder("x", (None, 2, 3, 3))
+        with pytest.raises(gd.ShapeError, match=r"max_pool2d at node 'pool3'.*3x3 input.*smaller than the 4x4 kernel"):
+            L.MaxPool2D(4, name="pool3")(x)
+
+
+def test_same_padding_with_stride_is_refused_as_in_torch() -> None:
+    with gd.Graph("e"), pytest.raises(gd.GraphError, match=r"padding='same' needs stride 1"):
+        L.Conv2D(1, 2, 3, stride=2, padding="same")
+
+
+def test_concat_mismatch_and_batchnorm_rank() -> None:
+    with gd.Graph("e"):
+        a = gd.placeholder("a", (None, 3, 4))
+        b = gd.placeholder("b", (None, 2, 5))
+        with pytest.raises(gd.ShapeError, match=r"concat at node 'cat'.*differ outside the concatenation axis"):
+            L.Concat(dim=1, name="cat")(a, b)
+        with pytest.raises(gd.GraphError, match=r"BatchNorm2D 'bn' takes 4-d input, got 3-d"):
+            L.BatchNorm2D(3, name="bn")(a)
+
+
+def test_loss_shape_and_reduction_errors() -> None:
+    with gd.Graph("e"):
+        p = gd.placeholder("p", (None, 3))
+        t = gd.placeholder("t", (None,))
+        with pytest.raises(gd.GraphError, match=r"MSE: prediction 'p' .* and target 't' .* same shape"):
+            LS.MSE("sum")(p, t)
+        with pytest.raises(gd.GraphError, match=r"reduction must be one of"):
+            LS.L1("avg")
+
+
+def test_embedding_id_out_of_range_names_the_node() -> None:
+    with gd.Graph("e"):
+        ids = gd.placeholder("ids", (None,), dtype="int64")
+        out = L.Embedding(4, 2, name="emb")(ids)
+    with pytest.raises(gd.ExecutionError, match=r"embedding at node 'emb' failed"):
+        gd.compile([out]).run({ids: np.array([1, 7])})
