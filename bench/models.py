@@ -80,3 +80,76 @@ def jax_mlp():
         return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads), loss
 
     return params, step
+
+
+CNN_BATCH = 64
+
+
+def cnn_data(batch: int = CNN_BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, batch)
+
+
+def graphdl_cnn():
+    """conv32-pool-conv64-pool-dense10 (3x3 convolutions, padding 1, ReLU, 2x2 max pooling), plain SGD."""
+    import graphdl as gd
+    from graphdl import layers
+
+    with gd.Graph("cnn", seed=0):
+        x = gd.placeholder("x", (None, 1, 28, 28))
+        y = gd.placeholder("y", (None,), dtype="int64")
+        h = layers.MaxPool2D(2, name="pool1")(layers.ReLU(name="relu1")(layers.Conv2D(1, 32, 3, padding=1, name="conv1")(x)))
+        h = layers.MaxPool2D(2, name="pool2")(layers.ReLU(name="relu2")(layers.Conv2D(32, 64, 3, padding=1, name="conv2")(h)))
+        logits = layers.Linear(64 * 7 * 7, 10, name="fc")(layers.Flatten(name="flatten")(h))
+        loss = gd.losses.SoftmaxCrossEntropy(name="loss")(logits, y)
+    return gd.compile([loss], gd.optim.SGD(LR)), x, y
+
+
+def torch_cnn():
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def step(x, y):
+        opt.zero_grad(set_to_none=False)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+def jax_cnn():
+    import jax
+    import jax.numpy as jnp
+
+    key = jax.random.PRNGKey(0)
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = (jax.random.normal(k1, (32, 1, 3, 3)) * 0.3, jnp.zeros(32),
+              jax.random.normal(k2, (64, 32, 3, 3)) * 0.06, jnp.zeros(64),
+              jax.random.normal(k3, (64 * 7 * 7, 10)) * 0.02, jnp.zeros(10))
+
+    def conv(x, w, b):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return y + b[None, :, None, None]
+
+    def pool(x):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    def loss_fn(p, x, y):
+        h = pool(jax.nn.relu(conv(x, p[0], p[1])))
+        h = pool(jax.nn.relu(conv(h, p[2], p[3])))
+        logits = h.reshape(h.shape[0], -1) @ p[4] + p[5]
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+    @jax.jit
+    def step(p, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
+        return jax.tree_util.tree_map(lambda a, g: a - LR * g, p, grads), loss
+
+    return params, step
