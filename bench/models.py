@@ -98,8 +98,10 @@ def graphdl_cnn():
     with gd.Graph("cnn", seed=0):
         x = gd.placeholder("x", (None, 1, 28, 28))
         y = gd.placeholder("y", (None,), dtype="int64")
-        h = layers.MaxPool2D(2, name="pool1")(layers.ReLU(name="relu1")(layers.Conv2D(1, 32, 3, padding=1, name="conv1")(x)))
-        h = layers.MaxPool2D(2, name="pool2")(layers.ReLU(name="relu2")(layers.Conv2D(32, 64, 3, padding=1, name="conv2")(h)))
+        h = layers.Conv2D(1, 32, 3, padding=1, name="conv1")(x)
+        h = layers.MaxPool2D(2, name="pool1")(layers.ReLU(name="relu1")(h))
+        h = layers.Conv2D(32, 64, 3, padding=1, name="conv2")(h)
+        h = layers.MaxPool2D(2, name="pool2")(layers.ReLU(name="relu2")(h))
         logits = layers.Linear(64 * 7 * 7, 10, name="fc")(layers.Flatten(name="flatten")(h))
         loss = gd.losses.SoftmaxCrossEntropy(name="loss")(logits, y)
     return gd.compile([loss], gd.optim.SGD(LR)), x, y

@@ -88,13 +88,18 @@ class _Arena:
 OFFLINE_LIMIT = 3000
 
 
-def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, int]) -> tuple[dict[str, int], int]:
-    """Offline placement (TFLite's greedy-by-size): largest buffers first, each at the lowest offset
-    where it overlaps no already placed buffer that is live at the same time."""
+def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, int],
+                   order: str = "size") -> tuple[dict[str, int], int]:
+    """Offline placement (TFLite's greedy-by-size): biggest buffers first ("size", or "area" = size
+    times lifetime), each at the lowest offset where it overlaps no placed buffer live at the same time."""
     placed: list[tuple[int, int, int, int]] = []  # (start, stop, offset, size)
     offset: dict[str, int] = {}
     top = 0
-    for b in sorted(size, key=lambda b: (-size[b], start[b])):
+    if order == "area":
+        key = lambda b: (-size[b] * (stop[b] - start[b] + 1), start[b])
+    else:
+        key = lambda b: (-size[b], start[b])
+    for b in sorted(size, key=key):
         s, e, n = start[b], stop[b], size[b]
         busy = sorted((o, o + m) for ps, pe, o, m in placed if ps <= e and s <= pe)
         best, best_gap, prev = None, None, 0
@@ -181,9 +186,10 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     arena_bytes = arena.size
     # Offline: knowing every lifetime, place big buffers first; keep whichever arena is smaller.
     if reuse and arena_bytes > lower and len(start) <= OFFLINE_LIMIT:
-        by_size, top = _place_by_size({b: size[b] for b in start}, start, stop)
-        if top < arena_bytes:
-            offset, arena_bytes = by_size, top
+        for order in ("size", "area"):
+            placed, top = _place_by_size({b: size[b] for b in start}, start, stop, order)
+            if top < arena_bytes:
+                offset, arena_bytes = placed, top
     return Plan(
         steps=tuple(steps),
         shapes=dict(shapes),

@@ -1,0 +1,125 @@
+"""Memory: peak RSS of 50 MLP training steps (one subprocess per framework) against the process floor,
+the planner's memory_report ratios, and rematerialisation on a 50-layer chain."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from bench.common import available, table
+
+MIB = 2**20
+
+_PRELUDE = """
+import sys
+import numpy as np
+sys.path.insert(0, {root!r})
+from bench.models import MLP_SIZES, mlp_data
+x, y = mlp_data()
+"""
+
+_SCRIPTS = {
+    # interpreter + NumPy + parameters + gradients + live activations, each touched: the floor
+    "process floor (NumPy: params, grads, activations)": """
+rng = np.random.default_rng(0)
+shapes = list(zip(MLP_SIZES[:-1], MLP_SIZES[1:]))
+params = [rng.standard_normal(s, dtype=np.float32) for s in shapes] + [np.zeros(s[1], np.float32) for s in shapes]
+grads = [np.ones_like(p) for p in params]
+acts = [np.ones((x.shape[0], b), np.float32) for _, b in shapes] * 2
+for _ in range(50):
+    for k, (a, b) in enumerate(shapes):
+        np.matmul(x if k == 0 else acts[k - 1], params[k], out=acts[k])
+""",
+    "graphdl": """
+from bench.models import graphdl_mlp
+ex, xt, yt = graphdl_mlp()
+for _ in range(50):
+    ex.run({xt: x, yt: y}, copy=False)
+""",
+    "PyTorch eager": """
+import torch
+from bench.models import torch_mlp
+_, _, step = torch_mlp()
+tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+for _ in range(50):
+    step(tx, ty)
+""",
+    "JAX jit": """
+import jax
+from bench.models import jax_mlp
+params, step = jax_mlp()
+jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
+for _ in range(50):
+    params, loss = step(params, jx, jy)
+loss.block_until_ready()
+""",
+}
+_NEEDS = {"PyTorch eager": "torch", "JAX jit": "jax"}
+
+
+def peak_rss(root: str) -> tuple[str, dict[str, float]]:
+    results: dict[str, float] = {}
+    notes = []
+    for name, body in _SCRIPTS.items():
+        if name in _NEEDS and not available(_NEEDS[name]):
+            notes.append(f"{name}: not installed, skipped")
+            continue
+        # VmHWM (peak resident set) resets at exec; ru_maxrss would carry over this parent's peak
+        code = textwrap.dedent(_PRELUDE.format(root=root)) + textwrap.dedent(body) + (
+            "\nprint(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        results[name] = int(out.stdout.split()[-1]) * 1024 / MIB  # VmHWM is in kB
+    floor = results["process floor (NumPy: params, grads, activations)"]
+    rows = [[name, f"{v:.1f} MiB", f"{v / floor:.2f}x"] for name, v in results.items()]
+    text = table(["MLP, 50 training steps", "peak RSS", "vs floor"], rows)
+    if notes:
+        text += "\n\n" + "; ".join(notes)
+    return text, results
+
+
+def planner() -> tuple[str, dict[str, dict[str, int]]]:
+    import graphdl as gd
+    from bench.models import CNN_BATCH, MLP_BATCH, graphdl_cnn, graphdl_mlp
+
+    reports = {}
+    for opt_name, opt in (("SGD", gd.optim.SGD(0.01)), ("Adam", gd.optim.Adam())):
+        ex, _, _ = graphdl_mlp(opt)
+        reports[f"MLP train, {opt_name}, batch {MLP_BATCH}"] = ex.memory_report(MLP_BATCH)
+    if hasattr(gd.layers, "Conv2D"):
+        ex, _, _ = graphdl_cnn()
+        reports[f"CNN train, SGD, batch {CNN_BATCH}"] = ex.memory_report(CNN_BATCH)
+    rows = []
+    for name, r in reports.items():
+        rows.append([name, f"{r['arena_bytes'] / MIB:.2f} MiB", f"{r['lower_bound_bytes'] / MIB:.2f} MiB",
+                     f"{r['naive_bytes'] / MIB:.2f} MiB", f"{r['arena_bytes'] / r['lower_bound_bytes']:.3f}",
+                     f"{r['arena_bytes'] / r['naive_bytes']:.3f}"])
+    text = table(["plan", "arena", "liveness lower bound", "no reuse", "arena / bound", "arena / no reuse"], rows)
+    return text, reports
+
+
+def remat() -> tuple[str, dict]:
+    import graphdl as gd
+
+    rows, data = [], {}
+    for depth in (25, 50, 100):
+        arena = {}
+        for policy in (None, "sqrt"):
+            with gd.Graph("deep", seed=0):
+                x = gd.placeholder("x", (None, 256))
+                y = gd.placeholder("y", (None,), dtype="int64")
+                h = x
+                for k in range(depth):
+                    h = gd.layers.ReLU()(gd.layers.Linear(256, 256, name=f"fc{k}")(h))
+                loss = gd.losses.SoftmaxCrossEntropy()(gd.layers.Linear(256, 10)(h), y)
+            ex = gd.compile([loss], gd.optim.SGD(0.01), remat=policy)
+            forward = sum(n.kind.value in ("op", "loss") for n in ex.ir.nodes)
+            extra = sum(n.name.startswith("remat/") for n in ex.ir.nodes)
+            arena[policy] = ex.memory_report(128)["arena_bytes"]
+            data[depth, policy] = (arena[policy], forward, extra)
+        rows.append([str(depth), f"{arena[None] / MIB:.2f} MiB", f"{arena['sqrt'] / MIB:.2f} MiB",
+                     f"{arena['sqrt'] / arena[None]:.2f}",
+                     f"{data[depth, 'sqrt'][2]} of {data[depth, 'sqrt'][1]} forward steps"])
+    text = table(["MLP depth (256 wide, batch 128, SGD)", "arena, no remat", "arena, remat='sqrt'", "ratio",
+                  "recomputed"], rows)
+    return text, data
