@@ -53,3 +53,14 @@ def test_identical_updates_both_stay() -> None:
         g.apply("increment", [t], name="inc2", kind=NodeKind.UPDATE)
     ir = eliminate_common_subexpressions(g.freeze())
     assert [n.name for n in ir.nodes if n.kind is NodeKind.UPDATE] == ["inc1", "inc2"]
+
+
+def test_random_ops_are_never_merged() -> None:
+    with gd.Graph("cse") as g:
+        x = gd.placeholder("x", (4, 3))
+        drop = gd.layers.Dropout(0.5, seed=3)
+        a = drop(x)
+        b = g.apply("dropout", [x, drop.buffers["counter"]], {"p": 0.5, "seed": 3})  # same op, inputs, attrs
+        y = a + b
+    ir = eliminate_common_subexpressions(g.freeze([y.name]))
+    assert sum(n.op == "dropout" for n in ir.nodes) == 2

@@ -63,3 +63,25 @@ def test_bad_policy_is_a_compile_error() -> None:
     _, _, _, loss = _deep(2)
     with pytest.raises(gd.CompileError, match=r"remat must be None, 'sqrt' or a positive segment length"):
         gd.compile([loss], gd.optim.SGD(0.1), remat="everything")
+
+
+def test_dropout_is_never_recomputed_and_training_stays_identical() -> None:
+    xb, yb = batch(8, 16, 4)
+    results = []
+    for remat in (None, 2):
+        with gd.Graph("drop", seed=0) as g:
+            x = gd.placeholder("x", (None, 16))
+            y = gd.placeholder("y", (None,), dtype="int64")
+            h = x
+            for k in range(6):
+                h = gd.layers.Dropout(0.3, seed=k)(gd.layers.ReLU()(gd.layers.Linear(16, 16)(h)))
+            loss = gd.losses.SoftmaxCrossEntropy()(gd.layers.Linear(16, 4)(h), y)
+        ex = gd.compile([loss], gd.optim.SGD(0.1), remat=remat)
+        if remat:
+            recomputed_ops = {n.op for n in ex.ir.nodes if n.name.startswith("remat/")}
+            assert recomputed_ops and "dropout" not in recomputed_ops
+        losses = [float(ex.run({x: xb, y: yb})[0]) for _ in range(3)]
+        results.append((losses, {k: v.copy() for k, v in g.parameters().items()}))
+    assert results[0][0] == results[1][0]
+    for k in results[0][1]:
+        np.testing.assert_array_equal(results[0][1][k], results[1][1][k])
