@@ -43,3 +43,18 @@ def test_broadcast_rule_agrees_with_numpy(a: list[int], b: list[int]) -> None:
     except RuleError:
         got = None
     assert got == expected
+
+
+def test_compile_time_inference_rejects_a_hand_built_mismatch() -> None:
+    import pytest
+
+    from graphdl.ir import IR, Node, NodeKind
+
+    nodes = (
+        Node("a", NodeKind.PLACEHOLDER, "placeholder", shape=(None, 3), origin="model.py:1"),
+        Node("w", NodeKind.PARAM, "param", shape=(4, 2), origin="model.py:2"),
+        Node("h", NodeKind.OP, "matmul", ("a", "w"), shape=(None, 2), origin="model.py:3"),
+    )
+    with pytest.raises(gd.ShapeError, match=r"matmul at node 'h' \(defined at model.py:3\): inner dimensions 3 and 4"
+                                             r".*'a' \(\?, 3\).*'w' \(4, 2\).*Hint"):
+        infer_shapes(IR("hand", nodes, ("h",)))
