@@ -90,7 +90,10 @@ def _remat(ir: IR, policy: str | int | None) -> IR:
 
 Pass = Callable[[IR, CompileSpec], IR]
 
-#: The compile pipeline, in order.
+#: The compile pipeline, in order. The rewrites run after autodiff, which makes most of what they
+#: remove (scalar products of the seed, duplicate subexpressions, weight gradients only an SGD update
+#: reads); dead code goes after them; scheduling and rematerialisation need the final order, so they
+#: follow the sort.
 PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("select_outputs", select_outputs),
     ("set_mode", lambda ir, spec: set_mode(ir, spec.options.get("training"))),
