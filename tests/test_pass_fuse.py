@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import graphdl as gd
 from graphdl.executable import Executable
@@ -26,12 +27,13 @@ def test_plain_sgd_weight_updates_become_one_gemm() -> None:
     assert not any(op == "matmul" and name.endswith("matmul_1") for name, op in ops.items())
 
 
-def test_fused_training_matches_unfused() -> None:
+@pytest.mark.parametrize("schedule", [None, gd.optim.StepLR(step_size=2, gamma=0.5)], ids=["constant", "step"])
+def test_fused_training_matches_unfused(schedule) -> None:
     xb, yb = batch(16, 20, 5)
     results = []
     for fuse in (True, False):
-        ex, g = _compile(gd.optim.SGD(0.1), fuse)
-        losses = [float(ex.run({"x": xb, "y": yb})[0]) for _ in range(3)]
+        ex, g = _compile(gd.optim.SGD(0.1, schedule=schedule), fuse)
+        losses = [float(ex.run({"x": xb, "y": yb})[0]) for _ in range(5)]
         results.append((losses, {k: v.copy() for k, v in g.parameters().items()}))
     (l1, p1), (l2, p2) = results
     np.testing.assert_allclose(l1, l2, rtol=1e-5)
