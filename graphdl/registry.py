@@ -79,7 +79,9 @@ class OpDef:
 
     ``inplace`` lists inputs the output may overwrite when that input dies at this node (the kernel
     must then be alias-safe). ``writes`` lists inputs an update kernel mutates. ``nondiff`` lists
-    inputs that never receive a gradient (labels, indices). ``grad`` is ``None`` when the op has no
+    inputs that never receive a gradient (labels, indices). ``shape_only`` lists inputs whose
+    values the kernel never reads (only their shape, fixed when the kernel is built), so reading
+    them does not keep their buffers alive. ``grad`` is ``None`` when the op has no
     gradient rule; autodiff then names it when a gradient must flow through it.
     """
 
@@ -92,6 +94,7 @@ class OpDef:
     inplace: tuple[int, ...] = ()
     writes: tuple[int, ...] = ()
     nondiff: tuple[int, ...] = ()
+    shape_only: tuple[int, ...] = ()
     doc: str = ""
     label_attrs: tuple[str, ...] = field(default=())
     #: Mode-dependent ops (Dropout, BatchNorm): the ``set_mode`` pass gives each node a ``training``

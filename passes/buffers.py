@@ -122,13 +122,15 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     produced: dict[str, int] = {}
     last_use: dict[str, int] = {}
     for i, n in enumerate(nodes):
-        out = None if get_op(n.op).writes else n.name
+        op = get_op(n.op)
+        out = None if op.writes else n.name
         steps.append(Step(n.name, n.op, n.inputs, out))
         if out is not None:
             produced[out] = i
             last_use[out] = i
-        for v in n.inputs:
-            last_use[v] = i
+        for k, v in enumerate(n.inputs):
+            if k not in op.shape_only:  # a shape-only read keeps nothing alive
+                last_use[v] = i
     end = len(steps)
     for o in ir.outputs:
         if o in produced:
@@ -148,7 +150,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         for k in get_op(step.op).inplace:
             src = step.inputs[k] if k < len(step.inputs) else None
             if (src in produced and last_use[src] == i and size[src] == size[v]
-                    and dtypes[src] == dtypes[v] and shapes[src] == shapes[v]
+                    and dtypes[src] == dtypes[v]
                     and step.inputs.count(src) == 1):
                 buffer_of[v] = buffer_of[src]
                 break

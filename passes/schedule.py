@@ -3,7 +3,7 @@
 Autodiff and optimizers append update nodes after the whole backward pass, so every weight gradient
 would stay live until the end (the sum of all weight gradients on top of the activations). An update
 may run once its inputs exist and every other reader of the array it writes has run (the control
-edges of ``toposort.dependency_graph``); this pass moves each update to exactly that point and keeps
+edges of ``toposort.dependency_edges``); this pass moves each update to exactly that point and keeps
 the relative order of everything else.
 """
 

@@ -77,3 +77,15 @@ def test_relu_runs_in_place_at_the_last_use_only() -> None:
     assert plan.slots[b.name].offset == plan.slots[a.name].offset
     tanh = next(s.node for s in plan.steps if s.op == "tanh")
     assert plan.slots[tanh].offset != plan.slots[b.name].offset
+
+
+def test_reshape_takes_its_dying_input_buffer() -> None:
+    with gd.Graph("flat", dtype="float64") as g:
+        x = gd.placeholder("x", (None, 8))
+        a = gd.ops.exp(x)
+        flat = gd.ops.reshape(a, (-1, 2, 4))  # a dies here: same bytes, other shape
+        out = gd.ops.tanh(flat)
+    _, plan = _plan(g, [out])
+    assert plan.slots[flat.name].offset == plan.slots[a.name].offset
+    xv = np.random.default_rng(1).standard_normal((3, 8))
+    np.testing.assert_allclose(gd.compile([out]).run({"x": xv})[0], np.tanh(np.exp(xv)).reshape(3, 2, 4))

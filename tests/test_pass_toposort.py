@@ -39,3 +39,19 @@ def test_updates_run_after_every_reader_of_what_they_write() -> None:
     )
     order = [n.name for n in toposort(IR("u", nodes)).nodes]
     assert order.index("upd") > order.index("late")
+
+
+def test_an_ordered_graph_is_returned_as_is_without_importing_networkx() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, graphdl as gd\n"
+            "with gd.Graph('g') as g:\n"
+            "    x = gd.placeholder('x', (None, 4)); y = gd.losses.MSE()(gd.layers.Linear(4, 4)(x), x)\n"
+            "gd.compile([y], optimizer=gd.optim.Adam()).run({'x': __import__('numpy').ones((2, 4))})\n"
+            "print('networkx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    nodes = (Node("x", NodeKind.PLACEHOLDER, "placeholder", shape=(2,)), Node("y", NodeKind.OP, "neg", ("x",), shape=(2,)))
+    ir = IR("g", nodes)
+    assert toposort(ir) is ir

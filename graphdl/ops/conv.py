@@ -136,7 +136,7 @@ def _input_grad_grad(c: GradContext) -> list:
 
 
 register(OpDef("conv2d_input_grad", _input_grad_shape, _input_grad_kernel, grad=_input_grad_grad, arity=3,
-               nondiff=(2,), label_attrs=LABEL,
+               nondiff=(2,), shape_only=(2,), label_attrs=LABEL,
                doc="Gradient of conv2d for its input (a transposed convolution); `like` gives the input's shape."))
 
 

@@ -47,7 +47,7 @@ register(OpDef(
     doc="Rows of the table W (num_embeddings, dim) picked by integer ids.",
 ))
 register(OpDef(
-    "embedding_grad", lambda s, a: s[2], _embedding_grad_kernel, arity=3, nondiff=(0, 2),
+    "embedding_grad", lambda s, a: s[2], _embedding_grad_kernel, arity=3, nondiff=(0, 2), shape_only=(2,),
     dtype=lambda d, a: _int_first(d, a),
     grad=lambda c: [None, c.apply("embedding", c.inputs[0], c.gout), None],
     doc="Gradient of embedding for its table: g's rows summed into the rows named by ids.",
@@ -99,7 +99,7 @@ register(OpDef(
     doc="x[i, labels[i]] for each row i.",
 ))
 register(OpDef(
-    "unpick", lambda s, a: s[2], _unpick_kernel, arity=3, nondiff=(1, 2), dtype=_labels_second,
+    "unpick", lambda s, a: s[2], _unpick_kernel, arity=3, nondiff=(1, 2), shape_only=(2,), dtype=_labels_second,
     grad=lambda c: [c.apply("pick", c.gout, c.inputs[1]), None, None],
     doc="Zeros of like's shape with g[i] at [i, labels[i]] (the gradient of pick).",
 ))

@@ -164,7 +164,7 @@ register(OpDef(
     doc="x[start:stop] along axis.",
 ))
 register(OpDef(
-    "unslice", _unslice_shape, _unslice_kernel, arity=2, nondiff=(1,),
+    "unslice", _unslice_shape, _unslice_kernel, arity=2, nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("slice", c.gout, **c.attrs), None],
     doc="Zeros of like's shape with g written at [start:stop] along axis (the gradient of slice).",
 ))

@@ -86,7 +86,7 @@ def _broadcast_like_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtyp
 
 
 register(OpDef(
-    "broadcast_like", _broadcast_like_shape, _broadcast_like_kernel, arity=2, nondiff=(1,),
+    "broadcast_like", _broadcast_like_shape, _broadcast_like_kernel, arity=2, nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("mean" if c.attrs.get("mean") else "sum", c.gout,
                             axis=c.attrs.get("axis"), keepdims=c.attrs.get("keepdims", False)), None],
     label_attrs=("axis", "mean"),
@@ -143,7 +143,7 @@ def _expand_like_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
 
 
 register(OpDef(
-    "expand_like", _expand_like_shape, _expand_like_kernel, arity=2, nondiff=(1,),
+    "expand_like", _expand_like_shape, _expand_like_kernel, arity=2, nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape), None],
     doc="Broadcast t (right-aligned, NumPy rules) to x's shape.",
 ))

@@ -1,4 +1,4 @@
-"""The heap-based toposort: cycles behind and ahead of acyclic parts are found and named exactly."""
+"""toposort: cycles behind and ahead of acyclic parts are found and named; ties keep definition order."""
 
 from __future__ import annotations
 
