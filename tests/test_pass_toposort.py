@@ -52,6 +52,7 @@ def test_an_ordered_graph_is_returned_as_is_without_importing_networkx() -> None
             "print('networkx' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-    nodes = (Node("x", NodeKind.PLACEHOLDER, "placeholder", shape=(2,)), Node("y", NodeKind.OP, "neg", ("x",), shape=(2,)))
+    nodes = (Node("x", NodeKind.PLACEHOLDER, "placeholder", shape=(2,)),
+             Node("y", NodeKind.OP, "neg", ("x",), shape=(2,)))
     ir = IR("g", nodes)
     assert toposort(ir) is ir
