@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import random
 from collections.abc import Mapping
 
 import numpy as np
@@ -86,20 +87,26 @@ class _Arena:
 #: Offline placement is quadratic in the number of buffers alive together; above this many buffers
 #: only the online allocator runs, so compile time stays near-linear on very large graphs.
 OFFLINE_LIMIT = 3000
+#: Jittered restarts of the offline placement, for plans with at most RESTART_LIMIT buffers.
+RESTARTS = 64
+RESTART_LIMIT = 128
 
 
 def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, int],
-                   order: str = "size") -> tuple[dict[str, int], int]:
+                   order: str | list[str] = "size") -> tuple[dict[str, int], int]:
     """Offline placement (TFLite's greedy-by-size): biggest buffers first ("size", or "area" = size
-    times lifetime), each at the lowest offset where it overlaps no placed buffer live at the same time."""
+    times lifetime, or an explicit list), each in the tightest gap where it overlaps no placed buffer
+    live at the same time."""
     placed: list[tuple[int, int, int, int]] = []  # (start, stop, offset, size)
     offset: dict[str, int] = {}
     top = 0
     if order == "area":
-        key = lambda b: (-size[b] * (stop[b] - start[b] + 1), start[b])
+        sequence = sorted(size, key=lambda b: (-size[b] * (stop[b] - start[b] + 1), start[b]))
+    elif order == "size":
+        sequence = sorted(size, key=lambda b: (-size[b], start[b]))
     else:
-        key = lambda b: (-size[b], start[b])
-    for b in sorted(size, key=key):
+        sequence = list(order)
+    for b in sequence:
         s, e, n = start[b], stop[b], size[b]
         busy = sorted((o, o + m) for ps, pe, o, m in placed if ps <= e and s <= pe)
         best, best_gap, prev = None, None, 0
@@ -188,10 +195,19 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     arena_bytes = arena.size
     # Offline: knowing every lifetime, place big buffers first; keep whichever arena is smaller.
     if reuse and arena_bytes > lower and len(start) <= OFFLINE_LIMIT:
-        for order in ("size", "area"):
-            placed, top = _place_by_size({b: size[b] for b in start}, start, stop, order)
+        sizes = {b: size[b] for b in start}
+        orders: list[str | list[str]] = ["size", "area"]
+        if len(start) <= RESTART_LIMIT:
+            # Greedy orders can miss a packing that exists; jittered size orders (a fixed seed, so the
+            # plan is deterministic) often find it. Stop as soon as one meets the lower bound.
+            rng = random.Random(0)
+            orders += [sorted(sizes, key=lambda b: -sizes[b] * rng.uniform(0.5, 1.5)) for _ in range(RESTARTS)]
+        for order in orders:
+            placed, top = _place_by_size(sizes, start, stop, order)
             if top < arena_bytes:
                 offset, arena_bytes = placed, top
+            if arena_bytes == lower:
+                break
     return Plan(
         steps=tuple(steps),
         shapes=dict(shapes),
