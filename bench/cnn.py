@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.common import available, median_times, ms, ratio, table
+from bench.common import training_step_table
 from bench.models import cnn_data, graphdl_cnn, jax_cnn, torch_cnn
 
 
@@ -46,34 +46,6 @@ def run(repeats: int = 10) -> tuple[str, dict[str, float]]:
     ex, xt, yt = graphdl_cnn()
     feeds = {xt: x, yt: y}
     fns = {"NumPy im2col GEMM floor": gemm_floor(x.shape[0]), "graphdl": lambda: ex.run(feeds, copy=False)}
-    notes = []
-    if available("torch"):
-        import torch
-
-        tstep = torch_cnn()
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-        fns["PyTorch eager"] = lambda: tstep(tx, ty)
-    else:
-        notes.append("PyTorch not installed: skipped")
-    if available("jax"):
-        import jax
-
-        params, jstep = jax_cnn()
-        jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
-        state = [params]
-
-        def jax_step() -> None:
-            state[0], loss = jstep(state[0], jx, jy)
-            loss.block_until_ready()
-
-        fns["JAX jit"] = jax_step
-    else:
-        notes.append("JAX not installed: skipped")
-    t = median_times(fns, repeats=repeats, inner=2)
-    floor, ours = t["NumPy im2col GEMM floor"], t["graphdl"]
-    rows = [[name, ms(v), ratio(v, floor), ratio(ours, v)] for name, v in t.items()]
-    text = table(["CNN conv32-pool-conv64-pool-dense10, 28x28, batch 64, one SGD step", "median", "vs GEMM floor",
-                  "graphdl / this"], rows)
-    if notes:
-        text += "\n\n" + "; ".join(notes)
-    return text, t
+    title = "CNN conv32-pool-conv64-pool-dense10, 28x28, batch 64, one SGD step"
+    return training_step_table(title, "NumPy im2col GEMM floor", fns, x, y,
+                               torch_cnn, jax_cnn, repeats=repeats, inner=2)

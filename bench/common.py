@@ -46,3 +46,41 @@ def us(seconds: float) -> str:
 
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x"
+
+
+def training_step_table(title: str, floor_name: str, fns: dict[str, Callable[[], object]], x: object, y: object,
+                        torch_step: Callable[[], Callable[..., object]] | None,
+                        jax_step: Callable[[], tuple[object, Callable[..., object]]] | None,
+                        *, repeats: int, inner: int) -> tuple[str, dict[str, float]]:
+    """Time ``fns`` (the floor and graphdl) beside PyTorch eager and JAX jit training steps, when
+    installed, and render medians with ratios to the floor and to graphdl."""
+    notes = []
+    if torch_step is not None and available("torch"):
+        import torch
+
+        tstep = torch_step()
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        fns["PyTorch eager"] = lambda: tstep(tx, ty)
+    else:
+        notes.append("PyTorch not installed: skipped")
+    if jax_step is not None and available("jax"):
+        import jax
+
+        params, jstep = jax_step()
+        jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
+        state = [params]
+
+        def run_jax() -> None:
+            state[0], loss = jstep(state[0], jx, jy)
+            loss.block_until_ready()
+
+        fns["JAX jit"] = run_jax
+    else:
+        notes.append("JAX not installed: skipped")
+    t = median_times(fns, repeats=repeats, inner=inner)
+    floor, ours = t[floor_name], t["graphdl"]
+    rows = [[name, ms(v), ratio(v, floor), ratio(ours, v)] for name, v in t.items()]
+    text = table([title, "median", "vs GEMM floor", "graphdl / this"], rows)
+    if notes:
+        text += "\n\n" + "; ".join(notes)
+    return text, t

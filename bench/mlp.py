@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from bench.common import available, median_times, ms, ratio, table
+from bench.common import training_step_table
 from bench.models import MLP_SIZES, graphdl_mlp, jax_mlp, mlp_data, torch_mlp
 
 
@@ -34,34 +34,6 @@ def run(repeats: int = 15) -> tuple[str, dict[str, float]]:
     ex, xt, yt = graphdl_mlp()
     feeds = {xt: x, yt: y}
     fns = {"NumPy GEMM floor (8 GEMMs, out=)": gemm_floor(x), "graphdl": lambda: ex.run(feeds, copy=False)}
-    notes = []
-    if available("torch"):
-        import torch
-
-        _, _, tstep = torch_mlp()
-        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-        fns["PyTorch eager"] = lambda: tstep(tx, ty)
-    else:
-        notes.append("PyTorch not installed: skipped")
-    if available("jax"):
-        import jax
-
-        params, jstep = jax_mlp()
-        jx, jy = jax.numpy.asarray(x), jax.numpy.asarray(y)
-        state = [params]
-
-        def jax_step() -> None:
-            state[0], loss = jstep(state[0], jx, jy)
-            loss.block_until_ready()
-
-        fns["JAX jit"] = jax_step
-    else:
-        notes.append("JAX not installed: skipped")
-    t = median_times(fns, repeats=repeats, inner=3)
-    floor, ours = t["NumPy GEMM floor (8 GEMMs, out=)"], t["graphdl"]
-    rows = [[name, ms(v), ratio(v, floor), ratio(ours, v)] for name, v in t.items()]
-    text = table(["MLP 784-1024-1024-10, batch 256, one SGD step", "median", "vs GEMM floor",
-                  "graphdl / this"], rows)
-    if notes:
-        text += "\n\n" + "; ".join(notes)
-    return text, t
+    title = "MLP 784-1024-1024-10, batch 256, one SGD step"
+    return training_step_table(title, "NumPy GEMM floor (8 GEMMs, out=)", fns, x, y,
+                               lambda: torch_mlp()[2], jax_mlp, repeats=repeats, inner=3)
