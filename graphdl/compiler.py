@@ -27,27 +27,34 @@ def _one_graph(tensors: Sequence[Tensor], what: str) -> Graph:
     return graph
 
 
-def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, training: bool | None = None,
-            check: bool = True, remat: str | int | None = None) -> Executable:
+def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, loss: Tensor | None = None,
+            training: bool | None = None, check: bool = True, remat: str | int | None = None) -> Executable:
     """Compile the graph that computes ``outputs``.
 
-    With an ``optimizer``, the plan is a training step: it also computes the gradient of the loss
-    outputs with respect to every parameter they use and applies the optimizer's update nodes.
+    With an ``optimizer``, the plan is a training step: it also computes the gradient of the objective
+    with respect to every parameter it uses and applies the optimizer's update nodes. The objective is
+    ``loss`` (one of ``outputs``), or without it the only scalar among ``outputs``; it is never guessed
+    (several scalars and no ``loss=`` raise CompileError). The other outputs are monitors, computed in
+    the same step.
     ``training`` selects how Dropout and BatchNorm behave (default: ``optimizer is not None``); a
     training plan also updates BatchNorm's running statistics. ``check`` verifies the IR after every pass.
     ``remat="sqrt"`` (or a segment length) recomputes activations in the backward pass instead of
     keeping them: O(sqrt(n)) activation memory for at most one extra forward pass (passes/remat.py).
     """
-    from passes import CompileSpec, compile_graph
+    from passes import CompileSpec, choose_objective, compile_graph
 
     outputs = list(outputs)
     graph = _one_graph(outputs, "gd.compile")
     mode = optimizer is not None if training is None else bool(training)
-    spec = CompileSpec(tuple(t.name for t in outputs), optimizer, {"training": mode, "remat": remat})
+    if loss is not None:
+        _one_graph([*outputs, loss], "gd.compile")
+    spec = CompileSpec(tuple(t.name for t in outputs), optimizer, {"training": mode, "remat": remat},
+                       objective=None if loss is None else loss.name)
     ir = compile_graph(graph.freeze(), spec, check=check)
     graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)
-    return Executable(ir, graph.values, known_inputs=placeholders)
+    objective = None if optimizer is None else choose_objective(ir, spec)
+    return Executable(ir, graph.values, known_inputs=placeholders, objective=objective)
 
 
 def grad(objective: Tensor, wrt: Sequence[Tensor], *, unconnected: str = "error") -> list[Tensor]:

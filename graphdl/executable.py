@@ -41,7 +41,8 @@ class Executable:
     executable and an inference executable of one graph always see the same weights.
     """
 
-    def __init__(self, ir: IR, values: Mapping[str, np.ndarray], known_inputs: tuple[str, ...] = ()) -> None:
+    def __init__(self, ir: IR, values: Mapping[str, np.ndarray], known_inputs: tuple[str, ...] = (),
+                 objective: str | None = None) -> None:
         self.ir = ir
         self.name = ir.name
         self.nodes = ir.node_map()
@@ -53,6 +54,8 @@ class Executable:
         self.known_inputs = frozenset(known_inputs) | frozenset(self.inputs)
         self.outputs = ir.outputs
         self.training = any(n.kind is NodeKind.UPDATE for n in ir.nodes)
+        #: The output a training plan minimises (None for inference); the other outputs are monitors.
+        self.objective = objective
         self._plans: dict[tuple, BoundPlan] = {}
 
     def __repr__(self) -> str:

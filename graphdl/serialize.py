@@ -79,7 +79,10 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     from graphdl import __version__
 
     path = os.fspath(path)
-    graph_bytes = json.dumps(graph_to_json(model.ir), indent=1).encode()
+    data = graph_to_json(model.ir)
+    if model.objective is not None:
+        data["objective"] = model.objective
+    graph_bytes = json.dumps(data, indent=1).encode()
     buf = io.BytesIO()
     np.savez(buf, **model.values)
     weights_bytes = buf.getvalue()
@@ -138,7 +141,12 @@ def read(path: str | os.PathLike[str]) -> tuple[IR, dict[str, np.ndarray], dict[
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{path} is not a readable graphdl model file (truncated or corrupted?): "
                              f"{type(e).__name__}: {e}") from None
-    ir = graph_from_json(json.loads(blobs["graph.json"]))
+    data = json.loads(blobs["graph.json"])
+    ir = graph_from_json(data)
+    objective = data.get("objective") if isinstance(data, dict) else None
+    if objective is not None and (not isinstance(objective, str) or objective not in ir.outputs):
+        raise ModelFileError(f"{path}: graph.json names objective {objective!r}, which is not one of its outputs")
+    manifest = {**manifest, "objective": objective}
     try:
         with np.load(io.BytesIO(blobs["weights.npz"]), allow_pickle=False) as npz:
             weights = {k: npz[k] for k in npz.files}
@@ -152,7 +160,7 @@ def load(path: str | os.PathLike[str]) -> Any:
     from graphdl.executable import Executable
     from passes import CompileSpec, compile_graph
 
-    ir, weights, _ = read(path)
+    ir, weights, manifest = read(path)
     stored = [n for n in ir.nodes if n.kind in (NodeKind.PARAM, NodeKind.STATE, NodeKind.CONSTANT)
               and n.op != "scalar"]
     for n in stored:
@@ -166,4 +174,9 @@ def load(path: str | os.PathLike[str]) -> Any:
         ir = compile_graph(ir, CompileSpec(ir.outputs))
     except GraphDLError as e:
         raise ModelFileError(f"{path}: the stored graph does not compile: {e}") from None
-    return Executable(ir, {k: np.array(v) for k, v in weights.items()})
+    objective = manifest["objective"]
+    if objective is None and any(n.kind is NodeKind.UPDATE for n in ir.nodes):
+        # Files written before the objective was recorded: the only scalar output, if there is one.
+        scalars = [o for o in ir.outputs if ir.node_map()[o].shape == ()]
+        objective = scalars[0] if len(scalars) == 1 else None
+    return Executable(ir, {k: np.array(v) for k, v in weights.items()}, objective=objective)

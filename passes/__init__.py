@@ -38,6 +38,8 @@ class CompileSpec:
     outputs: tuple[str, ...]
     optimizer: Any = None  # graphdl.optim.Optimizer; kept untyped so passes need not import it
     options: dict[str, Any] = field(default_factory=dict)
+    #: The output a training plan minimises (``loss=``); None: the only scalar output.
+    objective: str | None = None
 
 
 def select_outputs(ir: IR, spec: CompileSpec) -> IR:
@@ -45,36 +47,50 @@ def select_outputs(ir: IR, spec: CompileSpec) -> IR:
     return ir.replace(outputs=spec.outputs)
 
 
-def add_training(ir: IR, spec: CompileSpec) -> IR:
-    """For a training plan: gradients of the objective w.r.t. every parameter it uses, then updates.
+def choose_objective(ir: IR, spec: CompileSpec) -> str:
+    """The one scalar a training plan minimises: ``spec.objective`` if given, else the only scalar output.
 
-    The objective is the sum of the requested outputs of kind ``loss`` (or the first output if none
-    is a loss node).
+    Never guessed: several scalar outputs and no ``loss=`` is an error listing the candidates.
     """
-    if spec.optimizer is None:
-        return ir
     by_name = ir.node_map()
-    losses = [o for o in ir.outputs if by_name[o].kind is NodeKind.LOSS] or list(ir.outputs[:1])
-    b = Builder(ir.name, by_name[losses[0]].dtype, ir.nodes)
-    objective = losses[0]
-    if len(losses) > 1:
-        b.default_kind = NodeKind.LOSS
-        total = Tensor(b, losses[0])
-        for extra in losses[1:]:
-            total = total + Tensor(b, extra)
-        objective = total.name
-    ir = b.freeze(ir.outputs)
-    if b.nodes[objective].shape != ():
-        raise CompileError(f"the training objective '{objective}' must be a scalar; reduce it with "
-                           "gd.ops.mean or use a loss layer")
+    if spec.objective is not None:
+        if spec.objective not in ir.outputs:
+            raise CompileError(f"loss='{spec.objective}' is not among the requested outputs {list(ir.outputs)}; "
+                               "add it to the outputs so each step reports its value")
+        if by_name[spec.objective].shape != ():
+            raise CompileError(f"the training objective {by_name[spec.objective].describe()} has shape "
+                               f"{by_name[spec.objective].shape}; it must be a scalar: reduce it with "
+                               "gd.ops.mean or use a loss layer")
+        return spec.objective
+    scalars = [o for o in ir.outputs if by_name[o].shape == ()]
+    if len(scalars) == 1:
+        return scalars[0]
+    if not scalars:
+        raise CompileError(f"a training compile needs one scalar objective (the loss must be a scalar), but none of the outputs "
+                           f"{list(ir.outputs)} is a scalar; reduce the loss with gd.ops.mean or use a loss layer")
+    raise CompileError(f"the outputs hold {len(scalars)} scalars ({', '.join(repr(s) for s in scalars)}) and no "
+                       f"loss= says which one to minimise; pass e.g. gd.compile(outputs, loss={scalars[0]}, "
+                       "optimizer=...) and the others are reported as monitors (to minimise a sum, build the sum "
+                       "as a node and pass it as loss=)")
+
+
+def add_training(ir: IR, spec: CompileSpec) -> IR:
+    """For a training plan: gradients of the objective w.r.t. every parameter it uses, then updates."""
+    if spec.optimizer is None:
+        if spec.objective is not None:
+            raise CompileError(f"loss='{spec.objective}' names the objective of a training plan; "
+                               "pass optimizer=... as well (or drop loss= to compile an inference plan)")
+        return ir
+    objective = choose_objective(ir, spec)
+    node = ir.node_map()[objective]
     ancestors = ancestors_of(ir.node_map(), objective)
     params = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
     if not params:
-        raise CompileError(f"the objective '{objective}' depends on no parameters; nothing to train")
+        raise CompileError(f"the objective {node.describe()} depends on no parameters; nothing to train")
     ir, grads = build_gradients(ir, objective, params)
-    b = Builder(ir.name, by_name[losses[0]].dtype, ir.nodes)
+    b = Builder(ir.name, node.dtype, ir.nodes)
     b.default_kind = NodeKind.UPDATE
-    b.default_origin = by_name[losses[0]].origin
+    b.default_origin = node.origin
     spec.optimizer.build(b, [(Tensor(b, p), Tensor(b, grads[p])) for p in params])
     return b.freeze(ir.outputs)
 
@@ -131,4 +147,4 @@ def specialize(ir: IR, feed_shapes: Mapping[str, tuple[int, ...]], *, reuse: boo
     return plan_buffers(ir, concrete_shapes(ir, feed_shapes), reuse=reuse)
 
 
-__all__ = ["PIPELINE", "CompileSpec", "build_gradients", "compile_graph", "specialize"]
+__all__ = ["PIPELINE", "CompileSpec", "build_gradients", "choose_objective", "compile_graph", "specialize"]

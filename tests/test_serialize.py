@@ -150,4 +150,5 @@ def test_loads_a_file_written_by_format_version_1() -> None:
     m = gd.load(os.path.join(DATA, "mlp_v1.gdl"))
     x = np.load(os.path.join(DATA, "mlp_v1_x.npy"))
     expected = np.load(os.path.join(DATA, "mlp_v1_logits.npy"))
-    assert np.array_equal(m.run({"x": x})[0], expected)
+    # Same kernels, but OpenBLAS picks its code path per CPU, so the last bit may differ between machines.
+    np.testing.assert_allclose(m.run({"x": x})[0], expected, rtol=1e-6, atol=1e-6)
