@@ -66,8 +66,9 @@ def choose_objective(ir: IR, spec: CompileSpec) -> str:
     if len(scalars) == 1:
         return scalars[0]
     if not scalars:
-        raise CompileError(f"a training compile needs one scalar objective (the loss must be a scalar), but none of the outputs "
-                           f"{list(ir.outputs)} is a scalar; reduce the loss with gd.ops.mean or use a loss layer")
+        raise CompileError("a training compile needs one scalar objective (the loss must be a scalar), but none "
+                           f"of the outputs {list(ir.outputs)} is a scalar; reduce the loss with gd.ops.mean or "
+                           "use a loss layer")
     raise CompileError(f"the outputs hold {len(scalars)} scalars ({', '.join(repr(s) for s in scalars)}) and no "
                        f"loss= says which one to minimise; pass e.g. gd.compile(outputs, loss={scalars[0]}, "
                        "optimizer=...) and the others are reported as monitors (to minimise a sum, build the sum "
