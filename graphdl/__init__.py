@@ -24,6 +24,8 @@ from graphdl.errors import (
     GraphDLError,
     GraphError,
     ModelFileError,
+    NonFiniteError,
+    ResourceError,
     ShapeError,
     VizError,
 )
@@ -50,6 +52,8 @@ __all__ = [
     "ModelFileError",
     "Node",
     "NodeKind",
+    "NonFiniteError",
+    "ResourceError",
     "ShapeError",
     "Tensor",
     "VizError",

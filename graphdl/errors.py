@@ -41,3 +41,11 @@ class ModelFileError(GraphDLError):
 
 class VizError(GraphDLError):
     """Drawing failed, usually because Graphviz's `dot` program is not installed."""
+
+
+class NonFiniteError(ExecutionError):
+    """A step produced NaN or inf (the objective, or with check_numerics a named node); no state was changed."""
+
+
+class ResourceError(GraphDLError):
+    """A plan or a file would need more memory (or another resource) than allowed or available."""
