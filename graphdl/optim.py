@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphdl.builder import Builder, Tensor
 from graphdl.errors import GraphDLError
-from graphdl.graph import Builder, Tensor
 from graphdl.ir import Node, NodeKind, make_attrs
 
 STEP_COUNTER = "optimizer.t"

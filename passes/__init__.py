@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphdl.builder import Builder, Tensor
 from graphdl.errors import CompileError, GraphDLError
-from graphdl.graph import Builder, Tensor
 from graphdl.ir import IR, NodeKind
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan

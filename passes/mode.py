@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphdl.graph import Builder
+from graphdl.builder import Builder
 from graphdl.ir import IR, Node, make_attrs
 from graphdl.registry import get_op
 
