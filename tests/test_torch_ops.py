@@ -1,0 +1,141 @@
+"""The structural ops, conv1d / conv_transpose2d, the new activations and the loss options against
+PyTorch in float64: forward output and the gradients of sum(out * R), over one table (zero-size
+dimensions and the activations' kinks included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl import layers as L
+from tests.test_torch_oracle import Case, _normal, check
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+ops = gd.ops
+
+
+def _with_index(x_shape: tuple[int, ...], index_shape: tuple[int, ...], high: int, *more: tuple[int, ...]):
+    return lambda r: [r.standard_normal(x_shape), r.integers(0, high, index_shape),
+                      *(r.standard_normal(s) for s in more)]
+
+
+def _unique_index(r: np.random.Generator, n: int, m: int, cols: int) -> np.ndarray:
+    return np.stack([r.permutation(n)[:m] for _ in range(cols)], axis=1)
+
+
+STRUCTURAL = [
+    Case("stack", _normal((2, 3), (2, 3), (2, 3)), lambda a, b, c: ops.stack([a, b, c], axis=1),
+         lambda p, a, b, c: torch.stack([a, b, c], 1)),
+    Case("stack-neg-axis-empty", _normal((0, 3), (0, 3)), lambda a, b: ops.stack([a, b], axis=-1),
+         lambda p, a, b: torch.stack([a, b], -1)),
+    Case("concat-list-layer", _normal((2, 3, 4), (2, 1, 4)), lambda a, b: L.Concat(dim=1)([a, b]),
+         lambda p, a, b: torch.cat([a, b], 1)),
+    Case("concat-empty-part", _normal((2, 0), (2, 3)), lambda a, b: ops.concat([a, b], axis=1),
+         lambda p, a, b: torch.cat([a, b], 1)),
+    Case("squeeze", _normal((3, 1, 4, 1)), lambda x: ops.squeeze(x), lambda p, x: torch.squeeze(x)),
+    Case("squeeze-axis", _normal((3, 1, 4, 1)), lambda x: ops.squeeze(x, 3), lambda p, x: torch.squeeze(x, 3)),
+    Case("unsqueeze", _normal((3, 4)), lambda x: ops.unsqueeze(x, -1), lambda p, x: torch.unsqueeze(x, -1)),
+    Case("expand_dims-two", _normal((3, 4)), lambda x: ops.expand_dims(x, (0, 3)),
+         lambda p, x: x[None, :, :, None]),
+    Case("flip", _normal((3, 4, 5)), lambda x: ops.flip(x, (0, 2)), lambda p, x: torch.flip(x, (0, 2))),
+    Case("flip-empty", _normal((0, 4)), lambda x: ops.flip(x, 1), lambda p, x: torch.flip(x, (1,))),
+    Case("roll", _normal((3, 5)), lambda x: ops.roll(x, (7, -1), (1, 0)), lambda p, x: torch.roll(x, (7, -1), (1, 0))),
+    Case("roll-flat", _normal((3, 5)), lambda x: ops.roll(x, 4), lambda p, x: torch.roll(x, 4)),
+    Case("repeat", _normal((3, 4)), lambda x: ops.repeat(x, 3, 1), lambda p, x: torch.repeat_interleave(x, 3, 1)),
+    Case("repeat-counts", _normal((3, 4)), lambda x: ops.repeat(x, (2, 0, 1), 0),
+         lambda p, x: torch.repeat_interleave(x, torch.tensor([2, 0, 1]), 0)),
+    Case("repeat-flat", _normal((2, 3)), lambda x: ops.repeat(x, 2), lambda p, x: torch.repeat_interleave(x, 2)),
+    Case("tile", _normal((2, 3)), lambda x: ops.tile(x, (2, 1, 3)), lambda p, x: x.repeat(2, 1, 3)),
+    Case("tile-zero", _normal((2, 3)), lambda x: ops.tile(x, (0, 2)), lambda p, x: x.repeat(0, 2)),
+    Case("broadcast_to", _normal((3, 1)), lambda x: ops.broadcast_to(x, (2, 3, 4)), lambda p, x: x.expand(2, 3, 4)),
+    Case("tril", _normal((2, 4, 5)), lambda x: ops.tril(x, -1), lambda p, x: torch.tril(x, -1)),
+    Case("triu", _normal((4, 3)), lambda x: ops.triu(x, 1), lambda p, x: torch.triu(x, 1)),
+    Case("einsum-bmm", _normal((2, 3, 4), (2, 4, 5)), lambda a, b: ops.einsum("bij,bjk->bik", a, b),
+         lambda p, a, b: torch.einsum("bij,bjk->bik", a, b)),
+    Case("einsum-ellipsis", _normal((2, 3, 4), (4, 5)), lambda a, b: ops.einsum("...ij,jk", a, b),
+         lambda p, a, b: torch.einsum("...ij,jk", a, b)),
+    Case("einsum-implicit-transpose", _normal((3, 4)), lambda a: ops.einsum("ji", a),
+         lambda p, a: torch.einsum("ji", a)),
+    Case("einsum-sum-out", _normal((3, 4), (4,)), lambda a, b: ops.einsum("ij,j->", a, b),
+         lambda p, a, b: torch.einsum("ij,j->", a, b)),
+    Case("einsum-empty", _normal((3, 0), (0, 2)), lambda a, b: ops.einsum("ij,jk->ik", a, b),
+         lambda p, a, b: torch.einsum("ij,jk->ik", a, b)),
+    Case("gather", _with_index((4, 3), (5, 2), 4), lambda x, i: ops.gather(x, 0, i),
+         lambda p, x, i: torch.gather(x, 0, i)),
+    Case("gather-dim2", _with_index((2, 3, 4), (2, 3, 6), 4), lambda x, i: ops.gather(x, 2, i),
+         lambda p, x, i: torch.gather(x, 2, i)),
+    Case("gather-empty", _with_index((4, 3), (0, 3), 4), lambda x, i: ops.gather(x, 0, i),
+         lambda p, x, i: torch.gather(x, 0, i)),
+    Case("take_along_axis", lambda r: [r.standard_normal((3, 5)), np.argsort(r.standard_normal((3, 5)), 1)],
+         lambda x, i: ops.take_along_axis(x, i, 1), lambda p, x, i: torch.take_along_dim(x, i, 1)),
+    Case("take_along_axis-broadcast", _with_index((3, 5), (1, 2), 5), lambda x, i: ops.take_along_axis(x, i, 1),
+         lambda p, x, i: torch.take_along_dim(x, i, 1)),
+    Case("scatter", lambda r: [r.standard_normal((4, 3)), _unique_index(r, 4, 2, 3), r.standard_normal((2, 3))],
+         lambda x, i, s: ops.scatter(x, 0, i, s), lambda p, x, i, s: torch.scatter(x, 0, i, s)),
+    Case("scatter-value", lambda r: [r.standard_normal((3, 4)), _unique_index(r, 4, 2, 3).T],
+         lambda x, i: ops.scatter(x, 1, i, -2.5), lambda p, x, i: torch.scatter(x, 1, i, -2.5)),
+    Case("scatter_add", _with_index((4, 3), (6, 3), 4, (6, 3)), lambda x, i, s: ops.scatter_add(x, 0, i, s),
+         lambda p, x, i, s: torch.scatter_add(x, 0, i, s)),
+    Case("one_hot-times-x", lambda r: [r.standard_normal((3, 5)), r.integers(0, 5, 3)],
+         lambda x, i: x * ops.one_hot(i, 5), lambda p, x, i: x * F.one_hot(i, 5)),
+]
+
+_PAD = [((1, 2), "constant"), ((1, 2, 2, 0), "constant"), ((2, 3, 1, 2), "reflect"), ((3, 1, 0, 2), "replicate"),
+        ((4, 2, 3, 0), "circular"), ((1, 1), "reflect")]
+STRUCTURAL += [
+    Case(f"pad-{mode}-{p}", _normal((2, 3, 4)), lambda x, p=p, mode=mode: ops.pad(x, p, mode),
+         lambda _, x, p=p, mode=mode: F.pad(x, p, mode)) for p, mode in _PAD
+] + [
+    Case("pad-value", _normal((2, 3)), lambda x: ops.pad(x, (2, 1, 1, 1), value=0.5),
+         lambda p, x: F.pad(x, (2, 1, 1, 1), value=0.5)),
+    Case("pad-empty", _normal((2, 0)), lambda x: ops.pad(x, (1, 2)), lambda p, x: F.pad(x, (1, 2))),
+]
+
+
+@pytest.mark.parametrize("case", STRUCTURAL, ids=lambda c: c.id)
+def test_structural_op_matches_torch(case: Case) -> None:
+    check(case)
+
+
+def test_structural_ops_keep_the_batch_dimension_unknown() -> None:
+    with gd.Graph("batch", dtype="float64"):
+        x = gd.placeholder("x", (None, 3, 4))
+        i = gd.placeholder("i", (None, 2, 4), dtype="int64")
+        shapes = {name: t.shape for name, t in {
+            "stack": ops.stack([x, x], 1), "flip": ops.flip(x, 0), "pad": ops.pad(x, (1, 1)),
+            "gather": ops.gather(x, 1, i), "tile": ops.tile(x, (1, 2, 1)), "einsum": ops.einsum("bij->bji", x),
+            "broadcast_to": ops.broadcast_to(ops.unsqueeze(x, 1), (None, 5, 3, 4)),
+        }.items()}
+    assert shapes == {"stack": (None, 2, 3, 4), "flip": (None, 3, 4), "pad": (None, 3, 6), "gather": (None, 2, 4),
+                      "tile": (None, 6, 4), "einsum": (None, 4, 3), "broadcast_to": (None, 5, 3, 4)}
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda x, i: ops.squeeze(x, 1), r"squeeze at node 'squeeze'.*axis 1 of \(3, 4\).*size is 4"),
+    (lambda x, i: ops.pad(x, (4, 0), "reflect"), r"pad at node 'pad'.*smaller than its size 4"),
+    (lambda x, i: ops.pad(x, (1, 1), "wrap"), r"pad at node 'pad'.*mode 'wrap'"),
+    (lambda x, i: ops.einsum("ii->i", x), r"einsum at node 'einsum'.*repeat a letter"),
+    (lambda x, i: ops.einsum("ij,jk->ik", x, x), r"einsum at node 'einsum'.*axis 'j' has size 4.*3"),
+    (lambda x, i: ops.gather(x, 0, x), r"gather at node 'gather'.*index must be integers"),
+    (lambda x, i: ops.broadcast_to(x, (3, 5)), r"broadcast_to at node 'broadcast_to'.*size 4 is neither 1 nor 5"),
+])
+def test_structural_mistakes_name_the_node(build: Any, message: str) -> None:
+    with gd.Graph("bad"):
+        x = gd.placeholder("x", (3, 4))
+        i = gd.placeholder("i", (3, 4), dtype="int64")
+        with pytest.raises(gd.ShapeError if "integers" not in message else gd.DTypeError, match=message):
+            build(x, i)
+
+
+def test_out_of_range_index_fails_at_run_time_naming_the_node() -> None:
+    with gd.Graph("oob", dtype="float64"):
+        x = gd.placeholder("x", (3, 2))
+        i = gd.placeholder("i", (2, 2), dtype="int64")
+        y = ops.gather(x, 0, i)
+    exe = gd.compile([y])
+    with pytest.raises(gd.ExecutionError, match=r"gather.*out of range"):
+        exe.run({x: np.zeros((3, 2)), i: np.array([[0, 3], [1, 2]])})
