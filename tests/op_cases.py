@@ -235,3 +235,19 @@ NO_GRADIENT: dict[str, str] = {
 
 # Fused ops the compiler substitutes (graphdl/ops/fused.py).
 NO_GRADIENT["matmul_sgd_update"] = "fused optimizer update (writes in place)"
+
+
+def _attrs_1d(k: int, stride: int = 1, pad: tuple[int, int] = (0, 0), dil: int = 1, groups: int = 1) -> dict:
+    return {"kernel": (k,), "stride": (stride,), "padding": pad, "dilation": (dil,), "groups": groups}
+
+
+CASES += [
+    Case("conv1d", [(2, 3, 9), (4, 3, 3), (4,)], _attrs_1d(3)),
+    Case("conv1d", [(1, 4, 10), (6, 2, 3)], _attrs_1d(3, 2, (1, 2), 2, 2), id="conv1d-s2-pad-dil-g2"),
+    Case("conv1d_input_grad", [(2, 4, 4), (4, 3, 3), (2, 3, 9)], _attrs_1d(3, 2, (1, 0))),
+    Case("conv1d_weight_grad", [(1, 4, 10), (1, 6, 5)], _attrs_1d(3, 2, (1, 2), 2, 2)),
+    Case("conv_transpose2d", [(2, 3, 4, 5), (3, 2, 3, 3), (2,)], {**_conv_attrs((3, 3), 2, (1, 1, 1, 1)),
+                                                                  "output_padding": (1, 0)}),
+    Case("conv_transpose2d", [(1, 4, 3, 3), (4, 3, 2, 3)], {**_conv_attrs((2, 3), 2, (0, 0, 1, 1), 2, 2),
+                                                            "output_padding": (1, 1)}, id="conv_transpose2d-g2-dil"),
+]

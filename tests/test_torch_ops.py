@@ -139,3 +139,45 @@ def test_out_of_range_index_fails_at_run_time_naming_the_node() -> None:
     exe = gd.compile([y])
     with pytest.raises(gd.ExecutionError, match=r"gather.*out of range"):
         exe.run({x: np.zeros((3, 2)), i: np.array([[0, 3], [1, 2]])})
+
+
+def _conv1d(**kw: Any) -> Any:
+    return lambda p, x: F.conv1d(x, p["W"], p.get("b"), **kw)
+
+
+def _convt(**kw: Any) -> Any:
+    return lambda p, x: F.conv_transpose2d(x, p["W"], p.get("b"), **kw)
+
+
+CONV = [
+    Case("conv1d", _normal((2, 4, 11)), lambda x: L.Conv1D(4, 6, 3)(x), _conv1d()),
+    Case("conv1d-s2-pad-dil-g2", _normal((2, 4, 13)), lambda x: L.Conv1D(4, 6, 3, 2, 1, 2, groups=2)(x),
+         _conv1d(stride=2, padding=1, dilation=2, groups=2)),
+    Case("conv1d-same-nobias", _normal((1, 3, 8)), lambda x: L.Conv1D(3, 2, 4, padding="same", bias=False)(x),
+         _conv1d(padding="same")),
+    Case("conv_transpose2d", _normal((2, 3, 4, 5)), lambda x: L.ConvTranspose2D(3, 4, 3)(x), _convt()),
+    Case("conv_transpose2d-s2-p1-op1", _normal((2, 3, 4, 5)),
+         lambda x: L.ConvTranspose2D(3, 4, 3, stride=2, padding=1, output_padding=1)(x),
+         _convt(stride=2, padding=1, output_padding=1)),
+    Case("conv_transpose2d-g2-dil-nobias", _normal((1, 4, 3, 4)),
+         lambda x: L.ConvTranspose2D(4, 6, (2, 3), stride=(2, 1), padding=(0, 1), groups=2, dilation=2,
+                                     output_padding=(1, 0), bias=False)(x),
+         _convt(stride=(2, 1), padding=(0, 1), groups=2, dilation=2, output_padding=(1, 0))),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("case", CONV, ids=lambda c: c.id)
+def test_conv_layer_matches_torch(case: Case) -> None:
+    check(case)
+
+
+def test_conv_layers_initialise_like_torch() -> None:
+    with gd.Graph("init", dtype="float64"):
+        c1, ct = L.Conv1D(4, 6, 3, groups=2), L.ConvTranspose2D(4, 6, (2, 3), groups=2)
+    t1, tt = torch.nn.Conv1d(4, 6, 3, groups=2), torch.nn.ConvTranspose2d(4, 6, (2, 3), groups=2)
+    for ours, theirs in ((c1, t1), (ct, tt)):
+        w = ours.graph.values[ours.params["W"].name]
+        assert w.shape == tuple(theirs.weight.shape)
+        bound = float(1 / np.sqrt(theirs.weight[0].numel()))  # kaiming_uniform(a=sqrt(5)) bound
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound

@@ -12,6 +12,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
     contract,
     conv,
+    conv_more,
     dims,
     elementwise,
     gather,
@@ -26,6 +27,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     remap,
     updates,
 )
+from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
