@@ -251,3 +251,14 @@ CASES += [
     Case("conv_transpose2d", [(1, 4, 3, 3), (4, 3, 2, 3)], {**_conv_attrs((2, 3), 2, (0, 0, 1, 1), 2, 2),
                                                             "output_padding": (1, 1)}, id="conv_transpose2d-g2-dil"),
 ]
+
+CASES += [
+    Case("relu6", make=lambda r: [_away_from(r, (4, 5), (0.0, 1.5)) * 4]),
+    Case("hardsigmoid", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("hardswish", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("selu", make=lambda r: [_away_from_zero(r, (4, 5))]),
+    Case("celu", make=lambda r: [_away_from_zero(r, (4, 5))], attrs={"alpha": 1.7}),
+    Case("mish", [(4, 5)]),
+    Case("softsign", [(4, 5)]),
+    Case("logsigmoid", [(4, 5)]),
+]

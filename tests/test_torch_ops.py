@@ -11,6 +11,7 @@ import pytest
 
 import graphdl as gd
 from graphdl import layers as L
+from tests import test_torch_oracle as oracle
 from tests.test_torch_oracle import Case, _normal, check
 
 torch = pytest.importorskip("torch")
@@ -181,3 +182,37 @@ def test_conv_layers_initialise_like_torch() -> None:
         assert w.shape == tuple(theirs.weight.shape)
         bound = float(1 / np.sqrt(theirs.weight[0].numel()))  # kaiming_uniform(a=sqrt(5)) bound
         assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound
+
+
+def _with_kinks(r: np.random.Generator) -> list[np.ndarray]:
+    """Values across [-8, 8] plus every activation's kink exactly: -3, 0, 3 and 6."""
+    x = r.standard_normal((4, 6)) * 4
+    x[0, :5] = [-3.0, 0.0, 3.0, 6.0, -0.0]
+    return [x]
+
+
+ACTIVATIONS = [
+    Case(name, _with_kinks, lambda x, layer=layer: layer()(x), lambda p, x, fn=fn: fn(x))
+    for name, layer, fn in [
+        ("relu6", L.ReLU6, F.relu6), ("hardsigmoid", L.Hardsigmoid, F.hardsigmoid),
+        ("hardswish", L.Hardswish, F.hardswish), ("selu", L.SELU, F.selu), ("celu", L.CELU, F.celu),
+        ("mish", L.Mish, F.mish), ("softsign", L.Softsign, F.softsign), ("logsigmoid", L.LogSigmoid, F.logsigmoid),
+    ]
+] + [
+    Case("celu-alpha", _with_kinks, lambda x: L.CELU(0.6)(x), lambda p, x: F.celu(x, 0.6)),
+    Case("logsigmoid-large", lambda r: [np.array([[-800.0, -40.0, 0.0, 40.0, 800.0]])],
+         lambda x: ops.logsigmoid(x), lambda p, x: F.logsigmoid(x)),
+    Case("softsign-functional", _with_kinks, lambda x: ops.softsign(x), lambda p, x: F.softsign(x)),
+]
+
+
+#: PyTorch's backward kernels for these use float32 constants (1/6 as 0.16666667163, 1/alpha likewise) even
+#: in float64; graphdl uses the exact values, so they agree to about 1e-8.
+FLOAT32_CONSTANTS = {"hardsigmoid", "celu-alpha"}
+
+
+@pytest.mark.parametrize("case", ACTIVATIONS, ids=lambda c: c.id)
+def test_activation_matches_torch_including_kinks(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    if case.id in FLOAT32_CONSTANTS:
+        monkeypatch.setattr(oracle, "RTOL", 1e-7)
+    check(case)
