@@ -50,6 +50,8 @@ class Graph(Builder):
         self._tokens: list[contextvars.Token[Graph | None]] = []
         self._size_at_compile: int | None = None
         self._warned_growth = False
+        #: Parameters that training plans compiled from now on leave alone (see ``freeze_parameters``).
+        self.frozen: set[str] = set()
 
     #: After a compile, this many new nodes trigger a GraphGrowthWarning (nodes built in a loop).
     GROWTH_WARNING = 10_000
@@ -119,6 +121,30 @@ class Graph(Builder):
     def load_parameters(self, values: Mapping[str, np.ndarray], strict: bool = True) -> None:
         """Copy arrays into the live parameters in place, after checking every name, shape and dtype."""
         assign_values(self.values, self.nodes, values, strict=strict, what=f"graph '{self.name}'")
+
+    # -- freezing -------------------------------------------------------------------------
+    def _param_names(self, params: Sequence[Tensor | str]) -> list[str]:
+        names = [p.name if isinstance(p, Tensor) else p for p in params]
+        for n in names:
+            node = self.nodes.get(n) if isinstance(n, str) else None
+            if node is None or node.kind is not NodeKind.PARAM:
+                what = f"{node.describe()} is a {node.kind.value}" if node is not None else f"{n!r} is not a node"
+                raise GraphError(f"graph '{self.name}': only parameters can be frozen; {what}")
+        return names
+
+    def freeze_parameters(self, *params: Tensor | str) -> None:
+        """Mark parameters as not trainable: training plans compiled afterwards build no gradient, no
+        optimizer state and no update for them, and keep their values (PyTorch's ``requires_grad=False``).
+        Plans compiled before are unchanged."""
+        self.frozen.update(self._param_names(params))
+
+    def unfreeze_parameters(self, *params: Tensor | str) -> None:
+        """Make frozen parameters trainable again (for plans compiled afterwards)."""
+        self.frozen.difference_update(self._param_names(params))
+
+    def trainable_parameters(self) -> dict[str, np.ndarray]:
+        """The parameters that a training plan compiled now would update."""
+        return {k: v for k, v in self.parameters().items() if k not in self.frozen}
 
 
 def values_of_kind(values: Mapping[str, np.ndarray], nodes: Mapping[str, Node],
