@@ -10,6 +10,7 @@ from graphdl import (
     data,
     layers,
     losses,
+    metrics,
     ops,  # registers the op table
     optim,
     viz,
@@ -65,6 +66,7 @@ __all__ = [
     "layers",
     "load",
     "losses",
+    "metrics",
     "ops",
     "optim",
     "placeholder",
