@@ -10,6 +10,7 @@ from graphdl import (
     data,
     layers,
     losses,
+    onnx,
     ops,  # registers the op table
     optim,
     viz,
@@ -65,6 +66,7 @@ __all__ = [
     "layers",
     "load",
     "losses",
+    "onnx",
     "ops",
     "optim",
     "placeholder",
