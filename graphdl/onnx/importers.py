@@ -124,6 +124,8 @@ class ImportContext:
         out = {}
         for a in node.attribute:
             v = self.onnx.helper.get_attribute_value(a)
+            if isinstance(v, float):  # ONNX stores float32: take the shortest decimal that is that float32
+                v = float(str(np.float32(v)))
             out[a.name] = v.decode() if isinstance(v, bytes) else v
         return out
 
@@ -142,15 +144,15 @@ class ImportContext:
             t = g.placeholder(_clean(vi.name), shape, np.dtype(dtype).name)
             self.values[vi.name] = inputs[vi.name] = t
         fused = _fuse_matmul_add(self)
-        for node in self.model.graph.node:
+        for k, node in enumerate(self.model.graph.node):
             self.node = node
-            if id(node) in fused.skip:
+            if k in fused.skip:
                 continue
             if node.op_type == "Constant":
                 self.consts[node.output[0]] = _constant(self, node)
                 continue
-            if id(node) in fused.linear:
-                outs: list[Tensor | None] = [fused.build(self, node)]
+            if k in fused.linear:
+                outs: list[Tensor | None] = [fused.build(self, k)]
             else:
                 outs = IMPORTERS[node.op_type](self, node, self.attrs(node))
             for name, t in zip(node.output, outs):
@@ -188,10 +190,10 @@ class _Fusion:
 
     def __init__(self) -> None:
         self.skip: set[int] = set()
-        self.linear: dict[int, Any] = {}  # id(Add node) -> MatMul node
+        self.linear: dict[int, Any] = {}  # index of the Add node -> the MatMul node
 
-    def build(self, ctx: ImportContext, add: Any) -> Tensor:
-        mm = self.linear[id(add)]
+    def build(self, ctx: ImportContext, k: int) -> Tensor:
+        add, mm = ctx.node, self.linear[k]
         bias = 1 if add.input[0] == mm.output[0] else 0
         ctx.node = mm
         x, w = ctx.input(0), ctx.input(1, NodeKind.PARAM)
@@ -201,24 +203,25 @@ class _Fusion:
 
 def _fuse_matmul_add(ctx: ImportContext) -> _Fusion:
     fusion = _Fusion()
-    by_input: dict[str, list[Any]] = {}
-    for n in ctx.model.graph.node:
+    nodes = list(ctx.model.graph.node)
+    by_input: dict[str, list[int]] = {}
+    for k, n in enumerate(nodes):
         for i in n.input:
-            by_input.setdefault(i, []).append(n)
-    for n in ctx.model.graph.node:
+            by_input.setdefault(i, []).append(k)
+    for j, n in enumerate(nodes):
         if n.op_type != "MatMul" or n.output[0] in ctx.graph_outputs:
             continue
         w = ctx.array(n.input[1])
         users = by_input.get(n.output[0], [])
-        if w is None or w.ndim != 2 or len(users) != 1 or users[0].op_type != "Add":
+        if w is None or w.ndim != 2 or len(users) != 1 or nodes[users[0]].op_type != "Add":
             continue
-        add = users[0]
+        add = nodes[users[0]]
         other = add.input[1] if add.input[0] == n.output[0] else add.input[0]
         b = ctx.array(other)
         if b is None or b.shape != (w.shape[1],) or add.input[0] == add.input[1]:
             continue
-        fusion.skip.add(id(n))
-        fusion.linear[id(add)] = n
+        fusion.skip.add(j)
+        fusion.linear[users[0]] = n
     return fusion
 
 
