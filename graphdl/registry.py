@@ -14,8 +14,8 @@ import numpy as np
 from graphdl.errors import GraphError
 
 if TYPE_CHECKING:
-    from graphdl.graph import Tensor
     from graphdl.ir import Node, Shape
+    from graphdl.tensor import Tensor
 
 #: A kernel reads its inputs and writes into ``out`` (``None`` for update ops); it must not allocate
 #: arrays in steady state beyond what its factory preallocated.

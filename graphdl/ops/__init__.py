@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphdl.graph import Tensor
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
     conv,
@@ -23,6 +22,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     reduce,
     updates,
 )
+from graphdl.tensor import Tensor
 
 
 def _apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:
