@@ -12,6 +12,7 @@ from graphdl import (
     layers,
     losses,
     metrics,
+    onnx,
     ops,  # registers the op table
     optim,
     viz,
@@ -70,6 +71,7 @@ __all__ = [
     "load",
     "losses",
     "metrics",
+    "onnx",
     "ops",
     "optim",
     "placeholder",
