@@ -10,9 +10,12 @@ from collections.abc import Sequence
 
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    contract,
     conv,
+    dims,
     elementwise,
     gather,
+    index,
     layout,
     linalg,
     losses,
@@ -20,8 +23,10 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     norm,
     pool,
     reduce,
+    remap,
     updates,
 )
+from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
 
