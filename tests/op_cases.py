@@ -263,3 +263,29 @@ CASES += [
     Case("softsign", [(4, 5)]),
     Case("logsigmoid", [(4, 5)]),
 ]
+
+
+def _class_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        labels = rng.integers(0, k, n)
+        if ignore is not None:
+            labels[::3] = ignore
+        return [rng.standard_normal((n, k)), labels, *([rng.random(k) + 0.5] if weighted else [])]
+
+    return make
+
+
+def _class_grad_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        lp, labels, *w = _class_inputs(n, k, ignore, weighted)(rng)
+        return [rng.standard_normal(n), labels, lp, *w]
+
+    return make
+
+
+CASES += [
+    Case("class_nll", make=_class_inputs(6, 4, None, False)),
+    Case("class_nll", make=_class_inputs(7, 3, -100, True), attrs={"ignore_index": -100}, id="class_nll-weight-ignore"),
+    Case("class_nll_grad", make=_class_grad_inputs(7, 3, 2, True), attrs={"ignore_index": 2}),
+]
+NO_GRADIENT["class_weight"] = "per-sample class weights of integer labels (constants)"

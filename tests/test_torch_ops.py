@@ -11,6 +11,7 @@ import pytest
 
 import graphdl as gd
 from graphdl import layers as L
+from graphdl import losses as LS
 from tests import test_torch_oracle as oracle
 from tests.test_torch_oracle import Case, _normal, check
 
@@ -216,3 +217,76 @@ def test_activation_matches_torch_including_kinks(case: Case, monkeypatch: pytes
     if case.id in FLOAT32_CONSTANTS:
         monkeypatch.setattr(oracle, "RTOL", 1e-7)
     check(case)
+
+
+_W4 = np.array([0.5, 2.0, 1.0, 1.5])  # per-class weights (4 classes)
+_PW3 = np.array([0.5, 3.0, 1.0])  # BCE pos_weight (3 classes)
+_T = lambda a: torch.tensor(a)
+
+
+def _class_data(shape: tuple[int, ...], ignore: int | None = None, probs: bool = False):
+    """Logits (N, C, ...) and labels (N, ...) with every third label = ignore, or probabilities."""
+
+    def make(r: np.random.Generator) -> list[np.ndarray]:
+        x = r.standard_normal(shape)
+        if probs:
+            p = r.random(shape)
+            return [x, p / p.sum(1, keepdims=True)]
+        labels = r.integers(0, shape[1], (shape[0], *shape[2:]))
+        if ignore is not None:
+            labels.reshape(-1)[::3] = ignore
+        return [x, labels]
+
+    return make
+
+
+LOSS_OPTIONS = [
+    Case(f"ce-{red}-w{w}-ig{ig}-ls{ls}", _class_data((6, 4), ig),
+         lambda x, y, red=red, w=w, ig=ig, ls=ls: LS.SoftmaxCrossEntropy(
+             red, ls, weight=_W4 if w else None, ignore_index=ig)(x, y),
+         lambda _, x, y, red=red, w=w, ig=ig, ls=ls: F.cross_entropy(
+             x, y, _T(_W4) if w else None, ignore_index=-100 if ig is None else ig, reduction=red, label_smoothing=ls))
+    for red in ("mean", "sum", "none") for w in (0, 1) for ig in (None, -100, 2) for ls in (0.0, 0.2)
+] + [
+    Case(f"ce-kdim-{red}", _class_data((2, 4, 3, 5), -1),
+         lambda x, y, red=red: LS.SoftmaxCrossEntropy(red, 0.1, weight=_W4, ignore_index=-1)(x, y),
+         lambda _, x, y, red=red: F.cross_entropy(x, y, _T(_W4), ignore_index=-1, reduction=red, label_smoothing=0.1))
+    for red in ("mean", "none")
+] + [
+    Case("ce-kdim-plain", _class_data((3, 4, 5)), lambda x, y: LS.SoftmaxCrossEntropy()(x, y),
+         lambda _, x, y: F.cross_entropy(x, y)),
+    Case("ce-probs-kdim-weight", _class_data((2, 4, 3), probs=True),
+         lambda x, y: LS.SoftmaxCrossEntropy(label_smoothing=0.1, weight=_W4)(x, y),
+         lambda _, x, y: F.cross_entropy(x, y, _T(_W4), label_smoothing=0.1)),
+    Case("ce-empty-batch-none", _class_data((0, 4)), lambda x, y: LS.SoftmaxCrossEntropy("none", weight=_W4)(x, y),
+         lambda _, x, y: F.cross_entropy(x, y, _T(_W4), reduction="none")),
+] + [
+    Case(f"nll-{red}-kdim", _class_data((3, 4, 5), 0),
+         lambda x, y, red=red: LS.NLL(red, weight=_W4, ignore_index=0)(ops.log_softmax(x, 1), y),
+         lambda _, x, y, red=red: F.nll_loss(F.log_softmax(x, 1), y, _T(_W4), ignore_index=0, reduction=red))
+    for red in ("mean", "sum", "none")
+] + [
+    Case(f"bce-{red}-pw{pw}-w{w}", lambda r: [r.standard_normal((5, 3)) * 4, r.random((5, 3))],
+         lambda x, t, red=red, pw=pw, w=w: LS.BinaryCrossEntropyWithLogits(
+             red, pos_weight=_PW3 if pw else None, weight=_PW3[::-1].copy() if w else None)(x, t),
+         lambda _, x, t, red=red, pw=pw, w=w: F.binary_cross_entropy_with_logits(
+             x, t, _T(_PW3[::-1].copy()) if w else None, reduction=red, pos_weight=_T(_PW3) if pw else None))
+    for red in ("mean", "sum", "none") for pw in (0, 1) for w in (0, 1)
+]
+
+
+@pytest.mark.parametrize("case", LOSS_OPTIONS, ids=lambda c: c.id)
+def test_loss_option_matches_torch(case: Case) -> None:
+    check(case)
+
+
+def test_ignored_label_outside_the_classes_is_fine_but_others_are_not() -> None:
+    with gd.Graph("ce", dtype="float64"):
+        x = gd.placeholder("x", (3, 4))
+        y = gd.placeholder("y", (3,), dtype="int64")
+        loss = LS.SoftmaxCrossEntropy(ignore_index=-100)(x, y)
+    exe = gd.compile([loss])
+    (value,) = exe.run({x: np.zeros((3, 4)), y: np.array([1, -100, 2])})
+    assert np.isclose(value, np.log(4))
+    with pytest.raises(gd.ExecutionError, match=r"labels \[7\] are outside \[0, 4\) and are not ignore_index -100"):
+        exe.run({x: np.zeros((3, 4)), y: np.array([1, 7, 2])})
