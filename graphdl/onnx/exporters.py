@@ -25,6 +25,8 @@ TRAINING_ONLY = frozenset({
     "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats", "max_pool2d_grad", "max_pool2d_pick",
     "avg_pool2d_grad", "broadcast_like", "sum_to", "expand_like", "sgd_update", "adam_update", "rmsprop_update",
     "adagrad_update", "increment", "learning_rate", "matmul_sgd_update",
+    "conv1d_input_grad", "conv1d_weight_grad", "gather_adjoint", "remap_adjoint", "class_nll_grad",
+    "reshape_like",
 })
 
 
@@ -301,3 +303,6 @@ def _mse(ctx: ExportContext, n: Node) -> None:
     sq = ctx.helper(n, "square", "Mul", [d, d])
     ctx.emit("ReduceMean", [sq], n.name, keepdims=0)
 
+
+# Structural ops, conv1d/conv_transpose2d, PyTorch's activations, class-loss ops (registered on import).
+from graphdl.onnx import exporters_structural  # noqa: E402,F401
