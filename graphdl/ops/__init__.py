@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    collective,
     contract,
     conv,
     dims,
