@@ -63,7 +63,7 @@ def worker(spec: dict) -> dict:
         name = next(iter(imported.inputs))
         shape = tuple(batch if d is None else d for d in imported.inputs[name].shape)
         x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-        step = lambda: exe.run({name: x}, copy=False)  # noqa: E731
+        step = lambda: exe.run({name: x}, copy=False)
     else:
         import onnxruntime as ort
 
@@ -75,7 +75,7 @@ def worker(spec: dict) -> dict:
         inp = sess.get_inputs()[0]
         shape = tuple(batch if not isinstance(d, int) else d for d in inp.shape)
         x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-        step = lambda: sess.run(None, {inp.name: x})  # noqa: E731
+        step = lambda: sess.run(None, {inp.name: x})
     for _ in range(spec["warmup"]):
         step()
     times = []
