@@ -14,6 +14,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     collective,
     contract,
     conv,
+    conv_more,
     dims,
     elementwise,
     gather,
@@ -29,6 +30,17 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     remap,
     updates,
 )
+from graphdl.ops.activations import (  # noqa: F401
+    celu,
+    hardsigmoid,
+    hardswish,
+    logsigmoid,
+    mish,
+    relu6,
+    selu,
+    softsign,
+)
+from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
