@@ -212,6 +212,8 @@ CASES: list[Case] = [
     Case("unpick", make=lambda r: [r.standard_normal(6), r.integers(0, 4, 6), r.standard_normal((6, 4))]),
     Case("softmax_cross_entropy", make=_labels(6, 4), kind="loss"),
     Case("mse", [(5, 3), (5, 3)], kind="loss"),
+    Case("split", [(4, 7)], {"sizes": (2, 1, 4), "axis": 1}),
+    Case("split", [(5, 3, 2)], {"sizes": (3, 2), "axis": -3}, id="split-axis0"),
 ]
 
 #: Ops with no gradient rule, and why.
@@ -228,6 +230,9 @@ NO_GRADIENT: dict[str, str] = {
     "sgd_update": "optimizer update (writes in place)",
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
+    "allreduce_start": "gradient communication (training-only)",
+    "allreduce_wait": "gradient communication (training-only)",
+    "bucket_slice": "gradient communication (training-only)",
     "rmsprop_update": "optimizer update (writes in place)",
     "adagrad_update": "optimizer update (writes in place)",
     "learning_rate": "a function of the integer step counter",

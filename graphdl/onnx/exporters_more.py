@@ -1,5 +1,5 @@
-"""ONNX exporters of the structural ops, conv1d / conv_transpose2d, the PyTorch activations and the class
-losses' ops; registered into ``EXPORTERS`` when graphdl/onnx/exporters.py imports this module.
+"""ONNX exporters of conv1d / conv_transpose2d, the PyTorch activations and the class losses' ops;
+registered into ``EXPORTERS`` when graphdl/onnx/exporters.py imports this module.
 
 Activations whose ONNX form holds float32 attributes (HardSigmoid, Selu, Celu) are spelled out in the
 input's precision, as the Gelu exporter does.
@@ -10,103 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, ExportError
+from graphdl.onnx.export import ExportContext
 from graphdl.onnx.exporters import exporter
-from graphdl.ops import remap
 from graphdl.ops.activations import SELU_ALPHA, SELU_SCALE
-
-
-def _axes_of(value: int | tuple | None, ndim: int) -> list[int]:
-    if value is None:
-        return list(range(ndim))
-    return [int(a) % ndim for a in ((value,) if isinstance(value, int) else value)]
-
-
-@exporter("expand_dims")
-def _expand_dims(ctx: ExportContext, n: Node) -> None:
-    ctx.emit("Unsqueeze", [n.inputs[0], ctx.const(n, "axes", _axes_of(n.attr["axis"], len(n.shape)))], n.name)
-
-
-@exporter("squeeze")
-def _squeeze(ctx: ExportContext, n: Node) -> None:
-    x = ctx.nodes[n.inputs[0]]
-    axes = [i for i, d in enumerate(x.shape) if d == 1] if n.attr.get("axis") is None else _axes_of(
-        n.attr["axis"], len(x.shape))
-    ctx.emit("Squeeze", [x.name, ctx.const(n, "axes", axes)], n.name)
-
-
-@exporter("broadcast_to")
-def _broadcast_to(ctx: ExportContext, n: Node) -> None:
-    shape = [1 if d is None else int(d) for d in n.attr["shape"]]  # 1 keeps the input's (batch) size
-    ctx.emit("Expand", [n.inputs[0], ctx.const(n, "shape", shape)], n.name)
-
-
-@exporter("tril", "triu")
-def _tri(ctx: ExportContext, n: Node) -> None:
-    k = ctx.const(n, "k", int(n.attr.get("k", 0)))
-    ctx.emit("Trilu", [n.inputs[0], k], n.name, upper=int(n.op == "triu"))
-
-
-@exporter("one_hot")
-def _one_hot(ctx: ExportContext, n: Node) -> None:
-    depth = ctx.const(n, "depth", int(n.attr["num_classes"]))
-    values = ctx.const(n, "values", [0, 1], np.dtype(n.dtype))
-    ctx.emit("OneHot", [n.inputs[0], depth, values], n.name, axis=-1)
-
-
-@exporter("flip", "roll", "repeat", "tile", "pad")
-def _remap(ctx: ExportContext, n: Node) -> None:
-    """Constant padding as Pad; everything else as one Gather per axis with the op's own index map."""
-    x = ctx.nodes[n.inputs[0]]
-    attrs = n.attr
-    if n.op == "pad" and attrs.get("mode", "constant") == "constant":
-        pairs = remap._pad_pairs(attrs, len(x.shape))
-        begin = [pairs.get(a, (0, 0))[0] for a in range(len(x.shape))]
-        end = [pairs.get(a, (0, 0))[1] for a in range(len(x.shape))]
-        value = ctx.const(n, "value", attrs.get("value", 0.0), ctx.dtype(x.name))
-        ctx.emit("Pad", [x.name, ctx.const(n, "pads", begin + end), value], n.name, mode="constant")
-        return
-    maps_of, lead_of = remap.MAPS[n.op]
-    lead = lead_of(attrs, len(x.shape))
-    maps = maps_of(attrs, tuple(1 if d is None else d for d in x.shape))
-    for a in maps:
-        if a >= lead and x.shape[a - lead] is None:
-            raise ExportError(f"{n.describe()}: {n.op} along the unknown (batch) axis {a} cannot be exported")
-    cur = x.name
-    if lead:
-        cur = ctx.helper(n, "lead", "Unsqueeze", [cur, ctx.const(n, "lead_axes", list(range(lead)))])
-    items = sorted(maps.items())
-    if not items:
-        ctx.emit("Identity", [cur], n.name)
-        return
-    for k, (a, idx) in enumerate(items):
-        ins = [cur, ctx.const(n, f"index{a}", np.asarray(idx, dtype=np.int64))]
-        if k == len(items) - 1:
-            ctx.emit("Gather", ins, n.name, axis=a)
-        else:
-            cur = ctx.helper(n, f"gather{a}", "Gather", ins, axis=a)
-
-
-@exporter("einsum")
-def _einsum(ctx: ExportContext, n: Node) -> None:
-    ctx.emit("Einsum", n.inputs, n.name, equation=n.attr["equation"])
-
-
-@exporter("gather")
-def _gather(ctx: ExportContext, n: Node) -> None:
-    ctx.emit("GatherElements", n.inputs, n.name, axis=int(n.attr["axis"]))
-
-
-@exporter("scatter", "scatter_add")
-def _scatter(ctx: ExportContext, n: Node) -> None:
-    x, index = n.inputs[0], n.inputs[1]
-    if len(n.inputs) == 3:
-        src = n.inputs[2]
-    else:
-        value = ctx.const(n, "value", n.attr["value"], ctx.dtype(x))
-        src = ctx.helper(n, "src", "Expand", [value, ctx.helper(n, "index_shape", "Shape", [index])])
-    extra = {"reduction": "add"} if n.op == "scatter_add" else {}
-    ctx.emit("ScatterElements", [x, index, src], n.name, axis=int(n.attr["axis"]), **extra)
 
 
 @exporter("conv1d")
