@@ -294,3 +294,17 @@ CASES += [
     Case("class_nll_grad", make=_class_grad_inputs(7, 3, 2, True), attrs={"ignore_index": 2}),
 ]
 NO_GRADIENT["class_weight"] = "per-sample class weights of integer labels (constants)"
+
+# pooling options: ceil_mode (extra bottom/right padding no window starts in) and count_include_pad
+CASES += [
+    Case("max_pool2d", make=_distinct((1, 2, 7, 8)), attrs={**_conv_attrs((3, 3), 2, (1, 1, 1, 1)), "ceil_mode": True},
+         id="max_pool2d-ceil"),
+    Case("max_pool2d_grad", make=lambda r: [r.standard_normal((1, 2, 3, 3)), *_distinct((1, 2, 7, 8))(r)],
+         attrs={**_conv_attrs((2, 2), 3), "ceil_mode": True}, id="max_pool2d_grad-ceil"),
+    Case("avg_pool2d", [(1, 2, 7, 8)], {**_conv_attrs((3, 3), 2, (1, 1, 1, 1)), "ceil_mode": True},
+         id="avg_pool2d-ceil"),
+    Case("avg_pool2d", [(1, 2, 7, 8)], {**_conv_attrs((3, 3), 2, (1, 1, 1, 1)), "count_include_pad": False},
+         id="avg_pool2d-exclude-pad"),
+    Case("avg_pool2d_grad", [(1, 2, 3, 3), (1, 2, 7, 8)], {**_conv_attrs((2, 2), 3, (1, 1, 1, 1)), "ceil_mode": True,
+                                                           "count_include_pad": False}, id="avg_pool2d_grad-ceil-excl"),
+]

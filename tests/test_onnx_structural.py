@@ -57,6 +57,11 @@ CASES = {
     "conv1d": (_f((2, 4, 11)), lambda x: L.Conv1D(4, 6, 3, stride=2, padding=1, dilation=2, groups=2)(x)),
     "conv_transpose2d": (_f((2, 4, 3, 5)), lambda x: L.ConvTranspose2D(4, 6, 3, stride=2, padding=1,
                                                                         output_padding=1, groups=2)(x)),
+    **{f"maxpool-ceil-{k}-{st}-{p}": (_f((2, 3, 7, 8)), lambda x, k=k, st=st, p=p: L.MaxPool2D(
+        k, st, p, ceil_mode=True)(x)) for k, st, p in ((2, 2, 0), (3, 2, 1), (2, 3, 1))},
+    **{f"avgpool-ceil{c}-inc{i}-{k}-{st}-{p}": (_f((2, 3, 7, 8)), lambda x, k=k, st=st, p=p, c=c, i=i: L.AvgPool2D(
+        k, st, p, ceil_mode=c, count_include_pad=i)(x))
+       for k, st, p in ((2, 2, 0), (3, 2, 1), (2, 3, 1)) for c in (False, True) for i in (False, True)},
     "activations": (_kinks, lambda x: ops.concat([f(x) for f in (
         ops.relu6, ops.hardsigmoid, ops.hardswish, ops.selu, lambda v: ops.celu(v, 0.7), ops.mish, ops.softsign,
         ops.logsigmoid)], 1)),

@@ -290,3 +290,20 @@ def test_ignored_label_outside_the_classes_is_fine_but_others_are_not() -> None:
     assert np.isclose(value, np.log(4))
     with pytest.raises(gd.ExecutionError, match=r"labels \[7\] are outside \[0, 4\) and are not ignore_index -100"):
         exe.run({x: np.zeros((3, 4)), y: np.array([1, 7, 2])})
+
+
+POOLING = [
+    Case(f"maxpool-ceil-k{k}-s{s}-p{p}", _normal((2, 3, 7, 8)), lambda x, k=k, s=s, p=p: L.MaxPool2D(
+        k, s, p, ceil_mode=True)(x), lambda _, x, k=k, s=s, p=p: F.max_pool2d(x, k, s, p, ceil_mode=True))
+    for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 3, 1), (2, 3, 0))
+] + [
+    Case(f"avgpool-ceil{c}-inc{i}-k{k}-s{s}-p{p}", _normal((2, 3, 7, 8)),
+         lambda x, k=k, s=s, p=p, c=c, i=i: L.AvgPool2D(k, s, p, ceil_mode=c, count_include_pad=i)(x),
+         lambda _, x, k=k, s=s, p=p, c=c, i=i: F.avg_pool2d(x, k, s, p, ceil_mode=c, count_include_pad=i))
+    for k, s, p in ((2, 2, 0), (3, 2, 1), (3, 3, 1), (2, 3, 1)) for c in (False, True) for i in (False, True)
+]
+
+
+@pytest.mark.parametrize("case", POOLING, ids=lambda c: c.id)
+def test_pooling_options_match_torch(case: Case) -> None:
+    check(case)

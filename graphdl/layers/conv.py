@@ -64,31 +64,42 @@ class Conv2D(Layer):
 
 
 class MaxPool2D(Layer):
-    """Largest value of each window (stride defaults to the kernel size; padding never wins)."""
+    """Largest value of each window (stride defaults to the kernel size; padding never wins);
+    ``ceil_mode`` rounds the output size up as PyTorch does."""
 
     op = "max_pool2d"
 
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, name: str | None = None) -> None:
+                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, name: str | None = None,
+                 ceil_mode: bool = False) -> None:
         super().__init__(name)
         self.kernel = _pair(kernel_size, "kernel_size")
         self.stride = self.kernel if stride is None else _pair(stride, "stride")
         self.dilation = _pair(dilation, "dilation")
         ph, pw = _pair(padding, "padding")
         self.padding = (ph, ph, pw, pw)
+        self.ceil_mode = bool(ceil_mode)
 
     def attrs(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+        extra = {"ceil_mode": True} if self.ceil_mode else {}  # defaults stay out of the attributes
+        return {"kernel": self.kernel, "stride": self.stride, "padding": self.padding, "dilation": self.dilation,
+                **extra}
 
 
 class AvgPool2D(MaxPool2D):
-    """Mean of each window; zero padding counts in the mean (PyTorch's count_include_pad=True)."""
+    """Mean of each window; zero padding counts in the mean unless ``count_include_pad`` is False, and
+    ``ceil_mode`` rounds the output size up (PyTorch's arguments and divisors)."""
 
     op = "avg_pool2d"
 
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
-                 padding: int | Sequence[int] = 0, name: str | None = None) -> None:
-        super().__init__(kernel_size, stride, padding, 1, name=name)
+                 padding: int | Sequence[int] = 0, name: str | None = None, ceil_mode: bool = False,
+                 count_include_pad: bool = True) -> None:
+        super().__init__(kernel_size, stride, padding, 1, name=name, ceil_mode=ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def attrs(self) -> dict[str, Any]:
+        return {**super().attrs(), **({} if self.count_include_pad else {"count_include_pad": False})}
 
 
 class GlobalAvgPool2D(Layer):

@@ -151,9 +151,9 @@ def _matmul(ctx: ExportContext, n: Node) -> None:
     ctx.emit("MatMul", ins, n.name)
 
 
-def _window(n: Node) -> dict:
+def _window(n: Node, padding: tuple[int, ...] | None = None) -> dict:
     a = n.attr
-    pt, pb, pl, pr = a.get("padding", (0, 0, 0, 0))
+    pt, pb, pl, pr = a.get("padding", (0, 0, 0, 0)) if padding is None else padding
     out = {"kernel_shape": list(a["kernel"]), "strides": list(a.get("stride", (1, 1))), "pads": [pt, pl, pb, pr]}
     dilation = list(a.get("dilation", (1, 1)))
     if dilation != [1, 1]:
@@ -170,7 +170,15 @@ def _conv2d(ctx: ExportContext, n: Node) -> None:
 
 @exporter("max_pool2d")
 def _max_pool2d(ctx: ExportContext, n: Node) -> None:
-    ctx.emit("MaxPool", n.inputs, n.name, **_window(n))
+    # ceil_mode as the explicit extra padding graphdl uses (ONNX's ceil_mode lacks PyTorch's rule that the
+    # last window starts inside the input); padding never wins a max
+    ctx.emit("MaxPool", n.inputs, n.name, **_window(n, _pooling_padding(ctx, n)))
+
+
+def _pooling_padding(ctx: ExportContext, n: Node) -> tuple[int, int, int, int]:
+    from graphdl.ops.pool import _effective
+
+    return tuple(_effective(n.attr, ctx.nodes[n.inputs[0]].shape)["padding"])
 
 
 @exporter("avg_pool2d")
@@ -178,7 +186,17 @@ def _avg_pool2d(ctx: ExportContext, n: Node) -> None:
     attrs = _window(n)
     if "dilations" in attrs and ctx.opset < 19:
         raise ExportError(f"{n.describe()}: a dilated AveragePool needs opset 19 or later, not {ctx.opset}")
-    ctx.emit("AveragePool", n.inputs, n.name, count_include_pad=1, **attrs)
+    user, eff = tuple(n.attr.get("padding", (0, 0, 0, 0))), _pooling_padding(ctx, n)
+    if not n.attr.get("count_include_pad", True):  # ONNX then divides by the real inputs, as PyTorch
+        ctx.emit("AveragePool", n.inputs, n.name, count_include_pad=0, **_window(n, eff))
+    elif eff == user:
+        ctx.emit("AveragePool", n.inputs, n.name, count_include_pad=1, **attrs)
+    else:  # user padding counts, ceil_mode's extra padding does not: pad explicitly, count real inputs
+        pt, pb, pl, pr = user
+        pads = ctx.const(n, "pads", [0, 0, pt, pl, 0, 0, pb, pr])
+        x = ctx.helper(n, "padded", "Pad", [n.inputs[0], pads, ctx.const(n, "zero", 0.0, ctx.dtype(n.inputs[0]))])
+        extra = (0, eff[1] - pb, 0, eff[3] - pr)
+        ctx.emit("AveragePool", [x], n.name, count_include_pad=0, **_window(n, extra))
 
 
 def _exact_eps(ctx: ExportContext, x: str, eps: float) -> bool:

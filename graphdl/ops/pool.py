@@ -1,5 +1,9 @@
 """2-d pooling over NCHW images: max (gradient to the first maximum, as PyTorch) and average
-(padding counts as zeros, PyTorch's ``count_include_pad=True``)."""
+(padding counts as zeros, PyTorch's ``count_include_pad=True``, unless ``count_include_pad`` is False).
+
+``ceil_mode`` (PyTorch's) is extra bottom/right padding that no window starts in: -inf for max pooling,
+and never counted in an average's divisor.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,41 @@ import numpy as np
 from graphdl.ops.window import Padded, check_image, geometry, offset_slices, out_hw
 from graphdl.registry import GradContext, OpDef, fail, register
 
-LABEL = ("kernel", "stride", "padding")
+LABEL = ("kernel", "stride", "padding", "ceil_mode", "count_include_pad")
+
+
+def _effective(attrs: dict[str, Any], x: tuple) -> dict[str, Any]:
+    """The attributes with ceil_mode turned into extra bottom/right padding (PyTorch's output size rule:
+    rounded up, but the last window starts inside the input or its top/left padding)."""
+    if not attrs.get("ceil_mode"):
+        return attrs
+    (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geometry(attrs)
+    extra = []
+    for size, k, s, d, before, after in ((x[2], kh, sh, dh, pt, pb), (x[3], kw, sw, dw, pl, pr)):
+        span = size + before + after - d * (k - 1) - 1
+        out = -(-span // s) + 1 if span >= 0 else 0
+        if out > 1 and (out - 1) * s >= size + before:
+            out -= 1
+        extra.append(max(0, (out - 1) * s + d * (k - 1) + 1 - (size + before + after)))
+    return {**attrs, "padding": (pt, pb + extra[0], pl, pr + extra[1])}
+
+
+def _divisor(attrs: dict[str, Any], x: tuple, hw: tuple, dtype: np.dtype) -> np.ndarray | float:
+    """1 / the number of counted positions per window: the window size, unless count_include_pad is False
+    (real inputs only) or ceil_mode added padding (not counted)."""
+    eff = _effective(attrs, x)
+    kernel, _, _, (pt, pb, pl, pr) = geometry(eff)
+    user = geometry(attrs)[3]
+    if attrs.get("count_include_pad", True) and eff["padding"] == tuple(user):
+        return 1.0 / math.prod(kernel)
+    h, w = x[2], x[3]
+    counted = np.zeros((1, 1, h + pt + pb, w + pl + pr), dtype=dtype)
+    if attrs.get("count_include_pad", True):
+        counted[:, :, :h + user[0] + user[1], :w + user[2] + user[3]] = 1
+    else:
+        counted[:, :, pt:pt + h, pl:pl + w] = 1
+    total = sum(counted[index] for _, _, index in offset_slices(eff, hw))
+    return 1.0 / np.maximum(total, 1)
 
 
 def _pool_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -20,7 +58,7 @@ def _pool_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     (kh, kw), _, (dh, dw), (pt, pb, pl, pr) = geometry(attrs)
     if max(pt, pb) * 2 > dh * (kh - 1) + 1 or max(pl, pr) * 2 > dw * (kw - 1) + 1:
         fail(f"padding {(pt, pb, pl, pr)} is more than half the {kh}x{kw} kernel", "pad at most kernel_size // 2")
-    return (x[0], x[1], *out_hw(x, attrs))
+    return (x[0], x[1], *out_hw(x, _effective(attrs, x)))
 
 
 def _like_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -32,6 +70,7 @@ def _like_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 def _max_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    attrs = _effective(attrs, in_shapes[0])
     padded = Padded(in_shapes[0], geometry(attrs)[3], dtype, fill=-np.inf)
     offsets = offset_slices(attrs, out_shape[2:])
 
@@ -97,6 +136,7 @@ class _Argmax:
 
 def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     g_shape, x_shape = in_shapes
+    attrs = _effective(attrs, x_shape)
     argmax = _Argmax(x_shape, attrs, g_shape, dtype)
     mask = np.empty(g_shape, dtype=bool)
     fmask = np.empty(g_shape, dtype=dtype)
@@ -129,6 +169,7 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
 
 def _max_pick_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     h_shape, x_shape = in_shapes
+    attrs = _effective(attrs, x_shape)
     argmax = _Argmax(x_shape, attrs, out_shape, dtype)
     padded = Padded(h_shape, geometry(attrs)[3], dtype)
     offsets = offset_slices(attrs, out_shape[2:])
@@ -164,9 +205,10 @@ register(OpDef("max_pool2d_pick", _pick_shape, _max_pick_kernel, arity=2, nondif
 
 
 def _avg_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    scale = _divisor(attrs, in_shapes[0], out_shape[2:], dtype)
+    attrs = _effective(attrs, in_shapes[0])
     padded = Padded(in_shapes[0], geometry(attrs)[3], dtype)
     offsets = offset_slices(attrs, out_shape[2:])
-    scale = 1.0 / len(offsets)
 
     def avg_pool2d(x: np.ndarray, out: np.ndarray) -> None:
         xp = padded.load(x)
@@ -180,9 +222,10 @@ def _avg_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype
 
 def _avg_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     g_shape, x_shape = in_shapes
+    scale = _divisor(attrs, x_shape, g_shape[2:], dtype)
+    attrs = _effective(attrs, x_shape)
     scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), dtype)
     part = np.empty(g_shape, dtype=dtype)
-    scale = 1.0 / math.prod(geometry(attrs)[0])
 
     def avg_pool2d_grad(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
         np.multiply(g, scale, out=part)
