@@ -43,23 +43,33 @@ def _check_1d(shapes: tuple, attrs: dict[str, Any]) -> None:
                  "reshape the input to (N, C, L)")
 
 
-def _lifted(op2d: str):
-    """Shape rule and kernel factory of the 1-d version of the conv2d-family op ``op2d``."""
+def _lifted(op2d: str) -> dict[str, Any]:
+    """Shape rule, kernel factory and workspace rule of the 1-d version of the conv2d-family op ``op2d``."""
+
+    def lift(attrs: dict, in_shapes: tuple, out_shape: tuple) -> tuple:
+        return _attrs_2d(attrs), tuple(_up(s) for s in in_shapes), _up(out_shape)
 
     def shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
         _check_1d(shapes, attrs)
         out = get_op(op2d).shape(tuple(_up(s) for s in shapes), _attrs_2d(attrs))
         return (*out[:2], out[3])
 
-    def kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-        k2 = get_op(op2d).kernel(_attrs_2d(attrs), tuple(_up(s) for s in in_shapes), _up(out_shape), dtype)
+    def kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
+               workspace: list[np.ndarray] | None = None):
+        op = get_op(op2d)
+        extra = {} if op.workspace is None else {"workspace": workspace}
+        k2 = op.kernel(*lift(attrs, in_shapes, out_shape), dtype, **extra)
 
         def conv1d(*arrays: np.ndarray) -> None:
             k2(*(a.reshape(_up(a.shape)) for a in arrays))
 
         return conv1d
 
-    return shape, kernel
+    def workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list:
+        rule = get_op(op2d).workspace
+        return [] if rule is None else rule(*lift(attrs, in_shapes, out_shape), dtype)
+
+    return {"shape": shape, "kernel": kernel, "workspace": workspace}
 
 
 def _conv1d_grad(c: GradContext) -> list:
@@ -70,16 +80,16 @@ def _conv1d_grad(c: GradContext) -> list:
     return grads
 
 
-register(OpDef("conv1d", *_lifted("conv2d"), grad=_conv1d_grad, label_attrs=LABEL_1D,
+register(OpDef("conv1d", **_lifted("conv2d"), grad=_conv1d_grad, label_attrs=LABEL_1D,
                doc="Cross-correlation of (N, C, L) x with W (out, in/groups, k), plus bias per output channel."))
 register(OpDef(
-    "conv1d_input_grad", *_lifted("conv2d_input_grad"), arity=3, nondiff=(2,), shape_only=(2,), label_attrs=LABEL_1D,
+    "conv1d_input_grad", **_lifted("conv2d_input_grad"), arity=3, nondiff=(2,), shape_only=(2,), label_attrs=LABEL_1D,
     grad=lambda c: [c.apply("conv1d", c.gout, c.inputs[1], **c.attrs),
                     c.apply("conv1d_weight_grad", c.gout, c.inputs[0], **c.attrs), None],
     doc="Gradient of conv1d for its input; `like` gives the input's shape.",
 ))
 register(OpDef(
-    "conv1d_weight_grad", *_lifted("conv2d_weight_grad"), arity=2, label_attrs=LABEL_1D,
+    "conv1d_weight_grad", **_lifted("conv2d_weight_grad"), arity=2, label_attrs=LABEL_1D,
     grad=lambda c: [c.apply("conv1d_input_grad", c.inputs[1], c.gout, c.inputs[0], **c.attrs),
                     c.apply("conv1d", c.inputs[0], c.gout, **c.attrs)],
     doc="Gradient of conv1d for its weight.",
@@ -117,9 +127,17 @@ def _transpose_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     return out
 
 
-def _transpose_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _transpose_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list:
+    rule = get_op("conv2d_input_grad").workspace
+    return [] if rule is None else rule(_conv_attrs(attrs), (*in_shapes[:2], out_shape), out_shape, dtype)
+
+
+def _transpose_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
+                      workspace: list[np.ndarray] | None = None):
     x_shape, w_shape = in_shapes[0], in_shapes[1]
-    k = get_op("conv2d_input_grad").kernel(_conv_attrs(attrs), (x_shape, w_shape, out_shape), out_shape, dtype)
+    op = get_op("conv2d_input_grad")
+    extra = {} if op.workspace is None else {"workspace": workspace}
+    k = op.kernel(_conv_attrs(attrs), (x_shape, w_shape, out_shape), out_shape, dtype, **extra)
     co = out_shape[1]
 
     def conv_transpose2d(x: np.ndarray, w: np.ndarray, *rest: np.ndarray) -> None:
@@ -141,7 +159,7 @@ def _transpose_grad(c: GradContext) -> list:
 
 
 register(OpDef(
-    "conv_transpose2d", _transpose_shape, _transpose_kernel, grad=_transpose_grad,
+    "conv_transpose2d", _transpose_shape, _transpose_kernel, grad=_transpose_grad, workspace=_transpose_workspace,
     label_attrs=("kernel", "stride", "padding", "output_padding", "dilation", "groups"),
     doc="Transposed 2-d convolution of NCHW x with W (in, out/groups, kh, kw), plus bias (PyTorch's "
         "conv_transpose2d: the input gradient of the conv2d with the same arguments).",
