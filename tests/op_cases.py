@@ -213,6 +213,14 @@ CASES: list[Case] = [
     Case("softmax_cross_entropy", make=_labels(6, 4), kind="loss"),
     Case("mse", [(5, 3), (5, 3)], kind="loss"),
     Case("split", [(4, 7)], {"sizes": (2, 1, 4), "axis": 1}),
+    Case("attention", [(2, 3, 4), (2, 5, 4), (2, 5, 3)], {"causal": False, "scale": None}),
+    Case("attention", [(2, 4, 3), (2, 4, 3), (2, 4, 2)], {"causal": True, "scale": 0.5}, id="attention-causal"),
+    Case("attention", make=lambda r: [r.standard_normal((2, 2, 3, 4)), r.standard_normal((2, 2, 5, 4)),
+                                      r.standard_normal((2, 2, 5, 3)), r.random((3, 5)) > 0.3],
+         attrs={"causal": False, "scale": None}, id="attention-bool-mask"),
+    Case("attention", make=lambda r: [r.standard_normal((2, 3, 4)), r.standard_normal((2, 5, 4)),
+                                      r.standard_normal((2, 5, 3)), r.standard_normal((1, 3, 5))],
+         attrs={"causal": False, "scale": None}, id="attention-float-mask"),
     Case("split", [(5, 3, 2)], {"sizes": (3, 2), "axis": -3}, id="split-axis0"),
 ]
 
@@ -231,6 +239,7 @@ NO_GRADIENT: dict[str, str] = {
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
     "allreduce_start": "gradient communication (training-only)",
+    "attention_grad": "first-order gradient helper; second order is not supported",
     "allreduce_wait": "gradient communication (training-only)",
     "bucket_slice": "gradient communication (training-only)",
     "rmsprop_update": "optimizer update (writes in place)",

@@ -472,5 +472,35 @@ def _pad(ctx: ExportContext, n: Node) -> None:
     ctx.emit("Pad", ins, n.name, mode=mode)
 
 
+@exporter("attention")
+def _attention(ctx: ExportContext, n: Node) -> None:
+    # softmax(q k^T * scale + mask) v from standard ops (opset 17 has no Attention); the log-sum-exp output
+    # (read only by the gradient) is written under "<node>:1".
+    q, k, v, *mask = n.inputs
+    qn = ctx.nodes[q]
+    nd = len(qn.shape)
+    kt = ctx.helper(n, "kt", "Transpose", [k], perm=[*range(nd - 2), nd - 1, nd - 2])
+    s = ctx.helper(n, "scores", "MatMul", [q, kt])
+    scale = n.attr.get("scale")
+    scale = 1.0 / float(np.sqrt(qn.shape[-1])) if scale is None else float(scale)
+    s = ctx.helper(n, "scaled", "Mul", [s, ctx.const(n, "scale", scale, qn.dtype)])
+    if n.attr.get("causal"):
+        L, S = qn.shape[-2], ctx.nodes[k].shape[-2]
+        bias = np.where(np.tril(np.ones((L, S), dtype=bool)), 0.0, -np.inf)
+        s = ctx.helper(n, "causal", "Add", [s, ctx.const(n, "causal_bias", bias, qn.dtype)])
+    if mask:
+        if ctx.nodes[mask[0]].dtype == "bool":
+            s = ctx.helper(n, "masked", "Where", [mask[0], s, ctx.const(n, "neg_inf", -np.inf, qn.dtype)])
+        else:
+            s = ctx.helper(n, "masked", "Add", [s, mask[0]])
+    p = ctx.helper(n, "softmax", "Softmax", [s], axis=-1)
+    ctx.emit("MatMul", [p, v], n.name)
+    ctx.emit("ReduceLogSumExp", [s, ctx.const(n, "axes", [-1])], ctx.fresh(f"{n.name}/lse"), outputs=[f"{n.name}:1"],
+             keepdims=0)
+
+
+TRAINING_ONLY = TRAINING_ONLY | {"attention_grad", "allreduce_start", "allreduce_wait", "bucket_slice"}
+
+
 # conv1d/conv_transpose2d, PyTorch's activations and the class-loss ops (registered on import).
 from graphdl.onnx import exporters_more  # noqa: E402,F401

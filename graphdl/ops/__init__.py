@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from graphdl.errors import GraphError, ShapeError
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    attention,
     collective,
     contract,
     conv,
@@ -40,6 +41,7 @@ from graphdl.ops.activations import (  # noqa: F401
     selu,
     softsign,
 )
+from graphdl.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
