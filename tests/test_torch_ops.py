@@ -98,6 +98,23 @@ STRUCTURAL += [
 ]
 
 
+# Zero-size dimensions, wherever NumPy and PyTorch allow them.
+STRUCTURAL += [
+    Case("einsum-same-operand-twice", _normal((3, 4)), lambda a: ops.einsum("ij,ij->", a, a),
+         lambda p, a: torch.einsum("ij,ij->", a, a)),
+    Case("roll-empty-axis", _normal((0, 4)), lambda x: ops.roll(x, 2, 0), lambda p, x: torch.roll(x, 2, 0)),
+    Case("repeat-empty", _normal((0, 3)), lambda x: ops.repeat(x, 2, 0), lambda p, x: torch.repeat_interleave(x, 2, 0)),
+    Case("tril-empty", _normal((0, 3)), lambda x: ops.tril(x), lambda p, x: torch.tril(x)),
+    Case("broadcast_to-empty", _normal((1, 3)), lambda x: ops.broadcast_to(x, (0, 3)), lambda p, x: x.expand(0, 3)),
+    Case("squeeze-with-empty", _normal((0, 1, 3)), lambda x: ops.squeeze(x, 1), lambda p, x: torch.squeeze(x, 1)),
+    Case("scatter_add-empty-index", _with_index((4, 3), (0, 3), 4, (0, 3)),
+         lambda x, i, s: ops.scatter_add(x, 0, i, s), lambda p, x, i, s: torch.scatter_add(x, 0, i, s)),
+    Case("one_hot-empty", lambda r: [r.standard_normal((0, 4)), r.integers(0, 4, 0)],
+         lambda x, i: x * ops.one_hot(i, 4), lambda p, x, i: x * F.one_hot(i, 4)),
+    Case("tile-empty-input", _normal((2, 0)), lambda x: ops.tile(x, (2, 3)), lambda p, x: x.repeat(2, 3)),
+]
+
+
 @pytest.mark.parametrize("case", STRUCTURAL, ids=lambda c: c.id)
 def test_structural_op_matches_torch(case: Case) -> None:
     check(case)
