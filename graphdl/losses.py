@@ -133,8 +133,8 @@ class _ClassLoss(Loss):
     """Shared by the class losses: class weights, ignore_index, K-dimensional inputs, PyTorch's reductions
     (a weighted mean divides by the summed weights of the targets that are not ignored)."""
 
-    def __init__(self, reduction: str = "mean", weight: Any = None, ignore_index: int | None = None,
-                 name: str | None = None) -> None:
+    def __init__(self, reduction: str = "mean", name: str | None = None, weight: Any = None,
+                 ignore_index: int | None = None) -> None:
         super().__init__(reduction, name)
         self.weight, self.ignore_index = weight, ignore_index
 
@@ -205,7 +205,7 @@ class SoftmaxCrossEntropy(_ClassLoss):
 
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, name: str | None = None,
                  weight: Any = None, ignore_index: int | None = None) -> None:
-        super().__init__(reduction, weight, ignore_index, name)
+        super().__init__(reduction, name, weight, ignore_index)
         if not 0.0 <= label_smoothing <= 1.0:
             raise GraphError(f"SoftmaxCrossEntropy: label_smoothing must be in [0, 1], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
