@@ -226,17 +226,26 @@ def _adjoint_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 def _adjoint_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     plan = _Plan(attrs["of"], {k: v for k, v in attrs.items() if k != "of"}, in_shapes[1])
+    steps = []  # per mapped axis, last first: (axis, its input size, positions read, kept outputs, read once?)
+    for a, idx, fill in reversed(plan.steps):
+        keep = None
+        if fill is not None:
+            keep = np.ones(len(idx), dtype=bool)
+            keep[fill] = False
+        read = idx if keep is None else idx[keep]
+        steps.append((a, plan.full[a], read, keep, len(np.unique(read)) == len(read)))
 
     def remap_adjoint(g: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
         y = g
-        for a, idx, fill in reversed(plan.steps):
-            n = plan.full[a]
-            keep = np.ones(len(idx), dtype=bool)
-            if fill is not None:
-                keep[fill] = False
+        for a, n, read, keep, once in steps:
             moved = np.moveaxis(y, a, 0)
+            if keep is not None:
+                moved = moved[keep]
             acc = np.zeros((n, *moved.shape[1:]), dtype=dtype)
-            np.add.at(acc, idx[keep], moved[keep])
+            if once:  # each input position read at most once (flip, roll, constant padding): no adding
+                acc[read] = moved
+            else:
+                np.add.at(acc, read, moved)
             y = np.moveaxis(acc, 0, a)
         np.copyto(out, y.reshape(out.shape))
 
