@@ -109,7 +109,13 @@ class BoundPlan:
         for step in plan.steps:
             node = nodes[step.node]
             in_shapes = tuple(plan.shapes[i] for i in step.inputs)
-            kernel = get_op(step.op).kernel(node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+            dtype = np.dtype(node.dtype)
+            factory = get_op(step.op).kernel
+            if step.node in plan.workspace:  # the kernel's scratch buffers, as views of the arena
+                ws = [self.arena[s.offset:s.offset + s.nbytes].view(np.uint8) for s in plan.workspace[step.node]]
+                kernel = factory(node.attr, in_shapes, plan.shapes[step.node], dtype, workspace=ws)
+            else:
+                kernel = factory(node.attr, in_shapes, plan.shapes[step.node], dtype)
             args = [arrays[i] for i in step.inputs]
             if step.output is not None:
                 args.append(arrays[step.output])

@@ -1,6 +1,7 @@
 """Buffer planning: liveness over the schedule, then offsets in one arena, reusing freed space.
 
-Every value a step computes gets a slot in one arena. A value is live from the step that writes it
+Every value a step computes gets a slot in one arena, and so does every scratch buffer a kernel
+declares (``OpDef.workspace``), live during its own step only. A value is live from the step that writes it
 to the last step that reads it; requested outputs stay live to the end. A slot is freed after its
 last reader runs and reused by a later value that fits (best fit, coalescing neighbours), or, for
 ops that declare it, by the very step that last reads it (in place). An offline placement (largest
@@ -122,6 +123,21 @@ def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, 
     return offset, top
 
 
+def _workspace(nodes: list, steps: list[Step], shapes: Mapping[str, tuple[int, ...]]
+               ) -> dict[int, list[tuple[tuple[str, str, int], int]]]:
+    """Per step index, the scratch buffers its op declares: ((kind, node, k) key, aligned bytes)."""
+    out: dict[int, list[tuple[tuple[str, str, int], int]]] = {}
+    for i, (n, step) in enumerate(zip(nodes, steps)):
+        rule = get_op(step.op).workspace
+        if rule is None:
+            continue
+        in_shapes = tuple(tuple(shapes[v]) for v in step.inputs)
+        declared = rule(n.attr, in_shapes, tuple(shapes[n.name]), np.dtype(n.dtype))
+        out[i] = [(("workspace", n.name, k), _align(_nbytes(tuple(shape), dtype)))
+                  for k, (shape, dtype) in enumerate(declared)]
+    return out
+
+
 def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool = True) -> Plan:
     """Schedule the computed nodes of ``ir`` (already in topological order) and give each an arena slot."""
     nodes = [n for n in ir.nodes if n.kind in COMPUTED_KINDS]
@@ -144,6 +160,9 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
             last_use[o] = end  # what the user can see is never reused
     dtypes = {n.name: n.dtype for n in ir.nodes}
     size = {v: _align(_nbytes(shapes[v], dtypes[v])) for v in produced}
+    # Kernels' scratch buffers: live during their own step only, so they share bytes with dead values
+    # and with other steps' scratch, never with anything live at that step.
+    workspace = _workspace(nodes, steps, shapes)
 
     # 1. In place: an output takes the buffer of an input that dies at this step, if its op allows.
     buffer_of: dict[str, str] = {}  # value -> name of the value that first owned its buffer
@@ -167,6 +186,10 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     for v, b in buffer_of.items():
         start.setdefault(b, produced[v])
         stop[b] = max(stop.get(b, 0), last_use[v])
+    for i, ws in workspace.items():
+        for key, nbytes in ws:
+            start[key] = stop[key] = i
+            size[key] = nbytes
     # Lower bound for this order and aliasing: the most bytes live at any one step.
     delta = [0] * (end + 2)
     for b in start:
@@ -184,11 +207,14 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         freed_at.setdefault(stop[b], []).append(b)
     for i, step in enumerate(steps):
         v = step.output
+        new = [key for key, _ in workspace.get(i, ())]
         if v is not None and buffer_of[v] == v:
+            new.append(v)
+        for b in new:
             if reuse:
-                offset[v] = arena.alloc(size[v])
+                offset[b] = arena.alloc(size[b])
             else:
-                offset[v], arena.size = arena.size, arena.size + size[v]
+                offset[b], arena.size = arena.size, arena.size + size[b]
         if reuse:
             for b in freed_at.get(i, ()):
                 arena.release(offset[b], size[b])
@@ -215,6 +241,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         slots={v: BufferSlot(offset[b], size[v]) for v, b in buffer_of.items()},
         arena_bytes=arena_bytes,
         naive_bytes=sum(size.values()),
+        workspace={steps[i].node: tuple(BufferSlot(offset[key], n) for key, n in ws) for i, ws in workspace.items()},
         lower_bound_bytes=lower,
         feeds=tuple(n.name for n in ir.nodes if n.kind.value == "placeholder"),
         outputs=ir.outputs,
