@@ -69,13 +69,15 @@ def _relu_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype:
 
 def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                       workspace: list[np.ndarray] | None = None):
-    # A float mask, written by the comparison itself: multiplying by a bool array makes NumPy cast
-    # through a freshly allocated buffer on every call (and heaviside/sign are several times slower).
-    # It is planned workspace because ``out`` may be g's own buffer (in place).
+    # A float mask clip(ceil(y), 0, 1): 1 where y > 0, else 0 (NaN stays NaN), in two same-type
+    # passes. Comparing into a bool mask and multiplying by it casts through a freshly allocated
+    # buffer, and heaviside/sign are several times slower. The mask is planned workspace, because
+    # ``out`` may be g's own buffer (in place).
     (fmask,) = scratch(workspace, _relu_grad_workspace(attrs, in_shapes, out_shape, dtype))
 
     def relu_grad(g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-        np.greater(y, 0, out=fmask)
+        np.ceil(y, out=fmask)
+        np.clip(fmask, 0, 1, out=fmask)
         np.multiply(g, fmask, out=out)
 
     return relu_grad
