@@ -18,8 +18,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from graphdl.errors import ExecutionError
-from graphdl.graph import format_shape
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import get_op
 
@@ -33,6 +32,12 @@ def aligned_arena(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
+def comment_text(label: str) -> str:
+    """``label`` made safe for a comment in generated code: backslash escapes (``ascii``) for
+    everything outside printable ASCII, so newlines, carriage returns and other line breaks cannot occur."""
+    return ascii(str(label))[1:-1]
+
+
 #: Steps per generated function: CPython compiles one function with thousands of closure variables
 #: in time quadratic in their number, so long plans are split into chunks called in turn.
 CHUNK = 256
@@ -41,7 +46,10 @@ CHUNK = 256
 def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None) -> list[tuple[str, list[int]]]:
     """One function maker per chunk of steps, with the indices of the values it uses; ``k<j>`` is
     step j's kernel, ``v<i>`` the array bound to ``value_names[i]``. Each step is one line with its
-    node's name and op in a comment."""
+    node's name and op in a comment.
+
+    Nothing from the graph becomes code: kernels and arrays are named by index only, and the comment
+    is escaped to printable ASCII (``comment_text``), so no name can end the line it is on."""
     chunk = chunk or CHUNK
     index = {name: i for i, name in enumerate(value_names)}
     sources = []
@@ -50,10 +58,10 @@ def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None
         used: dict[int, None] = {}
         lines = []
         for j, s in enumerate(steps, start=c0):
-            args = [f"v{index[i]}" for i in (*s.inputs, *([s.output] if s.output is not None else []))]
+            args = [f"v{index[i]}" for i in (*s.inputs, *s.outputs)]
             for a in args:
                 used[int(a[1:])] = None
-            lines.append(f"        k{j}({', '.join(args)})  # {s.node} ({s.op})")
+            lines.append(f"        k{j}({', '.join(args)})  # {comment_text(f'{s.node} ({s.op})')}")
         ks = ", ".join(f"k{j}" for j in range(c0, c0 + len(steps)))
         vs = ", ".join(f"v{i}" for i in used)
         head = [f"def make_chunk_{c0 // chunk}(k, v):",
@@ -90,12 +98,14 @@ class BoundPlan:
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
         for n in ir.nodes:
-            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.name in plan.slots:
-                slot = plan.slots[n.name]
-                nbytes = math.prod(shape) * dtype.itemsize
-                arrays[n.name] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
-            elif n.kind is NodeKind.PLACEHOLDER:
+                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output
+                    shape, dtype, slot = plan.shapes[r], np.dtype(d), plan.slots[r]
+                    nbytes = math.prod(shape) * dtype.itemsize
+                    arrays[r] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
+                continue
+            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
+            if n.kind is NodeKind.PLACEHOLDER:
                 arrays[n.name] = np.empty(shape, dtype)
             elif n.op == "scalar":
                 arrays[n.name] = np.full((), n.attr["value"], dtype)
@@ -109,16 +119,18 @@ class BoundPlan:
         for step in plan.steps:
             node = nodes[step.node]
             in_shapes = tuple(plan.shapes[i] for i in step.inputs)
-            dtype = np.dtype(node.dtype)
-            factory = get_op(step.op).kernel
-            if step.node in plan.workspace:  # the kernel's scratch buffers, as views of the arena
-                ws = [self.arena[s.offset:s.offset + s.nbytes].view(np.uint8) for s in plan.workspace[step.node]]
-                kernel = factory(node.attr, in_shapes, plan.shapes[step.node], dtype, workspace=ws)
+            op = get_op(step.op)
+            if op.multi_output:
+                factory_args = (node.attr, in_shapes, tuple(plan.shapes[r] for r in node.refs),
+                                tuple(np.dtype(d) for d in node.dtypes))
             else:
-                kernel = factory(node.attr, in_shapes, plan.shapes[step.node], dtype)
-            args = [arrays[i] for i in step.inputs]
-            if step.output is not None:
-                args.append(arrays[step.output])
+                factory_args = (node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+            if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
+                ws = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
+                kernel = op.kernel(*factory_args, workspace=ws)
+            else:
+                kernel = op.kernel(*factory_args)
+            args = [arrays[i] for i in (*step.inputs, *step.outputs)]
             kernels.append(kernel)
             calls.append(functools.partial(kernel, *args))
         self.calls = calls
@@ -128,7 +140,7 @@ class BoundPlan:
         chunks = []
         generated = generate_source(plan, value_names)
         for c, (src, used) in enumerate(generated):
-            filename = f"<graphdl plan {BoundPlan._count}: {ir.name}, chunk {c}>"
+            filename = f"<graphdl plan {BoundPlan._count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
             linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
             namespace: dict[str, object] = {}

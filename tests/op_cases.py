@@ -71,6 +71,51 @@ CONV_CASES: list[Case] = [
     Case("avg_pool2d_grad", [(1, 2, 4, 3), (1, 2, 7, 6)], _conv_attrs((3, 3), 2, (1, 1, 1, 1))),
 ]
 
+def _unique_rows(n: int, m: int, cols: int):
+    """An (m, cols) index into an axis of size n with no repeats within a column (scatter writes once)."""
+
+    def make(rng: np.random.Generator) -> np.ndarray:
+        return np.stack([rng.permutation(n)[:m] for _ in range(cols)], axis=1)
+
+    return make
+
+
+STRUCTURAL_CASES: list[Case] = [
+    Case("expand_dims", [(3, 4)], {"axis": (0, 2)}),
+    Case("squeeze", [(3, 1, 4, 1)], {"axis": None}),
+    Case("squeeze", [(3, 1, 4, 1)], {"axis": (1,)}, id="squeeze-axis"),
+    Case("broadcast_to", [(3, 1)], {"shape": (2, 3, 4)}),
+    Case("tril", [(2, 4, 3)], {"k": -1}),
+    Case("triu", [(4, 5)], {"k": 1}),
+    Case("flip", [(3, 4, 2)], {"axis": (0, 2)}),
+    Case("flip", [(3, 4)], {"axis": None}, id="flip-all"),
+    Case("roll", [(3, 5)], {"shift": (2, -1), "axis": (1, 0)}),
+    Case("repeat", [(3, 4)], {"repeats": 2, "axis": 1}),
+    Case("repeat", [(3, 4)], {"repeats": (0, 2, 1), "axis": 0}, id="repeat-counts"),
+    Case("tile", [(2, 3)], {"reps": (2, 1, 3)}),
+    Case("pad", [(2, 3, 4)], {"pad": (1, 2, 0, 1), "mode": "constant", "value": 0.5}),
+    Case("pad", [(2, 3, 4)], {"pad": (2, 3, 1, 2), "mode": "reflect"}, id="pad-reflect"),
+    Case("pad", [(2, 3, 4)], {"pad": (3, 1), "mode": "replicate"}, id="pad-replicate"),
+    Case("pad", [(2, 3, 4)], {"pad": (4, 2, 3, 0), "mode": "circular"}, id="pad-circular"),
+    Case("remap_adjoint", [(2, 8), (2, 4)], {"of": "pad", "pad": (2, 2), "mode": "reflect"}),
+    Case("remap_adjoint", [(2, 6, 4), (3, 4)], {"of": "tile", "reps": (2, 2, 1)}, id="remap_adjoint-tile"),
+    Case("einsum", [(2, 3, 4), (2, 4, 5)], {"equation": "bij,bjk->bik"}),
+    Case("einsum", [(3, 4), (4,)], {"equation": "ij,j->"}, id="einsum-to-scalar"),
+    Case("einsum", [(3, 4, 2)], {"equation": "ijk->ki"}, id="einsum-sum-one-operand"),
+    Case("einsum", [(3,), (4,), (3, 5)], {"equation": "i,j,ik->jk"}, id="einsum-outer"),
+    Case("gather", make=lambda r: [r.standard_normal((4, 3)), r.integers(0, 4, (5, 2))], attrs={"axis": 0}),
+    Case("gather", make=lambda r: [r.standard_normal((2, 3, 4)), r.integers(-4, 4, (2, 3, 6))],
+         attrs={"axis": 2, "wrap": True}, id="gather-wrap"),
+    Case("gather_adjoint", make=lambda r: [r.standard_normal((5, 2)), r.integers(0, 4, (5, 2)),
+                                           r.standard_normal((4, 3))], attrs={"axis": 0}),
+    Case("scatter", make=lambda r: [r.standard_normal((4, 3)), _unique_rows(4, 2, 3)(r), r.standard_normal((2, 3))],
+         attrs={"axis": 0}),
+    Case("scatter", make=lambda r: [r.standard_normal((3, 4)), _unique_rows(4, 2, 3)(r).T],
+         attrs={"axis": 1, "value": 1.5}, id="scatter-value"),
+    Case("scatter_add", make=lambda r: [r.standard_normal((4, 3)), r.integers(0, 4, (5, 3)),
+                                        r.standard_normal((5, 3))], attrs={"axis": 0}),
+]
+
 CASES: list[Case] = [
     Case("add", [(3, 4), (3, 4)]),
     Case("add", [(3, 4), (4,)], id="add-broadcast-row"),
@@ -110,6 +155,7 @@ CASES: list[Case] = [
     Case("expand_like", [(4,), (3, 4)]),
     Case("reshape", [(3, 4)], {"shape": (2, 6)}),
     Case("reshape", [(3, 4)], {"shape": (-1,)}, id="reshape-flat"),
+    Case("reshape_like", [(3, 4), (2, 6)]),
     # elementwise
     Case("where", make=lambda r: [r.random((3, 4)) > 0.5, r.standard_normal((3, 4)), r.standard_normal((4,))]),
     Case("where", make=lambda r: [r.random((2, 1, 4)) > 0.5, r.standard_normal((3, 1)), r.standard_normal(())],
@@ -143,6 +189,7 @@ CASES: list[Case] = [
     Case("concat", [(1, 3), (2, 3)], {"axis": 0}, id="concat-axis0"),
     Case("slice", [(3, 5)], {"axis": 1, "start": 1, "stop": 4}),
     Case("unslice", [(3, 2), (3, 5)], {"axis": 1, "start": 2, "stop": 4}),
+    *STRUCTURAL_CASES,
     # convolution and pooling (odd sizes, stride > 1, padding, dilation, groups, batch 1)
     *CONV_CASES,
     # neural-network ops
@@ -165,6 +212,8 @@ CASES: list[Case] = [
     Case("unpick", make=lambda r: [r.standard_normal(6), r.integers(0, 4, 6), r.standard_normal((6, 4))]),
     Case("softmax_cross_entropy", make=_labels(6, 4), kind="loss"),
     Case("mse", [(5, 3), (5, 3)], kind="loss"),
+    Case("split", [(4, 7)], {"sizes": (2, 1, 4), "axis": 1}),
+    Case("split", [(5, 3, 2)], {"sizes": (3, 2), "axis": -3}, id="split-axis0"),
 ]
 
 #: Ops with no gradient rule, and why.
@@ -181,10 +230,67 @@ NO_GRADIENT: dict[str, str] = {
     "sgd_update": "optimizer update (writes in place)",
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
+    "allreduce_start": "gradient communication (training-only)",
+    "allreduce_wait": "gradient communication (training-only)",
+    "bucket_slice": "gradient communication (training-only)",
     "rmsprop_update": "optimizer update (writes in place)",
     "adagrad_update": "optimizer update (writes in place)",
     "learning_rate": "a function of the integer step counter",
+    "one_hot": "integer ids in, constants out",
 }
 
 # Fused ops the compiler substitutes (graphdl/ops/fused.py).
 NO_GRADIENT["matmul_sgd_update"] = "fused optimizer update (writes in place)"
+
+
+def _attrs_1d(k: int, stride: int = 1, pad: tuple[int, int] = (0, 0), dil: int = 1, groups: int = 1) -> dict:
+    return {"kernel": (k,), "stride": (stride,), "padding": pad, "dilation": (dil,), "groups": groups}
+
+
+CASES += [
+    Case("conv1d", [(2, 3, 9), (4, 3, 3), (4,)], _attrs_1d(3)),
+    Case("conv1d", [(1, 4, 10), (6, 2, 3)], _attrs_1d(3, 2, (1, 2), 2, 2), id="conv1d-s2-pad-dil-g2"),
+    Case("conv1d_input_grad", [(2, 4, 4), (4, 3, 3), (2, 3, 9)], _attrs_1d(3, 2, (1, 0))),
+    Case("conv1d_weight_grad", [(1, 4, 10), (1, 6, 5)], _attrs_1d(3, 2, (1, 2), 2, 2)),
+    Case("conv_transpose2d", [(2, 3, 4, 5), (3, 2, 3, 3), (2,)], {**_conv_attrs((3, 3), 2, (1, 1, 1, 1)),
+                                                                  "output_padding": (1, 0)}),
+    Case("conv_transpose2d", [(1, 4, 3, 3), (4, 3, 2, 3)], {**_conv_attrs((2, 3), 2, (0, 0, 1, 1), 2, 2),
+                                                            "output_padding": (1, 1)}, id="conv_transpose2d-g2-dil"),
+]
+
+CASES += [
+    Case("relu6", make=lambda r: [_away_from(r, (4, 5), (0.0, 1.5)) * 4]),
+    Case("hardsigmoid", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("hardswish", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("selu", make=lambda r: [_away_from_zero(r, (4, 5))]),
+    Case("celu", make=lambda r: [_away_from_zero(r, (4, 5))], attrs={"alpha": 1.7}),
+    Case("mish", [(4, 5)]),
+    Case("softsign", [(4, 5)]),
+    Case("logsigmoid", [(4, 5)]),
+]
+
+
+def _class_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        labels = rng.integers(0, k, n)
+        if ignore is not None:
+            labels[::3] = ignore
+        return [rng.standard_normal((n, k)), labels, *([rng.random(k) + 0.5] if weighted else [])]
+
+    return make
+
+
+def _class_grad_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        lp, labels, *w = _class_inputs(n, k, ignore, weighted)(rng)
+        return [rng.standard_normal(n), labels, lp, *w]
+
+    return make
+
+
+CASES += [
+    Case("class_nll", make=_class_inputs(6, 4, None, False)),
+    Case("class_nll", make=_class_inputs(7, 3, -100, True), attrs={"ignore_index": -100}, id="class_nll-weight-ignore"),
+    Case("class_nll_grad", make=_class_grad_inputs(7, 3, 2, True), attrs={"ignore_index": 2}),
+]
+NO_GRADIENT["class_weight"] = "per-sample class weights of integer labels (constants)"
