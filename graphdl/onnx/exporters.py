@@ -358,7 +358,9 @@ def _scatter(ctx: ExportContext, n: Node) -> None:
     x, index = n.inputs[:2]
     if len(n.inputs) == 3:
         src = n.inputs[2]
-    else:  # a number written everywhere index points
+    elif None not in ctx.nodes[index].shape:  # a number written everywhere index points
+        src = ctx.const(n, "src", np.full(ctx.nodes[index].shape, n.attr.get("value", 0.0)), ctx.dtype(x))
+    else:
         value = ctx.const(n, "value", n.attr.get("value", 0.0), ctx.dtype(x))
         src = ctx.helper(n, "src", "Expand", [value, ctx.helper(n, "index_shape", "Shape", [index])])
     ctx.emit("ScatterElements", [x, index, src], n.name, axis=int(n.attr["axis"]),
