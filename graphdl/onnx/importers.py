@@ -372,6 +372,14 @@ def _window(ctx: ImportContext, a: dict[str, Any], x: Tensor, kernel: list[int])
 @importer("Conv")
 def _conv(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     x, w = ctx.input(0), ctx.input(1, NodeKind.PARAM)
+    if len(x.shape) == 3:  # 1-d: graphdl's conv1d
+        if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise ctx.refuse("auto_pad SAME for a 1-d convolution is not supported")
+        left, right = list(a.get("pads", [0, 0])) if a.get("auto_pad", "NOTSET") == "NOTSET" else [0, 0]
+        attrs = {"kernel": (int(w.shape[2]),), "stride": tuple(a.get("strides", [1])), "padding": (left, right),
+                 "dilation": tuple(a.get("dilations", [1])), "groups": int(a.get("group", 1))}
+        ins = [x, w] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
+        return [ctx.apply("conv1d", ins, attrs)]
     attrs = _window(ctx, a, x, list(a.get("kernel_shape", w.shape[2:])))
     attrs["groups"] = int(a.get("group", 1))
     ins = [x, w] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
@@ -614,3 +622,69 @@ def _sce(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None
     if a.get("reduction", "mean") != "mean" or ctx.has(2) or "ignore_index" in a:
         raise ctx.refuse("only reduction='mean' without weights or ignore_index is supported")
     return [ctx.apply("softmax_cross_entropy", [ctx.input(0), ctx.input(1)], kind=NodeKind.LOSS)]
+
+
+# -- more activations, split, more convolutions, class losses ---------------------------------
+for _onnx_op, _op in {"HardSwish": "hardswish", "Mish": "mish", "Softsign": "softsign"}.items():
+    IMPORTERS[_onnx_op] = _same(_op)
+
+
+@importer("HardSigmoid")
+def _hardsigmoid(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if abs(alpha - 1.0 / 6.0) < 1e-7 and beta == 0.5:  # PyTorch's hardsigmoid
+        return [ctx.apply("hardsigmoid", [ctx.input(0)])]
+    y = ctx.part("add", [ctx.part("mul", [ctx.input(0), alpha]), beta])
+    return [ctx.apply("clip", [y], {"min": 0.0, "max": 1.0})]
+
+
+@importer("Selu")
+def _selu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    from graphdl.ops.activations import SELU_ALPHA, SELU_SCALE
+
+    alpha, gamma = float(a.get("alpha", 1.67326319217681884765625)), float(a.get("gamma", 1.05070102214813232421875))
+    if abs(alpha - SELU_ALPHA) > 1e-6 or abs(gamma - SELU_SCALE) > 1e-6:
+        raise ctx.refuse(f"Selu with alpha {alpha} and gamma {gamma} (graphdl has the standard constants only)")
+    return [ctx.apply("selu", [ctx.input(0)])]
+
+
+@importer("Celu")
+def _celu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.apply("celu", [ctx.input(0)], {"alpha": float(a.get("alpha", 1.0))})]
+
+
+@importer("Split")
+def _split(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    axis = int(a.get("axis", 0)) % len(x.shape)
+    sizes = ctx.const(1) if ctx.has(1) else a.get("split")
+    if sizes is None:
+        count, size = len(node.output), x.shape[axis]
+        if size is None:
+            raise ctx.refuse(f"splitting axis {axis}, whose size is unknown, is not supported")
+        step = -(-size // count)  # ONNX: equal parts, the last one smaller
+        sizes = [min(step, size - k * step) for k in range(count)]
+    outs = ctx.graph.apply_multi("split", [x], {"sizes": tuple(int(s) for s in sizes), "axis": axis},
+                                 name=ctx.name())
+    return list(outs)
+
+
+@importer("ConvTranspose")
+def _conv_transpose(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x, w = ctx.input(0), ctx.input(1, NodeKind.PARAM)
+    if "output_shape" in a or a.get("auto_pad", "NOTSET") != "NOTSET":
+        raise ctx.refuse("output_shape and auto_pad are not supported; give pads and output_padding")
+    attrs = _window(ctx, a, x, list(a.get("kernel_shape", w.shape[2:])))
+    attrs["groups"] = int(a.get("group", 1))
+    attrs["output_padding"] = tuple(a.get("output_padding", (0, 0)))
+    ins = [x, w] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
+    return [ctx.apply("conv_transpose2d", ins, attrs)]
+
+
+@importer("NegativeLogLikelihoodLoss")
+def _nll(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if a.get("reduction", "mean") != "none":
+        raise ctx.refuse("only reduction='none' is imported (reduce the per-sample values with ReduceMean/Sum)")
+    ins = [ctx.input(0), ctx.input(1)] + ([ctx.input(2, NodeKind.CONSTANT)] if ctx.has(2) else [])
+    attrs = {} if "ignore_index" not in a else {"ignore_index": int(a["ignore_index"])}
+    return [ctx.apply("class_nll", ins, attrs)]
