@@ -13,6 +13,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     conv,
     elementwise,
     gather,
+    indexing,
     layout,
     linalg,
     losses,
