@@ -7,9 +7,13 @@ compiled plan many times; save it to one file and ``gd.load`` it without the scr
 from __future__ import annotations
 
 from graphdl import (
+    callbacks,
     data,
+    distributed,
     layers,
     losses,
+    metrics,
+    onnx,
     ops,  # registers the op table
     optim,
     viz,
@@ -33,7 +37,7 @@ from graphdl.executable import Executable
 from graphdl.graph import Graph, Tensor, constant, placeholder
 from graphdl.ir import IR, Node, NodeKind
 from graphdl.serialize import load
-from graphdl.train import History, fit
+from graphdl.train import History, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -57,14 +61,19 @@ __all__ = [
     "ShapeError",
     "Tensor",
     "VizError",
+    "callbacks",
     "compile",
     "constant",
     "data",
+    "distributed",
+    "evaluate",
     "fit",
     "grad",
     "layers",
     "load",
     "losses",
+    "metrics",
+    "onnx",
     "ops",
     "optim",
     "placeholder",

@@ -13,7 +13,7 @@ import numpy as np
 
 from graphdl.dtypes import scalar_dtype
 from graphdl.errors import DTypeError, GraphError, ShapeError
-from graphdl.ir import IR, Node, NodeKind, format_shape, make_attrs, user_origin
+from graphdl.ir import IR, Node, NodeKind, format_shape, make_attrs, user_origin, validate_name
 from graphdl.registry import RuleError, get_op
 from graphdl.tensor import Tensor
 
@@ -51,6 +51,7 @@ class Builder:
 
     # -- adding nodes ---------------------------------------------------------------------
     def add_node(self, node: Node) -> Tensor:
+        validate_name(node.name)
         if node.name in self.nodes:
             raise GraphError(
                 f"node name '{node.name}' is already used in graph '{self.name}' "

@@ -21,6 +21,7 @@ from passes.buffers import plan_buffers
 from passes.constant_fold import fold_constants
 from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
+from passes.distribute import allreduce_gradients, schedule_collectives
 from passes.fuse import fuse_sgd_matmul
 from passes.mode import set_mode
 from passes.remat import rematerialize
@@ -40,6 +41,10 @@ class CompileSpec:
     options: dict[str, Any] = field(default_factory=dict)
     #: The output a training plan minimises (``loss=``); None: the only scalar output.
     objective: str | None = None
+    #: Parameters the training plan must not update (no gradient, no optimizer state).
+    frozen: frozenset[str] = frozenset()
+    #: Data parallelism (graphdl.distributed.MPI) or None; untyped so passes need not import it.
+    distributed: Any = None
 
 
 def select_outputs(ir: IR, spec: CompileSpec) -> IR:
@@ -85,14 +90,21 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
     objective = choose_objective(ir, spec)
     node = ir.node_map()[objective]
     ancestors = ancestors_of(ir.node_map(), objective)
-    params = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
+    used = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
+    params = [p for p in used if p not in spec.frozen]
     if not params:
-        raise CompileError(f"the objective {node.describe()} depends on no parameters; nothing to train")
+        why = f"all {len(used)} parameters it uses are frozen" if used else "it depends on no parameters"
+        raise CompileError(f"the objective {node.describe()} cannot be trained: {why}; nothing to train")
     ir, grads = build_gradients(ir, objective, params)
     b = Builder(ir.name, node.dtype, ir.nodes)
-    b.default_kind = NodeKind.UPDATE
     b.default_origin = node.origin
-    spec.optimizer.build(b, [(Tensor(b, p), Tensor(b, grads[p])) for p in params])
+    pairs = [(Tensor(b, p), Tensor(b, grads[p])) for p in params]
+    if spec.distributed is not None:
+        b.default_kind = NodeKind.GRADIENT
+        pairs = allreduce_gradients(b, pairs, [n.name for n in ir.nodes], bucket_bytes=spec.distributed.bucket_bytes,
+                                    timeout=spec.distributed.timeout)
+    b.default_kind = NodeKind.UPDATE
+    spec.optimizer.build(b, pairs)
     return b.freeze(ir.outputs)
 
 
@@ -123,6 +135,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("toposort", lambda ir, spec: toposort(ir)),
     ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
     ("rematerialize", lambda ir, spec: _remat(ir, spec.options.get("remat"))),
+    ("schedule_collectives", lambda ir, spec: schedule_collectives(ir)),
     ("infer_shapes", lambda ir, spec: infer_shapes(ir)),
 )
 

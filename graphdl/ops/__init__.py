@@ -10,9 +10,13 @@ from collections.abc import Sequence
 
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    collective,
+    contract,
     conv,
+    dims,
     elementwise,
     gather,
+    index,
     indexing,
     layout,
     linalg,
@@ -22,10 +26,12 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     norm,
     pool,
     reduce,
+    remap,
     stats,
     updates,
 )
 from graphdl.ops.api import *  # noqa: F403  (the math functions: sin, var, argmax, ...)
+from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
 
