@@ -243,15 +243,23 @@ def _slice(ctx: ExportContext, n: Node) -> None:
             steps.append(1)
             squeeze.append(axis)
         axis += 1
-    x = n.inputs[0]
+    # the last ONNX node takes the graphdl node's name (Slice alone in the common case)
+    stages: list[tuple[str, str, list[str]]] = []
     if axes:
-        x = ctx.helper(n, "slice", "Slice", [x, ctx.const(n, "starts", starts), ctx.const(n, "ends", ends),
-                                             ctx.const(n, "axes", axes), ctx.const(n, "steps", steps)])
+        stages.append(("slice", "Slice", [ctx.const(n, "starts", starts), ctx.const(n, "ends", ends),
+                                          ctx.const(n, "axes", axes), ctx.const(n, "steps", steps)]))
     if squeeze:
-        x = ctx.helper(n, "squeeze", "Squeeze", [x, ctx.const(n, "squeeze_axes", squeeze)])
+        stages.append(("squeeze", "Squeeze", [ctx.const(n, "squeeze_axes", squeeze)]))
     if unsqueeze:
-        x = ctx.helper(n, "unsqueeze", "Unsqueeze", [x, ctx.const(n, "unsqueeze_axes", unsqueeze)])
-    ctx.emit("Identity", [x], n.name)
+        stages.append(("unsqueeze", "Unsqueeze", [ctx.const(n, "unsqueeze_axes", unsqueeze)]))
+    if not stages:
+        stages.append(("identity", "Identity", []))
+    x = n.inputs[0]
+    for k, (part, op_type, extra) in enumerate(stages):
+        if k == len(stages) - 1:
+            ctx.emit(op_type, [x, *extra], n.name)
+        else:
+            x = ctx.helper(n, part, op_type, [x, *extra])
 
 
 @_exporter("index")
