@@ -114,3 +114,22 @@ def rank_and_size() -> tuple[int, int]:
 
     comm = world()
     return int(comm.rank), int(comm.size)
+
+
+def allreduce_seconds(nbytes: float, ranks: int, *, alpha: float, beta: float, buckets: int = 1) -> float:
+    """Alpha-beta model of a ring all-reduce (reduce-scatter then all-gather) of ``nbytes`` in ``buckets``
+    messages: each bucket costs 2 (p - 1) alpha + 2 (p - 1) / p * bytes * beta (alpha: latency per
+    message in seconds, beta: seconds per byte of link bandwidth)."""
+    if ranks < 2:
+        return 0.0
+    p = ranks
+    return buckets * 2 * (p - 1) * alpha + 2 * (p - 1) / p * nbytes * beta
+
+
+def predict_step(compute_s: float, grad_bytes: float, ranks: int, *, alpha: float, beta: float,
+                 overlap: float = 0.0, buckets: int = 1) -> dict[str, float]:
+    """Predicted time per data-parallel step (fixed batch per rank): compute plus the part of the
+    all-reduce not hidden behind the backward pass (``overlap`` in [0, 1])."""
+    comm = allreduce_seconds(grad_bytes, ranks, alpha=alpha, beta=beta, buckets=buckets)
+    step = compute_s + (1.0 - overlap) * comm
+    return {"comm_s": comm, "step_s": step, "speedup": ranks * compute_s / step, "efficiency": compute_s / step}

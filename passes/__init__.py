@@ -13,7 +13,7 @@ from typing import Any
 
 from graphdl.builder import Builder, Tensor
 from graphdl.errors import CompileError, GraphDLError
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, node_of, value_info
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
 from passes.autodiff import build_gradients
@@ -62,12 +62,14 @@ def choose_objective(ir: IR, spec: CompileSpec) -> str:
         if spec.objective not in ir.outputs:
             raise CompileError(f"loss='{spec.objective}' is not among the requested outputs {list(ir.outputs)}; "
                                "add it to the outputs so each step reports its value")
-        if by_name[spec.objective].shape != ():
-            raise CompileError(f"the training objective {by_name[spec.objective].describe()} has shape "
-                               f"{by_name[spec.objective].shape}; it must be a scalar: reduce it with "
+        shape = value_info(by_name, spec.objective)[0]
+        if shape != ():
+            raise CompileError(f"the training objective '{spec.objective}' "
+                               f"({by_name[node_of(spec.objective)].describe()}) has shape "
+                               f"{shape}; it must be a scalar: reduce it with "
                                "gd.ops.mean or use a loss layer")
         return spec.objective
-    scalars = [o for o in ir.outputs if by_name[o].shape == ()]
+    scalars = [o for o in ir.outputs if value_info(by_name, o)[0] == ()]
     if len(scalars) == 1:
         return scalars[0]
     if not scalars:
@@ -88,8 +90,8 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
                                "pass optimizer=... as well (or drop loss= to compile an inference plan)")
         return ir
     objective = choose_objective(ir, spec)
-    node = ir.node_map()[objective]
-    ancestors = ancestors_of(ir.node_map(), objective)
+    node = ir.node_map()[node_of(objective)]
+    ancestors = ancestors_of(ir.node_map(), node.name)
     used = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
     params = [p for p in used if p not in spec.frozen]
     if not params:

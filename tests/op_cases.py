@@ -286,6 +286,16 @@ CASES: list[Case] = [
     Case("unpick", make=lambda r: [r.standard_normal(6), r.integers(0, 4, 6), r.standard_normal((6, 4))]),
     Case("softmax_cross_entropy", make=_labels(6, 4), kind="loss"),
     Case("mse", [(5, 3), (5, 3)], kind="loss"),
+    Case("split", [(4, 7)], {"sizes": (2, 1, 4), "axis": 1}),
+    Case("attention", [(2, 3, 4), (2, 5, 4), (2, 5, 3)], {"causal": False, "scale": None}),
+    Case("attention", [(2, 4, 3), (2, 4, 3), (2, 4, 2)], {"causal": True, "scale": 0.5}, id="attention-causal"),
+    Case("attention", make=lambda r: [r.standard_normal((2, 2, 3, 4)), r.standard_normal((2, 2, 5, 4)),
+                                      r.standard_normal((2, 2, 5, 3)), r.random((3, 5)) > 0.3],
+         attrs={"causal": False, "scale": None}, id="attention-bool-mask"),
+    Case("attention", make=lambda r: [r.standard_normal((2, 3, 4)), r.standard_normal((2, 5, 4)),
+                                      r.standard_normal((2, 5, 3)), r.standard_normal((1, 3, 5))],
+         attrs={"causal": False, "scale": None}, id="attention-float-mask"),
+    Case("split", [(5, 3, 2)], {"sizes": (3, 2), "axis": -3}, id="split-axis0"),
 ]
 
 #: Ops with no gradient rule, and why.
@@ -303,6 +313,7 @@ NO_GRADIENT: dict[str, str] = {
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
     "allreduce_start": "gradient communication (training-only)",
+    "attention_grad": "first-order gradient helper; second order is not supported",
     "allreduce_wait": "gradient communication (training-only)",
     "bucket_slice": "gradient communication (training-only)",
     "rmsprop_update": "optimizer update (writes in place)",
@@ -322,3 +333,56 @@ NO_GRADIENT["cumprod_grad"] = "first-order gradient helper of cumprod; second or
 
 # Fused ops the compiler substitutes (graphdl/ops/fused.py).
 NO_GRADIENT["matmul_sgd_update"] = "fused optimizer update (writes in place)"
+
+
+def _attrs_1d(k: int, stride: int = 1, pad: tuple[int, int] = (0, 0), dil: int = 1, groups: int = 1) -> dict:
+    return {"kernel": (k,), "stride": (stride,), "padding": pad, "dilation": (dil,), "groups": groups}
+
+
+CASES += [
+    Case("conv1d", [(2, 3, 9), (4, 3, 3), (4,)], _attrs_1d(3)),
+    Case("conv1d", [(1, 4, 10), (6, 2, 3)], _attrs_1d(3, 2, (1, 2), 2, 2), id="conv1d-s2-pad-dil-g2"),
+    Case("conv1d_input_grad", [(2, 4, 4), (4, 3, 3), (2, 3, 9)], _attrs_1d(3, 2, (1, 0))),
+    Case("conv1d_weight_grad", [(1, 4, 10), (1, 6, 5)], _attrs_1d(3, 2, (1, 2), 2, 2)),
+    Case("conv_transpose2d", [(2, 3, 4, 5), (3, 2, 3, 3), (2,)], {**_conv_attrs((3, 3), 2, (1, 1, 1, 1)),
+                                                                  "output_padding": (1, 0)}),
+    Case("conv_transpose2d", [(1, 4, 3, 3), (4, 3, 2, 3)], {**_conv_attrs((2, 3), 2, (0, 0, 1, 1), 2, 2),
+                                                            "output_padding": (1, 1)}, id="conv_transpose2d-g2-dil"),
+]
+
+CASES += [
+    Case("relu6", make=lambda r: [_away_from(r, (4, 5), (0.0, 1.5)) * 4]),
+    Case("hardsigmoid", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("hardswish", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("selu", make=lambda r: [_away_from_zero(r, (4, 5))]),
+    Case("celu", make=lambda r: [_away_from_zero(r, (4, 5))], attrs={"alpha": 1.7}),
+    Case("mish", [(4, 5)]),
+    Case("softsign", [(4, 5)]),
+    Case("logsigmoid", [(4, 5)]),
+]
+
+
+def _class_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        labels = rng.integers(0, k, n)
+        if ignore is not None:
+            labels[::3] = ignore
+        return [rng.standard_normal((n, k)), labels, *([rng.random(k) + 0.5] if weighted else [])]
+
+    return make
+
+
+def _class_grad_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        lp, labels, *w = _class_inputs(n, k, ignore, weighted)(rng)
+        return [rng.standard_normal(n), labels, lp, *w]
+
+    return make
+
+
+CASES += [
+    Case("class_nll", make=_class_inputs(6, 4, None, False)),
+    Case("class_nll", make=_class_inputs(7, 3, -100, True), attrs={"ignore_index": -100}, id="class_nll-weight-ignore"),
+    Case("class_nll_grad", make=_class_grad_inputs(7, 3, 2, True), attrs={"ignore_index": 2}),
+]
+NO_GRADIENT["class_weight"] = "per-sample class weights of integer labels (constants)"

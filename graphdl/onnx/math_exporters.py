@@ -22,7 +22,7 @@ Exporter = Callable[[ExportContext, Node], None]
 MATH_EXPORTERS: dict[str, Exporter] = {}
 
 #: Gradient helpers of these ops: they never appear in an inference plan.
-MATH_TRAINING_ONLY = frozenset({"reshape_like", "index_grad", "prod_grad", "cumprod_grad"})
+MATH_TRAINING_ONLY = frozenset({"index_grad", "prod_grad", "cumprod_grad"})
 
 INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
 

@@ -27,6 +27,8 @@ from graphdl.registry import OpDef, register
 
 #: Requests in flight, by the address of the bucket they fill (run-time state, not compile-time).
 _PENDING: dict[int, Any] = {}
+#: Seconds spent blocked in waits since last cleared (read by bench/distributed.py).
+STATS: dict[str, float] = {}
 
 
 def world() -> Any:
@@ -55,6 +57,8 @@ def _start_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dty
         for g, lo, hi in zip(grads, bounds[:-1], bounds[1:]):
             out[lo:hi] = g.reshape(-1)
         if comm.size > 1:
+            if _PENDING:  # MPI progresses requests only inside MPI calls: move earlier buckets along
+                MPI.Request.Testall(list(_PENDING.values()))
             _PENDING[out.ctypes.data] = comm.Iallreduce(MPI.IN_PLACE, out, op=MPI.SUM)
 
     return allreduce_start
@@ -66,6 +70,7 @@ def _wait_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
     scale = 1.0 / comm.size
 
     def allreduce_wait(bucket: np.ndarray, out: np.ndarray) -> None:
+        t0 = time.perf_counter()
         request = _PENDING.pop(bucket.ctypes.data, None)
         if request is not None and not request.Test():
             deadline = time.monotonic() + timeout
@@ -77,6 +82,7 @@ def _wait_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
                         "Raise the timeout with gd.distributed.MPI(timeout=...) if steps are that slow")
                 time.sleep(1e-4)
         np.multiply(bucket, scale, out=out)
+        STATS["wait_seconds"] = STATS.get("wait_seconds", 0.0) + time.perf_counter() - t0
 
     return allreduce_wait
 
