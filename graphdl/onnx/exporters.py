@@ -256,14 +256,6 @@ def _concat(ctx: ExportContext, n: Node) -> None:
     ctx.emit("Concat", n.inputs, n.name, axis=int(n.attr.get("axis", 1)))
 
 
-@exporter("slice")
-def _slice(ctx: ExportContext, n: Node) -> None:
-    a = n.attr
-    ins = [n.inputs[0], ctx.const(n, "starts", [a["start"]]), ctx.const(n, "ends", [a["stop"]]),
-           ctx.const(n, "axes", [a["axis"]])]
-    ctx.emit("Slice", ins, n.name)
-
-
 @exporter("sum", "mean", "max")
 def _reduce(ctx: ExportContext, n: Node) -> None:
     op_type = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax"}[n.op]
@@ -597,3 +589,8 @@ def _attention(ctx: ExportContext, n: Node) -> None:
 
 
 TRAINING_ONLY = TRAINING_ONLY | {"attention_grad", "allreduce_start", "allreduce_wait", "bucket_slice"}
+# The math, indexing and reduction ops (and dtype-promoting versions of the arithmetic above).
+from graphdl.onnx.math_exporters import MATH_EXPORTERS, MATH_TRAINING_ONLY  # noqa: E402
+
+EXPORTERS.update(MATH_EXPORTERS)
+TRAINING_ONLY = TRAINING_ONLY | MATH_TRAINING_ONLY
