@@ -88,3 +88,15 @@ def test_export_matches_onnxruntime(name: str, tmp_path) -> None:
     (actual,) = sess.run(None, {f"x{k}": a for k, a in enumerate(arrays)})
     assert actual.shape == expected.shape and actual.dtype == expected.dtype
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_average_pool_without_the_padding_in_the_mean_round_trips(tmp_path) -> None:
+    xv = np.random.default_rng(0).standard_normal((2, 3, 7, 8)).astype(np.float32)
+    with gd.Graph("pool", dtype="float32") as g:
+        x = gd.placeholder("x", (None, 3, 7, 8))
+        out = L.AvgPool2D(3, 2, 1, count_include_pad=False)(x)
+    path = tmp_path / "pool.onnx"
+    gd.onnx.export(g, path, outputs=[out])
+    imported = gd.onnx.load(path)
+    assert [n.attr.get("count_include_pad") for n in imported.graph.nodes.values() if n.op == "avg_pool2d"] == [False]
+    np.testing.assert_array_equal(imported.compile().run({"x": xv})[0], gd.compile([out]).run({x: xv})[0])

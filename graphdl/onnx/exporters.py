@@ -612,7 +612,3 @@ from graphdl.onnx.math_exporters import MATH_EXPORTERS, MATH_TRAINING_ONLY  # no
 
 EXPORTERS.update(MATH_EXPORTERS)
 TRAINING_ONLY = TRAINING_ONLY | MATH_TRAINING_ONLY
-
-
-# conv1d/conv_transpose2d, PyTorch's activations and the class-loss ops (registered on import).
-from graphdl.onnx import exporters_more  # noqa: E402,F401

@@ -395,7 +395,7 @@ def _pool(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | Non
             raise ctx.refuse("storage_order=1 is not supported")
         return [ctx.apply("max_pool2d", [x], attrs)]
     if not a.get("count_include_pad", 0) and any(attrs["padding"]):
-        raise ctx.refuse("padded AveragePool with count_include_pad=0 is not supported (graphdl counts the padding)")
+        attrs["count_include_pad"] = False  # the mean of the real inputs only, as ONNX's default
     if attrs["dilation"] != (1, 1):
         raise ctx.refuse("dilated AveragePool is not supported")
     del attrs["dilation"]
