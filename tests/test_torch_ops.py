@@ -181,12 +181,15 @@ ACTIVATIONS = [
     Case("logsigmoid-large", lambda r: [np.array([[-800.0, -40.0, 0.0, 40.0, 800.0]])],
          lambda x: ops.logsigmoid(x), lambda p, x: F.logsigmoid(x)),
     Case("softsign-functional", _with_kinks, lambda x: ops.softsign(x), lambda p, x: F.softsign(x)),
+    Case("bounded-at-infinity", lambda r: [np.array([[-np.inf, np.inf, -3.0, 0.0, 3.0, 6.0]])],
+         lambda x: ops.relu6(x) + ops.hardsigmoid(x) + ops.selu(-ops.relu(-x)) + ops.celu(-ops.relu(-x), 0.5),
+         lambda p, x: F.relu6(x) + F.hardsigmoid(x) + F.selu(-F.relu(-x)) + F.celu(-F.relu(-x), 0.5)),
 ]
 
 
 #: PyTorch's backward kernels for these use float32 constants (1/6 as 0.16666667163, 1/alpha likewise) even
 #: in float64; graphdl uses the exact values, so they agree to about 1e-8.
-FLOAT32_CONSTANTS = {"hardsigmoid", "celu-alpha"}
+FLOAT32_CONSTANTS = {"hardsigmoid", "celu-alpha", "bounded-at-infinity"}
 
 
 @pytest.mark.parametrize("case", ACTIVATIONS, ids=lambda c: c.id)
