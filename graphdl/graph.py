@@ -17,7 +17,7 @@ import numpy as np
 
 from graphdl.errors import DTypeError, FeedError, GraphError, ShapeError
 from graphdl.ir import IR, Node, NodeKind, Shape, make_attrs, user_origin, validate_name
-from graphdl.registry import RuleError, get_op
+from graphdl.registry import RuleError, attr_problems, get_op
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -84,12 +84,15 @@ class Builder:
         """Add one node computing ``op`` of ``inputs``; Python numbers become scalar constants."""
         opdef = get_op(op)
         attrs = dict(attrs or {})
+        origin = self.default_origin or user_origin()
+        problems = attr_problems(opdef, attrs)
+        if problems:
+            raise GraphError(f"{op} at node '{name or op}' (defined at {origin}): {'; '.join(problems)}")
         like = next((t for t in inputs if isinstance(t, Tensor)), None)
         handles = [self._as_tensor(t, like) for t in inputs]
         if opdef.arity is not None and len(handles) != opdef.arity:
             raise GraphError(f"op '{op}' takes {opdef.arity} inputs, got {len(handles)}")
         nodes = [self.nodes[h.name] for h in handles]
-        origin = self.default_origin or user_origin()
         node_name = name if name is not None else self.fresh(op)
         try:
             shape = opdef.shape(tuple(n.shape for n in nodes), attrs)

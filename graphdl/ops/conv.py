@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ops.window import Padded, check_image, geometry, offset_slices, out_hw, windows
+from graphdl.ops.window import WINDOW_ATTRS, Padded, check_image, geometry, offset_slices, out_hw, windows
 from graphdl.registry import GradContext, OpDef, fail, register
 
 LABEL = ("kernel", "stride", "padding", "dilation", "groups")
@@ -89,7 +89,8 @@ def _conv_grad(c: GradContext) -> list:
 
 
 register(OpDef("conv2d", _conv_shape, _conv_kernel, grad=_conv_grad, label_attrs=LABEL,
-               doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel."))
+               doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel.",
+               attr_schema=WINDOW_ATTRS))
 
 
 def _input_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -137,7 +138,8 @@ def _input_grad_grad(c: GradContext) -> list:
 
 register(OpDef("conv2d_input_grad", _input_grad_shape, _input_grad_kernel, grad=_input_grad_grad, arity=3,
                nondiff=(2,), shape_only=(2,), label_attrs=LABEL,
-               doc="Gradient of conv2d for its input (a transposed convolution); `like` gives the input's shape."))
+               doc="Gradient of conv2d for its input (a transposed convolution); `like` gives the input's shape.",
+               attr_schema=WINDOW_ATTRS))
 
 
 def _weight_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -175,4 +177,5 @@ def _weight_grad_grad(c: GradContext) -> list:
 
 
 register(OpDef("conv2d_weight_grad", _weight_grad_shape, _weight_grad_kernel, grad=_weight_grad_grad, arity=2,
-               label_attrs=LABEL, doc="Gradient of conv2d for its weight: windows of x against the output gradient."))
+               label_attrs=LABEL, doc="Gradient of conv2d for its weight: windows of x against the output gradient.",
+               attr_schema=WINDOW_ATTRS))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
-from graphdl.registry import GradContext, OpDef, RuleError, fail, register, same_float_dtype
+from graphdl.registry import DTYPES, Float, GradContext, OpDef, RuleError, Str, fail, register, same_float_dtype
 
 if TYPE_CHECKING:
     from graphdl.graph import Tensor
@@ -31,28 +31,32 @@ def _scalar_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dt
 register(OpDef(
     "scalar", _scalar_shape, _scalar_kernel, grad=lambda c: [], dtype=lambda d, a: a["dtype"], arity=0,
     doc="A 0-d constant held in the node's attributes.", label_attrs=("value",),
+    attr_schema={"value": Float(), "dtype": Str(*DTYPES)},
 ))
 
 # Binary arithmetic. Gradients have the output's shape; autodiff sums them back to each input's shape.
 register(OpDef(
     "add", broadcast_rule, ufunc_kernel(np.add), arity=2, inplace=(0, 1),
-    grad=lambda c: [c.gout, c.gout],
+    grad=lambda c: [c.gout, c.gout], attr_schema={},
 ))
 register(OpDef(
     "sub", broadcast_rule, ufunc_kernel(np.subtract), arity=2, inplace=(0, 1),
-    grad=lambda c: [c.gout, -c.gout],
+    grad=lambda c: [c.gout, -c.gout], attr_schema={},
 ))
 register(OpDef(
     "mul", broadcast_rule, ufunc_kernel(np.multiply), arity=2, inplace=(0, 1),
-    grad=lambda c: [c.gout * c.inputs[1], c.gout * c.inputs[0]],
+    grad=lambda c: [c.gout * c.inputs[1], c.gout * c.inputs[0]], attr_schema={},
 ))
 register(OpDef(
     "div", broadcast_rule, ufunc_kernel(np.divide), arity=2, inplace=(0, 1),
-    grad=lambda c: [c.gout / c.inputs[1], -(c.gout * c.out) / c.inputs[1]],
+    grad=lambda c: [c.gout / c.inputs[1], -(c.gout * c.out) / c.inputs[1]], attr_schema={},
 ))
-register(OpDef("neg", same_shape, ufunc_kernel(np.negative), arity=1, inplace=(0,), grad=lambda c: [-c.gout]))
-register(OpDef("exp", same_shape, ufunc_kernel(np.exp), arity=1, inplace=(0,), grad=lambda c: [c.gout * c.out]))
-register(OpDef("log", same_shape, ufunc_kernel(np.log), arity=1, inplace=(0,), grad=lambda c: [c.gout / c.inputs[0]]))
+register(OpDef("neg", same_shape, ufunc_kernel(np.negative), arity=1, inplace=(0,), grad=lambda c: [-c.gout],
+               attr_schema={}))
+register(OpDef("exp", same_shape, ufunc_kernel(np.exp), arity=1, inplace=(0,), grad=lambda c: [c.gout * c.out],
+               attr_schema={}))
+register(OpDef("log", same_shape, ufunc_kernel(np.log), arity=1, inplace=(0,), grad=lambda c: [c.gout / c.inputs[0]],
+               attr_schema={}))
 
 
 # ReLU: the gradient is its own op, so that it stays one pass over memory and has a gradient itself.
@@ -81,11 +85,11 @@ def _relu_grad(c: GradContext) -> list:
     return [c.apply("relu_grad", c.gout, c.out)]
 
 
-register(OpDef("relu", same_shape, _relu_kernel, arity=1, inplace=(0,), grad=_relu_grad))
+register(OpDef("relu", same_shape, _relu_kernel, arity=1, inplace=(0,), grad=_relu_grad, attr_schema={}))
 register(OpDef(
     "relu_grad", broadcast_rule, _relu_grad_kernel, arity=2, inplace=(0,), nondiff=(1,),
     grad=lambda c: [c.apply("relu_grad", c.gout, c.inputs[1]), None],
-    doc="gout where the ReLU output is positive, else 0.",
+    doc="gout where the ReLU output is positive, else 0.", attr_schema={},
 ))
 
 
@@ -102,11 +106,11 @@ def _sigmoid_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 
 register(OpDef(
     "sigmoid", same_shape, _sigmoid_kernel, arity=1, inplace=(0,),
-    grad=lambda c: [c.gout * (c.out * (1.0 - c.out))],
+    grad=lambda c: [c.gout * (c.out * (1.0 - c.out))], attr_schema={},
 ))
 register(OpDef(
     "tanh", same_shape, ufunc_kernel(np.tanh), arity=1, inplace=(0,),
-    grad=lambda c: [c.gout * (1.0 - c.out * c.out)],
+    grad=lambda c: [c.gout * (1.0 - c.out * c.out)], attr_schema={},
 ))
 
 
@@ -118,7 +122,7 @@ def _bool_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
 for _name, _ufunc in (("greater", np.greater), ("greater_equal", np.greater_equal), ("less", np.less),
                       ("less_equal", np.less_equal), ("equal", np.equal)):
     register(OpDef(_name, broadcast_rule, ufunc_kernel(_ufunc), dtype=_bool_dtype, arity=2,
-                   doc=f"Boolean {_name} with broadcasting; no gradient flows through a comparison."))
+                   doc=f"Boolean {_name} with broadcasting; no gradient flows through a comparison.", attr_schema={}))
 
 
 def _where_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
@@ -144,23 +148,23 @@ def where(c: GradContext, cond: Tensor, a: Tensor | float, b: Tensor | float) ->
 register(OpDef(
     "where", broadcast_rule, _where_kernel, dtype=_where_dtype, arity=3, nondiff=(0,),
     grad=lambda c: [None, where(c, c.inputs[0], c.gout, 0.0), where(c, c.inputs[0], 0.0, c.gout)],
-    doc="a where cond is true, else b (broadcasting all three).",
+    doc="a where cond is true, else b (broadcasting all three).", attr_schema={},
 ))
 
 
 # -- powers, roots, absolute values ----------------------------------------------------------
 register(OpDef("sqrt", same_shape, ufunc_kernel(np.sqrt), arity=1, inplace=(0,),
-               grad=lambda c: [c.gout * 0.5 / c.out]))
+               grad=lambda c: [c.gout * 0.5 / c.out], attr_schema={}))
 register(OpDef(
     "pow", broadcast_rule, ufunc_kernel(np.power), arity=2, inplace=(0, 1),
     grad=lambda c: [c.gout * c.inputs[1] * c.apply("pow", c.inputs[0], c.inputs[1] - 1.0),
                     c.gout * c.out * c.apply("log", c.inputs[0])],
-    doc="a ** b with broadcasting; the gradient for b needs a > 0.",
+    doc="a ** b with broadcasting; the gradient for b needs a > 0.", attr_schema={},
 ))
 register(OpDef("sign", same_shape, ufunc_kernel(np.sign), arity=1, inplace=(0,), grad=lambda c: [None],
-               doc="-1, 0 or 1; its derivative is zero wherever it exists."))
+               doc="-1, 0 or 1; its derivative is zero wherever it exists.", attr_schema={}))
 register(OpDef("abs", same_shape, ufunc_kernel(np.abs), arity=1, inplace=(0,),
-               grad=lambda c: [c.gout * c.apply("sign", c.inputs[0])]))
+               grad=lambda c: [c.gout * c.apply("sign", c.inputs[0])], attr_schema={}))
 
 
 def _clip_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -192,7 +196,8 @@ def _clip_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 register(OpDef("clip", _clip_shape, _clip_kernel, arity=1, inplace=(0,), grad=_clip_grad,
-               label_attrs=("min", "max"), doc="x limited to [min, max] (either bound may be None)."))
+               label_attrs=("min", "max"), doc="x limited to [min, max] (either bound may be None).",
+               attr_schema={"min": Float(None, nullable=True), "max": Float(None, nullable=True)}))
 
 
 def _extremum_grad(first_wins: str) -> Callable[[GradContext], list]:
@@ -216,9 +221,9 @@ def _out_kw(ufunc: np.ufunc):
 
 
 register(OpDef("maximum", broadcast_rule, _out_kw(np.maximum), arity=2, inplace=(0, 1),
-               grad=_extremum_grad("greater")))
+               grad=_extremum_grad("greater"), attr_schema={}))
 register(OpDef("minimum", broadcast_rule, _out_kw(np.minimum), arity=2, inplace=(0, 1),
-               grad=_extremum_grad("less")))
+               grad=_extremum_grad("less"), attr_schema={}))
 
 
 def _erf_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -239,4 +244,4 @@ def _erf_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype
 
 register(OpDef("erf", same_shape, _erf_kernel, arity=1, inplace=(0,),
                grad=lambda c: [c.gout * (2.0 / math.sqrt(math.pi)) * c.apply("exp", -(c.inputs[0] * c.inputs[0]))],
-               doc="The error function."))
+               doc="The error function.", attr_schema={}))

@@ -7,7 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import GradContext, Int, Ints, OpDef, fail, register
+
+SLICE_ATTRS = {"axis": Int(low=0), "start": Int(low=0), "stop": Int(low=0)}
+
 
 
 def _reshape_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -45,7 +48,7 @@ def _reshape_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 register(OpDef(
     "reshape", _reshape_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("shape",),
     grad=lambda c: [c.apply("reshape", c.gout, shape=tuple(
-        -1 if d is None else d for d in c.inputs[0].shape))],
+        -1 if d is None else d for d in c.inputs[0].shape))], attr_schema={"shape": Ints(low=-1)},
 ))
 
 
@@ -76,6 +79,7 @@ register(OpDef(
     grad=lambda c: [c.apply("transpose", c.gout, axes=tuple(
         int(i) for i in np.argsort(_transpose_axes(c.attrs, len(c.inputs[0].shape)))))],
     doc="Permute the axes (reverse them when axes is None).",
+    attr_schema={"axes": Ints(default=None, low=0, nullable=True)},
 ))
 
 
@@ -119,7 +123,7 @@ def _concat_grad(c: GradContext) -> list:
 
 
 register(OpDef("concat", _concat_shape, _concat_kernel, grad=_concat_grad, label_attrs=("axis",),
-               doc="Join the inputs along axis."))
+               doc="Join the inputs along axis.", attr_schema={"axis": Int(1)}))
 
 
 def _slice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -161,10 +165,11 @@ def _unslice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 register(OpDef(
     "slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("axis", "start", "stop"),
     grad=lambda c: [c.apply("unslice", c.gout, c.inputs[0], **c.attrs)],
-    doc="x[start:stop] along axis.",
+    doc="x[start:stop] along axis.", attr_schema=SLICE_ATTRS,
 ))
 register(OpDef(
     "unslice", _unslice_shape, _unslice_kernel, arity=2, nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("slice", c.gout, **c.attrs), None],
     doc="Zeros of like's shape with g written at [start:stop] along axis (the gradient of slice).",
+    attr_schema=SLICE_ATTRS,
 ))

@@ -117,10 +117,10 @@ def _sce_grad(c: GradContext) -> list:
 
 
 register(OpDef("softmax_cross_entropy", _sce_shape, _sce_kernel, grad=_sce_grad, dtype=_sce_dtype,
-               arity=2, nondiff=(1,), doc="Mean over the batch of -log softmax(logits)[label]."))
+               arity=2, nondiff=(1,), doc="Mean over the batch of -log softmax(logits)[label].", attr_schema={}))
 register(OpDef(
     "softmax_cross_entropy_grad", lambda s, a: s[0], _sce_grad_kernel, arity=3, nondiff=(1,),
-    dtype=lambda d, a: d[0], doc="(softmax(logits) - onehot(labels)) * g / batch.",
+    dtype=lambda d, a: d[0], doc="(softmax(logits) - onehot(labels)) * g / batch.", attr_schema={},
 ))
 
 
@@ -150,4 +150,4 @@ def _mse_grad(c: GradContext) -> list:
 
 
 register(OpDef("mse", _mse_shape, _mse_kernel, grad=_mse_grad, arity=2,
-               doc="Mean over all elements of (prediction - target)^2."))
+               doc="Mean over all elements of (prediction - target)^2.", attr_schema={}))

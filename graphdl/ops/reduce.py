@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.common import norm_axes, reduced_shape
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Axes, Bool, GradContext, Ints, OpDef, fail, register
+
+REDUCE_ATTRS = {"axis": Axes(), "keepdims": Bool(False)}
+
 
 
 def _reduce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -54,9 +57,9 @@ def _broadcast_back(c: GradContext, mean: bool) -> list:
 
 
 register(OpDef("sum", _reduce_shape, _reduce_kernel("sum"), arity=1, label_attrs=("axis",),
-               grad=lambda c: _broadcast_back(c, mean=False)))
+               grad=lambda c: _broadcast_back(c, mean=False), attr_schema=REDUCE_ATTRS))
 register(OpDef("mean", _reduce_shape, _reduce_kernel("mean"), arity=1, label_attrs=("axis",),
-               grad=lambda c: _broadcast_back(c, mean=True)))
+               grad=lambda c: _broadcast_back(c, mean=True), attr_schema=REDUCE_ATTRS))
 
 
 def _dims_agree(a: tuple, b: tuple) -> bool:
@@ -91,6 +94,7 @@ register(OpDef(
                             axis=c.attrs.get("axis"), keepdims=c.attrs.get("keepdims", False)), None],
     label_attrs=("axis", "mean"),
     doc="g, the reduction of x over axis, broadcast back to x's shape; mean=True divides by the count.",
+    attr_schema={**REDUCE_ATTRS, "mean": Bool(False)},
 ))
 
 
@@ -128,6 +132,7 @@ register(OpDef(
     "sum_to", _sum_to_shape, _sum_to_kernel, arity=1, label_attrs=("shape",),
     grad=lambda c: [c.apply("expand_like", c.gout, c.inputs[0])],
     doc="Sum a broadcast gradient back to `shape` (None dims keep the input's size).",
+    attr_schema={"shape": Ints(low=0)},
 ))
 
 
@@ -145,7 +150,7 @@ def _expand_like_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
 register(OpDef(
     "expand_like", _expand_like_shape, _expand_like_kernel, arity=2, nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape), None],
-    doc="Broadcast t (right-aligned, NumPy rules) to x's shape.",
+    doc="Broadcast t (right-aligned, NumPy rules) to x's shape.", attr_schema={},
 ))
 
 
@@ -159,4 +164,4 @@ def _max_grad(c: GradContext) -> list:
 
 
 register(OpDef("max", _reduce_shape, _reduce_kernel("max"), arity=1, label_attrs=("axis",), grad=_max_grad,
-               doc="Largest entry over axis; ties share the gradient evenly."))
+               doc="Largest entry over axis; ties share the gradient evenly.", attr_schema=REDUCE_ATTRS))
