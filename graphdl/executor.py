@@ -18,8 +18,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from graphdl.errors import ExecutionError
-from graphdl.graph import format_shape
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import get_op
 

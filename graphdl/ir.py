@@ -140,6 +140,12 @@ class IR:
         return [n for n in self.nodes if n.kind in kinds]
 
 
+def format_shape(shape: Shape) -> str:
+    """``(None, 64)`` -> ``(batch?, 64)``: unknown stays distinct from 0."""
+    inner = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"({inner}{',' if len(shape) == 1 else ''})"
+
+
 def ancestors(nodes: Mapping[str, Node], start: str) -> set[str]:
     """``start`` and every node it reads, transitively."""
     seen: set[str] = set()

@@ -15,8 +15,8 @@ import numpy as np
 from graphdl.errors import GraphError
 
 if TYPE_CHECKING:
-    from graphdl.graph import Tensor
     from graphdl.ir import Node, Shape
+    from graphdl.tensor import Tensor
 
 #: A kernel reads its inputs and writes into ``out`` (``None`` for update ops); it must not allocate
 #: arrays in steady state beyond what its factory preallocated.
@@ -24,6 +24,11 @@ Kernel = Callable[..., None]
 #: Builds a kernel for concrete shapes: (attrs, input shapes, output shape, output dtype) -> Kernel.
 KernelFactory = Callable[[dict[str, Any], tuple[tuple[int, ...], ...], tuple[int, ...], np.dtype], Kernel]
 ShapeRule = Callable[[tuple["Shape", ...], dict[str, Any]], "Shape"]
+#: Scratch buffers a kernel needs while it runs, for concrete shapes:
+#: (attrs, input shapes, output shape, dtype) -> [(shape, dtype), ...]. The planner places them in
+#: the arena, live during that step only, and the factory receives them as ``workspace=[arrays]``.
+WorkspaceRule = Callable[[dict[str, Any], tuple[tuple[int, ...], ...], tuple[int, ...], np.dtype],
+                         list[tuple[tuple[int, ...], Any]]]
 DTypeRule = Callable[[tuple[str, ...], dict[str, Any]], str]
 
 
@@ -81,6 +86,16 @@ class _Required:
 
 #: The default of an attribute that has none: it must be given.
 REQUIRED: Any = _Required()
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: The default of an attribute that may be left out and then means nothing (no default is filled in,
+#: not even in a format-v2 file): for ops whose attributes depend on another one (remap_adjoint's ``of``).
+ABSENT: Any = _Absent()
 #: Integers in attributes stay well inside int64 and float64's exact range.
 INT_LIMIT = 2**53
 
@@ -111,7 +126,7 @@ class AttrSpec:
     def problem(self, value: Any) -> str | None:
         """Why ``value`` does not fit, or None."""
         if value is None:
-            return None if self.nullable or (self.kind == "axes") else f"must be {self.describe()}, got null/None"
+            return None if self.nullable else f"must be {self.describe()}, got null/None"
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"must be a bool, got {_show(value)}"
         if self.kind in ("int", "float"):
@@ -150,7 +165,7 @@ class AttrSpec:
 
     def describe(self) -> str:
         text = {"bool": "a bool", "int": "an int", "float": "a number", "str": "a string",
-                "ints": "a list of ints", "axes": "None, an int or a list of ints"}[self.kind]
+                "ints": "a list of ints", "axes": "an int or a list of ints"}[self.kind]
         return text + (" or None" if self.nullable else "")
 
 
@@ -182,9 +197,9 @@ def Ints(length: int | None = None, default: Any = REQUIRED, low: float | None =
     return AttrSpec("ints", default, length=length, low=low, nullable=nullable)
 
 
-def Axes(default: Any = None) -> AttrSpec:
-    """None (all axes), one axis or several; None is always allowed."""
-    return AttrSpec("axes", default, nullable=True)
+def Axes(default: Any = None, nullable: bool = True, low: float | None = None) -> AttrSpec:
+    """One int or several (an axis or axes, repeat counts); None (all axes) unless ``nullable`` is False."""
+    return AttrSpec("axes", default, nullable=nullable, low=low)
 
 
 #: dtypes a node may have and attributes may name.
@@ -195,6 +210,7 @@ DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float3
 class OpDef:
     """One op: how its shape follows from its inputs, how it computes, how it differentiates.
 
+    ``workspace`` declares scratch buffers the planner places in the arena for the step's duration.
     ``inplace`` lists inputs the output may overwrite when that input dies at this node (the kernel
     must then be alias-safe). ``writes`` lists inputs an update kernel mutates. ``nondiff`` lists
     inputs that never receive a gradient (labels, indices). ``shape_only`` lists inputs whose
@@ -223,6 +239,18 @@ class OpDef:
     #: nodes that advance its state (running statistics, random-number counters).
     modal: bool = False
     training_updates: Callable[[Any, Node], None] | None = None
+    #: Scratch buffers the kernel declares (see WorkspaceRule); its factory then takes ``workspace=``.
+    workspace: WorkspaceRule | None = None
+
+
+def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
+    """The workspace arrays a kernel factory uses: the planner's views when given (reshaped to the
+    declared shapes), else its own allocation (a kernel built outside a plan, e.g. in tests)."""
+    if given is None:
+        return [np.empty(shape, dtype) for shape, dtype in declared]
+    if len(given) != len(declared):
+        raise GraphError(f"kernel expected {len(declared)} workspace buffers, got {len(given)}")
+    return [g.reshape(shape) for g, (shape, _) in zip(given, declared)]
 
 
 _OPS: dict[str, OpDef] = {}
@@ -241,7 +269,7 @@ def attr_problems(op: OpDef, attrs: Mapping[str, Any], *, complete: bool = False
             problems.append(f"unknown attribute '{key}' (op '{op.name}' takes: {known})")
     for key, spec in schema.items():
         if key not in attrs:
-            if spec.required or complete:
+            if spec.required or (complete and spec.default is not ABSENT):
                 problems.append(f"attribute '{key}' is missing ({spec.describe()})")
             continue
         problem = spec.problem(attrs[key])
@@ -254,7 +282,7 @@ def with_defaults(op: OpDef, attrs: Mapping[str, Any]) -> dict[str, Any]:
     """``attrs`` plus the default of every optional attribute not given (what a v1 file meant)."""
     full = dict(attrs)
     for key, spec in (op.attr_schema or {}).items():
-        if key not in full and not spec.required:
+        if key not in full and not spec.required and spec.default is not ABSENT:
             full[key] = spec.default
     return full
 
