@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from graphdl.errors import GraphDLError
 from graphdl.ir import NodeKind, format_shape
+from graphdl.onnx import cli as onnx_cli
 
 
 def _bytes(n: int) -> str:
@@ -20,13 +21,19 @@ def _bytes(n: int) -> str:
 
 def info(path: str) -> str:
     """A text summary of a saved model: inputs, outputs, parameters, state, byte counts."""
+    from graphdl.onnx.cli import is_onnx, load_executable
     from graphdl.serialize import load, read
 
-    _, _, manifest = read(path)
-    model = load(path)
+    if is_onnx(path):
+        model, header = load_executable(path)
+    else:
+        _, _, manifest = read(path)
+        model = load(path)
+        header = (f"model '{model.name}' ({'training' if model.training else 'inference'}), format "
+                  f"{manifest['format']} v{manifest['format_version']}, written by graphdl "
+                  f"{manifest['graphdl_version']}")
     nodes = model.nodes
-    lines = [f"model '{model.name}' ({'training' if model.training else 'inference'}), format "
-             f"{manifest['format']} v{manifest['format_version']}, written by graphdl {manifest['graphdl_version']}"]
+    lines = [header]
     lines.append("inputs:")
     lines += [f"  {i:<24} {format_shape(nodes[i].shape):<16} {nodes[i].dtype}" for i in model.inputs]
     lines.append("outputs:")
@@ -56,16 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_viz = sub.add_parser("viz", help="draw a model file as SVG")
     p_viz.add_argument("file")
     p_viz.add_argument("-o", "--output", help="SVG path (default: FILE with .svg)")
+    onnx_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
             print(info(args.file))
+        elif args.command in ("export", "import"):
+            print(onnx_cli.run(args))
         else:
             from graphdl.serialize import load
             from graphdl.viz import to_svg
 
             out = args.output or (args.file.rsplit(".", 1)[0] + ".svg")
-            to_svg(load(args.file), out)
+            to_svg(onnx_cli.load_executable(args.file)[0] if onnx_cli.is_onnx(args.file) else load(args.file), out)
             print(f"wrote {out}")
     except (GraphDLError, FileNotFoundError) as e:
         print(f"graphdl: error: {e}", file=sys.stderr)

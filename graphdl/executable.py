@@ -56,6 +56,8 @@ class Executable:
         self.training = any(n.kind is NodeKind.UPDATE for n in ir.nodes)
         #: The output a training plan minimises (None for inference); the other outputs are monitors.
         self.objective = objective
+        #: Data parallelism of a training plan (graphdl.distributed.MPI), set by gd.compile; None alone.
+        self.distributed: Any = None
         self._plans: dict[tuple, BoundPlan] = {}
 
     def __repr__(self) -> str:

@@ -30,8 +30,8 @@ from typing import IO, Any
 import numpy as np
 
 from graphdl.errors import GraphDLError, ModelFileError
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, name_problem
-from graphdl.registry import DTYPES, OpDef, attr_problems, get_op, with_defaults
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, name_problem, parse_ref, value_info
+from graphdl.registry import DTYPES, OpDef, attr_problems, get_op, infer, with_defaults
 
 FORMAT_NAME = "graphdl-model"
 #: Version 2 writes every attribute of every node (v1 left defaults out); this graphdl reads 1 and 2.
@@ -61,7 +61,8 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 _LEAF_OPS = {NodeKind.PLACEHOLDER: ("placeholder",), NodeKind.PARAM: ("param",), NodeKind.STATE: ("state",),
              NodeKind.CONSTANT: ("constant", "scalar")}
-_NODE_KEYS = {"name", "kind", "op", "inputs", "attrs", "shape", "dtype", "origin"}
+_NODE_KEYS = {"name", "kind", "op", "inputs", "attrs", "shape", "dtype", "origin", "extra_outputs"}
+_OPTIONAL_NODE_KEYS = {"origin", "extra_outputs"}
 _GRAPH_KEYS = {"name", "outputs", "nodes", "objective"}
 _MANIFEST_KEYS = {"format", "format_version", "graphdl_version", "members"}
 _CHUNK = 1 * MiB
@@ -82,18 +83,19 @@ def _complete_attrs(n: Node) -> dict[str, Any]:
     return with_defaults(get_op(n.op), attrs)
 
 
+def _node_to_json(n: Node) -> dict[str, Any]:
+    d = {"name": n.name, "kind": n.kind.value, "op": n.op, "inputs": list(n.inputs),
+         "attrs": {k: _jsonable(v) for k, v in sorted(_complete_attrs(n).items())}, "shape": list(n.shape),
+         "dtype": n.dtype, "origin": n.origin}
+    if n.extra:  # outputs 1..k of a multi-output node (absent for single-output nodes, as in older files)
+        d["extra_outputs"] = [{"shape": list(s), "dtype": t} for s, t in n.extra]
+    return d
+
+
 def graph_to_json(ir: IR) -> dict[str, Any]:
-    """The IR as plain JSON data, every attribute explicit."""
-    return {
-        "name": ir.name,
-        "outputs": list(ir.outputs),
-        "nodes": [
-            {"name": n.name, "kind": n.kind.value, "op": n.op, "inputs": list(n.inputs),
-             "attrs": {k: _jsonable(v) for k, v in sorted(_complete_attrs(n).items())}, "shape": list(n.shape),
-             "dtype": n.dtype, "origin": n.origin}
-            for n in ir.nodes
-        ],
-    }
+    """The IR as plain JSON data, every attribute explicit. Inputs and outputs are value references
+    (``node`` or ``node:k``, output k of a multi-output node)."""
+    return {"name": ir.name, "outputs": list(ir.outputs), "nodes": [_node_to_json(n) for n in ir.nodes]}
 
 
 def _sha256(data: bytes) -> str:
@@ -378,7 +380,7 @@ def _check_node(d: Any, index: int, version: int, limits: Limits) -> Node:
         raise ValueError(f"node #{index}: {problem}")
     name = d["name"]
     where = f"node '{name}'"
-    missing = (_NODE_KEYS - {"origin"}) - set(d)
+    missing = (_NODE_KEYS - _OPTIONAL_NODE_KEYS) - set(d)
     unknown = set(d) - _NODE_KEYS
     if missing or unknown:
         raise ValueError(f"{where}: " + "; ".join(
@@ -431,9 +433,21 @@ def _check_node(d: Any, index: int, version: int, limits: Limits) -> Node:
         if problems:
             raise ValueError(f"{where} ({op.name}): {'; '.join(problems)}")
         attrs = with_defaults(op, attrs)
+    if op is None and "extra_outputs" in d:
+        raise ValueError(f"{where}: a {kind.value} node has one output")
+    if op is not None and op.attr_schema is None:
+        raise ValueError(f"{where}: op '{op.name}' declares no attribute schema, so it cannot be loaded")
     shape = _check_shape(where, d["shape"], limits, known=kind in STORED_KINDS)
+    extra = []
+    raw_extra = d.get("extra_outputs", [])
+    if not isinstance(raw_extra, list) or (not raw_extra and "extra_outputs" in d) or len(raw_extra) > 64:
+        raise ValueError(f"{where}: extra_outputs must be a non-empty list of at most 64 outputs")
+    for k, e in enumerate(raw_extra, start=1):
+        if not isinstance(e, dict) or set(e) != {"shape", "dtype"} or e["dtype"] not in DTYPES:
+            raise ValueError(f"{where}: output {k} must be an object with a shape and a dtype in {list(DTYPES)}")
+        extra.append((_check_shape(f"{where} output {k}", e["shape"], limits, known=False), e["dtype"]))
     return Node(name=name, kind=kind, op=op_name, inputs=tuple(inputs), attrs=make_attrs(attrs), shape=shape,
-                dtype=dtype, origin=origin)
+                dtype=dtype, origin=origin, extra=tuple(extra))
 
 
 def graph_from_json(data: Any, version: int = FORMAT_VERSION, limits: Limits = DEFAULT_LIMITS) -> IR:
@@ -452,19 +466,24 @@ def graph_from_json(data: Any, version: int = FORMAT_VERSION, limits: Limits = D
         if not isinstance(raw, list) or not 0 < len(raw) <= limits.nodes:
             raise ValueError(f"nodes must be a non-empty list of at most {limits.nodes:,} nodes")
         nodes = tuple(_check_node(d, i, version, limits) for i, d in enumerate(raw))
-        names = {n.name for n in nodes}
+        names = {n.name: 1 + len(n.extra) for n in nodes}  # name -> number of outputs
         if len(names) != len(nodes):
             seen: set[str] = set()
             dup = next(n.name for n in nodes if n.name in seen or seen.add(n.name))  # type: ignore[func-returns-value]
             raise ValueError(f"node name '{dup}' appears twice")
+
+        def exists(value: Any) -> bool:
+            node, k = parse_ref(value) if isinstance(value, str) else ("", -1)
+            return 0 <= k < names.get(node, 0)
+
         for n in nodes:
-            absent = [i for i in n.inputs if i not in names]
+            absent = [i for i in n.inputs if not exists(i)]
             if absent:
-                raise ValueError(f"node {n.describe()} reads '{absent[0][:60]}', which is not a node of the graph")
+                raise ValueError(f"node {n.describe()} reads '{absent[0][:60]}', which is not a value of the graph")
         outputs = data["outputs"]
-        if (not isinstance(outputs, list) or not outputs or not all(isinstance(o, str) and o in names for o in outputs)
+        if (not isinstance(outputs, list) or not outputs or not all(exists(o) for o in outputs)
                 or len(set(outputs)) != len(outputs)):
-            raise ValueError("outputs must be a non-empty list of distinct node names")
+            raise ValueError("outputs must be a non-empty list of distinct values of the graph (node or node:k)")
         objective = data.get("objective")
         if objective is not None and (not isinstance(objective, str) or objective not in outputs):
             raise ValueError(f"objective {str(objective)[:60]!r} is not one of the outputs")
@@ -476,7 +495,7 @@ def graph_from_json(data: Any, version: int = FORMAT_VERSION, limits: Limits = D
 def _reinfer(ir: IR) -> IR:
     """Sort the graph (a file may list nodes in any order) and re-derive every computed shape and dtype
     from the op rules; a rule that fails in any way, or disagrees with the file, names the node."""
-    from graphdl.graph import format_shape
+    from graphdl.ir import format_shape
     from passes.toposort import toposort
 
     try:
@@ -488,18 +507,17 @@ def _reinfer(ir: IR) -> IR:
         by_name[n.name] = n
         if (n.kind in STORED_KINDS and n.op != "scalar") or n.kind is NodeKind.PLACEHOLDER:
             continue
-        op, ins = get_op(n.op), [by_name[i] for i in n.inputs]
-        attrs = dict(n.attrs)
+        op, ins = get_op(n.op), [value_info(by_name, i) for i in n.inputs]
         try:
-            shape = tuple(op.shape(tuple(i.shape for i in ins), attrs))
-            dtype = op.dtype(tuple(i.dtype for i in ins), attrs)
-        except Exception as e:
+            shapes, dtypes = infer(op, tuple(s for s, _ in ins), tuple(t for _, t in ins), dict(n.attrs))
+        except Exception as e:  # any failure of a rule on file data is the file's fault
             message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             raise ModelFileError(f"graph.json: node {n.describe()} is inconsistent with its inputs "
-                                 f"({', '.join(format_shape(i.shape) for i in ins)}): {str(message)[:300]}") from None
-        if shape != n.shape or dtype != n.dtype:
-            raise ModelFileError(f"graph.json: node {n.describe()} is stored as {format_shape(n.shape)} {n.dtype}, "
-                                 f"but its op gives {format_shape(shape)} {dtype}")
+                                 f"({', '.join(format_shape(s) for s, _ in ins)}): {str(message)[:300]}") from None
+        if shapes != n.shapes or dtypes != n.dtypes:
+            stored = ", ".join(f"{format_shape(s)} {t}" for s, t in zip(n.shapes, n.dtypes, strict=True))
+            given = ", ".join(f"{format_shape(s)} {t}" for s, t in zip(shapes, dtypes, strict=True))
+            raise ModelFileError(f"graph.json: node {n.describe()} is stored as {stored}, but its op gives {given}")
     return ir
 
 
@@ -622,6 +640,6 @@ def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> An
     objective = manifest["objective"]
     if objective is None and any(n.kind is NodeKind.UPDATE for n in ir.nodes):
         # Files written before the objective was recorded: the only scalar output, if there is one.
-        scalars = [o for o in ir.outputs if ir.node_map()[o].shape == ()]
+        scalars = [o for o in ir.outputs if value_info(ir.node_map(), o)[0] == ()]
         objective = scalars[0] if len(scalars) == 1 else None
     return Executable(ir, weights, objective=objective)

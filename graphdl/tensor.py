@@ -6,14 +6,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from graphdl.errors import GraphError
-from graphdl.ir import Node, Shape, format_shape
+from graphdl.ir import Node, Shape, format_shape, parse_ref
 
 if TYPE_CHECKING:
     from graphdl.builder import Builder
 
 
 class Tensor:
-    """A handle on one node of a graph; supports NumPy-style operators that add nodes."""
+    """A handle on one value of a graph; supports NumPy-style operators that add nodes.
+
+    ``name`` is the value's reference: the node's name, or ``node:k`` for output k of a multi-output node.
+    """
 
     __slots__ = ("graph", "name")
     __array_priority__ = 1000  # so ndarray + Tensor defers to Tensor
@@ -24,23 +27,27 @@ class Tensor:
 
     @property
     def node(self) -> Node:
-        return self.graph.nodes[self.name]
+        return self.graph.nodes[parse_ref(self.name)[0]]
+
+    @property
+    def index(self) -> int:
+        """Which output of its node this value is (0 for single-output nodes)."""
+        return parse_ref(self.name)[1]
 
     @property
     def shape(self) -> Shape:
-        return self.node.shape
+        return self.node.shapes[self.index]
 
     @property
     def dtype(self) -> str:
-        return self.node.dtype
+        return self.node.dtypes[self.index]
 
     @property
     def ndim(self) -> int:
-        return len(self.node.shape)
+        return len(self.shape)
 
     def __repr__(self) -> str:
-        n = self.node
-        return f"<Tensor '{n.name}' {n.op} {format_shape(n.shape)} {n.dtype}>"
+        return f"<Tensor '{self.name}' {self.node.op} {format_shape(self.shape)} {self.dtype}>"
 
     def __hash__(self) -> int:
         return hash((id(self.graph), self.name))

@@ -7,7 +7,7 @@ from typing import Any
 
 from graphdl.builder import Builder, format_shape
 from graphdl.errors import VizError
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, parse_ref
 
 #: Fill colour per node kind: inputs, weights, forward, backward, updates and losses told apart.
 COLORS = {
@@ -41,8 +41,9 @@ def _label(n: Any) -> str:
         attrs = [f"{k}={v}" for k, v in n.attrs if k in shown]
         if attrs:
             lines.append(" ".join(attrs))
-    if n.kind is not NodeKind.UPDATE:
-        lines.append(f"{format_shape(n.shape)} {n.dtype}")
+    if n.kind is not NodeKind.UPDATE:  # one line per output; ":k" names output k of a multi-output node
+        lines += [(f":{k} " if n.extra else "") + f"{format_shape(s)} {d}"
+                  for k, (s, d) in enumerate(zip(n.shapes, n.dtypes, strict=True))]
     return "\n".join(lines)
 
 
@@ -54,6 +55,7 @@ def to_dot(obj: Any, *, show_scalars: bool = False) -> Any:
     dot = graphviz.Digraph(ir.name, graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
                            node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
                                       "fontsize": "10"})
+    by_name = ir.node_map()
     hidden = {n.name for n in ir.nodes if n.op == "scalar"} if not show_scalars else set()
     for n in ir.nodes:
         if n.name in hidden:
@@ -62,8 +64,10 @@ def to_dot(obj: Any, *, show_scalars: bool = False) -> Any:
         dot.node(_node_id(n.name), _label(n), fillcolor=COLORS[n.kind], tooltip=f"{n.kind.value} @ {n.origin}",
                  **extra)
         for i in n.inputs:
-            if i not in hidden:
-                dot.edge(_node_id(i), _node_id(n.name))
+            src, k = parse_ref(i)
+            if src not in hidden:  # an edge from a multi-output node is labelled with the output it carries
+                port = {"taillabel": f":{k}", "fontsize": "8"} if by_name[src].extra else {}
+                dot.edge(_node_id(src), _node_id(n.name), **port)
     with dot.subgraph(name="cluster_legend") as legend:
         legend.attr(label="node kinds", fontsize="10", style="dashed")
         for kind, color in COLORS.items():

@@ -1,10 +1,11 @@
 """Buffer planning: liveness over the schedule, then offsets in one arena, reusing freed space.
 
-Every value a step computes gets a slot in one arena. A value is live from the step that writes it
-to the last step that reads it; requested outputs stay live to the end. A slot is freed after its
-last reader runs and reused by a later value that fits (best fit, coalescing neighbours), or, for
-ops that declare it, by the very step that last reads it (in place). An offline placement (largest
-buffers first, each at the lowest offset free over its lifetime) is also tried; the smaller wins.
+Every value a step computes (each output of a multi-output node) gets a slot in one arena. A value
+is live from the step that writes it to the last step that reads it; requested outputs stay live to
+the end. A slot is freed after its last reader runs and reused by a later value that fits (best
+fit, coalescing neighbours), or, for ops that declare it, by the very step that last reads it (in
+place). An offline placement (largest buffers first, each at the lowest offset free over its
+lifetime) is also tried; the smaller wins.
 Feeds, parameters, state and constants live outside the arena and are never reused (compare MXNet's
 plan_memory, ONNX Runtime's allocation planner and tinygrad's memory planner).
 """
@@ -130,9 +131,9 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     last_use: dict[str, int] = {}
     for i, n in enumerate(nodes):
         op = get_op(n.op)
-        out = None if op.writes else n.name
-        steps.append(Step(n.name, n.op, n.inputs, out))
-        if out is not None:
+        outs = () if op.writes else n.refs  # one slot per output; an update writes in place
+        steps.append(Step(n.name, n.op, n.inputs, outs))
+        for out in outs:
             produced[out] = i
             last_use[out] = i
         for k, v in enumerate(n.inputs):
@@ -142,17 +143,16 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     for o in ir.outputs:
         if o in produced:
             last_use[o] = end  # what the user can see is never reused
-    dtypes = {n.name: n.dtype for n in ir.nodes}
+    dtypes = {r: d for n in ir.nodes for r, d in zip(n.refs, n.dtypes, strict=True)}
     size = {v: _align(_nbytes(shapes[v], dtypes[v])) for v in produced}
 
     # 1. In place: an output takes the buffer of an input that dies at this step, if its op allows.
     buffer_of: dict[str, str] = {}  # value -> name of the value that first owned its buffer
     for i, step in enumerate(steps):
-        v = step.output
-        if v is None:
-            continue
-        buffer_of[v] = v
-        if not reuse:
+        for v in step.outputs:
+            buffer_of[v] = v
+        v = step.output  # only the first output may take an input's buffer
+        if v is None or not reuse:
             continue
         for k in get_op(step.op).inplace:
             src = step.inputs[k] if k < len(step.inputs) else None
@@ -183,8 +183,9 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     for b in start:
         freed_at.setdefault(stop[b], []).append(b)
     for i, step in enumerate(steps):
-        v = step.output
-        if v is not None and buffer_of[v] == v:
+        for v in step.outputs:
+            if buffer_of[v] != v:
+                continue
             if reuse:
                 offset[v] = arena.alloc(size[v])
             else:

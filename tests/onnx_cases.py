@@ -87,18 +87,21 @@ LAYERS: dict[str, Case] = {
 }
 
 
+INT_INPUT = {"embedding", "one_hot"}
+
+
 def feed(shape: tuple[int | None, ...], batch: int, dtype: str, name: str, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     concrete = tuple(batch if d is None else d for d in shape)
-    if name == "embedding":
+    if name in INT_INPUT:
         return rng.integers(0, 10, concrete)
     return rng.standard_normal(concrete).astype(dtype)
 
 
 def build_case(name: str, dtype: str = "float32") -> tuple[gd.Graph, gd.Tensor, gd.Tensor]:
-    shape, fn = LAYERS[name]
+    shape, fn = LAYERS[name] if name in LAYERS else EXPORT_ONLY[name]
     with gd.Graph(name, dtype=dtype, seed=1) as g:
-        x = gd.placeholder("x", shape, "int64" if name == "embedding" else dtype)
+        x = gd.placeholder("x", shape, "int64" if name in INT_INPUT else dtype)
         out = fn(x)
     return g, x, out
 
@@ -108,3 +111,34 @@ def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
     expected = np.asarray(expected, dtype=np.float64)
     diff = np.abs(np.asarray(actual, dtype=np.float64) - expected)
     return float(diff.max() / max(np.abs(expected).max(), 1e-30)) if diff.size else 0.0
+
+
+def _index(values: list[list[int]]) -> gd.Tensor:
+    return gd.constant(np.array(values, dtype=np.int64))
+
+
+#: Ops exported to ONNX that the importer does not map back (checked against onnxruntime only).
+EXPORT_ONLY: dict[str, Case] = {
+    "expand_squeeze": ((None, 6), lambda x: ops.squeeze(ops.expand_dims(x, (1, 3)), 1) * 2.0),
+    "squeeze_all": ((None, 1, 6, 1), lambda x: ops.squeeze(ops.tanh(x), None)),
+    "broadcast_to": ((None, 1, 6), lambda x: ops.broadcast_to(x, (None, 3, 6))),
+    "reshape_like": ((None, 6), lambda x: x.graph.apply("reshape_like", [ops.reshape(x, (-1, 2, 3)) * 2.0, x])),
+    "tril_triu": ((None, 4, 4), lambda x: ops.tril(x, -1) + ops.triu(x, 1)),
+    "one_hot": ((None, 5), lambda x: ops.one_hot(x, 10)),
+    "einsum": ((None, 3, 4), lambda x: ops.einsum("bij,bkj->bik", x, x)),
+    "gather": ((None, 6), lambda x: ops.gather(x, 1, _index([[0, 5, 2], [1, 1, 3]]))),
+    "take_along_axis": ((None, 6), lambda x: ops.take_along_axis(x, _index([[0, -1, 2]]), 1)),
+    "scatter": ((None, 6), lambda x: ops.scatter(x, 1, _index([[0, 5], [1, 2]]), 7.0)),
+    "scatter_src": ((None, 6), lambda x: ops.scatter(x, 1, _index([[0, 5], [1, 2]]), gd.constant(np.ones((2, 2))))),
+    "scatter_add": ((None, 6), lambda x: ops.scatter_add(x, 1, _index([[0, 0], [1, 2]]),
+                                                         gd.constant(np.ones((2, 2))))),
+    "flip": ((None, 4, 6), lambda x: ops.flip(x, (1, 2)) + ops.flip(x, 2)),
+    "roll": ((None, 4, 6), lambda x: ops.roll(x, (1, -2, 3), (1, 2, 2))),
+    "tile": ((None, 6), lambda x: ops.tile(x, (2, 1, 3))),
+    "repeat": ((None, 3, 4), lambda x: ops.repeat(x, 2, axis=1)),
+    "repeat_counts": ((None, 3, 4), lambda x: ops.repeat(x, (1, 0, 3), axis=1)),
+    "pad_constant": ((None, 3, 4), lambda x: ops.pad(x, (1, 2), value=0.5)),
+    "pad_reflect": ((None, 3, 4), lambda x: ops.pad(x, (1, 2, 2, 1), mode="reflect")),
+    "pad_replicate": ((None, 3, 4), lambda x: ops.pad(x, (1, 2), mode="replicate")),
+    "pad_circular": ((None, 3, 4), lambda x: ops.pad(x, (1, 2, 1, 0), mode="circular")),
+}

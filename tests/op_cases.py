@@ -212,6 +212,8 @@ CASES: list[Case] = [
     Case("unpick", make=lambda r: [r.standard_normal(6), r.integers(0, 4, 6), r.standard_normal((6, 4))]),
     Case("softmax_cross_entropy", make=_labels(6, 4), kind="loss"),
     Case("mse", [(5, 3), (5, 3)], kind="loss"),
+    Case("split", [(4, 7)], {"sizes": (2, 1, 4), "axis": 1}),
+    Case("split", [(5, 3, 2)], {"sizes": (3, 2), "axis": -3}, id="split-axis0"),
 ]
 
 #: Ops with no gradient rule, and why.
@@ -228,6 +230,9 @@ NO_GRADIENT: dict[str, str] = {
     "sgd_update": "optimizer update (writes in place)",
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
+    "allreduce_start": "gradient communication (training-only)",
+    "allreduce_wait": "gradient communication (training-only)",
+    "bucket_slice": "gradient communication (training-only)",
     "rmsprop_update": "optimizer update (writes in place)",
     "adagrad_update": "optimizer update (writes in place)",
     "learning_rate": "a function of the integer step counter",
@@ -236,3 +241,56 @@ NO_GRADIENT: dict[str, str] = {
 
 # Fused ops the compiler substitutes (graphdl/ops/fused.py).
 NO_GRADIENT["matmul_sgd_update"] = "fused optimizer update (writes in place)"
+
+
+def _attrs_1d(k: int, stride: int = 1, pad: tuple[int, int] = (0, 0), dil: int = 1, groups: int = 1) -> dict:
+    return {"kernel": (k,), "stride": (stride,), "padding": pad, "dilation": (dil,), "groups": groups}
+
+
+CASES += [
+    Case("conv1d", [(2, 3, 9), (4, 3, 3), (4,)], _attrs_1d(3)),
+    Case("conv1d", [(1, 4, 10), (6, 2, 3)], _attrs_1d(3, 2, (1, 2), 2, 2), id="conv1d-s2-pad-dil-g2"),
+    Case("conv1d_input_grad", [(2, 4, 4), (4, 3, 3), (2, 3, 9)], _attrs_1d(3, 2, (1, 0))),
+    Case("conv1d_weight_grad", [(1, 4, 10), (1, 6, 5)], _attrs_1d(3, 2, (1, 2), 2, 2)),
+    Case("conv_transpose2d", [(2, 3, 4, 5), (3, 2, 3, 3), (2,)], {**_conv_attrs((3, 3), 2, (1, 1, 1, 1)),
+                                                                  "output_padding": (1, 0)}),
+    Case("conv_transpose2d", [(1, 4, 3, 3), (4, 3, 2, 3)], {**_conv_attrs((2, 3), 2, (0, 0, 1, 1), 2, 2),
+                                                            "output_padding": (1, 1)}, id="conv_transpose2d-g2-dil"),
+]
+
+CASES += [
+    Case("relu6", make=lambda r: [_away_from(r, (4, 5), (0.0, 1.5)) * 4]),
+    Case("hardsigmoid", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("hardswish", make=lambda r: [_away_from(r, (4, 5), (-1.0, 1.0)) * 3]),
+    Case("selu", make=lambda r: [_away_from_zero(r, (4, 5))]),
+    Case("celu", make=lambda r: [_away_from_zero(r, (4, 5))], attrs={"alpha": 1.7}),
+    Case("mish", [(4, 5)]),
+    Case("softsign", [(4, 5)]),
+    Case("logsigmoid", [(4, 5)]),
+]
+
+
+def _class_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        labels = rng.integers(0, k, n)
+        if ignore is not None:
+            labels[::3] = ignore
+        return [rng.standard_normal((n, k)), labels, *([rng.random(k) + 0.5] if weighted else [])]
+
+    return make
+
+
+def _class_grad_inputs(n: int, k: int, ignore: int | None, weighted: bool):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        lp, labels, *w = _class_inputs(n, k, ignore, weighted)(rng)
+        return [rng.standard_normal(n), labels, lp, *w]
+
+    return make
+
+
+CASES += [
+    Case("class_nll", make=_class_inputs(6, 4, None, False)),
+    Case("class_nll", make=_class_inputs(7, 3, -100, True), attrs={"ignore_index": -100}, id="class_nll-weight-ignore"),
+    Case("class_nll_grad", make=_class_grad_inputs(7, 3, 2, True), attrs={"ignore_index": 2}),
+]
+NO_GRADIENT["class_weight"] = "per-sample class weights of integer labels (constants)"

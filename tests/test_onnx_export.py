@@ -7,7 +7,7 @@ import pytest
 
 import graphdl as gd
 from graphdl.registry import all_ops
-from tests.onnx_cases import LAYERS, build_case, feed, rel_err
+from tests.onnx_cases import EXPORT_ONLY, LAYERS, build_case, feed, rel_err
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -31,7 +31,7 @@ def test_every_op_has_an_exporter_or_is_training_only() -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", sorted(LAYERS))
+@pytest.mark.parametrize("name", sorted(LAYERS) + sorted(EXPORT_ONLY))
 def test_layer_matches_onnxruntime(name: str, dtype: str, tmp_path) -> None:
     g, x, out = build_case(name, dtype)
     path = str(tmp_path / f"{name}.onnx")

@@ -229,3 +229,20 @@ def _save_bytes(path, data: bytes) -> str:
     with open(path, "wb") as f:
         f.write(data)
     return str(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, shape", [(_mlp, (64,)), (_digits_cnn, (1, 8, 8))], ids=["mlp", "cnn"])
+def test_torch_dynamo_exporter(make, shape, tmp_path) -> None:
+    """The torch.export-based exporter (dynamo=True) loads too; it folds BatchNorm into the convolution."""
+    module = make().eval()
+    path = str(tmp_path / "dynamo.onnx")
+    batch = torch.export.Dim("batch", min=1)
+    torch.onnx.export(module, (torch.zeros((2, *shape)),), path, input_names=["x"], output_names=["logits"],
+                      dynamic_shapes=({0: batch},), dynamo=True, external_data=False)
+    exe = gd.onnx.load(path).compile()
+    for n in (1, 7):
+        xv = np.random.default_rng(n).standard_normal((n, *shape)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(xv)).numpy()
+        assert rel_err(exe.run({"x": xv})[0], expected) <= 1e-5

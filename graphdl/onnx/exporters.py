@@ -15,6 +15,7 @@ import numpy as np
 
 from graphdl.ir import Node
 from graphdl.onnx.export import ExportContext, ExportError
+from graphdl.ops.common import norm_axes
 
 Exporter = Callable[[ExportContext, Node], None]
 EXPORTERS: dict[str, Exporter] = {}
@@ -24,7 +25,7 @@ TRAINING_ONLY = frozenset({
     "relu_grad", "conv2d_input_grad", "conv2d_weight_grad", "embedding_grad", "unpick", "unslice",
     "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats", "max_pool2d_grad", "max_pool2d_pick",
     "avg_pool2d_grad", "broadcast_like", "sum_to", "expand_like", "sgd_update", "adam_update", "rmsprop_update",
-    "adagrad_update", "increment", "learning_rate", "matmul_sgd_update",
+    "adagrad_update", "increment", "learning_rate", "matmul_sgd_update", "gather_adjoint", "remap_adjoint",
 })
 
 
@@ -301,3 +302,152 @@ def _mse(ctx: ExportContext, n: Node) -> None:
     sq = ctx.helper(n, "square", "Mul", [d, d])
     ctx.emit("ReduceMean", [sq], n.name, keepdims=0)
 
+
+
+# -- structural ops -------------------------------------------------------------------------
+@exporter("expand_dims")
+def _expand_dims(ctx: ExportContext, n: Node) -> None:
+    ctx.emit("Unsqueeze", [n.inputs[0], ctx.const(n, "axes", list(norm_axes(n.attr["axis"], len(n.shape))))], n.name)
+
+
+@exporter("squeeze")
+def _squeeze(ctx: ExportContext, n: Node) -> None:
+    x = ctx.nodes[n.inputs[0]].shape
+    axis = n.attr.get("axis")
+    axes = [i for i, d in enumerate(x) if d == 1] if axis is None else list(norm_axes(axis, len(x)))
+    ctx.emit("Squeeze", [n.inputs[0], ctx.const(n, "axes", axes)], n.name)
+
+
+@exporter("broadcast_to")
+def _broadcast_to(ctx: ExportContext, n: Node) -> None:
+    # Expand broadcasts both ways: a 1 (for None, "keep the input's size") leaves an axis as it is
+    shape = [1 if d is None else int(d) for d in n.attr["shape"]]
+    ctx.emit("Expand", [n.inputs[0], ctx.const(n, "shape", shape)], n.name)
+
+
+@exporter("reshape_like")
+def _reshape_like(ctx: ExportContext, n: Node) -> None:
+    ctx.emit("Reshape", [n.inputs[0], ctx.helper(n, "shape", "Shape", [n.inputs[1]])], n.name)
+
+
+@exporter("tril", "triu")
+def _tri(ctx: ExportContext, n: Node) -> None:
+    k = ctx.const(n, "k", int(n.attr.get("k", 0)))
+    ctx.emit("Trilu", [n.inputs[0], k], n.name, upper=int(n.op == "triu"))
+
+
+@exporter("one_hot")
+def _one_hot(ctx: ExportContext, n: Node) -> None:
+    depth = ctx.const(n, "depth", int(n.attr["num_classes"]))
+    values = ctx.const(n, "values", [0, 1], np.dtype(n.dtype))
+    ctx.emit("OneHot", [n.inputs[0], depth, values], n.name, axis=-1)
+
+
+@exporter("einsum")
+def _einsum(ctx: ExportContext, n: Node) -> None:
+    ctx.emit("Einsum", n.inputs, n.name, equation=n.attr["equation"])
+
+
+@exporter("gather")
+def _gather(ctx: ExportContext, n: Node) -> None:
+    ctx.emit("GatherElements", n.inputs, n.name, axis=int(n.attr["axis"]))
+
+
+@exporter("scatter", "scatter_add")
+def _scatter(ctx: ExportContext, n: Node) -> None:
+    x, index = n.inputs[:2]
+    if len(n.inputs) == 3:
+        src = n.inputs[2]
+    else:  # a number written everywhere index points
+        value = ctx.const(n, "value", n.attr.get("value", 0.0), ctx.dtype(x))
+        src = ctx.helper(n, "src", "Expand", [value, ctx.helper(n, "index_shape", "Shape", [index])])
+    ctx.emit("ScatterElements", [x, index, src], n.name, axis=int(n.attr["axis"]),
+             reduction="add" if n.op == "scatter_add" else "none")
+
+
+@exporter("flip")
+def _flip(ctx: ExportContext, n: Node) -> None:
+    axes = list(norm_axes(n.attr.get("axis"), len(n.shape)))
+    k = len(axes)
+    ins = [n.inputs[0], ctx.const(n, "starts", [-1] * k), ctx.const(n, "ends", [-(2**63)] * k),
+           ctx.const(n, "axes", axes), ctx.const(n, "steps", [-1] * k)]
+    ctx.emit("Slice", ins, n.name)
+
+
+@exporter("roll")
+def _roll(ctx: ExportContext, n: Node) -> None:
+    x = ctx.nodes[n.inputs[0]]
+    shift, axis = n.attr["shift"], n.attr["axis"]
+    pairs = list(zip((shift,) if isinstance(shift, int) else shift, (axis,) if isinstance(axis, int) else axis))
+    total: dict[int, int] = {}
+    for s, a in pairs:  # shifts on one axis add up, as in NumPy
+        total[a % len(x.shape)] = total.get(a % len(x.shape), 0) + int(s)
+    cur = n.inputs[0]
+    for k, (a, s) in enumerate(sorted(total.items())):
+        size = x.shape[a]
+        if size is None:
+            raise ExportError(f"{n.describe()}: rolling axis {a}, whose size is unknown, is not exported")
+        s %= max(size, 1)
+        ax = ctx.const(n, f"axis{k}", [a])
+        tail = ctx.helper(n, f"tail{k}", "Slice", [cur, ctx.const(n, f"cut{k}", [size - s]),
+                                                   ctx.const(n, f"end{k}", [size]), ax])
+        head = ctx.helper(n, f"head{k}", "Slice", [cur, ctx.const(n, f"zero{k}", [0]),
+                                                   ctx.const(n, f"cut{k}_", [size - s]), ax])
+        last = k == len(total) - 1
+        cur = (ctx.emit("Concat", [tail, head], n.name, axis=a) if last
+               else ctx.helper(n, f"rolled{k}", "Concat", [tail, head], axis=a))
+    if not total:
+        ctx.emit("Identity", [cur], n.name)
+
+
+@exporter("tile")
+def _tile(ctx: ExportContext, n: Node) -> None:
+    x = ctx.nodes[n.inputs[0]]
+    reps = [int(r) for r in n.attr["reps"]]
+    src = n.inputs[0]
+    lead = len(reps) - len(x.shape)
+    if lead > 0:
+        src = ctx.helper(n, "lead", "Unsqueeze", [src, ctx.const(n, "lead_axes", list(range(lead)))])
+    reps = [1] * max(-lead, 0) + reps
+    ctx.emit("Tile", [src, ctx.const(n, "reps", reps)], n.name)
+
+
+@exporter("repeat")
+def _repeat(ctx: ExportContext, n: Node) -> None:
+    x = ctx.nodes[n.inputs[0]]
+    (axis,) = norm_axes(n.attr["axis"], len(x.shape))
+    r = n.attr["repeats"]
+    size = x.shape[axis]
+    if not isinstance(r, int):  # one count per element: gather the input positions
+        counts = np.asarray(r, dtype=np.int64)
+        index = ctx.const(n, "index", np.repeat(np.arange(len(counts)), counts))
+        ctx.emit("Gather", [n.inputs[0], index], n.name, axis=axis)
+        return
+    if size is None or None in x.shape[axis + 1:]:
+        raise ExportError(f"{n.describe()}: repeat needs the sizes from axis {axis} on known")
+    # (.., n, ..) -> (.., n, 1, ..) -> (.., n, r, ..) -> (.., n * r, ..)
+    up = ctx.helper(n, "unsqueeze", "Unsqueeze", [n.inputs[0], ctx.const(n, "axes", [axis + 1])])
+    mult = [1] * (len(x.shape) + 1)
+    mult[axis + 1] = r
+    expanded = ctx.helper(n, "tile", "Tile", [up, ctx.const(n, "reps", mult)])
+    target = [0] * axis + [size * r] + [int(d) for d in x.shape[axis + 1:]]
+    ctx.emit("Reshape", [expanded, ctx.const(n, "target", target)], n.name)
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+@exporter("pad")
+def _pad(ctx: ExportContext, n: Node) -> None:
+    nd = len(n.shape)
+    pad = [int(p) for p in n.attr["pad"]]
+    begins, ends = [0] * nd, [0] * nd
+    for k in range(len(pad) // 2):  # PyTorch order: (left, right) of the last axis first
+        begins[nd - 1 - k], ends[nd - 1 - k] = pad[2 * k], pad[2 * k + 1]
+    mode = _PAD_MODES[n.attr.get("mode", "constant")]
+    if mode == "wrap" and ctx.opset < 19:
+        raise ExportError(f"{n.describe()}: circular padding needs opset 19 or later, not {ctx.opset}")
+    ins = [n.inputs[0], ctx.const(n, "pads", begins + ends)]
+    if mode == "constant":
+        ins.append(ctx.const(n, "value", n.attr.get("value", 0.0), ctx.dtype(n.inputs[0])))
+    ctx.emit("Pad", ins, n.name, mode=mode)

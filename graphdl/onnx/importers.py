@@ -9,6 +9,7 @@ the first time it is used.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,10 @@ def importer(*op_types: str) -> Callable[[Importer], Importer]:
 
 
 def _clean(name: str) -> str:
-    return name.lstrip("/") or "node"
+    """A valid graphdl node name from an ONNX name: letters, digits and _ . - / only, starting with a
+    letter, digit or _ ("/fc1/Gemm" -> "fc1/Gemm", "onnx::Conv_27" -> "onnx_Conv_27")."""
+    name = re.sub(r"[^A-Za-z0-9_./-]+", "_", name).lstrip("./-")
+    return name[:200] or "node"
 
 
 class ImportContext:

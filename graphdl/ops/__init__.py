@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from graphdl.errors import GraphError, ShapeError
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    collective,
     contract,
     conv,
+    conv_more,
     dims,
     elementwise,
     gather,
@@ -21,11 +24,23 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     losses,
     nn,
     norm,
+    partition,
     pool,
     reduce,
     remap,
     updates,
 )
+from graphdl.ops.activations import (  # noqa: F401
+    celu,
+    hardsigmoid,
+    hardswish,
+    logsigmoid,
+    mish,
+    relu6,
+    selu,
+    softsign,
+)
+from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
@@ -189,6 +204,38 @@ def transpose(a: Tensor, axes: Sequence[int] | None = None) -> Tensor:
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return _apply("concat", *tensors, axis=axis)
+
+
+def _split_sizes(x: Tensor, axis: int, what: str) -> int:
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"{what}: axis {axis} is out of range for '{x.name}' of shape {x.shape}")
+    size = x.shape[axis]
+    if size is None:
+        raise ShapeError(f"{what}: axis {axis} of '{x.name}' {x.shape} has unknown size; split a known axis")
+    return size
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Split ``x`` along ``axis`` as ``torch.split``: an int gives pieces of that size (the last may be
+    smaller), a list gives the size of each piece. One node with one output per piece."""
+    size = _split_sizes(x, axis, "split")
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise GraphError(f"split size must be positive, got {step}")
+        sizes = [min(step, size - s) for s in range(0, size, step)] or [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+    return x.graph.apply_multi("split", [x], {"sizes": tuple(sizes), "axis": axis})
+
+
+def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
+    """Split ``x`` into ``chunks`` pieces along ``axis`` as ``torch.chunk``: each of size
+    ceil(size / chunks), so there may be fewer than ``chunks`` pieces. One node."""
+    if chunks <= 0:
+        raise GraphError(f"chunk needs a positive number of chunks, got {chunks}")
+    size = _split_sizes(x, axis, "chunk")
+    return split(x, -(-size // chunks) or 1, axis)
 
 
 # Fused ops the compiler substitutes (passes/fuse.py), registered after the ops they fuse.

@@ -92,7 +92,7 @@ register(OpDef(
     "broadcast_to", _broadcast_to_shape, _broadcast_to_kernel, arity=1, label_attrs=("shape",),
     grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape)],
     doc="x repeated along axes of size 1 (and new leading axes) to `shape` (NumPy broadcast_to); "
-        "None in shape keeps the input's size.", attr_schema={"shape": Ints(low=0)},
+        "None in shape keeps the input's size.", attr_schema={"shape": Ints(low=0, unknown=True)},
 ))
 
 

@@ -183,7 +183,10 @@ def _remap_kernel(op: str):
         def remap(x: np.ndarray, out: np.ndarray) -> None:
             y = x.reshape(plan.full)
             for a, idx, fill in plan.steps:
-                y = np.take(y, idx, axis=a)
+                if y.shape[a] == 0:  # only fill values to read (constant padding of an empty axis)
+                    y = np.empty((*y.shape[:a], len(idx), *y.shape[a + 1:]), dtype=dtype)
+                else:
+                    y = np.take(y, idx, axis=a)
                 if fill is not None:
                     np.moveaxis(y, a, 0)[fill] = value
             np.copyto(out, y.reshape(out.shape))
@@ -211,7 +214,7 @@ REMAP_ATTRS = {
     "roll": {"shift": Axes(REQUIRED, nullable=False), "axis": Axes(REQUIRED, nullable=False)},
     "repeat": {"repeats": Axes(REQUIRED, nullable=False, low=0), "axis": Axes(REQUIRED, nullable=False)},
     "tile": {"reps": Ints(low=0)},
-    "pad": {"pad": Ints(low=0), "mode": Str(*PAD_MODES, default="constant"), "value": Float(0.0)},
+    "pad": {"pad": Ints(low=0), "mode": Str(default="constant"), "value": Float(0.0)},
 }
 #: The adjoint carries its forward op's attributes (which ones depends on ``of``; the forward op's rule checks).
 REMAP_ADJOINT_ATTRS = {"of": Str(*REMAP_ATTRS), **{k: dataclasses.replace(spec, default=ABSENT, nullable=True)
