@@ -161,6 +161,13 @@ class AttrSpec:
             if len(value) > 64:
                 return f"has {len(value)} entries; at most 64 are allowed"
             return next((p for p in map(self._bounds, (v for v in value if v is not None)) if p), None)
+        if self.kind == "entries":  # a list of short lists of ints, None and short strings (index entries)
+            ok = isinstance(value, tuple | list) and len(value) <= 64 and all(
+                isinstance(e, tuple | list) and len(e) <= 8 and all(
+                    x is None or (isinstance(x, str) and len(x) <= 16)
+                    or (isinstance(x, int) and not isinstance(x, bool) and abs(x) <= INT_LIMIT) for x in e)
+                for e in value)
+            return None if ok else f"must be {self.describe()}, got {_show(value)}"
         raise AssertionError(f"unknown attribute kind {self.kind!r}")
 
     def _bounds(self, value: float) -> str | None:
@@ -177,7 +184,8 @@ class AttrSpec:
     def describe(self) -> str:
         text = {"bool": "a bool", "int": "an int", "float": "a number", "str": "a string",
                 "ints": "a list of ints" + (" or nulls" if self.unknown else ""),
-                "axes": "an int or a list of ints"}[self.kind]
+                "axes": "an int or a list of ints",
+                "entries": "a list of index entries (lists of ints, nulls and short strings)"}[self.kind]
         return text + (" or None" if self.nullable else "")
 
 
@@ -259,13 +267,19 @@ class OpDef:
 
 
 def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
-    """The workspace arrays a kernel factory uses: the planner's views when given (reshaped to the
-    declared shapes), else its own allocation (a kernel built outside a plan, e.g. in tests)."""
+    """The workspace arrays a kernel factory uses: the planner's byte views of the arena when given
+    (viewed as the declared shapes and dtypes), else its own allocation (a kernel built outside a
+    plan, e.g. in tests)."""
     if given is None:
         return [np.empty(shape, dtype) for shape, dtype in declared]
     if len(given) != len(declared):
         raise GraphError(f"kernel expected {len(declared)} workspace buffers, got {len(given)}")
-    return [g.reshape(shape) for g, (shape, _) in zip(given, declared)]
+    out = []
+    for g, (shape, dtype) in zip(given, declared):
+        dtype = np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        out.append(g.view(np.uint8)[:nbytes].view(dtype).reshape(shape))
+    return out
 
 
 def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],
