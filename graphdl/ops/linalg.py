@@ -9,7 +9,7 @@ import numpy as np
 
 from graphdl.ops.common import broadcast
 from graphdl.ops.gemm import make_gemm
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Bool, GradContext, OpDef, fail, register
 
 
 def _matmul_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -67,4 +67,5 @@ def _matmul_grad(c: GradContext) -> list:
 
 
 register(OpDef("matmul", _matmul_shape, _matmul_kernel, arity=2, grad=_matmul_grad,
-               label_attrs=("transpose_a", "transpose_b")))
+               label_attrs=("transpose_a", "transpose_b"),
+               attr_schema={"transpose_a": Bool(False), "transpose_b": Bool(False)}))
