@@ -159,6 +159,18 @@ def _save(model: onnx.ModelProto, path) -> str:
     return path
 
 
+def test_constant_nodes(tmp_path) -> None:
+    shape = helper.make_node("Constant", [], ["shape"], value=numpy_helper.from_array(np.array([-1, 2, 2])))
+    half = helper.make_node("Constant", [], ["half"], value_float=0.5)
+    nodes = [shape, half, helper.make_node("Reshape", ["x", "shape"], ["r"], name="r"),
+             helper.make_node("Mul", ["r", "half"], ["m"], name="m"),
+             helper.make_node("Flatten", ["m"], ["y"], name="flat")]
+    imported = gd.onnx.load(_save(_model(nodes), tmp_path / "c.onnx"))
+    xv = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(imported.compile().run({"x": xv})[0], xv * 0.5)
+    assert not imported.graph.parameters()  # constants are not trainable
+
+
 def test_unsupported_op_is_refused_up_front(tmp_path, monkeypatch) -> None:
     from graphdl.onnx import importers
 

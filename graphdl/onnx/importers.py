@@ -152,9 +152,6 @@ class ImportContext:
             self.node = node
             if k in fused.skip:
                 continue
-            if node.op_type == "Constant":
-                self.consts[node.output[0]] = _constant(self, node)
-                continue
             if k in fused.linear:
                 outs: list[Tensor | None] = [fused.build(self, k)]
             else:
@@ -177,6 +174,13 @@ class ImportContext:
             outputs.append(self.values[o.name])
         return ImportedModel(g, inputs, outputs, self.opset, self.model.producer_name,
                              [t.name for t in self.model.graph.initializer])
+
+
+@importer("Constant")
+def _constant_node(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    """A constant becomes a graph node only where an op reads it as data (``ImportContext.input``)."""
+    ctx.consts[node.output[0]] = _constant(ctx, node)
+    return [None]
 
 
 def _constant(ctx: ImportContext, node: Any) -> np.ndarray:
