@@ -231,6 +231,10 @@ def test_hostile_files(tmp_path) -> None:
     with pytest.raises(gd.ModelFileError, match="external"):
         gd.onnx.load(_save(_relu_with_weight(external), tmp_path / "ext.onnx"))
 
+    with pytest.raises(gd.ModelFileError, match="cannot be read"):
+        gd.onnx.load(tmp_path)  # a directory
+    with pytest.raises(FileNotFoundError):
+        gd.onnx.load(tmp_path / "missing.onnx")
     assert not (tmp_path / "etc").exists()
     gd.onnx.load(_save_bytes(tmp_path / "good.onnx", good))  # the well-formed one loads
 

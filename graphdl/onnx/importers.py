@@ -97,7 +97,7 @@ class ImportContext:
             raise self.refuse(f"input '{name}' is not defined before this node")
         g = self.graph
         tag = _KINDS.get(self.inits[name].doc_string) if name in self.inits else None
-        if arr.ndim == 0 and arr.dtype.kind == "f" and kind is None:
+        if arr.ndim == 0 and arr.dtype.kind == "f" and kind is None and tag is not NodeKind.PARAM:
             t = g.scalar(float(arr), arr.dtype.name)  # folded and simplified like any graphdl scalar
         else:
             if kind is None:
