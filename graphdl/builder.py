@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.dtypes import scalar_dtype
 from graphdl.errors import DTypeError, GraphError, ShapeError
 from graphdl.ir import (
     IR,
@@ -145,9 +146,9 @@ class Builder:
                     "build every node of a model inside the same `with gd.Graph()` block"
                 )
             return t if t.graph is self else Tensor(self, t.name)
-        if isinstance(t, int | float | np.number):
-            dtype = like.dtype if like is not None and like.dtype in FLOAT_DTYPES else self.dtype
-            return self.scalar(float(t), dtype)
+        if isinstance(t, int | float | np.number | np.bool_):
+            # weak scalars: a Python number takes the dtype of the tensor it meets (graphdl.dtypes)
+            return self.scalar(float(t), scalar_dtype(t, like.dtype if like is not None else None, self.dtype))
         raise GraphError(
             f"cannot use {type(t).__name__} as a graph input; wrap arrays with gd.constant()"
         )

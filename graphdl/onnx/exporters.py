@@ -256,14 +256,6 @@ def _concat(ctx: ExportContext, n: Node) -> None:
     ctx.emit("Concat", n.inputs, n.name, axis=int(n.attr.get("axis", 1)))
 
 
-@exporter("slice")
-def _slice(ctx: ExportContext, n: Node) -> None:
-    a = n.attr
-    ins = [n.inputs[0], ctx.const(n, "starts", [a["start"]]), ctx.const(n, "ends", [a["stop"]]),
-           ctx.const(n, "axes", [a["axis"]])]
-    ctx.emit("Slice", ins, n.name)
-
-
 @exporter("sum", "mean", "max")
 def _reduce(ctx: ExportContext, n: Node) -> None:
     op_type = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax"}[n.op]
@@ -567,3 +559,38 @@ def _class_weight(ctx: ExportContext, n: Node) -> None:
                                                              np_dtype_to_tensor_dtype(ctx.dtype(labels)))])
     picked = ctx.helper(n, "picked", "Gather", [weight[0], safe], axis=0)
     ctx.emit("Mul", [picked, mask], n.name)
+
+
+@exporter("attention")
+def _attention(ctx: ExportContext, n: Node) -> None:
+    # softmax(q k^T * scale + mask) v from standard ops (opset 17 has no Attention); the log-sum-exp output
+    # (read only by the gradient) is written under "<node>:1".
+    q, k, v, *mask = n.inputs
+    qn = ctx.nodes[q]
+    nd = len(qn.shape)
+    kt = ctx.helper(n, "kt", "Transpose", [k], perm=[*range(nd - 2), nd - 1, nd - 2])
+    s = ctx.helper(n, "scores", "MatMul", [q, kt])
+    scale = n.attr.get("scale")
+    scale = 1.0 / float(np.sqrt(qn.shape[-1])) if scale is None else float(scale)
+    s = ctx.helper(n, "scaled", "Mul", [s, ctx.const(n, "scale", scale, qn.dtype)])
+    if n.attr.get("causal"):
+        L, S = qn.shape[-2], ctx.nodes[k].shape[-2]
+        bias = np.where(np.tril(np.ones((L, S), dtype=bool)), 0.0, -np.inf)
+        s = ctx.helper(n, "causal", "Add", [s, ctx.const(n, "causal_bias", bias, qn.dtype)])
+    if mask:
+        if ctx.nodes[mask[0]].dtype == "bool":
+            s = ctx.helper(n, "masked", "Where", [mask[0], s, ctx.const(n, "neg_inf", -np.inf, qn.dtype)])
+        else:
+            s = ctx.helper(n, "masked", "Add", [s, mask[0]])
+    p = ctx.helper(n, "softmax", "Softmax", [s], axis=-1)
+    ctx.emit("MatMul", [p, v], n.name)
+    ctx.emit("ReduceLogSumExp", [s, ctx.const(n, "axes", [-1])], ctx.fresh(f"{n.name}/lse"), outputs=[f"{n.name}:1"],
+             keepdims=0)
+
+
+TRAINING_ONLY = TRAINING_ONLY | {"attention_grad", "allreduce_start", "allreduce_wait", "bucket_slice"}
+# The math, indexing and reduction ops (and dtype-promoting versions of the arithmetic above).
+from graphdl.onnx.math_exporters import MATH_EXPORTERS, MATH_TRAINING_ONLY  # noqa: E402
+
+EXPORTERS.update(MATH_EXPORTERS)
+TRAINING_ONLY = TRAINING_ONLY | MATH_TRAINING_ONLY
