@@ -132,7 +132,8 @@ def render(results: dict[int, dict]) -> str:
     head = ["model", "batch", "graphdl (1 thread)", "onnxruntime (1 thread)", "ratio", "ratio of minima",
             "graphdl (default)", "onnxruntime (default)", "ratio", "ratio of minima"]
     loads = [x for r in results.values() for x in r["loads"]]
-    return (table(head, rows) + f"\n\nMedian of per-run medians; ratio = graphdl / onnxruntime. Load average (1 min) "
+    return (table(head, rows) + "\n\nMedian of per-run medians; ratio = graphdl / onnxruntime; ratio of minima: "
+            f"of the fastest single steps (steadier on a loaded machine). Load average (1 min) "
             f"seen by the workers: {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} cores.")
 
 
