@@ -106,7 +106,10 @@ class ImportContext:
 
     def input(self, i: int, kind: NodeKind | None = None, value: np.ndarray | None = None) -> Tensor:
         """Input ``i`` as a graph tensor; a constant becomes a stored node of ``kind`` on first use."""
-        name = self.node.input[i]
+        return self.tensor(self.node.input[i], kind, value)
+
+    def tensor(self, name: str, kind: NodeKind | None = None, value: np.ndarray | None = None) -> Tensor:
+        """The ONNX value ``name`` as a graph tensor (``value`` overrides a constant's array, uncached)."""
         if name in self.values and value is None:
             return self.values[name]
         arr = self.array(name) if value is None else value
@@ -186,12 +189,9 @@ class ImportContext:
         outputs = []
         for o in self.model.graph.output:
             if o.name not in self.values:
-                t = self.array(o.name)
-                if t is None:
+                if self.array(o.name) is None:
                     raise UnsupportedOpError(f"{self.where}: model output '{o.name}' is never computed")
-                self.node = type("N", (), {"input": [o.name], "name": o.name, "output": [o.name],
-                                           "op_type": "output"})()
-                self.values[o.name] = self.input(0)
+                self.values[o.name] = self.tensor(o.name)  # a constant output
             outputs.append(self.values[o.name])
         return ImportedModel(g, inputs, outputs, self.opset, self.model.producer_name,
                              [t.name for t in self.model.graph.initializer])
