@@ -14,6 +14,7 @@ from graphdl import (
     metrics,
     ops,  # registers the op table
     optim,
+    plot,
     viz,
 )
 from graphdl.compiler import compile, grad
@@ -73,5 +74,6 @@ __all__ = [
     "ops",
     "optim",
     "placeholder",
+    "plot",
     "viz",
 ]
