@@ -12,6 +12,7 @@ from graphdl import (
     layers,
     losses,
     metrics,
+    onnx,
     ops,  # registers the op table
     optim,
     plot,
@@ -71,6 +72,7 @@ __all__ = [
     "load",
     "losses",
     "metrics",
+    "onnx",
     "ops",
     "optim",
     "placeholder",
