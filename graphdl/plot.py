@@ -27,8 +27,11 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> None:
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".png", ".svg", ".pdf"):
         raise VizError(f"cannot tell the picture format of '{path}'; end it in .png, .svg or .pdf")
+    import matplotlib
+
     try:
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text (searchable, parseable)
+            fig.savefig(path, dpi=110, bbox_inches="tight")
     except OSError as e:
         raise VizError(f"cannot write '{path}': {e.strerror or e}") from None
 
