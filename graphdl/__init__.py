@@ -9,6 +9,7 @@ from __future__ import annotations
 from graphdl import (
     callbacks,
     data,
+    distributed,
     layers,
     losses,
     metrics,
@@ -65,6 +66,7 @@ __all__ = [
     "compile",
     "constant",
     "data",
+    "distributed",
     "evaluate",
     "fit",
     "grad",

@@ -11,6 +11,7 @@ import numpy as np
 
 from graphdl.errors import GraphDLError
 from graphdl.ir import NodeKind, format_shape
+from graphdl.onnx import cli as onnx_cli
 
 
 def _bytes(n: int) -> str:
@@ -23,13 +24,19 @@ def _bytes(n: int) -> str:
 
 def info(path: str) -> str:
     """A text summary of a saved model: inputs, outputs, parameters, state, byte counts."""
+    from graphdl.onnx.cli import is_onnx, load_executable
     from graphdl.serialize import load, read
 
-    _, _, manifest = read(path)
-    model = load(path)
+    if is_onnx(path):
+        model, header = load_executable(path)
+    else:
+        _, _, manifest = read(path)
+        model = load(path)
+        header = (f"model '{model.name}' ({'training' if model.training else 'inference'}), format "
+                  f"{manifest['format']} v{manifest['format_version']}, written by graphdl "
+                  f"{manifest['graphdl_version']}")
     nodes = model.nodes
-    lines = [f"model '{model.name}' ({'training' if model.training else 'inference'}), format "
-             f"{manifest['format']} v{manifest['format_version']}, written by graphdl {manifest['graphdl_version']}"]
+    lines = [header]
     lines.append("inputs:")
     lines += [f"  {i:<24} {format_shape(nodes[i].shape):<16} {nodes[i].dtype}" for i in model.inputs]
     lines.append("outputs:")
@@ -200,18 +207,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_viz.add_argument("--group", choices=("auto", "layer", "none"), default="auto",
                        help="one box per layer (default for large training plans) or every node")
     _add_workflow_commands(sub)
+    onnx_cli.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         if hasattr(args, "run"):
             args.run(args)
         elif args.command == "info":
             print(info(args.file))
+        elif args.command in ("export", "import"):
+            print(onnx_cli.run(args))
         else:
             from graphdl.serialize import load
             from graphdl.viz import to_svg
 
             out = args.output or (args.file.rsplit(".", 1)[0] + ".svg")
-            to_svg(load(args.file), out, group=args.group)
+            model = onnx_cli.load_executable(args.file)[0] if onnx_cli.is_onnx(args.file) else load(args.file)
+            to_svg(model, out, group=args.group)
             print(f"wrote {out}")
     except (GraphDLError, FileNotFoundError) as e:
         print(f"graphdl: error: {e}", file=sys.stderr)

@@ -58,7 +58,7 @@ def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None
         used: dict[int, None] = {}
         lines = []
         for j, s in enumerate(steps, start=c0):
-            args = [f"v{index[i]}" for i in (*s.inputs, *([s.output] if s.output is not None else []))]
+            args = [f"v{index[i]}" for i in (*s.inputs, *s.outputs)]
             for a in args:
                 used[int(a[1:])] = None
             lines.append(f"        k{j}({', '.join(args)})  # {comment_text(f'{s.node} ({s.op})')}")
@@ -98,12 +98,14 @@ class BoundPlan:
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
         for n in ir.nodes:
-            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.name in plan.slots:
-                slot = plan.slots[n.name]
-                nbytes = math.prod(shape) * dtype.itemsize
-                arrays[n.name] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
-            elif n.kind is NodeKind.PLACEHOLDER:
+                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output
+                    shape, dtype, slot = plan.shapes[r], np.dtype(d), plan.slots[r]
+                    nbytes = math.prod(shape) * dtype.itemsize
+                    arrays[r] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
+                continue
+            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
+            if n.kind is NodeKind.PLACEHOLDER:
                 arrays[n.name] = np.empty(shape, dtype)
             elif n.op == "scalar":
                 arrays[n.name] = np.full((), n.attr["value"], dtype)
@@ -117,10 +119,18 @@ class BoundPlan:
         for step in plan.steps:
             node = nodes[step.node]
             in_shapes = tuple(plan.shapes[i] for i in step.inputs)
-            kernel = get_op(step.op).kernel(node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
-            args = [arrays[i] for i in step.inputs]
-            if step.output is not None:
-                args.append(arrays[step.output])
+            op = get_op(step.op)
+            if op.multi_output:
+                factory_args = (node.attr, in_shapes, tuple(plan.shapes[r] for r in node.refs),
+                                tuple(np.dtype(d) for d in node.dtypes))
+            else:
+                factory_args = (node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+            if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
+                ws = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
+                kernel = op.kernel(*factory_args, workspace=ws)
+            else:
+                kernel = op.kernel(*factory_args)
+            args = [arrays[i] for i in (*step.inputs, *step.outputs)]
             kernels.append(kernel)
             calls.append(functools.partial(kernel, *args))
         self.calls = calls

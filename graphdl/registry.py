@@ -5,6 +5,7 @@ The table is the only global in graphdl: filled when ``graphdl.ops`` is imported
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 #: arrays in steady state beyond what its factory preallocated.
 Kernel = Callable[..., None]
 #: Builds a kernel for concrete shapes: (attrs, input shapes, output shape, output dtype) -> Kernel.
+#: For a ``multi_output`` op the output shape and dtype are tuples, one entry per output, and the
+#: kernel is called with one ``out`` array per output after its inputs.
 KernelFactory = Callable[[dict[str, Any], tuple[tuple[int, ...], ...], tuple[int, ...], np.dtype], Kernel]
 ShapeRule = Callable[[tuple["Shape", ...], dict[str, Any]], "Shape"]
 #: Scratch buffers a kernel needs while it runs, for concrete shapes:
@@ -48,13 +51,19 @@ def fail(message: str, hint: str = "") -> None:
 
 @dataclass(frozen=True)
 class GradContext:
-    """What a gradient rule sees: handles to the node's inputs, its output and the incoming gradient."""
+    """What a gradient rule sees: handles to the node's inputs, its output and the incoming gradient.
+
+    For a multi-output node, ``outs`` and ``gouts`` hold every output and one incoming gradient per
+    output (``None`` where nothing differentiates that output); ``out``/``gout`` are output 0.
+    """
 
     node: Node
     inputs: tuple[Tensor, ...]
     out: Tensor
-    gout: Tensor
+    gout: Tensor | None
     attrs: dict[str, Any]
+    outs: tuple[Tensor, ...] = ()
+    gouts: tuple[Tensor | None, ...] = ()
 
     def apply(self, op: str, *inputs: Tensor | float, **attrs: Any) -> Tensor:
         """Add a gradient node computing ``op`` of ``inputs``."""
@@ -89,6 +98,8 @@ class OpDef:
     values the kernel never reads (only their shape, fixed when the kernel is built), so reading
     them does not keep their buffers alive. ``grad`` is ``None`` when the op has no
     gradient rule; autodiff then names it when a gradient must flow through it.
+    ``multi_output``: the shape rule returns a tuple of shapes and the dtype rule a tuple of dtypes,
+    one per output (their number may depend on attributes, as for ``split``); see ``infer``.
     """
 
     name: str
@@ -110,16 +121,38 @@ class OpDef:
     training_updates: Callable[[Any, Node], None] | None = None
     #: Scratch buffers the kernel declares (see WorkspaceRule); its factory then takes ``workspace=``.
     workspace: WorkspaceRule | None = None
+    multi_output: bool = False
 
 
 def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
-    """The workspace arrays a kernel factory uses: the planner's views when given (reshaped to the
-    declared shapes), else its own allocation (a kernel built outside a plan, e.g. in tests)."""
+    """The workspace arrays a kernel factory uses: the planner's byte views of the arena when given
+    (viewed as the declared shapes and dtypes), else its own allocation (a kernel built outside a
+    plan, e.g. in tests)."""
     if given is None:
         return [np.empty(shape, dtype) for shape, dtype in declared]
     if len(given) != len(declared):
         raise GraphError(f"kernel expected {len(declared)} workspace buffers, got {len(given)}")
-    return [g.reshape(shape) for g, (shape, _) in zip(given, declared)]
+    out = []
+    for g, (shape, dtype) in zip(given, declared):
+        dtype = np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        out.append(g.view(np.uint8)[:nbytes].view(dtype).reshape(shape))
+    return out
+
+
+def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],
+          attrs: dict[str, Any]) -> tuple[tuple[Shape, ...], tuple[str, ...]]:
+    """Every output's (shape, dtype) by the op's rules: one of each, or one per output of a multi-output op.
+
+    Raises RuleError when the rules reject the inputs.
+    """
+    shape, dtype = op.shape(shapes, attrs), op.dtype(dtypes, attrs)
+    if not op.multi_output:
+        return (tuple(shape),), (dtype,)
+    out_shapes, out_dtypes = tuple(tuple(s) for s in shape), tuple(dtype)
+    if len(out_shapes) != len(out_dtypes) or not out_shapes:
+        raise RuleError(f"op '{op.name}' gives {len(out_shapes)} output shapes but {len(out_dtypes)} dtypes")
+    return out_shapes, out_dtypes
 
 
 _OPS: dict[str, OpDef] = {}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.errors import GraphDLError, ModelFileError
-from graphdl.ir import IR, Node, NodeKind, make_attrs, name_problem
+from graphdl.ir import IR, Node, NodeKind, make_attrs, name_problem, value_info
 
 FORMAT_NAME = "graphdl-model"
 FORMAT_VERSION = 1
@@ -31,18 +31,22 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def _node_to_json(n: Node) -> dict[str, Any]:
+    d = {"name": n.name, "kind": n.kind.value, "op": n.op, "inputs": list(n.inputs),
+         "attrs": {k: _jsonable(v) for k, v in n.attrs}, "shape": list(n.shape),
+         "dtype": n.dtype, "origin": n.origin}
+    if n.extra:  # outputs 1..k of a multi-output node (absent for single-output nodes, as in older files)
+        d["extra_outputs"] = [{"shape": list(s), "dtype": t} for s, t in n.extra]
+    return d
+
+
+def _shape(data: Any) -> tuple[int | None, ...]:
+    return tuple(None if s is None else int(s) for s in data)
+
+
 def graph_to_json(ir: IR) -> dict[str, Any]:
-    """The IR as plain JSON data."""
-    return {
-        "name": ir.name,
-        "outputs": list(ir.outputs),
-        "nodes": [
-            {"name": n.name, "kind": n.kind.value, "op": n.op, "inputs": list(n.inputs),
-             "attrs": {k: _jsonable(v) for k, v in n.attrs}, "shape": list(n.shape),
-             "dtype": n.dtype, "origin": n.origin}
-            for n in ir.nodes
-        ],
-    }
+    """The IR as plain JSON data. Inputs and outputs are value references (``node`` or ``node:k``)."""
+    return {"name": ir.name, "outputs": list(ir.outputs), "nodes": [_node_to_json(n) for n in ir.nodes]}
 
 
 def graph_from_json(data: dict[str, Any]) -> IR:
@@ -55,8 +59,9 @@ def graph_from_json(data: dict[str, Any]) -> IR:
         nodes = tuple(
             Node(name=str(d["name"]), kind=NodeKind(d["kind"]), op=str(d["op"]),
                  inputs=tuple(str(i) for i in d["inputs"]), attrs=make_attrs(dict(d["attrs"])),
-                 shape=tuple(None if s is None else int(s) for s in d["shape"]), dtype=str(np.dtype(d["dtype"])),
-                 origin=str(d.get("origin", "<file>")))
+                 shape=_shape(d["shape"]), dtype=str(np.dtype(d["dtype"])),
+                 origin=str(d.get("origin", "<file>")),
+                 extra=tuple((_shape(e["shape"]), str(np.dtype(e["dtype"]))) for e in d.get("extra_outputs", ())))
             for d in data["nodes"]
         )
         return IR(str(data["name"]), nodes, tuple(str(o) for o in data["outputs"]))
@@ -181,6 +186,6 @@ def load(path: str | os.PathLike[str]) -> Any:
     objective = manifest["objective"]
     if objective is None and any(n.kind is NodeKind.UPDATE for n in ir.nodes):
         # Files written before the objective was recorded: the only scalar output, if there is one.
-        scalars = [o for o in ir.outputs if ir.node_map()[o].shape == ()]
+        scalars = [o for o in ir.outputs if value_info(ir.node_map(), o)[0] == ()]
         objective = scalars[0] if len(scalars) == 1 else None
     return Executable(ir, {k: np.array(v) for k, v in weights.items()}, objective=objective)

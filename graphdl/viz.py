@@ -7,7 +7,7 @@ from typing import Any
 
 from graphdl.builder import Builder, format_shape
 from graphdl.errors import VizError
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, parse_ref
 
 #: Fill colour per node kind: inputs, weights, forward, backward, updates and losses told apart.
 COLORS = {
@@ -41,8 +41,9 @@ def _label(n: Any) -> str:
         attrs = [f"{k}={v}" for k, v in n.attrs if k in shown]
         if attrs:
             lines.append(" ".join(attrs))
-    if n.kind is not NodeKind.UPDATE:
-        lines.append(f"{format_shape(n.shape)} {n.dtype}")
+    if n.kind is not NodeKind.UPDATE:  # one line per output; ":k" names output k of a multi-output node
+        lines += [(f":{k} " if n.extra else "") + f"{format_shape(s)} {d}"
+                  for k, (s, d) in enumerate(zip(n.shapes, n.dtypes, strict=True))]
     return "\n".join(lines)
 
 
@@ -63,7 +64,7 @@ def _hidden(ir: IR, show_scalars: bool, hide: tuple[str, ...]) -> tuple[set[str]
     consumers: dict[str, list[Any]] = {}
     for n in ir.nodes:
         for i in n.inputs:
-            consumers.setdefault(i, []).append(n)
+            consumers.setdefault(parse_ref(i)[0], []).append(n)
     hidden = {n.name for n in ir.nodes if n.op == "scalar"} if not show_scalars else set()
     through: dict[str, str] = {}
     training = any(n.kind is NodeKind.UPDATE for n in ir.nodes)
@@ -120,14 +121,16 @@ def to_dot(obj: Any, *, show_scalars: bool = False, group: str = "auto", hide: t
     if group == "layer" or (group == "auto" and training and len(drawn) > GROUP_THRESHOLD):
         return _grouped_dot(ir, drawn, through)
     dot = _new_dot(ir)
+    by_name = ir.node_map()
     for n in drawn:
         extra = {"penwidth": "2"} if n.name in ir.outputs else {}
         dot.node(_node_id(n.name), _label(n), fillcolor=COLORS[n.kind], tooltip=f"{n.kind.value} @ {n.origin}",
                  **extra)
         for i in n.inputs:
-            i = through.get(i, i)
-            if i not in hidden:
-                dot.edge(_node_id(i), _node_id(n.name))
+            src, k = parse_ref(through.get(i, i))
+            if src not in hidden:  # an edge from a multi-output node is labelled with the output it carries
+                port = {"taillabel": f":{k}", "fontsize": "8"} if by_name[src].extra else {}
+                dot.edge(_node_id(src), _node_id(n.name), **port)
     _legend(dot, {n.kind for n in drawn})
     return dot
 
@@ -178,8 +181,8 @@ def _grouped_dot(ir: IR, drawn: list[Any], through: dict[str, str]) -> Any:
         dot.node(_node_id(g), "\n".join(lines), fillcolor=COLORS[kind], tooltip=f"{len(members)} nodes", **extra)
     edges: set[tuple[str, str]] = set()
     for n in drawn:
-        for i in n.inputs:
-            i = through.get(i, i)
+        for ref in n.inputs:
+            i = parse_ref(through.get(ref, ref))[0]
             if i not in where or where[i] == where[n.name]:
                 continue
             # Gradients and updates mirror the forward edges backwards; drawing them too would tangle the

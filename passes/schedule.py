@@ -9,7 +9,7 @@ the relative order of everything else.
 
 from __future__ import annotations
 
-from graphdl.ir import IR, STORED_KINDS, NodeKind
+from graphdl.ir import IR, STORED_KINDS, NodeKind, node_of
 from graphdl.registry import get_op
 
 
@@ -22,19 +22,20 @@ def schedule_updates_early(ir: IR) -> IR:
     readers: dict[str, list[int]] = {}
     for i, n in enumerate(ir.nodes):
         for v in n.inputs:
-            readers.setdefault(v, []).append(i)
+            readers.setdefault(node_of(v), []).append(i)
     after: dict[int, list[int]] = {}  # anchor position -> updates to emit right after it
     moved: set[int] = set()
     effective: dict[int, int] = {}  # a moved update's position is, in effect, its anchor's
     for i, n in enumerate(ir.nodes):
         if n.kind is not NodeKind.UPDATE:
             continue
-        deps = [position[v] for v in n.inputs if v not in leaves]
+        inputs = [node_of(v) for v in n.inputs]
+        deps = [position[v] for v in inputs if v not in leaves]
         for k in get_op(n.op).writes:
-            if k < len(n.inputs):
-                deps.extend(r for r in readers.get(n.inputs[k], ()) if r < i)
+            if k < len(inputs):
+                deps.extend(r for r in readers.get(inputs[k], ()) if r < i)
         anchor = max((effective.get(d, d) for d in deps), default=-1)
-        if anchor < i - 1 or any(v in leaves and position[v] > anchor for v in n.inputs):
+        if anchor < i - 1 or any(v in leaves and position[v] > anchor for v in inputs):
             after.setdefault(anchor, []).append(i)
             moved.add(i)
             effective[i] = anchor

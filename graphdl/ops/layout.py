@@ -1,4 +1,4 @@
-"""Ops that change how elements are laid out: reshape, transpose, concat and slice."""
+"""Ops that change how elements are laid out: reshape, transpose and concat (slicing: ops/indexing.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.ops.indexing import SLICE
 from graphdl.registry import GradContext, OpDef, fail, register
 
 
@@ -132,58 +133,11 @@ def _concat_grad(c: GradContext) -> list:
     grads, start = [], 0
     for x in c.inputs:
         stop = start + x.shape[axis]
-        grads.append(c.apply("slice", c.gout, axis=axis, start=start, stop=stop))
+        index = ((SLICE, None, None, 1),) * axis + ((SLICE, start, stop, 1),)
+        grads.append(c.apply("slice", c.gout, index=index))
         start = stop
     return grads
 
 
 register(OpDef("concat", _concat_shape, _concat_kernel, grad=_concat_grad, label_attrs=("axis",),
                doc="Join the inputs along axis."))
-
-
-def _slice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    (x,) = shapes
-    axis, start, stop = attrs["axis"], attrs["start"], attrs["stop"]
-    if not 0 <= axis < len(x) or not 0 <= start <= stop or (x[axis] is not None and stop > x[axis]):
-        fail(f"slice {start}:{stop} on axis {axis} does not fit {x}")
-    return tuple(stop - start if i == axis else d for i, d in enumerate(x))
-
-
-def _slice_index(attrs: dict[str, Any], ndim: int) -> tuple:
-    return (slice(None),) * attrs["axis"] + (slice(attrs["start"], attrs["stop"]),) + (slice(None),) * (
-        ndim - attrs["axis"] - 1)
-
-
-def _slice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    index = _slice_index(attrs, len(out_shape))
-
-    def slice_(x: np.ndarray, out: np.ndarray) -> None:
-        np.copyto(out, x[index])
-
-    return slice_
-
-
-def _unslice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    return shapes[1]
-
-
-def _unslice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    index = _slice_index(attrs, len(out_shape))
-
-    def unslice(g: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
-        out.fill(0)
-        out[index] = g
-
-    return unslice
-
-
-register(OpDef(
-    "slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("axis", "start", "stop"),
-    grad=lambda c: [c.apply("unslice", c.gout, c.inputs[0], **c.attrs)],
-    doc="x[start:stop] along axis.",
-))
-register(OpDef(
-    "unslice", _unslice_shape, _unslice_kernel, arity=2, nondiff=(1,), shape_only=(1,),
-    grad=lambda c: [c.apply("slice", c.gout, **c.attrs), None],
-    doc="Zeros of like's shape with g written at [start:stop] along axis (the gradient of slice).",
-))

@@ -182,7 +182,10 @@ def _remap_kernel(op: str):
         def remap(x: np.ndarray, out: np.ndarray) -> None:
             y = x.reshape(plan.full)
             for a, idx, fill in plan.steps:
-                y = np.take(y, idx, axis=a)
+                if y.shape[a] == 0:  # only fill values to read (constant padding of an empty axis)
+                    y = np.empty((*y.shape[:a], len(idx), *y.shape[a + 1:]), dtype=dtype)
+                else:
+                    y = np.take(y, idx, axis=a)
                 if fill is not None:
                     np.moveaxis(y, a, 0)[fill] = value
             np.copyto(out, y.reshape(out.shape))
