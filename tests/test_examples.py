@@ -23,6 +23,10 @@ def test_train_digits_mlp(tmp_path) -> None:
     assert acc >= 0.96
     assert "identical outputs" in proc.stdout
     assert (tmp_path / "train.svg").exists() and (tmp_path / "mlp.gdl").exists()
+    assert "weights restored" in proc.stdout and (tmp_path / "best.gdl").exists()
+    import matplotlib.image
+
+    assert matplotlib.image.imread(tmp_path / "curves.png").shape[0] > 100  # next to the SVG
 
 
 @pytest.mark.slow
