@@ -231,7 +231,7 @@ def _adjoint_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     g, x = shapes
     expected = _remap_shape(attrs["of"])((x,), {k: v for k, v in attrs.items() if k != "of"})
     if len(g) != len(expected) or any(a is not None and b is not None and a != b for a, b in zip(g, expected)):
-        fail(f"gradient {g} does not match the {attrs['op']} output {expected}")
+        fail(f"gradient {g} does not match the {attrs['of']} output {expected}")
     return x
 
 
