@@ -12,7 +12,18 @@ from typing import Any
 import numpy as np
 
 from graphdl.errors import DTypeError, GraphError, ShapeError
-from graphdl.ir import IR, Node, NodeKind, Shape, format_shape, make_attrs, node_of, user_origin, value_info
+from graphdl.ir import (
+    IR,
+    Node,
+    NodeKind,
+    Shape,
+    format_shape,
+    make_attrs,
+    node_of,
+    user_origin,
+    validate_name,
+    value_info,
+)
 from graphdl.registry import RuleError, get_op, infer
 from graphdl.tensor import Tensor
 
@@ -50,6 +61,7 @@ class Builder:
 
     # -- adding nodes ---------------------------------------------------------------------
     def add_node(self, node: Node) -> Tensor:
+        validate_name(node.name)
         if node.name in self.nodes:
             raise GraphError(
                 f"node name '{node.name}' is already used in graph '{self.name}' "

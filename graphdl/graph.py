@@ -50,6 +50,8 @@ class Graph(Builder):
         self._tokens: list[contextvars.Token[Graph | None]] = []
         self._size_at_compile: int | None = None
         self._warned_growth = False
+        #: Parameters that training plans compiled from now on leave alone (see ``freeze_parameters``).
+        self.frozen: set[str] = set()
 
     #: After a compile, this many new nodes trigger a GraphGrowthWarning (nodes built in a loop).
     GROWTH_WARNING = 10_000
@@ -120,11 +122,61 @@ class Graph(Builder):
         """Copy arrays into the live parameters in place, after checking every name, shape and dtype."""
         assign_values(self.values, self.nodes, values, strict=strict, what=f"graph '{self.name}'")
 
+    def load_state(self, values: Mapping[str, np.ndarray], strict: bool = True) -> list[str]:
+        """Copy state arrays (running statistics) by name, e.g. what an Executable's ``state()`` returns;
+        names this graph has no state for are skipped and returned. See ``assign_state``."""
+        return assign_state(self.values, self.nodes, values, strict=strict, what=f"graph '{self.name}'")
+
+    # -- freezing -------------------------------------------------------------------------
+    def _param_names(self, params: Sequence[Tensor | str]) -> list[str]:
+        names = [p.name if isinstance(p, Tensor) else p for p in params]
+        for n in names:
+            node = self.nodes.get(n) if isinstance(n, str) else None
+            if node is None or node.kind is not NodeKind.PARAM:
+                what = f"{node.describe()} is a {node.kind.value}" if node is not None else f"{n!r} is not a node"
+                raise GraphError(f"graph '{self.name}': only parameters can be frozen; {what}")
+        return names
+
+    def freeze_parameters(self, *params: Tensor | str) -> None:
+        """Mark parameters as not trainable: training plans compiled afterwards build no gradient, no
+        optimizer state and no update for them, and keep their values (PyTorch's ``requires_grad=False``).
+        Plans compiled before are unchanged."""
+        self.frozen.update(self._param_names(params))
+
+    def unfreeze_parameters(self, *params: Tensor | str) -> None:
+        """Make frozen parameters trainable again (for plans compiled afterwards)."""
+        self.frozen.difference_update(self._param_names(params))
+
+    def trainable_parameters(self) -> dict[str, np.ndarray]:
+        """The parameters that a training plan compiled now would update."""
+        return {k: v for k, v in self.parameters().items() if k not in self.frozen}
+
 
 def values_of_kind(values: Mapping[str, np.ndarray], nodes: Mapping[str, Node],
                    kind: NodeKind) -> dict[str, np.ndarray]:
     """The live arrays of the nodes of one kind, by name."""
     return {n: v for n, v in values.items() if nodes[n].kind is kind}
+
+
+def is_optimizer_state(node: Node) -> bool:
+    """State a compiler pass created and initialises itself (optimizer moments and step counter), as
+    opposed to a model's own state (running statistics, dropout counters)."""
+    return node.kind is NodeKind.STATE and "init" in dict(node.attrs)
+
+
+def assign_state(live: dict[str, np.ndarray], nodes: Mapping[str, Node], new: Mapping[str, np.ndarray], *,
+                 strict: bool, what: str) -> list[str]:
+    """Copy the state arrays of ``new`` that this model has; return the names it does not have (optimizer
+    state of a training model loaded into an inference model, say). With ``strict``, every state of the
+    model itself must be given, so running statistics are never silently left at their initial values."""
+    own = {n for n in live if nodes[n].kind is NodeKind.STATE}
+    if strict:
+        missing = sorted(n for n in own if n not in new and not is_optimizer_state(nodes[n]))
+        if missing:
+            raise FeedError(f"{what}: no value for its state {missing}; pass strict=False to keep their "
+                            "current values")
+    assign_values(live, nodes, {k: v for k, v in new.items() if k in own}, strict=False, what=what)
+    return sorted(k for k in new if k not in own)
 
 
 def assign_values(
@@ -172,5 +224,5 @@ def constant(value: np.ndarray | float, name: str | None = None) -> Tensor:
     return g.stored(name or g.fresh("const"), arr, NodeKind.CONSTANT)
 
 
-__all__ = ["FLOAT_DTYPES", "Builder", "Graph", "GraphGrowthWarning", "Tensor", "assign_values", "constant",
-           "current_graph", "format_shape", "placeholder", "values_of_kind"]
+__all__ = ["FLOAT_DTYPES", "Builder", "Graph", "GraphGrowthWarning", "Tensor", "assign_state", "assign_values",
+           "constant", "current_graph", "format_shape", "is_optimizer_state", "placeholder", "values_of_kind"]

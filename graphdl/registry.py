@@ -25,6 +25,11 @@ Kernel = Callable[..., None]
 #: kernel is called with one ``out`` array per output after its inputs.
 KernelFactory = Callable[[dict[str, Any], tuple[tuple[int, ...], ...], tuple[int, ...], np.dtype], Kernel]
 ShapeRule = Callable[[tuple["Shape", ...], dict[str, Any]], "Shape"]
+#: Scratch buffers a kernel needs while it runs, for concrete shapes:
+#: (attrs, input shapes, output shape, dtype) -> [(shape, dtype), ...]. The planner places them in
+#: the arena, live during that step only, and the factory receives them as ``workspace=[arrays]``.
+WorkspaceRule = Callable[[dict[str, Any], tuple[tuple[int, ...], ...], tuple[int, ...], np.dtype],
+                         list[tuple[tuple[int, ...], Any]]]
 DTypeRule = Callable[[tuple[str, ...], dict[str, Any]], str]
 
 
@@ -85,6 +90,7 @@ def same_float_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
 class OpDef:
     """One op: how its shape follows from its inputs, how it computes, how it differentiates.
 
+    ``workspace`` declares scratch buffers the planner places in the arena for the step's duration.
     ``inplace`` lists inputs the output may overwrite when that input dies at this node (the kernel
     must then be alias-safe). ``writes`` lists inputs an update kernel mutates. ``nondiff`` lists
     inputs that never receive a gradient (labels, indices). ``shape_only`` lists inputs whose
@@ -113,6 +119,8 @@ class OpDef:
     modal: bool = False
     training_updates: Callable[[Any, Node], None] | None = None
     multi_output: bool = False
+    #: Scratch buffers the kernel declares (see WorkspaceRule); its factory then takes ``workspace=``.
+    workspace: WorkspaceRule | None = None
 
 
 def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],
@@ -128,6 +136,16 @@ def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],
     if len(out_shapes) != len(out_dtypes) or not out_shapes:
         raise RuleError(f"op '{op.name}' gives {len(out_shapes)} output shapes but {len(out_dtypes)} dtypes")
     return out_shapes, out_dtypes
+
+
+def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
+    """The workspace arrays a kernel factory uses: the planner's views when given (reshaped to the
+    declared shapes), else its own allocation (a kernel built outside a plan, e.g. in tests)."""
+    if given is None:
+        return [np.empty(shape, dtype) for shape, dtype in declared]
+    if len(given) != len(declared):
+        raise GraphError(f"kernel expected {len(declared)} workspace buffers, got {len(given)}")
+    return [g.reshape(shape) for g, (shape, _) in zip(given, declared)]
 
 
 _OPS: dict[str, OpDef] = {}

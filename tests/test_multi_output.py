@@ -177,3 +177,17 @@ def test_svg_labels_edges_with_the_output_they_carry() -> None:
     assert ":1 (?, 3) float64" in dot
     svg = gd.viz.to_svg(g)
     assert ":1" in svg
+
+
+def test_onnx_export_of_split_matches_onnxruntime(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    with gd.Graph("mo") as g:
+        x = gd.placeholder("x", (None, 6))
+        a, b, c = gd.ops.chunk(x, 3, axis=1)
+        y = a * b + gd.ops.tanh(c)
+    path = str(tmp_path / "split.onnx")
+    gd.onnx.export(g, path, outputs=[y])
+    x0 = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    (got,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x0})
+    np.testing.assert_allclose(got, gd.compile([y]).run({x: x0})[0], rtol=1e-6)

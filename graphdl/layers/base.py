@@ -42,6 +42,28 @@ class Layer:
         self.buffers[key] = t
         return t
 
+    @property
+    def trainable(self) -> bool:
+        """Whether training plans compiled from now on update this layer's parameters."""
+        return not any(p.name in self.graph.frozen for p in self.params.values())
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if value:
+            self.graph.unfreeze_parameters(*self.params.values())
+        else:
+            self.graph.freeze_parameters(*self.params.values())
+
+    def freeze(self) -> Layer:
+        """Stop training this layer's parameters (in plans compiled afterwards); returns the layer."""
+        self.trainable = False
+        return self
+
+    def unfreeze(self) -> Layer:
+        """Train this layer's parameters again (in plans compiled afterwards); returns the layer."""
+        self.trainable = True
+        return self
+
     def attrs(self) -> dict[str, Any]:
         """Attributes of the node this layer adds (saved, drawn, passed to the kernel)."""
         return {}

@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from graphdl.errors import GraphError, ShapeError
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    contract,
     conv,
+    dims,
     elementwise,
     gather,
+    index,
     layout,
     linalg,
     losses,
@@ -22,8 +25,10 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     partition,
     pool,
     reduce,
+    remap,
     updates,
 )
+from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
 
