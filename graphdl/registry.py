@@ -5,6 +5,7 @@ The table is the only global in graphdl: filled when ``graphdl.ops`` is imported
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -87,12 +88,39 @@ def same_float_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
+class Effects:
+    """What an op does besides computing its outputs from its inputs. Passes ask this, never a node's kind
+    or name (compare JAX's effects and the mutated-argument marks of FX's operator schemas).
+
+    ``writes``: inputs the kernel mutates in place (optimizer updates, running statistics, counters). Such a
+    node has no output buffer, is a root for dead-code elimination, is never merged, folded or recomputed,
+    and runs after every other reader of what it writes. ``random``: outputs drawn from a random-number
+    stream, so two nodes with equal inputs are not interchangeable: never merged, folded or recomputed.
+    ``advances``: inputs holding random-number state (a counter) that a training plan must advance once
+    per step; ``set_mode`` adds one ``increment`` per such state unless a node already writes it.
+    """
+
+    writes: tuple[int, ...] = ()
+    random: bool = False
+    advances: tuple[int, ...] = ()
+
+    @property
+    def pure(self) -> bool:
+        """Whether the outputs depend only on the inputs and attributes (safe to merge, fold, drop, recompute)."""
+        return not self.writes and not self.random
+
+
+PURE = Effects()
+
+
+@dataclass(frozen=True)
 class OpDef:
     """One op: how its shape follows from its inputs, how it computes, how it differentiates.
 
     ``workspace`` declares scratch buffers the planner places in the arena for the step's duration.
     ``inplace`` lists inputs the output may overwrite when that input dies at this node (the kernel
-    must then be alias-safe). ``writes`` lists inputs an update kernel mutates. ``nondiff`` lists
+    must then be alias-safe). ``effects`` declares side effects (see Effects); ``writes`` is a shorthand
+    for ``effects.writes`` (both always agree). ``nondiff`` lists
     inputs that never receive a gradient (labels, indices). ``shape_only`` lists inputs whose
     values the kernel never reads (only their shape, fixed when the kernel is built), so reading
     them does not keep their buffers alive. ``grad`` is ``None`` when the op has no
@@ -121,6 +149,13 @@ class OpDef:
     multi_output: bool = False
     #: Scratch buffers the kernel declares (see WorkspaceRule); its factory then takes ``workspace=``.
     workspace: WorkspaceRule | None = None
+    effects: Effects = PURE
+
+    def __post_init__(self) -> None:
+        writes = tuple(sorted({*self.writes, *self.effects.writes}))
+        if writes != self.effects.writes or writes != self.writes:
+            object.__setattr__(self, "writes", writes)
+            object.__setattr__(self, "effects", dataclasses.replace(self.effects, writes=writes))
 
 
 def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],

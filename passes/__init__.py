@@ -96,7 +96,7 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
         raise CompileError(f"the objective {node.describe()} cannot be trained: {why}; nothing to train")
     ir, grads = build_gradients(ir, objective, params)
     b = Builder(ir.name, node.dtype, ir.nodes)
-    b.default_kind = NodeKind.UPDATE
+    b.default_kind = NodeKind.GRADIENT  # the optimizer's arithmetic (lr, norms) is ordinary; writers are UPDATE
     b.default_origin = node.origin
     spec.optimizer.build(b, [(Tensor(b, p), Tensor(b, grads[p])) for p in params])
     return b.freeze(ir.outputs)

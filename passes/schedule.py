@@ -4,13 +4,15 @@ Autodiff and optimizers append update nodes after the whole backward pass, so ev
 would stay live until the end (the sum of all weight gradients on top of the activations). An update
 may run once its inputs exist and every other reader of the array it writes has run (the control
 edges of ``toposort.dependency_edges``); this pass moves each update to exactly that point and keeps
-the relative order of everything else.
+the relative order of everything else. An update is a node whose op declares ``effects.writes``; the
+pure nodes that only feed updates and read only leaves (the optimizer's learning rate, a function of
+the step counter) move with them, so they never hold an update back.
 """
 
 from __future__ import annotations
 
 from graphdl.ir import IR, STORED_KINDS, NodeKind, node_of
-from graphdl.registry import get_op
+from passes.rewrite import writes
 
 
 def schedule_updates_early(ir: IR) -> IR:
@@ -23,15 +25,27 @@ def schedule_updates_early(ir: IR) -> IR:
     for i, n in enumerate(ir.nodes):
         for v in n.inputs:
             readers.setdefault(node_of(v), []).append(i)
+    outputs = {node_of(o) for o in ir.outputs}
+    updates = {n.name for n in ir.nodes if writes(n)}
+    # Pure nodes computed from leaves alone and read only by updates (or by other such nodes).
+    feeders: set[str] = set()
+    for i in range(len(ir.nodes) - 1, -1, -1):
+        n = ir.nodes[i]
+        if (n.name in leaves or n.name in updates or n.name in outputs
+                or not all(node_of(v) in leaves for v in n.inputs)):
+            continue
+        users = {ir.nodes[r].name for r in readers.get(n.name, ())}
+        if users and users <= updates | feeders:
+            feeders.add(n.name)
     after: dict[int, list[int]] = {}  # anchor position -> updates to emit right after it
     moved: set[int] = set()
     effective: dict[int, int] = {}  # a moved update's position is, in effect, its anchor's
     for i, n in enumerate(ir.nodes):
-        if n.kind is not NodeKind.UPDATE:
+        if n.name not in updates and n.name not in feeders:
             continue
         inputs = [node_of(v) for v in n.inputs]
         deps = [position[v] for v in inputs if v not in leaves]
-        for k in get_op(n.op).writes:
+        for k in writes(n):
             if k < len(inputs):
                 deps.extend(r for r in readers.get(inputs[k], ()) if r < i)
         anchor = max((effective.get(d, d) for d in deps), default=-1)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.gemm import make_gemm
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Effects, GradContext, OpDef, fail, register
 
 
 def _linear_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -146,21 +146,10 @@ def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
     return dropout
 
 
-def _dropout_updates(b: Any, node: Any) -> None:
-    from graphdl.ir import NodeKind
-
-    counter = node.inputs[1]
-    # one increment per counter: not for gradient nodes (they redraw the forward mask), nor for a second
-    # call of the same layer (it shares the counter)
-    if node.kind is NodeKind.GRADIENT or f"update/{counter}" in b.nodes:
-        return
-    b.apply("increment", [b.tensor(counter)], name=f"update/{counter}", kind=NodeKind.UPDATE)
-
-
 register(OpDef(
     "dropout", _dropout_shape, _dropout_kernel, arity=2, inplace=(0,), nondiff=(1,), label_attrs=("p", "training"),
     grad=lambda c: [c.apply("dropout", c.gout, c.inputs[1], **c.attrs), None],
-    dtype=lambda d, a: d[0], modal=True, training_updates=_dropout_updates,
+    dtype=lambda d, a: d[0], modal=True, effects=Effects(random=True, advances=(1,)),
     doc="Training: zero each entry with probability p and scale the rest by 1/(1-p); inference: identity. "
         "The mask is drawn from (seed, counter); a training plan increments the counter after each step.",
 ))
