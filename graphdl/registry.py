@@ -69,6 +69,10 @@ class GradContext:
         """Add a gradient node computing ``op`` of ``inputs``."""
         return self.out.graph.apply(op, inputs, attrs)
 
+    def apply_multi(self, op: str, *inputs: Tensor | float, **attrs: Any) -> list[Tensor]:
+        """Add one gradient node computing the multi-output ``op``; a handle on each output."""
+        return self.out.graph.apply_multi(op, inputs, attrs)
+
 
 GradRule = Callable[[GradContext], Sequence["Tensor | None"]]
 

@@ -122,34 +122,36 @@ def _dropout_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
         fail(f"dropout probability p must be in [0, 1], got {attrs.get('p')}")
     if shapes[1] not in ((), (1,)):
         fail(f"the dropout counter must be a scalar or (1,), got {shapes[1]}")
-    return shapes[0]
+    return shapes[0], shapes[0]
 
 
-def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple):
     p, seed = attrs.get("p", 0.5), attrs.get("seed", 0)
     active = attrs.get("training", False) and p > 0
-    u = np.empty(out_shape, dtype=dtype) if active else None
-    mask = np.empty(out_shape, dtype=bool) if active else None
+    keep = np.empty(out_shapes[0], dtype=bool) if active else None
     scale = 1.0 / (1.0 - p) if p < 1 else 0.0
+    dtype = dtypes[0]
 
-    def dropout(x: np.ndarray, counter: np.ndarray, out: np.ndarray) -> None:
+    def dropout(x: np.ndarray, counter: np.ndarray, out: np.ndarray, mask: np.ndarray) -> None:
         if not active:
             np.copyto(out, x)
+            mask.fill(1.0)
             return
-        # The mask depends only on (seed, counter): the gradient node redraws the same mask, and a
-        # reloaded model continues the same sequence.
-        np.random.default_rng([seed, int(counter.reshape(-1)[0])]).random(out=u, dtype=dtype)
-        np.greater_equal(u, p, out=mask)
+        # The mask depends only on (seed, counter), so a reloaded model continues the same sequence; it
+        # is output 1 (0 or 1/(1-p)), which the gradient multiplies by instead of drawing it again.
+        np.random.default_rng([seed, int(counter.reshape(-1)[0])]).random(out=mask, dtype=dtype)
+        np.greater_equal(mask, p, out=keep)
+        np.multiply(keep, scale, out=mask)
         np.multiply(x, mask, out=out)
-        np.multiply(out, scale, out=out)
 
     return dropout
 
 
 register(OpDef(
     "dropout", _dropout_shape, _dropout_kernel, arity=2, inplace=(0,), nondiff=(1,), label_attrs=("p", "training"),
-    grad=lambda c: [c.apply("dropout", c.gout, c.inputs[1], **c.attrs), None],
-    dtype=lambda d, a: d[0], modal=True, effects=Effects(random=True, advances=(1,)),
+    grad=lambda c: [c.gout * c.outs[1] if c.gout is not None else None, None],  # the mask is no function of x
+    dtype=lambda d, a: (d[0], d[0]), modal=True, multi_output=True, effects=Effects(random=True, advances=(1,)),
     doc="Training: zero each entry with probability p and scale the rest by 1/(1-p); inference: identity. "
+        "Outputs: y and the mask it multiplied by (0 or 1/(1-p); ones in inference), which the gradient reuses. "
         "The mask is drawn from (seed, counter); a training plan increments the counter after each step.",
 ))
