@@ -21,6 +21,7 @@ from passes.buffers import plan_buffers
 from passes.constant_fold import fold_constants
 from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
+from passes.distribute import allreduce_gradients, schedule_collectives
 from passes.fuse import fuse_sgd_matmul
 from passes.mode import set_mode
 from passes.remat import rematerialize
@@ -42,6 +43,8 @@ class CompileSpec:
     objective: str | None = None
     #: Parameters the training plan must not update (no gradient, no optimizer state).
     frozen: frozenset[str] = frozenset()
+    #: Data parallelism (graphdl.distributed.MPI) or None; untyped so passes need not import it.
+    distributed: Any = None
 
 
 def select_outputs(ir: IR, spec: CompileSpec) -> IR:
@@ -96,9 +99,14 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
         raise CompileError(f"the objective {node.describe()} cannot be trained: {why}; nothing to train")
     ir, grads = build_gradients(ir, objective, params)
     b = Builder(ir.name, node.dtype, ir.nodes)
-    b.default_kind = NodeKind.GRADIENT  # the optimizer's arithmetic (lr, norms) is ordinary; writers are UPDATE
     b.default_origin = node.origin
-    spec.optimizer.build(b, [(Tensor(b, p), Tensor(b, grads[p])) for p in params])
+    pairs = [(Tensor(b, p), Tensor(b, grads[p])) for p in params]
+    if spec.distributed is not None:
+        b.default_kind = NodeKind.GRADIENT
+        pairs = allreduce_gradients(b, pairs, [n.name for n in ir.nodes], bucket_bytes=spec.distributed.bucket_bytes,
+                                    timeout=spec.distributed.timeout)
+    b.default_kind = NodeKind.UPDATE
+    spec.optimizer.build(b, pairs)
     return b.freeze(ir.outputs)
 
 
@@ -129,6 +137,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("toposort", lambda ir, spec: toposort(ir)),
     ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
     ("rematerialize", lambda ir, spec: _remat(ir, spec.options.get("remat"))),
+    ("schedule_collectives", lambda ir, spec: schedule_collectives(ir)),
     ("infer_shapes", lambda ir, spec: infer_shapes(ir)),
 )
 

@@ -13,7 +13,10 @@ from typing import Any
 import numpy as np
 
 from graphdl.errors import GradientError
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Bool, Float, GradContext, Int, OpDef, Str, fail, register
+
+BATCH_NORM_ATTRS = {"eps": Float(1e-5, low=0.0), "momentum": Float(0.1), "training": Bool(False)}
+
 
 
 def _norm_check(x: tuple, params: tuple, expected: tuple, what: str) -> None:
@@ -166,18 +169,20 @@ register(OpDef(
     doc="Normalise each channel (axis 1) by batch statistics in training plans, by the running statistics "
         "in inference plans; then scale by gamma and shift by beta. Outputs: y, and the per-channel mean and "
         "(biased) variance used, which the gradient and the running-statistics update read.",
+    attr_schema=BATCH_NORM_ATTRS,
 ))
 register(OpDef(
     "batch_norm_backward", _batch_norm_backward_shape, _batch_norm_backward_kernel, arity=5, modal=True,
     nondiff=(1, 2, 3, 4), multi_output=True, dtype=lambda d, a: (d[0], d[0], d[0]), label_attrs=("training",),
     doc="Gradients of batch_norm for x, gamma and beta in one node, from its saved statistics: inputs "
-        "(gradient of y, x, gamma, mean, var).",
+        "(gradient of y, x, gamma, mean, var).", attr_schema=BATCH_NORM_ATTRS,
 ))
 register(OpDef(
     "batch_norm_update", lambda s, a: (), _batch_norm_update_kernel, arity=5, writes=(3, 4), nondiff=(0, 1, 2, 3, 4),
     shape_only=(0,), dtype=lambda d, a: d[0], label_attrs=("momentum",),
     doc="Update BatchNorm's running mean and (unbiased) variance in place from the batch statistics batch_norm "
         "output: inputs (x, only for its shape; mean; var; running mean; running var).",
+    attr_schema={"momentum": Float(0.1)},
 ))
 
 
@@ -259,12 +264,12 @@ def _legacy_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype:
 
 register(OpDef(
     "batch_norm_grad", _legacy_grad_shape, _legacy_grad_kernel, arity=5, nondiff=(1, 2, 3, 4), modal=True,
-    label_attrs=("wrt", "training"),
+    label_attrs=("wrt", "training"), attr_schema={**BATCH_NORM_ATTRS, "wrt": Str("x", "gamma")},
     doc="Format-v1 files only: gradient of batch_norm for x (wrt='x') or gamma (wrt='gamma'), statistics recomputed.",
 ))
 register(OpDef(
     "batch_norm_stats", lambda s, a: (), _legacy_stats_kernel, arity=3, writes=(1, 2), nondiff=(0, 1, 2),
-    dtype=lambda d, a: d[0], label_attrs=("momentum",),
+    dtype=lambda d, a: d[0], label_attrs=("momentum",), attr_schema={"momentum": Float(0.1)},
     doc="Format-v1 files only: update BatchNorm's running statistics in place, recomputing them from x.",
 ))
 
@@ -315,4 +320,5 @@ def _layer_norm_grad(c: GradContext) -> list:
 
 
 register(OpDef("layer_norm", _layer_norm_shape, _layer_norm_kernel, grad=_layer_norm_grad, label_attrs=("ndim",),
-               doc="Normalise over the last `ndim` dimensions, then (optionally) scale and shift."))
+               doc="Normalise over the last `ndim` dimensions, then (optionally) scale and shift.",
+               attr_schema={"ndim": Int(low=1), "eps": Float(1e-5, low=0.0)}))
