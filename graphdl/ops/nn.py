@@ -89,7 +89,7 @@ def _softmax_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 register(OpDef(
     "softmax", _softmax_shape, _softmax_kernel, arity=1, inplace=(0,), label_attrs=("axis",),
     grad=lambda c: [c.out * (c.gout - (c.gout * c.out).sum(axis=c.attrs.get("axis", -1), keepdims=True))],
-    attr_schema={"axis": Int(-1)},
+    attr_schema={"axis": Int(-1)}, doc="exp(x) / sum(exp(x)) along axis, the maximum subtracted first.",
 ))
 
 
