@@ -28,7 +28,8 @@ def _one_graph(tensors: Sequence[Tensor], what: str) -> Graph:
 
 
 def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, loss: Tensor | None = None,
-            training: bool | None = None, check: bool = True, remat: str | int | None = None) -> Executable:
+            training: bool | None = None, check: bool = True, remat: str | int | None = None,
+            check_numerics: bool = False) -> Executable:
     """Compile the graph that computes ``outputs``.
 
     With an ``optimizer``, the plan is a training step: it also computes the gradient of the objective
@@ -40,6 +41,8 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     training plan also updates BatchNorm's running statistics. ``check`` verifies the IR after every pass.
     ``remat="sqrt"`` (or a segment length) recomputes activations in the backward pass instead of
     keeping them: O(sqrt(n)) activation memory for at most one extra forward pass (passes/remat.py).
+    ``check_numerics=True`` makes every run name the first node producing NaN or inf, before any update
+    (slower; ``run(check_numerics=...)`` decides per call).
     """
     from passes import CompileSpec, choose_objective, compile_graph
 
@@ -54,7 +57,8 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)
     objective = None if optimizer is None else choose_objective(ir, spec)
-    return Executable(ir, graph.values, known_inputs=placeholders, objective=objective)
+    return Executable(ir, graph.values, known_inputs=placeholders, objective=objective,
+                      check_numerics=check_numerics)
 
 
 def grad(objective: Tensor, wrt: Sequence[Tensor], *, unconnected: str = "error") -> list[Tensor]:
