@@ -123,3 +123,39 @@ def remat() -> tuple[str, dict]:
     text = table(["MLP depth (256 wide, batch 128, SGD)", "arena, no remat", "arena, remat='sqrt'", "ratio",
                   "recomputed"], rows)
     return text, data
+
+
+_FIRST_RUN = """
+import gc, sys
+sys.path.insert(0, {root!r})
+from bench.models import cnn_data, graphdl_cnn
+
+def status(key):
+    return int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith(key))) * 1024
+
+x, y = cnn_data()
+ex, xt, yt = graphdl_cnn()
+report = ex.memory_report(x.shape[0])
+gc.collect()
+try:  # reset the peak (VmHWM) to the current RSS, so compilation's own peak does not count
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+except OSError:
+    pass
+before = status('VmRSS')
+ex.run({{xt: x, yt: y}}, copy=False)
+print(before, status('VmHWM'), report['arena_bytes'], report.get('workspace_bytes', 0))
+"""
+
+
+def first_run_rss(root: str) -> tuple[str, dict[str, int]]:
+    """RSS a first CNN training run adds (arena, kernels' buffers, page faults) against the reported arena."""
+    out = subprocess.run([sys.executable, "-c", _FIRST_RUN.format(root=root)], capture_output=True, text=True,
+                         check=True)
+    before, peak, arena, workspace = map(int, out.stdout.split())
+    added = peak - before
+    data = {"before": before, "peak": peak, "arena": arena, "workspace": workspace, "added": added}
+    rows = [["CNN train, SGD, batch 64", f"{before / MIB:.1f} MiB", f"{peak / MIB:.1f} MiB", f"{added / MIB:.1f} MiB",
+             f"{arena / MIB:.2f} MiB", f"{workspace / MIB:.2f} MiB", f"{added / arena:.2f}x"]]
+    return table(["plan", "RSS before", "peak after first run", "added", "reported arena",
+                  "of which workspace", "added / arena"], rows), data

@@ -90,30 +90,52 @@ def cnn_data(batch: int = CNN_BATCH, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return rng.standard_normal((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, batch)
 
 
-def graphdl_cnn():
-    """conv32-pool-conv64-pool-dense10 (3x3 convolutions, padding 1, ReLU, 2x2 max pooling), plain SGD."""
+def _graphdl_cnn_logits():
+    """conv32-pool-conv64-pool-dense10 (3x3 convolutions, padding 1, ReLU, 2x2 max pooling)."""
     import graphdl as gd
     from graphdl import layers
 
+    x = gd.placeholder("x", (None, 1, 28, 28))
+    h = layers.Conv2D(1, 32, 3, padding=1, name="conv1")(x)
+    h = layers.MaxPool2D(2, name="pool1")(layers.ReLU(name="relu1")(h))
+    h = layers.Conv2D(32, 64, 3, padding=1, name="conv2")(h)
+    h = layers.MaxPool2D(2, name="pool2")(layers.ReLU(name="relu2")(h))
+    return x, layers.Linear(64 * 7 * 7, 10, name="fc")(layers.Flatten(name="flatten")(h))
+
+
+def graphdl_cnn():
+    """(executable, x, y) for one training step of the CNN with plain SGD."""
+    import graphdl as gd
+
     with gd.Graph("cnn", seed=0):
-        x = gd.placeholder("x", (None, 1, 28, 28))
+        x, logits = _graphdl_cnn_logits()
         y = gd.placeholder("y", (None,), dtype="int64")
-        h = layers.Conv2D(1, 32, 3, padding=1, name="conv1")(x)
-        h = layers.MaxPool2D(2, name="pool1")(layers.ReLU(name="relu1")(h))
-        h = layers.Conv2D(32, 64, 3, padding=1, name="conv2")(h)
-        h = layers.MaxPool2D(2, name="pool2")(layers.ReLU(name="relu2")(h))
-        logits = layers.Linear(64 * 7 * 7, 10, name="fc")(layers.Flatten(name="flatten")(h))
         loss = gd.losses.SoftmaxCrossEntropy(name="loss")(logits, y)
     return gd.compile([loss], gd.optim.SGD(LR)), x, y
+
+
+def graphdl_cnn_inference():
+    """(executable, x): the CNN's logits, inference plan."""
+    import graphdl as gd
+
+    with gd.Graph("cnn", seed=0):
+        x, logits = _graphdl_cnn_logits()
+    return gd.compile([logits]), x
+
+
+def torch_cnn_model():
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
 
 
 def torch_cnn():
     import torch
     from torch import nn
 
-    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
+    model = torch_cnn_model()
     opt = torch.optim.SGD(model.parameters(), lr=LR)
 
     def step(x, y):
@@ -126,7 +148,7 @@ def torch_cnn():
     return step
 
 
-def jax_cnn():
+def _jax_cnn_parts():
     import jax
     import jax.numpy as jnp
 
@@ -143,11 +165,23 @@ def jax_cnn():
     def pool(x):
         return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
 
-    def loss_fn(p, x, y):
+    def logits_fn(p, x):
         h = pool(jax.nn.relu(conv(x, p[0], p[1])))
         h = pool(jax.nn.relu(conv(h, p[2], p[3])))
-        logits = h.reshape(h.shape[0], -1) @ p[4] + p[5]
+        return h.reshape(h.shape[0], -1) @ p[4] + p[5]
+
+    def loss_fn(p, x, y):
+        logits = logits_fn(p, x)
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1))
+
+    return params, logits_fn, loss_fn
+
+
+def jax_cnn():
+    """(params, jitted SGD step) for the CNN."""
+    import jax
+
+    params, _, loss_fn = _jax_cnn_parts()
 
     @jax.jit
     def step(p, x, y):
@@ -155,3 +189,36 @@ def jax_cnn():
         return jax.tree_util.tree_map(lambda a, g: a - LR * g, p, grads), loss
 
     return params, step
+
+
+def jax_cnn_inference():
+    """(params, jitted forward) for the CNN's logits."""
+    import jax
+
+    params, logits_fn, _ = _jax_cnn_parts()
+    return params, jax.jit(logits_fn)
+
+
+CHAIN_OPS = 200
+CHAIN_SHAPE = (64, 64)
+
+
+def chain_data() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal(CHAIN_SHAPE, dtype=np.float32)
+
+
+def chain_op(k: int) -> tuple[str, float]:
+    """The k-th op of the chain: alternately multiply by and add a constant (values stay bounded)."""
+    return ("mul", 0.999) if k % 2 == 0 else ("add", 0.001)
+
+
+def graphdl_chain():
+    """(executable, x): CHAIN_OPS chained elementwise ops, inference plan."""
+    import graphdl as gd
+
+    with gd.Graph("chain"):
+        h = x = gd.placeholder("x", CHAIN_SHAPE)
+        for k in range(CHAIN_OPS):
+            op, c = chain_op(k)
+            h = h * c if op == "mul" else h + c
+    return gd.compile([h]), x

@@ -49,7 +49,7 @@ def main() -> int:
     history = gd.fit(train, loader, epochs=args.epochs, inputs=["x", "y"],
                      validation=(predict, data.x_test, data.y_test), progress=not args.no_progress)
     seconds = time.perf_counter() - start
-    acc = gd.train.evaluate(predict, data.x_test, data.y_test)
+    acc = gd.evaluate(predict, data.x_test, data.y_test)["accuracy"]
     print(f"test accuracy {acc:.4f} after {args.epochs} epochs in {seconds:.1f} s "
           f"(final training loss {history['loss'][-1]:.4f})")
 

@@ -7,9 +7,12 @@ compiled plan many times; save it to one file and ``gd.load`` it without the scr
 from __future__ import annotations
 
 from graphdl import (
+    callbacks,
     data,
     layers,
     losses,
+    metrics,
+    onnx,
     ops,  # registers the op table
     optim,
     viz,
@@ -33,7 +36,7 @@ from graphdl.executable import Executable
 from graphdl.graph import Graph, Tensor, constant, placeholder
 from graphdl.ir import IR, Node, NodeKind
 from graphdl.serialize import load
-from graphdl.train import History, fit
+from graphdl.train import History, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -57,14 +60,18 @@ __all__ = [
     "ShapeError",
     "Tensor",
     "VizError",
+    "callbacks",
     "compile",
     "constant",
     "data",
+    "evaluate",
     "fit",
     "grad",
     "layers",
     "load",
     "losses",
+    "metrics",
+    "onnx",
     "ops",
     "optim",
     "placeholder",

@@ -7,8 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from graphdl.errors import GraphDLError
-from graphdl.graph import format_shape
-from graphdl.ir import NodeKind
+from graphdl.ir import NodeKind, format_shape
 
 
 def _bytes(n: int) -> str:

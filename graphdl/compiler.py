@@ -52,7 +52,7 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     if loss is not None:
         _one_graph([*outputs, loss], "gd.compile")
     spec = CompileSpec(tuple(t.name for t in outputs), optimizer, {"training": mode, "remat": remat},
-                       objective=None if loss is None else loss.name)
+                       objective=None if loss is None else loss.name, frozen=frozenset(graph.frozen))
     ir = compile_graph(graph.freeze(), spec, check=check)
     graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from graphdl.errors import FeedError, ResourceError
 from graphdl.executor import BoundPlan
-from graphdl.graph import Tensor, assign_values, format_shape, values_of_kind
+from graphdl.graph import Tensor, assign_state, assign_values, format_shape, is_optimizer_state, values_of_kind
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
 
 Feeds = Mapping["Tensor | str", Any]
@@ -213,9 +213,17 @@ class Executable:
         """Trainable parameters (live arrays) by name."""
         return values_of_kind(self.values, self.nodes, NodeKind.PARAM)
 
-    def state(self) -> dict[str, np.ndarray]:
-        """Persistent non-trainable arrays (optimizer moments, running statistics) by name."""
-        return values_of_kind(self.values, self.nodes, NodeKind.STATE)
+    def state(self, optimizer: bool = True) -> dict[str, np.ndarray]:
+        """Persistent non-trainable arrays by name: the model's (running statistics, dropout counters) and,
+        unless ``optimizer=False``, the optimizer's (moments, step counter)."""
+        values = values_of_kind(self.values, self.nodes, NodeKind.STATE)
+        return values if optimizer else {k: v for k, v in values.items() if not is_optimizer_state(self.nodes[k])}
+
+    def load_state(self, values: Mapping[str, np.ndarray], strict: bool = True) -> list[str]:
+        """Copy state arrays by name (what another model's ``state()`` returns); returns the names this model
+        has no state for (e.g. a training model's optimizer moments, loaded into an inference model).
+        With ``strict``, every state of the model itself (running statistics) must be given."""
+        return assign_state(self.values, self.nodes, values, strict=strict, what=f"model '{self.name}'")
 
     def load_parameters(self, values: Mapping[str, np.ndarray], strict: bool = True) -> None:
         """Copy arrays into the live parameters and state after checking names, shapes and dtypes."""
@@ -244,6 +252,28 @@ class Executable:
             "state_bytes": sum(v.nbytes for v in self.state().values()),
             "steps": len(plan.steps),
         }
+
+    def inference(self, outputs: Sequence[Tensor | str] | None = None) -> Executable:
+        """The inference plan of chosen ``outputs`` (default: every output but the objective) that shares
+        this model's live parameters and state: a training checkpoint loaded with ``gd.load`` gives its
+        predictions, running statistics included, without the script that built it."""
+        from passes import CompileSpec, compile_graph
+        from passes.dce import eliminate_dead_code
+        from passes.mode import inference_of
+
+        names = [o.name if isinstance(o, Tensor) else o for o in outputs] if outputs is not None else [
+            o for o in self.outputs if o != self.objective]
+        if not names:
+            raise FeedError(f"'{self.name}' has no output besides its objective; name the outputs to predict, "
+                            "e.g. model.inference(['logits'])")
+        forward = {n.name for n in self.ir.nodes if n.kind is not NodeKind.UPDATE and n.kind is not NodeKind.GRADIENT}
+        bad = [o for o in names if o not in forward]
+        if bad:
+            raise FeedError(f"'{self.name}' has no forward node {bad}; choose among its outputs {list(self.outputs)} "
+                            "or other forward nodes (print(model) lists them)")
+        ir = eliminate_dead_code(inference_of(self.ir, tuple(names)))
+        ir = compile_graph(ir, CompileSpec(tuple(names), options={"training": False}))
+        return Executable(ir, self.values, known_inputs=tuple(self.known_inputs))
 
     def save(self, path: str) -> None:
         """Write graph and weights (and optimizer state) to one file; see graphdl.serialize."""

@@ -33,8 +33,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from graphdl.errors import ExecutionError, GraphDLError, NonFiniteError
-from graphdl.graph import format_shape
-from graphdl.ir import IR, Node, NodeKind
+from graphdl.ir import IR, Node, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import InputValueError, get_op
 
@@ -48,6 +47,12 @@ def aligned_arena(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
+def comment_text(label: str) -> str:
+    """``label`` made safe for a comment in generated code: backslash escapes (``ascii``) for
+    everything outside printable ASCII, so newlines, carriage returns and other line breaks cannot occur."""
+    return ascii(str(label))[1:-1]
+
+
 #: Steps per generated function: CPython compiles one function with thousands of closure variables
 #: in time quadratic in their number, so long plans are split into chunks called in turn.
 CHUNK = 256
@@ -56,7 +61,10 @@ CHUNK = 256
 def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None) -> list[tuple[str, list[int]]]:
     """One function maker per chunk of steps, with the indices of the values it uses; ``k<j>`` is
     step j's kernel, ``v<i>`` the array bound to ``value_names[i]``. Each step is one line with its
-    node's name and op in a comment."""
+    node's name and op in a comment.
+
+    Nothing from the graph becomes code: kernels and arrays are named by index only, and the comment
+    is escaped to printable ASCII (``comment_text``), so no name can end the line it is on."""
     chunk = chunk or CHUNK
     index = {name: i for i, name in enumerate(value_names)}
     sources = []
@@ -68,7 +76,7 @@ def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None
             args = [f"v{index[i]}" for i in (*s.inputs, *([s.output] if s.output is not None else []))]
             for a in args:
                 used[int(a[1:])] = None
-            lines.append(f"        k{j}({', '.join(args)})  # {s.node} ({s.op})")
+            lines.append(f"        k{j}({', '.join(args)})  # {comment_text(f'{s.node} ({s.op})')}")
         ks = ", ".join(f"k{j}" for j in range(c0, c0 + len(steps)))
         vs = ", ".join(f"v{i}" for i in used)
         head = [f"def make_chunk_{c0 // chunk}(k, v):",
@@ -190,7 +198,7 @@ class BoundPlan:
         chunks = []
         generated = generate_source(dataclasses.replace(plan, steps=tuple(self.steps)), value_names)
         for c, (src, used) in enumerate(generated):
-            filename = f"<graphdl plan {count}: {ir.name}, chunk {c}>"
+            filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
             linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
             namespace: dict[str, object] = {}

@@ -19,12 +19,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from graphdl.errors import GraphError
 
 Dim = int | None
 Shape = tuple[Dim, ...]
@@ -73,6 +76,39 @@ class Node:
         return f"'{self.name}' ({self.op}, defined at {self.origin})"
 
 
+#: Node names: letters, digits and ``_`` first, then also ``.``, ``-`` and ``/``; at most NAME_MAX_LEN
+#: characters. ``:`` is reserved (``node:k`` will name output k of a multi-output node). Names never
+#: reach generated code as code, but a small, printable set keeps files, errors and pictures readable.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
+NAME_MAX_LEN = 200
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid node name, or None if it is."""
+    if not isinstance(name, str):
+        return f"a node name must be a string, got {type(name).__name__}"
+    if not name:
+        return "a node name must not be empty"
+    if len(name) > NAME_MAX_LEN:
+        return f"node name {name[:40]!r}... is {len(name)} characters long; the limit is {NAME_MAX_LEN}"
+    if NAME_PATTERN.fullmatch(name):
+        return None
+    if ":" in name:
+        return (f"node name {name!r} contains ':', which is reserved (`node:k` will name output k of a "
+                "multi-output node)")
+    return (f"node name {name!r} has characters outside letters, digits and _ . - / (or starts with "
+            ". - /)")
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it is a valid node name, else raise GraphError saying why and what is allowed."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise GraphError(f"{problem}; use letters, digits and _ . - / (first character a letter, digit or _), "
+                         f"at most {NAME_MAX_LEN} characters")
+    return name  # type: ignore[return-value]
+
+
 def make_attrs(attrs: Mapping[str, Any]) -> Attrs:
     """Sorted, hashable key/value pairs; lists become tuples."""
 
@@ -102,6 +138,12 @@ class IR:
 
     def of_kind(self, *kinds: NodeKind) -> list[Node]:
         return [n for n in self.nodes if n.kind in kinds]
+
+
+def format_shape(shape: Shape) -> str:
+    """``(None, 64)`` -> ``(batch?, 64)``: unknown stays distinct from 0."""
+    inner = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"({inner}{',' if len(shape) == 1 else ''})"
 
 
 def ancestors(nodes: Mapping[str, Node], start: str) -> set[str]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.builder import Builder, Tensor
 from graphdl.errors import GraphError
-from graphdl.graph import Builder, Tensor
 from graphdl.ir import NodeKind
 
 REDUCTIONS = ("mean", "sum", "none")

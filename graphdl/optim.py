@@ -10,12 +10,13 @@ exactly where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphdl.builder import Builder, Tensor
 from graphdl.errors import GraphDLError
-from graphdl.graph import Builder, Tensor
 from graphdl.ir import Node, NodeKind, make_attrs
 
 STEP_COUNTER = "optimizer.t"
@@ -75,18 +76,65 @@ def _unused(b: Builder, p: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True)
+class ParamGroup:
+    """Parameters trained with their own hyperparameters (PyTorch's parameter groups).
+
+    ``params`` holds parameter tensors, layers (all their parameters) or parameter names; ``overrides``
+    are fields of the optimizer to change for them, e.g. ``ParamGroup([head], lr=1e-2, weight_decay=0)``.
+    """
+
+    params: tuple[Any, ...]
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, params: Sequence[Any], **overrides: Any) -> None:
+        object.__setattr__(self, "params", tuple(params))
+        object.__setattr__(self, "overrides", tuple(sorted(overrides.items())))
+
+    def names(self) -> list[str]:
+        """The parameter names this group covers."""
+        out: list[str] = []
+        for p in self.params:
+            if isinstance(p, str):
+                out.append(p)
+            elif isinstance(p, Tensor):
+                out.append(p.name)
+            elif hasattr(p, "params") and isinstance(p.params, dict):  # a layer
+                out.extend(t.name for t in p.params.values())
+            else:
+                raise GraphDLError(f"ParamGroup takes parameter tensors, layers or names, got {type(p).__name__}")
+        return out
+
+
+@dataclass(frozen=True)
 class Optimizer:
     """Base record: the learning rate, an optional schedule and global-norm clipping.
 
     Subclasses declare ``lr`` and their hyperparameters, and add their update nodes in ``update``.
-    ``schedule`` and ``clip_norm`` are keyword-only.
+    ``schedule``, ``clip_norm`` and ``groups`` are keyword-only. ``groups`` is a sequence of
+    ``ParamGroup``: their parameters use the group's hyperparameters (learning rate, weight decay, ...),
+    all others this optimizer's; the schedule, clipping and step counter are shared.
     """
 
     schedule: Schedule | None = field(default=None, kw_only=True)
     clip_norm: float | None = field(default=None, kw_only=True)
+    groups: tuple[ParamGroup, ...] = field(default=(), kw_only=True)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(self.groups))
         self.check()
+        for g in self.groups:
+            if not isinstance(g, ParamGroup):
+                raise GraphDLError(f"{type(self).__name__}: groups takes ParamGroup records, got {type(g).__name__}")
+            self.for_group(g)  # check the overrides now, not at compile time
+
+    def for_group(self, group: ParamGroup) -> Optimizer:
+        """This optimizer with a group's overrides applied (checked like the constructor's arguments)."""
+        fields = {f.name for f in dataclasses.fields(self)} - {"groups", "schedule", "clip_norm"}
+        bad = sorted(k for k, _ in group.overrides if k not in fields)
+        if bad:
+            raise GraphDLError(f"{type(self).__name__} has no hyperparameter {bad} to set per group; "
+                               f"it has {sorted(fields)}")
+        return dataclasses.replace(self, groups=(), **dict(group.overrides))
 
     @property
     def base_lr(self) -> float:
@@ -105,12 +153,31 @@ class Optimizer:
         first = pairs[0][0].node
         t = _state(b, STEP_COUNTER, first, dtype="int64", shape=())
         schedule = self.schedule.attrs() if self.schedule is not None else {}
-        lr = b.apply("learning_rate", [t], {"lr": self.base_lr, "dtype": first.dtype, **schedule},
-                     name=b.fresh("optimizer.lr"))
+        rule: dict[str, Optimizer] = {}
+        for group in self.groups:
+            opt = self.for_group(group)
+            for name in group.names():
+                if name in rule:
+                    raise GraphDLError(f"parameter '{name}' is in two parameter groups of {type(self).__name__}")
+                rule[name] = opt
+        unknown = sorted(set(rule) - {p.name for p, _ in pairs})
+        if unknown:
+            raise GraphDLError(f"{type(self).__name__}: parameter groups name {unknown}, which this training plan "
+                               "does not train (not parameters the objective uses, or frozen)")
+        lrs: dict[float, Tensor] = {}  # one learning-rate node per distinct base rate
+
+        def lr_node(base: float) -> Tensor:
+            if base not in lrs:
+                lrs[base] = b.apply("learning_rate", [t], {"lr": base, "dtype": first.dtype, **schedule},
+                                    name=b.fresh("optimizer.lr"))
+            return lrs[base]
+
+        lr_node(self.base_lr)
         if self.clip_norm is not None:
             pairs = _clip_by_global_norm(b, pairs, self.clip_norm)
         for p, g in pairs:
-            self.update(b, p, g, lr, t)
+            opt = rule.get(p.name, self)
+            opt.update(b, p, g, lr_node(opt.base_lr), t)
         b.apply("increment", [t], name=b.fresh(f"update/{STEP_COUNTER}"), kind=NodeKind.UPDATE)
 
     def update(self, b: Builder, p: Tensor, g: Tensor, lr: Tensor, t: Tensor) -> None:  # pragma: no cover

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from graphdl.graph import format_shape
-from graphdl.ir import IR, Node, NodeKind
+from graphdl.ir import IR, Node, NodeKind, format_shape
 
 
 def format_node_line(n: Node) -> str:

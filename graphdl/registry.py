@@ -14,8 +14,8 @@ import numpy as np
 from graphdl.errors import GraphError
 
 if TYPE_CHECKING:
-    from graphdl.graph import Tensor
     from graphdl.ir import Node, Shape
+    from graphdl.tensor import Tensor
 
 #: A kernel reads its inputs and writes into ``out`` (``None`` for update ops); it must not allocate
 #: arrays in steady state beyond what its factory preallocated.
@@ -23,6 +23,11 @@ Kernel = Callable[..., None]
 #: Builds a kernel for concrete shapes: (attrs, input shapes, output shape, output dtype) -> Kernel.
 KernelFactory = Callable[[dict[str, Any], tuple[tuple[int, ...], ...], tuple[int, ...], np.dtype], Kernel]
 ShapeRule = Callable[[tuple["Shape", ...], dict[str, Any]], "Shape"]
+#: Scratch buffers a kernel needs while it runs, for concrete shapes:
+#: (attrs, input shapes, output shape, dtype) -> [(shape, dtype), ...]. The planner places them in
+#: the arena, live during that step only, and the factory receives them as ``workspace=[arrays]``.
+WorkspaceRule = Callable[[dict[str, Any], tuple[tuple[int, ...], ...], tuple[int, ...], np.dtype],
+                         list[tuple[tuple[int, ...], Any]]]
 DTypeRule = Callable[[tuple[str, ...], dict[str, Any]], str]
 
 
@@ -89,6 +94,7 @@ def same_float_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
 class OpDef:
     """One op: how its shape follows from its inputs, how it computes, how it differentiates.
 
+    ``workspace`` declares scratch buffers the planner places in the arena for the step's duration.
     ``inplace`` lists inputs the output may overwrite when that input dies at this node (the kernel
     must then be alias-safe). ``writes`` lists inputs an update kernel mutates. ``nondiff`` lists
     inputs that never receive a gradient (labels, indices). ``shape_only`` lists inputs whose
@@ -114,6 +120,18 @@ class OpDef:
     #: nodes that advance its state (running statistics, random-number counters).
     modal: bool = False
     training_updates: Callable[[Any, Node], None] | None = None
+    #: Scratch buffers the kernel declares (see WorkspaceRule); its factory then takes ``workspace=``.
+    workspace: WorkspaceRule | None = None
+
+
+def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
+    """The workspace arrays a kernel factory uses: the planner's views when given (reshaped to the
+    declared shapes), else its own allocation (a kernel built outside a plan, e.g. in tests)."""
+    if given is None:
+        return [np.empty(shape, dtype) for shape, dtype in declared]
+    if len(given) != len(declared):
+        raise GraphError(f"kernel expected {len(declared)} workspace buffers, got {len(given)}")
+    return [g.reshape(shape) for g, (shape, _) in zip(given, declared)]
 
 
 _OPS: dict[str, OpDef] = {}

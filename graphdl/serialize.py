@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.errors import GraphDLError, ModelFileError
-from graphdl.ir import IR, Node, NodeKind, make_attrs
+from graphdl.ir import IR, Node, NodeKind, make_attrs, name_problem
 
 FORMAT_NAME = "graphdl-model"
 FORMAT_VERSION = 1
@@ -47,6 +47,10 @@ def graph_to_json(ir: IR) -> dict[str, Any]:
 
 def graph_from_json(data: dict[str, Any]) -> IR:
     """Rebuild the IR from ``graph_to_json`` data; malformed data raises ModelFileError."""
+    for d in data.get("nodes", []) if isinstance(data, dict) else []:
+        problem = name_problem(d.get("name") if isinstance(d, dict) else None)
+        if problem is not None:
+            raise ModelFileError(f"graph.json is malformed: {problem}")
     try:
         nodes = tuple(
             Node(name=str(d["name"]), kind=NodeKind(d["kind"]), op=str(d["op"]),

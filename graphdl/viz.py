@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from graphdl.builder import Builder, format_shape
 from graphdl.errors import VizError
-from graphdl.graph import Builder, format_shape
 from graphdl.ir import IR, NodeKind
 
 #: Fill colour per node kind: inputs, weights, forward, backward, updates and losses told apart.

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphdl.builder import Builder, Tensor
 from graphdl.errors import CompileError, GraphDLError
-from graphdl.graph import Builder, Tensor
 from graphdl.ir import IR, NodeKind
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
@@ -40,6 +40,8 @@ class CompileSpec:
     options: dict[str, Any] = field(default_factory=dict)
     #: The output a training plan minimises (``loss=``); None: the only scalar output.
     objective: str | None = None
+    #: Parameters the training plan must not update (no gradient, no optimizer state).
+    frozen: frozenset[str] = frozenset()
 
 
 def select_outputs(ir: IR, spec: CompileSpec) -> IR:
@@ -85,9 +87,11 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
     objective = choose_objective(ir, spec)
     node = ir.node_map()[objective]
     ancestors = ancestors_of(ir.node_map(), objective)
-    params = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
+    used = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
+    params = [p for p in used if p not in spec.frozen]
     if not params:
-        raise CompileError(f"the objective {node.describe()} depends on no parameters; nothing to train")
+        why = f"all {len(used)} parameters it uses are frozen" if used else "it depends on no parameters"
+        raise CompileError(f"the objective {node.describe()} cannot be trained: {why}; nothing to train")
     ir, grads = build_gradients(ir, objective, params)
     b = Builder(ir.name, node.dtype, ir.nodes)
     b.default_kind = NodeKind.UPDATE

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from graphdl.builder import Builder, Tensor, format_shape
 from graphdl.errors import GradientError
-from graphdl.graph import Builder, Tensor, format_shape
 from graphdl.ir import IR, STORED_KINDS, NodeKind
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.registry import GradContext, get_op

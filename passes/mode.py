@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphdl.graph import Builder
+from graphdl.builder import Builder
 from graphdl.ir import IR, Node, make_attrs
 from graphdl.registry import get_op
 
@@ -41,3 +41,20 @@ def set_mode(ir: IR, training: bool | None) -> IR:
         b.default_origin = n.origin
         get_op(n.op).training_updates(b, n)
     return b.freeze(ir.outputs)
+
+
+def inference_of(ir: IR, outputs: tuple[str, ...]) -> IR:
+    """The inference graph of a (compiled) training graph: its forward nodes for ``outputs``, with every
+    modal node switched to inference (BatchNorm reads its running statistics, dropout is the identity).
+
+    Update nodes go, and dead-code elimination (run after this) removes the gradient nodes.
+    """
+    nodes: list[Node] = []
+    for n in ir.nodes:
+        if n.kind.value == "update":
+            continue
+        if n.kind.value not in ("placeholder", "param", "state", "constant") and get_op(n.op).modal:
+            n = Node(n.name, n.kind, n.op, n.inputs, make_attrs({**dict(n.attrs), "training": False}),
+                     n.shape, n.dtype, n.origin)
+        nodes.append(n)
+    return ir.replace(nodes=tuple(nodes), outputs=outputs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from graphdl.builder import Builder, format_shape
 from graphdl.errors import ShapeError
-from graphdl.graph import Builder, format_shape
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
 from graphdl.registry import RuleError, get_op
 

@@ -71,6 +71,51 @@ CONV_CASES: list[Case] = [
     Case("avg_pool2d_grad", [(1, 2, 4, 3), (1, 2, 7, 6)], _conv_attrs((3, 3), 2, (1, 1, 1, 1))),
 ]
 
+def _unique_rows(n: int, m: int, cols: int):
+    """An (m, cols) index into an axis of size n with no repeats within a column (scatter writes once)."""
+
+    def make(rng: np.random.Generator) -> np.ndarray:
+        return np.stack([rng.permutation(n)[:m] for _ in range(cols)], axis=1)
+
+    return make
+
+
+STRUCTURAL_CASES: list[Case] = [
+    Case("expand_dims", [(3, 4)], {"axis": (0, 2)}),
+    Case("squeeze", [(3, 1, 4, 1)], {"axis": None}),
+    Case("squeeze", [(3, 1, 4, 1)], {"axis": (1,)}, id="squeeze-axis"),
+    Case("broadcast_to", [(3, 1)], {"shape": (2, 3, 4)}),
+    Case("tril", [(2, 4, 3)], {"k": -1}),
+    Case("triu", [(4, 5)], {"k": 1}),
+    Case("flip", [(3, 4, 2)], {"axis": (0, 2)}),
+    Case("flip", [(3, 4)], {"axis": None}, id="flip-all"),
+    Case("roll", [(3, 5)], {"shift": (2, -1), "axis": (1, 0)}),
+    Case("repeat", [(3, 4)], {"repeats": 2, "axis": 1}),
+    Case("repeat", [(3, 4)], {"repeats": (0, 2, 1), "axis": 0}, id="repeat-counts"),
+    Case("tile", [(2, 3)], {"reps": (2, 1, 3)}),
+    Case("pad", [(2, 3, 4)], {"pad": (1, 2, 0, 1), "mode": "constant", "value": 0.5}),
+    Case("pad", [(2, 3, 4)], {"pad": (2, 3, 1, 2), "mode": "reflect"}, id="pad-reflect"),
+    Case("pad", [(2, 3, 4)], {"pad": (3, 1), "mode": "replicate"}, id="pad-replicate"),
+    Case("pad", [(2, 3, 4)], {"pad": (4, 2, 3, 0), "mode": "circular"}, id="pad-circular"),
+    Case("remap_adjoint", [(2, 8), (2, 4)], {"of": "pad", "pad": (2, 2), "mode": "reflect"}),
+    Case("remap_adjoint", [(2, 6, 4), (3, 4)], {"of": "tile", "reps": (2, 2, 1)}, id="remap_adjoint-tile"),
+    Case("einsum", [(2, 3, 4), (2, 4, 5)], {"equation": "bij,bjk->bik"}),
+    Case("einsum", [(3, 4), (4,)], {"equation": "ij,j->"}, id="einsum-to-scalar"),
+    Case("einsum", [(3, 4, 2)], {"equation": "ijk->ki"}, id="einsum-sum-one-operand"),
+    Case("einsum", [(3,), (4,), (3, 5)], {"equation": "i,j,ik->jk"}, id="einsum-outer"),
+    Case("gather", make=lambda r: [r.standard_normal((4, 3)), r.integers(0, 4, (5, 2))], attrs={"axis": 0}),
+    Case("gather", make=lambda r: [r.standard_normal((2, 3, 4)), r.integers(-4, 4, (2, 3, 6))],
+         attrs={"axis": 2, "wrap": True}, id="gather-wrap"),
+    Case("gather_adjoint", make=lambda r: [r.standard_normal((5, 2)), r.integers(0, 4, (5, 2)),
+                                           r.standard_normal((4, 3))], attrs={"axis": 0}),
+    Case("scatter", make=lambda r: [r.standard_normal((4, 3)), _unique_rows(4, 2, 3)(r), r.standard_normal((2, 3))],
+         attrs={"axis": 0}),
+    Case("scatter", make=lambda r: [r.standard_normal((3, 4)), _unique_rows(4, 2, 3)(r).T],
+         attrs={"axis": 1, "value": 1.5}, id="scatter-value"),
+    Case("scatter_add", make=lambda r: [r.standard_normal((4, 3)), r.integers(0, 4, (5, 3)),
+                                        r.standard_normal((5, 3))], attrs={"axis": 0}),
+]
+
 CASES: list[Case] = [
     Case("add", [(3, 4), (3, 4)]),
     Case("add", [(3, 4), (4,)], id="add-broadcast-row"),
@@ -110,6 +155,7 @@ CASES: list[Case] = [
     Case("expand_like", [(4,), (3, 4)]),
     Case("reshape", [(3, 4)], {"shape": (2, 6)}),
     Case("reshape", [(3, 4)], {"shape": (-1,)}, id="reshape-flat"),
+    Case("reshape_like", [(3, 4), (2, 6)]),
     # elementwise
     Case("where", make=lambda r: [r.random((3, 4)) > 0.5, r.standard_normal((3, 4)), r.standard_normal((4,))]),
     Case("where", make=lambda r: [r.random((2, 1, 4)) > 0.5, r.standard_normal((3, 1)), r.standard_normal(())],
@@ -143,6 +189,7 @@ CASES: list[Case] = [
     Case("concat", [(1, 3), (2, 3)], {"axis": 0}, id="concat-axis0"),
     Case("slice", [(3, 5)], {"axis": 1, "start": 1, "stop": 4}),
     Case("unslice", [(3, 2), (3, 5)], {"axis": 1, "start": 2, "stop": 4}),
+    *STRUCTURAL_CASES,
     # convolution and pooling (odd sizes, stride > 1, padding, dilation, groups, batch 1)
     *CONV_CASES,
     # neural-network ops
@@ -184,6 +231,7 @@ NO_GRADIENT: dict[str, str] = {
     "rmsprop_update": "optimizer update (writes in place)",
     "adagrad_update": "optimizer update (writes in place)",
     "learning_rate": "a function of the integer step counter",
+    "one_hot": "integer ids in, constants out",
 }
 
 # Fused ops the compiler substitutes (graphdl/ops/fused.py).

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from graphdl.graph import Tensor
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    contract,
     conv,
+    dims,
     elementwise,
     gather,
+    index,
     layout,
     linalg,
     losses,
@@ -21,8 +23,11 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     norm,
     pool,
     reduce,
+    remap,
     updates,
 )
+from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
+from graphdl.tensor import Tensor
 
 
 def _apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:

@@ -1,4 +1,4 @@
-"""2-d convolution (NCHW, weight (out, in/groups, kh, kw)) by im2col and one batched GEMM per call.
+"""2-d convolution (NCHW, weight (out, in/groups, kh, kw)) by im2col and one GEMM over the whole batch.
 
 ``conv2d`` has two gradient ops, one per input: ``conv2d_input_grad`` (the transposed convolution,
 col2im over the kernel offsets) and ``conv2d_weight_grad`` (a GEMM against the windows). Each of the
@@ -7,12 +7,13 @@ three is bilinear, so every gradient of a gradient is again one of the three: se
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from graphdl.ops.window import Padded, check_image, geometry, offset_slices, out_hw, windows
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.ops.window import check_image, geometry, out_hw
+from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "dilation", "groups")
 
@@ -40,41 +41,120 @@ def _conv_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     return (x[0], w[0], ho, wo)
 
 
-class _Im2col:
-    """The windows of x copied to (N, G, C/G*kh*kw, Ho*Wo) matrices, into a preallocated buffer.
+def _valid(out_len: int, in_len: int, k_off: int, stride: int, pad: int) -> tuple[slice, slice] | None:
+    """Output positions o with 0 <= o * stride + k_off - pad < in_len, and the input positions they read."""
+    lo = max(0, -(-(pad - k_off) // stride))
+    hi = min(out_len, (in_len - 1 + pad - k_off) // stride + 1)
+    if hi <= lo:
+        return None
+    first = lo * stride + k_off - pad
+    return slice(lo, hi), slice(first, first + (hi - lo - 1) * stride + 1, stride)
 
-    Ho*Wo last keeps the copy's inner loop on contiguous output pixels and makes the forward pass one
-    batched GEMM whose result is already NCHW.
+
+class _Columns:
+    """im2col and col2im over the whole batch, columns laid out (C, kh, kw, N, Ho, Wo).
+
+    Row (c, i, j) holds input channel c shifted by kernel offset (i, j) for every pixel of every
+    sample, so one GEMM (Cout, C*kh*kw) @ (C*kh*kw, N*Ho*Wo) convolves the batch (per group, the rows
+    of a group are contiguous). Padding is never copied: for each of the kh*kw offsets the valid
+    region is copied from x and the border rows and columns are zeroed. Loops run over kernel
+    offsets only, never over samples or pixels.
     """
 
-    def __init__(self, x_shape: tuple, attrs: dict[str, Any], dtype: np.dtype) -> None:
-        n, c = x_shape[:2]
-        (kh, kw), _, _, padding = geometry(attrs)
-        self.attrs, self.groups = attrs, attrs.get("groups", 1)
-        self.hw = out_hw(x_shape, attrs)
-        self.padded = Padded(x_shape, padding, dtype)
-        g, cg = self.groups, c // self.groups
-        self.cols = np.empty((n, g, cg, kh, kw, *self.hw), dtype=dtype)
-        self.matrix = self.cols.reshape(n, g, cg * kh * kw, self.hw[0] * self.hw[1])
+    def __init__(self, x_shape: tuple, attrs: dict[str, Any]) -> None:
+        n, c, h, w = x_shape
+        (kh, kw), (sh, sw), (dh, dw), (pt, _, pl, _) = geometry(attrs)
+        self.ho, self.wo = out_hw(x_shape, attrs)
+        self.shape = (c, kh, kw, n, self.ho, self.wo)
+        self.offsets = []  # (i, j, output rows, output cols, input rows, input cols) or None parts
+        for i in range(kh):
+            for j in range(kw):
+                rows, cols = _valid(self.ho, h, i * dh, sh, pt), _valid(self.wo, w, j * dw, sw, pl)
+                if rows is None or cols is None:
+                    self.offsets.append((i, j, None, None, None, None))
+                else:
+                    self.offsets.append((i, j, rows[0], cols[0], rows[1], cols[1]))
+        full_h, full_w = slice(0, self.ho), slice(0, self.wo)
+        # an offset whose valid region is the whole output needs no border zeroing (stride 1 centre)
+        self.borders = {(i, j): self._borders(orow, ocol, full_h, full_w)
+                        for i, j, orow, ocol, _, _ in self.offsets}
+        # an offset reading every input position (each once) lets col2im start with a copy, not a fill
+        self.covers = next(((i, j) for i, j, orow, ocol, irow, icol in self.offsets
+                            if irow is not None and (irow.start, irow.stop, irow.step) == (0, h, 1)
+                            and (icol.start, icol.stop, icol.step) == (0, w, 1)), None)
+        self.scatter_order = sorted(self.offsets, key=lambda o: (o[0], o[1]) != self.covers)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        win = windows(self.padded.load(x), self.attrs, self.hw, self.groups)  # (N, G, Cg, Ho, Wo, kh, kw)
-        np.copyto(self.cols, win.transpose(0, 1, 2, 5, 6, 3, 4))
-        return self.matrix
+    def _borders(self, orow: slice | None, ocol: slice | None, full_h: slice, full_w: slice) -> list[tuple]:
+        if orow is None:
+            return [(full_h, full_w)]
+        out = [(slice(0, orow.start), full_w), (slice(orow.stop, self.ho), full_w),
+               (orow, slice(0, ocol.start)), (orow, slice(ocol.stop, self.wo))]
+        return [(r, c) for r, c in out if r.stop > r.start and c.stop > c.start]
+
+    def im2col(self, x: np.ndarray, cols: np.ndarray) -> None:
+        """Fill ``cols`` (C, kh, kw, N, Ho, Wo) from x (N, C, H, W)."""
+        xt = x.transpose(1, 0, 2, 3)
+        for i, j, orow, ocol, irow, icol in self.offsets:
+            dst = cols[:, i, j]
+            for r, c in self.borders[i, j]:
+                dst[:, :, r, c] = 0
+            if orow is not None:
+                np.copyto(dst[:, :, orow, ocol], xt[:, :, irow, icol])
+
+    def col2im(self, cols: np.ndarray, out: np.ndarray) -> None:
+        """out (N, C, H, W) = sum over kernel offsets of the columns put back where they were read."""
+        ot = out.transpose(1, 0, 2, 3)
+        if self.covers is None:
+            out.fill(0)
+        for i, j, orow, ocol, irow, icol in self.scatter_order:
+            if orow is None:
+                continue
+            view, src = ot[:, :, irow, icol], cols[:, i, j, :, orow, ocol]
+            if (i, j) == self.covers:
+                np.copyto(view, src)
+            else:
+                np.add(view, src, out=view)
 
 
-def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    im2col = _Im2col(in_shapes[0], attrs, dtype)
-    groups = im2col.groups
+def _to_channel_major(g: np.ndarray, gt: np.ndarray | None) -> np.ndarray:
+    """(N, Cout, Ho, Wo) as a (Cout, N*Ho*Wo) matrix: a transposed copy into ``gt``, or a view at N=1."""
+    n, co = g.shape[:2]
+    if gt is None:
+        return g.reshape(co, -1)
+    np.copyto(gt.reshape(co, n, -1), g.reshape(n, co, -1).transpose(1, 0, 2))
+    return gt.reshape(co, -1)
+
+
+def _conv_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
+    """Columns (C*kh*kw, N*Ho*Wo), and the GEMM's (Cout, N*Ho*Wo) result unless N is 1."""
     n, co, ho, wo = out_shape
-    split = (n, groups, co // groups, ho * wo)
-    w_split = (groups, co // groups, -1)
+    cols = (math.prod(_Columns(in_shapes[0], attrs).shape),)
+    return [(cols, dtype)] + ([((co * n * ho * wo,), dtype)] if n > 1 else [])
+
+
+def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
+                 workspace: list[np.ndarray] | None = None):
+    columns = _Columns(in_shapes[0], attrs)
+    cols_buf, *y_buf = scratch(workspace, _conv_workspace(attrs, in_shapes, out_shape, dtype))
+    groups = attrs.get("groups", 1)
+    n, co, ho, wo = out_shape
+    cols = cols_buf.reshape(columns.shape)
+    cols_g = cols_buf.reshape(groups, -1, n * ho * wo)
+    y = y_buf[0].reshape(groups, co // groups, n * ho * wo) if y_buf else None
 
     def conv2d(x: np.ndarray, w: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]
-        # (G, Cout/G, K) @ (N, G, K, Ho*Wo) -> (N, G, Cout/G, Ho*Wo): the NCHW output itself
-        np.matmul(w.reshape(w_split), im2col(x), out=out.reshape(split))
-        if len(rest) == 2:
+        columns.im2col(x, cols)
+        # one GEMM per group over the whole batch: (Cout/G, K) @ (K, N*Ho*Wo)
+        dst = y if y is not None else out.reshape(groups, co // groups, ho * wo)
+        np.matmul(w.reshape(groups, co // groups, -1), cols_g, out=dst)
+        if y is not None:  # (Cout, N, Ho*Wo) -> NCHW, adding the bias in the same pass
+            src = y.reshape(co, n, ho * wo).transpose(1, 0, 2)
+            if len(rest) == 2:
+                np.add(src, rest[0].reshape(1, co, 1), out=out.reshape(n, co, ho * wo))
+            else:
+                np.copyto(out.reshape(n, co, ho * wo), src)
+        elif len(rest) == 2:
             np.add(out, rest[0].reshape(co, 1, 1), out=out)
 
     return conv2d
@@ -88,7 +168,7 @@ def _conv_grad(c: GradContext) -> list:
     return grads
 
 
-register(OpDef("conv2d", _conv_shape, _conv_kernel, grad=_conv_grad, label_attrs=LABEL,
+register(OpDef("conv2d", _conv_shape, _conv_kernel, grad=_conv_grad, label_attrs=LABEL, workspace=_conv_workspace,
                doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel."))
 
 
@@ -100,32 +180,29 @@ def _input_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     return x
 
 
-def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _input_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
+    """Column gradients (C*kh*kw, N*Ho*Wo), and the output gradient channel-major unless N is 1."""
+    g = in_shapes[0]
+    cols = (math.prod(_Columns(in_shapes[2], attrs).shape),)
+    return [(cols, dtype)] + ([((math.prod(g),), dtype)] if g[0] > 1 else [])
+
+
+def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
+                       workspace: list[np.ndarray] | None = None):
     g_shape, w_shape, x_shape = in_shapes
+    columns = _Columns(x_shape, attrs)
+    dcols_buf, *gt_buf = scratch(workspace, _input_grad_workspace(attrs, in_shapes, out_shape, dtype))
     groups = attrs.get("groups", 1)
-    n, c, h, wd = x_shape
-    (kh, kw), _, _, (pt, pb, pl, pr) = geometry(attrs)
-    hw = out_hw(x_shape, attrs)
-    dcols = np.empty((n, groups, c // groups, kh, kw, *hw), dtype=dtype)
-    dcols_mat = dcols.reshape(n, groups, -1, hw[0] * hw[1])
-    padded = any((pt, pb, pl, pr))
-    dxp = np.empty((n, c, h + pt + pb, wd + pl + pr), dtype=dtype) if padded else None
-    inner = (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + wd))
-    offsets = offset_slices(attrs, hw)
-    g_split = (n, groups, g_shape[1] // groups, hw[0] * hw[1])
+    dcols = dcols_buf.reshape(columns.shape)
+    dcols_g = dcols_buf.reshape(groups, -1, math.prod(g_shape) // g_shape[1])
+    gt = gt_buf[0] if gt_buf else None
     w_split = (groups, w_shape[0] // groups, -1)
 
     def conv2d_input_grad(g: np.ndarray, w: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
-        # columns (N, G, K, Ho*Wo) = W^T (G, K, Cout/G) @ g (N, G, Cout/G, Ho*Wo), then col2im
-        np.matmul(w.reshape(w_split).transpose(0, 2, 1), g.reshape(g_split), out=dcols_mat)
-        dst = dxp if padded else out
-        dst.fill(0)
-        grouped = dst.reshape(n, groups, c // groups, *dst.shape[2:])
-        for i, j, index in offsets:
-            view = grouped[(slice(None), *index)]
-            np.add(view, dcols[:, :, :, i, j], out=view)
-        if padded:
-            np.copyto(out, dxp[inner])
+        # column gradients (K, N*Ho*Wo) = W^T (K, Cout/G) @ g (Cout/G, N*Ho*Wo) per group, then col2im
+        g2 = _to_channel_major(g, gt)
+        np.matmul(w.reshape(w_split).transpose(0, 2, 1), g2.reshape(groups, g_shape[1] // groups, -1), out=dcols_g)
+        columns.col2im(dcols, out)
 
     return conv2d_input_grad
 
@@ -136,7 +213,7 @@ def _input_grad_grad(c: GradContext) -> list:
 
 
 register(OpDef("conv2d_input_grad", _input_grad_shape, _input_grad_kernel, grad=_input_grad_grad, arity=3,
-               nondiff=(2,), shape_only=(2,), label_attrs=LABEL,
+               nondiff=(2,), shape_only=(2,), label_attrs=LABEL, workspace=_input_grad_workspace,
                doc="Gradient of conv2d for its input (a transposed convolution); `like` gives the input's shape."))
 
 
@@ -152,19 +229,29 @@ def _weight_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     return (g[1], x[1] // groups, *tuple(attrs["kernel"]))
 
 
-def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _weight_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
+    """Columns of x (C*kh*kw, N*Ho*Wo), and the output gradient channel-major unless N is 1."""
+    x, g = in_shapes
+    cols = (math.prod(_Columns(x, attrs).shape),)
+    return [(cols, dtype)] + ([((math.prod(g),), dtype)] if g[0] > 1 else [])
+
+
+def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
+                        workspace: list[np.ndarray] | None = None):
     x_shape, g_shape = in_shapes
-    im2col = _Im2col(x_shape, attrs, dtype)
-    groups = im2col.groups
-    n = x_shape[0]
+    columns = _Columns(x_shape, attrs)
+    cols_buf, *gt_buf = scratch(workspace, _weight_grad_workspace(attrs, in_shapes, out_shape, dtype))
+    groups = attrs.get("groups", 1)
+    cols = cols_buf.reshape(columns.shape)
+    cols_t = cols_buf.reshape(groups, -1, math.prod(g_shape) // g_shape[1]).transpose(0, 2, 1)
+    gt = gt_buf[0] if gt_buf else None
     cog = out_shape[0] // groups
-    g_split = (n, groups, cog, g_shape[2] * g_shape[3])
-    per_sample = np.empty((n, groups, cog, im2col.matrix.shape[2]), dtype=dtype)
 
     def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
-        # per sample g (G, Cout/G, Ho*Wo) @ columns^T (G, Ho*Wo, K), summed over the batch
-        np.matmul(g.reshape(g_split), im2col(x).transpose(0, 1, 3, 2), out=per_sample)
-        np.sum(per_sample, axis=0, out=out.reshape(groups, cog, -1))
+        # one GEMM per group over the whole batch: g (Cout/G, N*Ho*Wo) @ columns^T (N*Ho*Wo, K)
+        columns.im2col(x, cols)
+        g2 = _to_channel_major(g, gt)
+        np.matmul(g2.reshape(groups, cog, -1), cols_t, out=out.reshape(groups, cog, -1))
 
     return conv2d_weight_grad
 
@@ -175,4 +262,5 @@ def _weight_grad_grad(c: GradContext) -> list:
 
 
 register(OpDef("conv2d_weight_grad", _weight_grad_shape, _weight_grad_kernel, grad=_weight_grad_grad, arity=2,
-               label_attrs=LABEL, doc="Gradient of conv2d for its weight: windows of x against the output gradient."))
+               label_attrs=LABEL, workspace=_weight_grad_workspace,
+               doc="Gradient of conv2d for its weight: windows of x against the output gradient."))

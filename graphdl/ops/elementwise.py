@@ -12,7 +12,7 @@ from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
 from graphdl.registry import GradContext, OpDef, RuleError, fail, register, same_float_dtype
 
 if TYPE_CHECKING:
-    from graphdl.graph import Tensor
+    from graphdl.tensor import Tensor
 
 
 def _scalar_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

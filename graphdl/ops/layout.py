@@ -19,16 +19,19 @@ def _reshape_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     known_in = math.prod(d for d in x if d is not None)
     known_out = math.prod(d for d in target if d is not None and d != -1)
     if None in x:
+        # The batch size is unknown: -1 takes whatever the elements give, which may split the batch
+        # ((N*4, 5) -> (-1, 4, 5)) or merge it ((N, 4, 5) -> (-1, 5)); the concrete shapes of a plan
+        # check that the split is exact once the batch size is known.
         if -1 not in target and None not in target:
             fail(f"cannot reshape {x}, whose batch size is unknown, to the fixed shape {target}",
                  "use -1 for the batch dimension")
-        if known_out and known_in % known_out:
-            fail(f"cannot reshape {x} to {target}: {known_in} elements per sample do not split into "
-                 f"{known_out}")
+        if known_in == 0 and known_out != 0:
+            fail(f"cannot reshape {x} (no elements) to {target}")
         return tuple(None if d in (-1, None) else d for d in target)
     if -1 in target or None in target:
         if known_out == 0 or known_in % known_out:
-            fail(f"cannot reshape {x} ({known_in} elements) to {target}")
+            fail(f"cannot reshape {x} ({known_in} elements) to {target}",
+                 f"the known dimensions of the target must divide {known_in}")
         return tuple(known_in // known_out if d in (-1, None) else d for d in target)
     if known_in != known_out:
         fail(f"cannot reshape {x} ({known_in} elements) to {target} ({known_out} elements)")
@@ -36,7 +39,8 @@ def _reshape_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 def _reshape_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    def reshape(x: np.ndarray, out: np.ndarray) -> None:
+    def reshape(x: np.ndarray, *rest: np.ndarray) -> None:
+        out = rest[-1]
         np.copyto(out, x.reshape(out_shape))
 
     return reshape
@@ -44,8 +48,23 @@ def _reshape_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 
 register(OpDef(
     "reshape", _reshape_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("shape",),
-    grad=lambda c: [c.apply("reshape", c.gout, shape=tuple(
-        -1 if d is None else d for d in c.inputs[0].shape))],
+    grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
+    doc="x with the same elements in a new shape; one -1 takes the remaining size (it may split or "
+        "merge an unknown batch dimension, checked when the batch size is known).",
+))
+
+
+def _reshape_like_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    g, x = shapes
+    if None not in g and None not in x and math.prod(g) != math.prod(x):
+        fail(f"cannot reshape {g} ({math.prod(g)} elements) to the shape of {x} ({math.prod(x)} elements)")
+    return x
+
+
+register(OpDef(
+    "reshape_like", _reshape_like_shape, _reshape_kernel, arity=2, inplace=(0,), nondiff=(1,), shape_only=(1,),
+    grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0]), None],
+    doc="g reshaped to the shape of x (the gradient of reshape; exact for any number of unknown dimensions).",
 ))
 
 

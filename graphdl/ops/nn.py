@@ -49,8 +49,7 @@ def _linear_grad(c: GradContext) -> list:
     x, w = c.inputs[0], c.inputs[1]
     g = c.gout
     dx = c.apply("matmul", g, w, transpose_b=True) if len(x.shape) == 2 else c.apply(
-        "reshape", c.apply("matmul", c.apply("reshape", g, shape=(-1, w.shape[1])), w, transpose_b=True),
-        shape=tuple(-1 if d is None else d for d in x.shape))
+        "reshape_like", c.apply("matmul", c.apply("reshape", g, shape=(-1, w.shape[1])), w, transpose_b=True), x)
     if len(x.shape) == 2:
         dw = c.apply("matmul", x, g, transpose_a=True)
     else:

@@ -1,0 +1,65 @@
+"""Per-op time of one graphdl plan: each bound step timed alone, summed by op, as a Markdown table.
+
+``python -m bench.profile [cnn_train|mlp_train|cnn_infer_256] [--threads 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+from bench.common import table
+
+
+def profile(workload: str = "cnn_train", steps: int = 20) -> str:
+    """Median over ``steps`` runs of each step's time, summed by op; share of the whole step."""
+    from bench import models
+
+    if workload == "cnn_train":
+        x, y = models.cnn_data()
+        ex, xt, yt = models.graphdl_cnn()
+        feeds = {xt: x, yt: y}
+    elif workload == "mlp_train":
+        x, y = models.mlp_data()
+        ex, xt, yt = models.graphdl_mlp()
+        feeds = {xt: x, yt: y}
+    else:
+        x, _ = models.cnn_data(int(workload.rsplit("_", 1)[1]))
+        ex, xt = models.graphdl_cnn_inference()
+        feeds = {xt: x}
+    ex.run(feeds, copy=False)
+    bound = ex.bound_plan({xt.name: x.shape, **({} if len(feeds) == 1 else {yt.name: y.shape})})
+    calls, plan_steps = bound.calls, bound.plan.steps
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(steps):
+        for k, call in enumerate(calls):
+            t = time.perf_counter()
+            call()
+            samples[k].append(time.perf_counter() - t)
+    by_op: dict[str, float] = defaultdict(float)
+    count: dict[str, int] = defaultdict(int)
+    for s, ts in zip(plan_steps, samples):
+        by_op[s.op] += statistics.median(ts)
+        count[s.op] += 1
+    total = sum(by_op.values())
+    rows = [[op, str(count[op]), f"{t * 1e3:.3f} ms", f"{100 * t / total:.1f} %"]
+            for op, t in sorted(by_op.items(), key=lambda kv: -kv[1])]
+    rows.append(["total", str(len(calls)), f"{total * 1e3:.3f} ms", "100 %"])
+    return table([f"graphdl {workload}: op", "steps", "median time", "share"], rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("workload", nargs="?", default="cnn_train")
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    print(profile(args.workload, args.steps))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The Builder: an append-only list of nodes that checks each new node against its op's rules.
+
+Passes and gradient rules edit a Builder; the user's ``Graph`` (graphdl/graph.py) is a Builder that also
+owns the live arrays. ``freeze()`` yields the immutable ``IR`` the compiler works on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from graphdl.errors import DTypeError, GraphError, ShapeError
+from graphdl.ir import IR, Node, NodeKind, format_shape, make_attrs, user_origin, validate_name
+from graphdl.registry import RuleError, get_op
+from graphdl.tensor import Tensor
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+class Builder:
+    """An append-only list of nodes with eager shape and dtype inference."""
+
+    def __init__(self, name: str, dtype: str = "float32", nodes: Iterable[Node] = ()) -> None:
+        if dtype not in FLOAT_DTYPES:
+            raise GraphError(f"graph dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+        self.name = name
+        self.dtype = dtype
+        self.nodes: dict[str, Node] = {n.name: n for n in nodes}
+        self._counts: dict[str, int] = {}
+        self.reserved: set[str] = set()  # names promised to layers that have not been called yet
+        self.scope = ""
+        self.default_kind = NodeKind.OP
+        self.default_origin: str | None = None
+
+    # -- naming ---------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        """A node name not yet used: ``base``, else ``base_1``, ``base_2``, ..."""
+        base = self.scope + base
+        if base not in self.nodes and base not in self.reserved:
+            return base
+        k = self._counts.get(base, 0)
+        while True:
+            k += 1
+            candidate = f"{base}_{k}"
+            if candidate not in self.nodes and candidate not in self.reserved:
+                self._counts[base] = k
+                return candidate
+
+    # -- adding nodes ---------------------------------------------------------------------
+    def add_node(self, node: Node) -> Tensor:
+        validate_name(node.name)
+        if node.name in self.nodes:
+            raise GraphError(
+                f"node name '{node.name}' is already used in graph '{self.name}' "
+                f"(by {self.nodes[node.name].describe()}); pick another name"
+            )
+        self.nodes[node.name] = node
+        return Tensor(self, node.name)
+
+    def apply(
+        self,
+        op: str,
+        inputs: Sequence[Tensor | float | int],
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        kind: NodeKind | None = None,
+    ) -> Tensor:
+        """Add one node computing ``op`` of ``inputs``; Python numbers become scalar constants."""
+        opdef = get_op(op)
+        attrs = dict(attrs or {})
+        like = next((t for t in inputs if isinstance(t, Tensor)), None)
+        handles = [self._as_tensor(t, like) for t in inputs]
+        if opdef.arity is not None and len(handles) != opdef.arity:
+            raise GraphError(f"op '{op}' takes {opdef.arity} inputs, got {len(handles)}")
+        nodes = [self.nodes[h.name] for h in handles]
+        origin = self.default_origin or user_origin()
+        node_name = name if name is not None else self.fresh(op)
+        try:
+            shape = opdef.shape(tuple(n.shape for n in nodes), attrs)
+            dtype = opdef.dtype(tuple(n.dtype for n in nodes), attrs)
+        except RuleError as e:
+            raise self.rule_error(e, node_name, op, nodes, origin) from None
+        node = Node(
+            name=node_name,
+            kind=kind or self.default_kind,
+            op=op,
+            inputs=tuple(n.name for n in nodes),
+            attrs=make_attrs(attrs),
+            shape=tuple(shape),
+            dtype=dtype,
+            origin=origin,
+        )
+        return self.add_node(node)
+
+    @staticmethod
+    def rule_error(
+        e: RuleError, name: str, op: str, inputs: Sequence[Node], origin: str
+    ) -> ShapeError | DTypeError:
+        """The error a user sees when a shape/dtype rule rejects a node, with all context."""
+        seen = ", ".join(
+            f"'{n.name}' {format_shape(n.shape)} {n.dtype}" for n in inputs
+        )
+        msg = f"{op} at node '{name}' (defined at {origin}): {e.message}; inputs: {seen}"
+        if e.hint:
+            msg += f". Hint: {e.hint}"
+        return (DTypeError if e.kind == "dtype" else ShapeError)(msg)
+
+    def scalar(self, value: float, dtype: str) -> Tensor:
+        """A 0-d constant whose value lives in the node's attributes."""
+        return self.apply("scalar", [], {"value": float(value), "dtype": dtype}, kind=NodeKind.CONSTANT)
+
+    def _as_tensor(self, t: Tensor | float | int, like: Tensor | None) -> Tensor:
+        if isinstance(t, Tensor):
+            if t.graph is not self and t.name not in self.nodes:
+                raise GraphError(
+                    f"node '{t.name}' belongs to graph '{t.graph.name}', not '{self.name}'; "
+                    "build every node of a model inside the same `with gd.Graph()` block"
+                )
+            return t if t.graph is self else Tensor(self, t.name)
+        if isinstance(t, int | float | np.number):
+            dtype = like.dtype if like is not None and like.dtype in FLOAT_DTYPES else self.dtype
+            return self.scalar(float(t), dtype)
+        raise GraphError(
+            f"cannot use {type(t).__name__} as a graph input; wrap arrays with gd.constant()"
+        )
+
+    def tensor(self, name: str) -> Tensor:
+        """The handle of an existing node."""
+        if name not in self.nodes:
+            raise GraphError(f"graph '{self.name}' has no node '{name}'")
+        return Tensor(self, name)
+
+    def freeze(self, outputs: Sequence[str] = ()) -> IR:
+        """The immutable IR of everything built so far."""
+        return IR(self.name, tuple(self.nodes.values()), tuple(outputs))
+
+
+__all__ = ["FLOAT_DTYPES", "Builder", "Tensor", "format_shape"]

@@ -1,0 +1,22 @@
+"""Layers: callables that own their parameter nodes and add one node to the graph per call.
+
+A layer is built inside ``with gd.Graph():``; its parameters (``<name>.W``, ``<name>.b``) become
+param nodes at construction, initialised from the graph's seeded generator as PyTorch does, and
+``layer(x)`` adds one node (named after the layer) that reads ``x`` and the parameters. One file per
+family: base, dense, activations, conv (and pooling), norm, dropout.
+"""
+
+from __future__ import annotations
+
+from graphdl.layers.activations import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
+from graphdl.layers.base import Layer
+from graphdl.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
+from graphdl.layers.dense import Concat, Embedding, Flatten, Linear, Reshape
+from graphdl.layers.dropout import Dropout
+from graphdl.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm
+
+__all__ = [
+    "ELU", "GELU", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Concat", "Conv2D", "Dropout", "Embedding",
+    "Flatten", "GlobalAvgPool2D", "Layer", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2D", "ReLU",
+    "Reshape", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
+]

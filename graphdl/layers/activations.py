@@ -1,0 +1,110 @@
+"""Activation layers (ReLU, GELU, Softmax, ...): one elementwise node per call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphdl.errors import GraphError
+from graphdl.layers.base import Layer
+
+
+class _Activation(Layer):
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name)
+
+
+class LeakyReLU(Layer):
+    """x where x > 0, else negative_slope * x."""
+
+    op = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01, name: str | None = None) -> None:
+        super().__init__(name)
+        self.negative_slope = float(negative_slope)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+
+class ELU(Layer):
+    """x where x > 0, else alpha * (exp(x) - 1)."""
+
+    op = "elu"
+
+    def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
+        super().__init__(name)
+        self.alpha = float(alpha)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class GELU(Layer):
+    """x * Phi(x); ``approximate="tanh"`` uses the tanh approximation."""
+
+    op = "gelu"
+
+    def __init__(self, approximate: str = "none", name: str | None = None) -> None:
+        super().__init__(name)
+        if approximate not in ("none", "tanh"):
+            raise GraphError(f"GELU(approximate={approximate!r}): use 'none' or 'tanh'")
+        self.approximate = approximate
+
+    def attrs(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+class SiLU(_Activation):
+    """x * sigmoid(x)."""
+
+    op = "silu"
+
+
+class Softplus(Layer):
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold."""
+
+    op = "softplus"
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0, name: str | None = None) -> None:
+        super().__init__(name)
+        self.beta, self.threshold = float(beta), float(threshold)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"beta": self.beta, "threshold": self.threshold}
+
+
+class ReLU(_Activation):
+    """max(x, 0)."""
+
+    op = "relu"
+
+
+class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)), computed without overflow."""
+
+    op = "sigmoid"
+
+
+class Tanh(_Activation):
+    """Hyperbolic tangent."""
+
+    op = "tanh"
+
+
+class Softmax(Layer):
+    """exp(x) / sum(exp(x)) along ``dim`` (default the last axis)."""
+
+    op = "softmax"
+
+    def __init__(self, dim: int = -1, name: str | None = None) -> None:
+        super().__init__(name)
+        self.dim = dim
+
+    def attrs(self) -> dict[str, Any]:
+        return {"axis": self.dim}
+
+
+class LogSoftmax(Softmax):
+    """log(softmax(x)) along ``dim``, without overflow at any magnitude."""
+
+    op = "log_softmax"

@@ -1,0 +1,100 @@
+"""Convolution and pooling layers over NCHW input, with PyTorch argument names."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from graphdl.errors import GraphError
+from graphdl.layers.base import Layer
+
+
+def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(d, int) for d in pair):
+        raise GraphError(f"{what} must be an int or a pair of ints, got {v!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _padding(padding: int | Sequence[int] | str, kernel: tuple[int, int], dilation: tuple[int, int],
+             stride: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) from PyTorch's padding argument (int, pair, "valid" or "same")."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        if stride != (1, 1):
+            raise GraphError(f"padding='same' needs stride 1, got stride {stride} (as in PyTorch)")
+        th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    if isinstance(padding, str):
+        raise GraphError(f"padding={padding!r}: use an int, a pair, 'valid' or 'same'")
+    ph, pw = _pair(padding, "padding")
+    return (ph, ph, pw, pw)
+
+
+class Conv2D(Layer):
+    """2-d convolution over NCHW input; W is (out_channels, in_channels/groups, kh, kw), b is (out_channels,)."""
+
+    op = "conv2d"
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
+                 name: str | None = None) -> None:
+        super().__init__(name)
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise GraphError(f"Conv2D: in_channels {in_channels} and out_channels {out_channels} must both "
+                             f"be divisible by groups {groups}")
+        self.kernel = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        self.padding = _padding(padding, self.kernel, self.dilation, self.stride)
+        self.groups = groups
+        fan_in = in_channels // groups * self.kernel[0] * self.kernel[1]
+        bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default (kaiming_uniform with a=sqrt(5))
+        rng = self.graph.rng
+        self.add_param("W", rng.uniform(-bound, bound, (out_channels, in_channels // groups, *self.kernel)))
+        if bias:
+            self.add_param("b", rng.uniform(-bound, bound, (out_channels,)))
+
+    def attrs(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "groups": self.groups}
+
+
+class MaxPool2D(Layer):
+    """Largest value of each window (stride defaults to the kernel size; padding never wins)."""
+
+    op = "max_pool2d"
+
+    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+                 padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, name: str | None = None) -> None:
+        super().__init__(name)
+        self.kernel = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel if stride is None else _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        ph, pw = _pair(padding, "padding")
+        self.padding = (ph, ph, pw, pw)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"kernel": self.kernel, "stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+
+
+class AvgPool2D(MaxPool2D):
+    """Mean of each window; zero padding counts in the mean (PyTorch's count_include_pad=True)."""
+
+    op = "avg_pool2d"
+
+    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+                 padding: int | Sequence[int] = 0, name: str | None = None) -> None:
+        super().__init__(kernel_size, stride, padding, 1, name=name)
+
+
+class GlobalAvgPool2D(Layer):
+    """Mean over height and width: (N, C, H, W) -> (N, C)."""
+
+    op = "mean"
+
+    def attrs(self) -> dict[str, Any]:
+        return {"axis": (2, 3), "keepdims": False}

@@ -1,0 +1,531 @@
+"""The importer table: one function per ONNX op type, building graphdl nodes through the graph API.
+
+An importer gets the ``ImportContext``, the ONNX node and its attributes as a dict, and returns one
+graphdl tensor per ONNX output it defines. Constant operands (shapes, axes, bounds) are read with
+``ctx.const``; data operands with ``ctx.input``, which turns an initializer into a parameter node
+the first time it is used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from graphdl.graph import Graph, Tensor
+from graphdl.ir import NodeKind
+from graphdl.onnx.load import _DTYPES, _KINDS, ImportedModel, UnsupportedOpError
+
+Importer = Callable[["ImportContext", Any, dict[str, Any]], list[Tensor | None]]
+IMPORTERS: dict[str, Importer] = {}
+
+
+def importer(*op_types: str) -> Callable[[Importer], Importer]:
+    def register(fn: Importer) -> Importer:
+        for op in op_types:
+            IMPORTERS[op] = fn
+        return fn
+
+    return register
+
+
+def _clean(name: str) -> str:
+    return name.lstrip("/") or "node"
+
+
+class ImportContext:
+    """The graph being built, the ONNX values defined so far, and the model's constants."""
+
+    def __init__(self, model: Any, opset: int, where: str) -> None:
+        import onnx
+
+        self.onnx, self.model, self.opset, self.where = onnx, model, opset, where
+        self.inits = {t.name: t for t in model.graph.initializer}
+        self.consts: dict[str, np.ndarray] = {}
+        self.values: dict[str, Tensor] = {}
+        self.graph_outputs = {o.name for o in model.graph.output}
+        readers = Counter(i for n in model.graph.node for i in n.input if i)
+        self.readers = readers
+        floats = [_DTYPES.get(i.type.tensor_type.elem_type) for i in model.graph.input if i.name not in self.inits]
+        dtype = next((np.dtype(d).name for d in floats if d in (np.float32, np.float64)), "float32")
+        self.graph = Graph(_clean(model.graph.name or "onnx"), dtype=dtype)
+        self.node: Any = None
+
+    # -- values -------------------------------------------------------------------------
+    def describe(self, node: Any | None = None) -> str:
+        node = node or self.node
+        return f"{self.where}: node '{node.name or node.output[0]}' ({node.op_type}, opset {self.opset})"
+
+    def refuse(self, why: str) -> UnsupportedOpError:
+        return UnsupportedOpError(f"{self.describe()}: {why}")
+
+    def array(self, name: str) -> np.ndarray | None:
+        """The value of a constant (initializer or Constant node), or None for a computed value."""
+        if name in self.consts:
+            return self.consts[name]
+        if name in self.inits:
+            return self.onnx.numpy_helper.to_array(self.inits[name])
+        return None
+
+    def const(self, i: int, default: Any = None) -> np.ndarray | None:
+        """Input ``i`` of the current node, which must be a constant (None when absent)."""
+        ins = self.node.input
+        if i >= len(ins) or not ins[i]:
+            return None if default is None else np.asarray(default)
+        value = self.array(ins[i])
+        if value is None:
+            raise self.refuse(f"input {i} ('{ins[i]}') must be a constant for graphdl to import this node")
+        return value
+
+    def has(self, i: int) -> bool:
+        return i < len(self.node.input) and bool(self.node.input[i])
+
+    def input(self, i: int, kind: NodeKind | None = None, value: np.ndarray | None = None) -> Tensor:
+        """Input ``i`` as a graph tensor; a constant becomes a stored node of ``kind`` on first use."""
+        name = self.node.input[i]
+        if name in self.values and value is None:
+            return self.values[name]
+        arr = self.array(name) if value is None else value
+        if arr is None:
+            raise self.refuse(f"input '{name}' is not defined before this node")
+        g = self.graph
+        tag = _KINDS.get(self.inits[name].doc_string) if name in self.inits else None
+        if arr.ndim == 0 and arr.dtype.kind == "f" and kind is None:
+            t = g.scalar(float(arr), arr.dtype.name)  # folded and simplified like any graphdl scalar
+        else:
+            if kind is None:
+                kind = tag or (NodeKind.PARAM if name in self.inits and arr.dtype.kind == "f" else NodeKind.CONSTANT)
+            t = g.stored(g.fresh(_clean(name)), np.array(arr), kind)
+        if value is None:
+            self.values[name] = t
+        return t
+
+    def name(self) -> str:
+        """The graphdl name of the current node: its output's name if that is a model output, else its own."""
+        out = self.node.output[0]
+        return self.graph.fresh(_clean(out if out in self.graph_outputs or not self.node.name else self.node.name))
+
+    def apply(self, op: str, inputs: list[Tensor | float], attrs: dict[str, Any] | None = None,
+              kind: NodeKind | None = None) -> Tensor:
+        """The node's final graphdl node."""
+        return self.graph.apply(op, inputs, attrs or {}, name=self.name(), kind=kind)
+
+    def part(self, op: str, inputs: list[Tensor | float], attrs: dict[str, Any] | None = None,
+             suffix: str = "") -> Tensor:
+        """An intermediate graphdl node ``<node>/<suffix or op>``."""
+        base = _clean(self.node.name or self.node.output[0])
+        return self.graph.apply(op, inputs, attrs or {}, name=self.graph.fresh(f"{base}/{suffix or op}"))
+
+    # -- building -----------------------------------------------------------------------
+    def attrs(self, node: Any) -> dict[str, Any]:
+        out = {}
+        for a in node.attribute:
+            v = self.onnx.helper.get_attribute_value(a)
+            if isinstance(v, float):  # ONNX stores float32: take the shortest decimal that is that float32
+                v = float(str(np.float32(v)))
+            out[a.name] = v.decode() if isinstance(v, bytes) else v
+        return out
+
+    def build(self) -> ImportedModel:
+        g = self.graph
+        inputs = {}
+        for vi in self.model.graph.input:
+            if vi.name in self.inits:
+                continue  # an old-style model lists initializers among its inputs
+            tt = vi.type.tensor_type
+            dtype = _DTYPES.get(tt.elem_type)
+            if dtype is None:
+                raise UnsupportedOpError(f"{self.where}: input '{vi.name}' has ONNX type {tt.elem_type}; graphdl "
+                                         "reads float, double, int64, int32 and bool inputs")
+            shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            t = g.placeholder(_clean(vi.name), shape, np.dtype(dtype).name)
+            self.values[vi.name] = inputs[vi.name] = t
+        fused = _fuse_matmul_add(self)
+        for k, node in enumerate(self.model.graph.node):
+            self.node = node
+            if k in fused.skip:
+                continue
+            if node.op_type == "Constant":
+                self.consts[node.output[0]] = _constant(self, node)
+                continue
+            if k in fused.linear:
+                outs: list[Tensor | None] = [fused.build(self, k)]
+            else:
+                outs = IMPORTERS[node.op_type](self, node, self.attrs(node))
+            for name, t in zip(node.output, outs):
+                if name and t is not None:
+                    self.values[name] = t
+            for extra in node.output[len(outs):]:
+                if extra and (self.readers[extra] or extra in self.graph_outputs):
+                    raise self.refuse(f"output '{extra}' is used, but graphdl computes only the first output")
+        outputs = []
+        for o in self.model.graph.output:
+            if o.name not in self.values:
+                t = self.array(o.name)
+                if t is None:
+                    raise UnsupportedOpError(f"{self.where}: model output '{o.name}' is never computed")
+                self.node = type("N", (), {"input": [o.name], "name": o.name, "output": [o.name],
+                                           "op_type": "output"})()
+                self.values[o.name] = self.input(0)
+            outputs.append(self.values[o.name])
+        return ImportedModel(g, inputs, outputs, self.opset, self.model.producer_name,
+                             [t.name for t in self.model.graph.initializer])
+
+
+def _constant(ctx: ImportContext, node: Any) -> np.ndarray:
+    a = node.attribute[0] if len(node.attribute) == 1 else None
+    if a is None or a.name not in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        raise ctx.refuse("only Constant nodes with one value, value_float(s) or value_int(s) attribute are imported")
+    if a.name == "value":
+        return ctx.onnx.numpy_helper.to_array(a.t)
+    v = ctx.onnx.helper.get_attribute_value(a)
+    return np.asarray(v, dtype=np.float32 if "float" in a.name else np.int64)
+
+
+class _Fusion:
+    """MatMul(x, W) followed only by Add(., b), W 2-d and b 1-d constants: one graphdl linear node."""
+
+    def __init__(self) -> None:
+        self.skip: set[int] = set()
+        self.linear: dict[int, Any] = {}  # index of the Add node -> the MatMul node
+
+    def build(self, ctx: ImportContext, k: int) -> Tensor:
+        add, mm = ctx.node, self.linear[k]
+        bias = 1 if add.input[0] == mm.output[0] else 0
+        ctx.node = mm
+        x, w = ctx.input(0), ctx.input(1, NodeKind.PARAM)
+        ctx.node = add
+        return ctx.apply("linear", [x, w, ctx.input(bias, NodeKind.PARAM)])
+
+
+def _fuse_matmul_add(ctx: ImportContext) -> _Fusion:
+    fusion = _Fusion()
+    nodes = list(ctx.model.graph.node)
+    by_input: dict[str, list[int]] = {}
+    for k, n in enumerate(nodes):
+        for i in n.input:
+            by_input.setdefault(i, []).append(k)
+    for j, n in enumerate(nodes):
+        if n.op_type != "MatMul" or n.output[0] in ctx.graph_outputs:
+            continue
+        w = ctx.array(n.input[1])
+        users = by_input.get(n.output[0], [])
+        if w is None or w.ndim != 2 or len(users) != 1 or nodes[users[0]].op_type != "Add":
+            continue
+        add = nodes[users[0]]
+        other = add.input[1] if add.input[0] == n.output[0] else add.input[0]
+        b = ctx.array(other)
+        if b is None or b.shape != (w.shape[1],) or add.input[0] == add.input[1]:
+            continue
+        fusion.skip.add(j)
+        fusion.linear[users[0]] = n
+    return fusion
+
+
+# -- elementwise ----------------------------------------------------------------------------
+_SAME = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Neg": "neg",
+         "Sqrt": "sqrt", "Abs": "abs", "Sign": "sign", "Erf": "erf", "Add": "add", "Sub": "sub", "Mul": "mul",
+         "Div": "div", "Pow": "pow", "Greater": "greater", "GreaterOrEqual": "greater_equal", "Less": "less",
+         "LessOrEqual": "less_equal", "Equal": "equal", "Where": "where"}
+
+
+def _same(op: str) -> Importer:
+    def build(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+        return [ctx.apply(op, [ctx.input(i) for i in range(len(node.input))])]
+
+    return build
+
+
+for _onnx_op, _op in _SAME.items():
+    IMPORTERS[_onnx_op] = _same(_op)
+
+
+@importer("Max", "Min")
+def _extremum(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    ins = [ctx.input(i) for i in range(len(node.input))]
+    op = "maximum" if node.op_type == "Max" else "minimum"
+    if len(ins) == 1:
+        return [ins[0]]
+    out = ins[0]
+    for k, t in enumerate(ins[1:], start=2):
+        out = ctx.apply(op, [out, t]) if k == len(ins) else ctx.part(op, [out, t])
+    return [out]
+
+
+@importer("Identity")
+def _identity(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.input(0)]
+
+
+@importer("LeakyRelu")
+def _leaky_relu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.apply("leaky_relu", [ctx.input(0)], {"negative_slope": float(a.get("alpha", 0.01))})]
+
+
+@importer("Elu")
+def _elu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.apply("elu", [ctx.input(0)], {"alpha": float(a.get("alpha", 1.0))})]
+
+
+@importer("Gelu")
+def _gelu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.apply("gelu", [ctx.input(0)], {"approximate": a.get("approximate", "none")})]
+
+
+@importer("Softplus")
+def _softplus(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)  # ONNX's Softplus has no threshold: never switch to the identity
+    return [ctx.apply("softplus", [x], {"beta": 1.0, "threshold": float(np.finfo(x.dtype).max)})]
+
+
+@importer("Softmax", "LogSoftmax")
+def _softmax(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    op = "softmax" if node.op_type == "Softmax" else "log_softmax"
+    return [ctx.apply(op, [ctx.input(0)], {"axis": int(a.get("axis", -1))})]
+
+
+@importer("Clip")
+def _clip(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    lo, hi = ctx.const(1), ctx.const(2)
+    bounds = {"min": None if lo is None else float(lo), "max": None if hi is None else float(hi)}
+    if lo is None and hi is None:
+        return [ctx.input(0)]
+    return [ctx.apply("clip", [ctx.input(0)], bounds)]
+
+
+# -- linear algebra -------------------------------------------------------------------------
+@importer("Gemm")
+def _gemm(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    ta, tb = bool(a.get("transA", 0)), bool(a.get("transB", 0))
+    w = ctx.array(node.input[1])
+    c = ctx.array(node.input[2]) if ctx.has(2) else None
+    fresh_w = node.input[1] not in ctx.values and ctx.readers[node.input[1]] == 1
+    if (w is not None and w.ndim == 2 and fresh_w and not ta and alpha == 1.0 and beta == 1.0
+            and (not ctx.has(2) or (c is not None and c.size == w.shape[0 if tb else 1] and c.ndim <= 2))):
+        # A Linear layer: W stored as (in, out), transposed once here if the file has (out, in)
+        ins = [ctx.input(0), ctx.input(1, NodeKind.PARAM, np.ascontiguousarray(w.T) if tb else w)]
+        if ctx.has(2):
+            ins.append(ctx.input(2, NodeKind.PARAM, c.reshape(-1)))
+        return [ctx.apply("linear", ins)]
+    if not ctx.has(2) and alpha == 1.0:
+        return [ctx.apply("matmul", [ctx.input(0), ctx.input(1)], {"transpose_a": ta, "transpose_b": tb})]
+    y = ctx.part("matmul", [ctx.input(0), ctx.input(1)], {"transpose_a": ta, "transpose_b": tb})
+    if alpha != 1.0:
+        y = ctx.part("mul", [y, alpha], suffix="alpha") if ctx.has(2) else ctx.apply("mul", [y, alpha])
+    if not ctx.has(2):
+        return [y]
+    cc = ctx.input(2)
+    if beta != 1.0:
+        cc = ctx.part("mul", [cc, beta], suffix="beta")
+    return [ctx.apply("add", [y, cc])]
+
+
+@importer("MatMul")
+def _matmul(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    w = ctx.array(node.input[1])
+    if w is not None and w.ndim == 2 and len(x.shape) >= 2:
+        return [ctx.apply("linear", [x, ctx.input(1, NodeKind.PARAM)])]
+    y = ctx.input(1)
+    if len(x.shape) < 2 or len(y.shape) < 2:
+        raise ctx.refuse(f"MatMul of {len(x.shape)}-d and {len(y.shape)}-d operands; graphdl's matmul needs 2-d or "
+                         "more (reshape vectors to matrices)")
+    return [ctx.apply("matmul", [x, y])]
+
+
+# -- convolution, pooling, normalisation --------------------------------------------------
+def _pads(ctx: ImportContext, a: dict[str, Any], x: Tensor, kernel: list[int], strides: list[int],
+          dilations: list[int]) -> tuple[int, int, int, int]:
+    """graphdl's (top, bottom, left, right) from ONNX pads (top, left, bottom, right) or auto_pad."""
+    auto = a.get("auto_pad", "NOTSET")
+    if auto in ("NOTSET", "VALID"):
+        p = list(a.get("pads", [0, 0, 0, 0])) if auto == "NOTSET" else [0, 0, 0, 0]
+        return p[0], p[2], p[1], p[3]
+    if auto not in ("SAME_UPPER", "SAME_LOWER") or None in x.shape[2:]:
+        raise ctx.refuse(f"auto_pad={auto} needs known image sizes")
+    out = []
+    for size, k, s, d in zip(x.shape[2:], kernel, strides, dilations):
+        total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small = total // 2
+        out.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+    return out[0][0], out[0][1], out[1][0], out[1][1]
+
+
+def _window(ctx: ImportContext, a: dict[str, Any], x: Tensor, kernel: list[int]) -> dict[str, Any]:
+    if len(x.shape) != 4 or len(kernel) != 2:
+        raise ctx.refuse(f"graphdl imports 2-d convolution and pooling only (input {x.shape}, kernel {kernel})")
+    if a.get("ceil_mode", 0):
+        raise ctx.refuse("ceil_mode=1 is not supported")
+    strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
+    return {"kernel": tuple(kernel), "stride": tuple(strides), "dilation": tuple(dilations),
+            "padding": _pads(ctx, a, x, kernel, strides, dilations)}
+
+
+@importer("Conv")
+def _conv(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x, w = ctx.input(0), ctx.input(1, NodeKind.PARAM)
+    attrs = _window(ctx, a, x, list(a.get("kernel_shape", w.shape[2:])))
+    attrs["groups"] = int(a.get("group", 1))
+    ins = [x, w] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
+    return [ctx.apply("conv2d", ins, attrs)]
+
+
+@importer("MaxPool", "AveragePool")
+def _pool(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    attrs = _window(ctx, a, x, list(a["kernel_shape"]))
+    if node.op_type == "MaxPool":
+        if a.get("storage_order", 0):
+            raise ctx.refuse("storage_order=1 is not supported")
+        return [ctx.apply("max_pool2d", [x], attrs)]
+    if not a.get("count_include_pad", 0) and any(attrs["padding"]):
+        raise ctx.refuse("padded AveragePool with count_include_pad=0 is not supported (graphdl counts the padding)")
+    if attrs["dilation"] != (1, 1):
+        raise ctx.refuse("dilated AveragePool is not supported")
+    del attrs["dilation"]
+    return [ctx.apply("avg_pool2d", [x], attrs)]
+
+
+@importer("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    op = "mean" if node.op_type == "GlobalAveragePool" else "max"
+    return [ctx.apply(op, [x], {"axis": tuple(range(2, len(x.shape))), "keepdims": True})]
+
+
+@importer("BatchNormalization")
+def _batch_norm(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if a.get("training_mode", 0):
+        raise ctx.refuse("training_mode=1 (export the model in inference mode; graphdl switches modes itself)")
+    ins = [ctx.input(0), ctx.input(1, NodeKind.PARAM), ctx.input(2, NodeKind.PARAM), ctx.input(3, NodeKind.STATE),
+           ctx.input(4, NodeKind.STATE)]
+    # ONNX's momentum weighs the running value; graphdl's (PyTorch's) weighs the batch statistic
+    attrs = {"eps": float(a.get("epsilon", 1e-5)), "momentum": 1.0 - float(a.get("momentum", 0.9))}
+    return [ctx.apply("batch_norm", ins, attrs)]
+
+
+@importer("LayerNormalization")
+def _layer_norm(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    axis = int(a.get("axis", -1)) % len(x.shape)
+    ins = [x, ctx.input(1, NodeKind.PARAM)] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
+    if len(ins) == 2:  # graphdl's layer_norm takes both or neither: a zero shift changes no value
+        ins.append(ctx.graph.stored(ctx.graph.fresh(f"{_clean(node.name)}.bias"),
+                                    np.zeros(ins[1].shape, dtype=x.dtype), NodeKind.CONSTANT))
+    return [ctx.apply("layer_norm", ins, {"ndim": len(x.shape) - axis, "eps": float(a.get("epsilon", 1e-5))})]
+
+
+@importer("Dropout")
+def _dropout(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    mode = ctx.const(2, False)
+    if bool(mode):
+        raise ctx.refuse("training_mode=true is not supported (graphdl chooses the mode when compiling)")
+    p = float(ctx.const(1, a.get("ratio", 0.5)))
+    g: Graph = ctx.graph
+    counter = g.stored(g.fresh(f"{_clean(node.name or node.output[0])}.counter"), np.zeros(1, np.int64),
+                       NodeKind.STATE)
+    return [ctx.apply("dropout", [ctx.input(0), counter], {"p": p, "seed": int(g.rng.integers(2**31))})]
+
+
+# -- layout ---------------------------------------------------------------------------------
+def _target(ctx: ImportContext, shape: list[int | None]) -> tuple[int, ...]:
+    if sum(d is None or d == -1 for d in shape) > 1:
+        raise ctx.refuse(f"the result {shape} has more than one unknown dimension")
+    return tuple(-1 if d is None else int(d) for d in shape)
+
+
+@importer("Reshape")
+def _reshape(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    target = [int(d) for d in ctx.const(1)]
+    if not a.get("allowzero", 0):
+        target = [(x.shape[i] if d == 0 else d) for i, d in enumerate(target)]
+    return [ctx.apply("reshape", [x], {"shape": _target(ctx, target)})]
+
+
+@importer("Flatten")
+def _flatten(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    axis = int(a.get("axis", 1)) % (len(x.shape) + 1) if x.shape else 0
+    head, tail = x.shape[:axis], x.shape[axis:]
+    target = [None if None in head else math.prod(head), None if None in tail else math.prod(tail)]
+    return [ctx.apply("reshape", [x], {"shape": _target(ctx, target)})]
+
+
+@importer("Squeeze", "Unsqueeze")
+def _squeeze(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    axes = ctx.const(1)
+    shape = list(x.shape)
+    if node.op_type == "Squeeze":
+        drop = {int(i) % len(shape) for i in axes} if axes is not None else {i for i, d in enumerate(shape) if d == 1}
+        shape = [d for i, d in enumerate(shape) if i not in drop]
+    else:
+        nd = len(shape) + len(axes)
+        for i in sorted(int(i) % nd for i in axes):
+            shape.insert(i, 1)
+    return [ctx.apply("reshape", [x], {"shape": _target(ctx, shape)})]
+
+
+@importer("Transpose")
+def _transpose(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    perm = a.get("perm")
+    return [ctx.apply("transpose", [ctx.input(0)], {"axes": None if perm is None else tuple(int(p) for p in perm)})]
+
+
+@importer("Concat")
+def _concat(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.apply("concat", [ctx.input(i) for i in range(len(node.input))], {"axis": int(a["axis"])})]
+
+
+@importer("Slice")
+def _slice(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    starts, ends = ctx.const(1), ctx.const(2)
+    axes = ctx.const(3, list(range(len(starts))))
+    steps = ctx.const(4, [1] * len(starts))
+    if any(int(s) != 1 for s in steps):
+        raise ctx.refuse("Slice with steps other than 1 is not supported")
+    out = x
+    parts = list(zip(axes, starts, ends))
+    for k, (axis, start, stop) in enumerate(parts):
+        axis = int(axis) % len(x.shape)
+        size = out.shape[axis]
+        if size is None:
+            raise ctx.refuse(f"slicing axis {axis}, whose size is unknown, is not supported")
+        start, stop = (int(v) + size if v < 0 else int(v) for v in (start, stop))
+        attrs = {"axis": axis, "start": min(max(start, 0), size), "stop": min(max(stop, 0), size)}
+        out = ctx.apply("slice", [out], attrs) if k == len(parts) - 1 else ctx.part("slice", [out], attrs)
+    return [out]
+
+
+# -- reductions and lookups -----------------------------------------------------------------
+@importer("ReduceSum", "ReduceMean", "ReduceMax")
+def _reduce(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    op = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max"}[node.op_type]
+    axes = ctx.const(1) if ctx.has(1) else a.get("axes")
+    if axes is not None and len(axes) == 0:
+        axes = None
+    if axes is None and a.get("noop_with_empty_axes", 0):
+        return [ctx.input(0)]
+    attrs = {"axis": None if axes is None else tuple(int(i) for i in axes), "keepdims": bool(a.get("keepdims", 1))}
+    return [ctx.apply(op, [ctx.input(0)], attrs)]
+
+
+@importer("Gather")
+def _gather(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    table = ctx.array(node.input[0])
+    if table is None or table.ndim != 2 or int(a.get("axis", 0)) != 0:
+        raise ctx.refuse("only Gather of rows (axis 0) of a constant 2-d table (an embedding) is supported")
+    return [ctx.apply("embedding", [ctx.input(1), ctx.input(0, NodeKind.PARAM)])]
+
+
+@importer("SoftmaxCrossEntropyLoss")
+def _sce(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if a.get("reduction", "mean") != "mean" or ctx.has(2) or "ignore_index" in a:
+        raise ctx.refuse("only reduction='mean' without weights or ignore_index is supported")
+    return [ctx.apply("softmax_cross_entropy", [ctx.input(0), ctx.input(1)], kind=NodeKind.LOSS)]

@@ -1,0 +1,163 @@
+"""The functional API of the structural ops, with NumPy and PyTorch names and argument orders.
+
+stack, squeeze, expand_dims/unsqueeze, flip, roll, repeat, tile, broadcast_to, pad, tril, triu, einsum,
+gather, scatter, scatter_add, take_along_axis and one_hot. Functions that NumPy defines on the flattened
+array when ``axis`` is None (roll, repeat, take_along_axis) flatten first, as NumPy does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from graphdl.errors import GraphError
+from graphdl.ops import contract
+from graphdl.tensor import Tensor
+
+
+def _apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:
+    t = next(i for i in inputs if isinstance(i, Tensor))
+    return t.graph.apply(op, inputs, attrs)
+
+
+def _flat(x: Tensor) -> Tensor:
+    return _apply("reshape", x, shape=(-1,))
+
+
+def _axes(axis: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(axis),) if isinstance(axis, int | np.integer) else tuple(int(a) for a in axis)
+
+
+def expand_dims(x: Tensor, axis: int | Sequence[int]) -> Tensor:
+    """Insert axes of size 1 so that they sit at positions ``axis`` of the result (NumPy expand_dims)."""
+    return _apply("expand_dims", x, axis=_axes(axis))
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """Insert an axis of size 1 at ``dim`` (torch.unsqueeze)."""
+    return expand_dims(x, dim)
+
+
+def squeeze(x: Tensor, axis: int | Sequence[int] | None = None) -> Tensor:
+    """Remove axes of size 1: those in ``axis`` (each must have size 1), or all of them."""
+    return _apply("squeeze", x, axis=None if axis is None else _axes(axis))
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join same-shaped tensors along a new axis ``axis`` (NumPy stack, torch.stack)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise GraphError("stack needs at least one tensor")
+    nd = len(tensors[0].shape) + 1
+    if not -nd <= axis < nd:
+        raise GraphError(f"stack: axis {axis} is out of range for {nd - 1}-d inputs")
+    return _apply("concat", *(expand_dims(t, axis) for t in tensors), axis=axis % nd)
+
+
+def flip(x: Tensor, axis: int | Sequence[int] | None = None) -> Tensor:
+    """Reverse the order of elements along ``axis`` (all axes when None)."""
+    return _apply("flip", x, axis=None if axis is None else _axes(axis))
+
+
+def roll(x: Tensor, shift: int | Sequence[int], axis: int | Sequence[int] | None = None) -> Tensor:
+    """Shift elements by ``shift`` along ``axis``, wrapping around; None rolls the flattened array."""
+    if axis is None:
+        if not isinstance(shift, int):
+            raise GraphError("roll: give one int shift when axis is None")
+        if None in x.shape:
+            raise GraphError(f"roll with axis=None needs a fully known shape, got {x.shape}")
+        return _apply("reshape", _apply("roll", _flat(x), shift=shift, axis=0), shape=x.shape)
+    return _apply("roll", x, shift=shift if isinstance(shift, int) else tuple(shift),
+                  axis=axis if isinstance(axis, int) else tuple(axis))
+
+
+def repeat(x: Tensor, repeats: int | Sequence[int], axis: int | None = None) -> Tensor:
+    """Repeat each element ``repeats`` times along ``axis`` (NumPy repeat, which is
+    torch.repeat_interleave, not torch's Tensor.repeat: that is ``tile``); None repeats the flattened array."""
+    if axis is None:
+        x, axis = _flat(x), 0
+    return _apply("repeat", x, repeats=repeats if isinstance(repeats, int) else tuple(int(r) for r in repeats),
+                  axis=axis)
+
+
+def tile(x: Tensor, reps: int | Sequence[int]) -> Tensor:
+    """Repeat the whole tensor ``reps`` times per axis (NumPy tile; torch's Tensor.repeat for len(reps) >= ndim)."""
+    return _apply("tile", x, reps=_axes(reps))
+
+
+def broadcast_to(x: Tensor, shape: Sequence[int | None]) -> Tensor:
+    """x repeated along its size-1 axes (and new leading axes) to ``shape``; None keeps the input's size."""
+    return _apply("broadcast_to", x, shape=tuple(shape))
+
+
+def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:
+    """Pad as torch.nn.functional.pad: ``pad`` is (left, right) of the last axis, then of the one before, ...;
+    mode is constant (filled with ``value``), reflect, replicate or circular."""
+    return _apply("pad", x, pad=tuple(int(p) for p in pad), mode=mode, value=float(value))
+
+
+def tril(x: Tensor, k: int = 0) -> Tensor:
+    """Zero the entries above the k-th diagonal of the last two axes."""
+    return _apply("tril", x, k=int(k))
+
+
+def triu(x: Tensor, k: int = 0) -> Tensor:
+    """Zero the entries below the k-th diagonal of the last two axes."""
+    return _apply("triu", x, k=int(k))
+
+
+def einsum(equation: str, *operands: Tensor) -> Tensor:
+    """Sum of products over named axes, NumPy/torch syntax (``...`` and implicit outputs included;
+    a letter repeated within one operand, a diagonal, is not supported)."""
+    if len(operands) == 1 and isinstance(operands[0], list | tuple):
+        operands = tuple(operands[0])
+    try:
+        eq = contract.normalize(equation, [len(t.shape) for t in operands])
+    except ValueError as e:
+        raise GraphError(f"einsum: {e}") from None
+    return _apply("einsum", *operands, equation=eq)
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """torch.gather: ``out[i][j] = x[index[i][j]][j]`` for dim 0; index has x's number of axes."""
+    return _apply("gather", x, index, axis=int(dim))
+
+
+def scatter(x: Tensor, dim: int, index: Tensor, src: Tensor | float) -> Tensor:
+    """torch.scatter: a copy of x with src (a tensor of index's shape, or a number) written at index along dim."""
+    if isinstance(src, Tensor):
+        return _apply("scatter", x, index, src, axis=int(dim))
+    return _apply("scatter", x, index, axis=int(dim), value=float(src))
+
+
+def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """torch.scatter_add: a copy of x with src (index's shape) added at index along dim; repeats add up."""
+    return _apply("scatter_add", x, index, src, axis=int(dim))
+
+
+def take_along_axis(arr: Tensor, indices: Tensor, axis: int | None) -> Tensor:
+    """NumPy take_along_axis: indices broadcast against arr off ``axis``; negative indices count from the end."""
+    if axis is None:
+        arr, indices, axis = _flat(arr), _flat(indices), 0
+    if len(arr.shape) != len(indices.shape):
+        raise GraphError(f"take_along_axis: indices {indices.shape} must have as many axes as arr {arr.shape}")
+    nd = len(arr.shape)
+    axis %= max(nd, 1)
+    a_shape = [d for k, d in enumerate(arr.shape) if k != axis]
+    i_shape = [d for k, d in enumerate(indices.shape) if k != axis]
+    if a_shape != i_shape:
+        both = [a if i == 1 else i for a, i in zip(a_shape, i_shape)]
+        arr = broadcast_to(arr, [*both[:axis], arr.shape[axis], *both[axis:]])
+        indices = broadcast_to(indices, [*both[:axis], indices.shape[axis], *both[axis:]])
+    return _apply("gather", arr, indices, axis=axis, wrap=True)
+
+
+def one_hot(ids: Tensor, num_classes: int, dtype: str | None = None) -> Tensor:
+    """1 at each class id along a new last axis of size num_classes (torch one_hot, but num_classes is
+    required and the result has the graph's float dtype unless ``dtype`` is given)."""
+    return _apply("one_hot", ids, num_classes=int(num_classes), dtype=dtype or ids.graph.dtype)
+
+
+__all__ = ["broadcast_to", "einsum", "expand_dims", "flip", "gather", "one_hot", "pad", "repeat", "roll",
+           "scatter", "scatter_add", "squeeze", "stack", "take_along_axis", "tile", "tril", "triu", "unsqueeze"]

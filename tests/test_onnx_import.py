@@ -1,0 +1,231 @@
+"""ONNX import: round trips, models exported by PyTorch (load, match, fine-tune, save, export back), hostile files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from tests.onnx_cases import LAYERS, build_case, feed, rel_err
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from graphdl.onnx import UnsupportedOpError  # noqa: E402
+
+#: float64 cases exported as several ONNX ops (ONNX's float32 constants would cost precision), so the
+#: reimported graph computes the same formula in other steps: equal to a few ulp, not bit for bit.
+SPELLED_OUT_F64 = {"gelu_tanh", "layer_norm", "layer_norm_2d", "layer_norm_plain"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_round_trip_is_bit_identical(name: str, dtype: str, tmp_path) -> None:
+    g, x, out = build_case(name, dtype)
+    path = tmp_path / "m.onnx"
+    gd.onnx.export(g, path, outputs=[out])
+    imported = gd.onnx.load(path)
+    assert [t.name for t in imported.outputs] == [out.name]
+    exe, ref = imported.compile(), gd.compile([out])
+    for batch in (2, 5):
+        xv = feed(x.shape, batch, dtype, name, seed=batch)
+        actual, expected = exe.run({"x": xv})[0], ref.run({"x": xv})[0]
+        if dtype == "float64" and name in SPELLED_OUT_F64:
+            assert rel_err(actual, expected) <= 1e-15
+        else:
+            np.testing.assert_array_equal(actual, expected)
+
+
+def test_round_trip_keeps_names_and_kinds(tmp_path) -> None:
+    from examples.train_digits_cnn import build
+
+    logits, _ = build()
+    g = logits.graph
+    gd.onnx.export(g, tmp_path / "cnn.onnx", outputs=[logits])
+    imported = gd.onnx.load(tmp_path / "cnn.onnx")
+    ig = imported.graph
+    assert set(ig.parameters()) == set(g.parameters())
+    assert set(ig.state()) == {"bn1.running_mean", "bn1.running_var", "bn2.running_mean", "bn2.running_var",
+                               "dropout.counter"}
+    for name in ("conv1", "bn1", "conv2", "bn2", "pool", "fc"):
+        assert ig.nodes[name].op == g.nodes[name].op
+
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _torch_export(module: nn.Module, example: torch.Tensor, path: str) -> None:
+    """TorchScript-based exporter (dynamo=False), batch axis dynamic."""
+    module.eval()
+    torch.onnx.export(module, (example,), path, input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False, opset_version=17)
+
+
+def _digits_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Dropout(0.25), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 10))
+
+
+def _finetune_cycle(module: nn.Module, shape: tuple[int, ...], tmp_path) -> None:
+    """Load a PyTorch export, match PyTorch, fine-tune, save .gdl, reload, export back, run in onnxruntime."""
+    rng = np.random.default_rng(0)
+    if any(isinstance(m, nn.BatchNorm2d) for m in module.modules()):
+        module.train()
+        with torch.no_grad():  # running statistics away from 0 and 1
+            for _ in range(5):
+                module(torch.from_numpy(rng.standard_normal((32, *shape)).astype(np.float32) * 2 + 0.5))
+    path = str(tmp_path / "torch.onnx")
+    _torch_export(module, torch.zeros((2, *shape)), path)
+    imported = gd.onnx.load(path)
+    assert imported.graph.nodes["x"].shape == (None, *shape)
+    predict = imported.compile()
+    for batch in (1, 9):
+        xv = rng.standard_normal((batch, *shape)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(xv)).numpy()
+        assert rel_err(predict.run({"x": xv})[0], expected) <= 1e-5
+
+    # fine-tune: a loss on the imported logits, every initializer a trainable parameter
+    g, logits = imported.graph, imported.outputs[0]
+    with g:
+        y = gd.placeholder("y", (None,), dtype="int64")
+        loss = gd.losses.SoftmaxCrossEntropy(name="loss")(logits, y)
+    train = imported.compile(gd.optim.Adam(lr=1e-2), loss=loss)
+    xt = rng.standard_normal((64, *shape)).astype(np.float32)
+    yt = rng.integers(0, 10, 64)
+    before = {k: v.copy() for k, v in g.parameters().items()}
+    losses = [float(train.run({"x": xt, "y": yt})[0]) for _ in range(8)]
+    assert losses[-1] < losses[0]
+    assert all(not np.array_equal(before[k], v) for k, v in g.parameters().items())
+    tuned = predict.run({"x": xt})[0]
+
+    gdl = str(tmp_path / "tuned.gdl")
+    train.save(gdl)
+    reloaded = gd.load(gdl)
+    back = str(tmp_path / "tuned.onnx")
+    gd.onnx.export(reloaded, back, outputs=[logits.name])
+    sess = ort.InferenceSession(back, providers=["CPUExecutionProvider"])
+    for batch in (64, 3):
+        xv = xt[:batch]
+        assert rel_err(sess.run(None, {"x": xv})[0], tuned[:batch]) <= 1e-5
+
+
+def test_torch_mlp(tmp_path) -> None:
+    _finetune_cycle(_mlp(), (64,), tmp_path)
+
+
+def test_torch_digits_cnn_with_batchnorm(tmp_path) -> None:
+    _finetune_cycle(_digits_cnn(), (1, 8, 8), tmp_path)
+
+
+def test_torch_gemm_weights_keep_their_names(tmp_path) -> None:
+    module = _mlp()
+    _torch_export(module, torch.zeros((2, 64)), str(tmp_path / "m.onnx"))
+    params = gd.onnx.load(tmp_path / "m.onnx").graph.parameters()
+    np.testing.assert_array_equal(params["0.weight"], module[0].weight.detach().numpy().T)  # stored (in, out)
+    np.testing.assert_array_equal(params["0.bias"], module[0].bias.detach().numpy())
+
+
+# -- refusing what cannot be imported ---------------------------------------------------------
+def _model(nodes: list, inits: list | None = None, opset: int = 17) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=inits or [])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _save(model: onnx.ModelProto, path) -> str:
+    path = str(path)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+    return path
+
+
+def test_unsupported_op_is_refused_up_front(tmp_path, monkeypatch) -> None:
+    from graphdl.onnx import importers
+
+    built = []
+    monkeypatch.setattr(importers.ImportContext, "build", lambda self: built.append(1))
+    model = _model([helper.make_node("Relu", ["x"], ["h"], name="act"),
+                    helper.make_node("Cos", ["h"], ["y"], name="wave")])
+    with pytest.raises(UnsupportedOpError, match=r"op 'Cos' at node 'wave'.*|opset-17.*Cos"):
+        gd.onnx.load(_save(model, tmp_path / "cos.onnx"))
+    with pytest.raises(UnsupportedOpError, match="opset-17") as info:
+        gd.onnx.load(tmp_path / "cos.onnx")
+    assert "'Cos'" in str(info.value) and "'wave'" in str(info.value)
+    assert not built  # refused before anything was built
+
+
+def test_unsupported_variant_names_node_and_opset(tmp_path) -> None:
+    model = _model([helper.make_node("Dropout", ["x", "r", "t"], ["y"], name="drop")],
+                   [numpy_helper.from_array(np.array(0.5, np.float32), "r"),
+                    numpy_helper.from_array(np.array(True), "t")])
+    with pytest.raises(UnsupportedOpError, match=r"node 'drop' \(Dropout, opset 17\).*training_mode"):
+        gd.onnx.load(_save(model, tmp_path / "d.onnx"))
+
+
+def test_old_opset_is_refused(tmp_path) -> None:
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], opset=9)
+    with pytest.raises(UnsupportedOpError, match="opset 9"):
+        gd.onnx.load(_save(model, tmp_path / "old.onnx"))
+
+
+def _relu_with_weight(tensor: TensorProto) -> onnx.ModelProto:
+    return _model([helper.make_node("Add", ["x", "w"], ["y"], name="add")], [tensor])
+
+
+def test_hostile_files(tmp_path) -> None:
+    with pytest.raises(gd.ModelFileError, match="not a readable ONNX model"):
+        gd.onnx.load(_save_bytes(tmp_path / "junk.onnx", b"\xff\x00garbage" * 10))
+    good = _relu_with_weight(numpy_helper.from_array(np.ones(4, np.float32), "w")).SerializeToString()
+    with pytest.raises(gd.ModelFileError):
+        gd.onnx.load(_save_bytes(tmp_path / "cut.onnx", good[: len(good) // 2]))
+    with pytest.raises(gd.ModelFileError, match="more than the limit"):
+        gd.onnx.load(_save_bytes(tmp_path / "big.onnx", good), max_bytes=len(good) - 1)
+    with pytest.raises(gd.ModelFileError, match="not an ONNX model|not a readable"):
+        gd.onnx.load(_save_bytes(tmp_path / "empty.onnx", b""))
+
+    huge = _raw_tensor([2**20, 2**20], b"\x00" * 16)
+    with pytest.raises(gd.ModelFileError, match="more than the limit"):
+        gd.onnx.load(_save(_relu_with_weight(huge), tmp_path / "huge.onnx"))
+    short = _raw_tensor([4], b"\x00" * 8)
+    with pytest.raises(gd.ModelFileError, match="negative"):
+        gd.onnx.load(_save(_relu_with_weight(_raw_tensor([-4], b"")), tmp_path / "neg.onnx"))
+    with pytest.raises(gd.ModelFileError, match="needs 16 bytes of data but has 8"):
+        gd.onnx.load(_save(_relu_with_weight(short), tmp_path / "short.onnx"))
+
+    external = _raw_tensor([4], b"")
+    external.data_location = TensorProto.EXTERNAL
+    entry = external.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    with pytest.raises(gd.ModelFileError, match="external"):
+        gd.onnx.load(_save(_relu_with_weight(external), tmp_path / "ext.onnx"))
+
+    assert not (tmp_path / "etc").exists()
+    gd.onnx.load(_save_bytes(tmp_path / "good.onnx", good))  # the well-formed one loads
+
+
+def _raw_tensor(dims: list[int], raw: bytes) -> TensorProto:
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, raw_data=raw)
+    t.dims.extend(dims)
+    return t
+
+
+def _save_bytes(path, data: bytes) -> str:
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
