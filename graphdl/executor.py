@@ -132,6 +132,10 @@ def _numerics_guard(node: Node, shape: tuple[int, ...]) -> Callable[[np.ndarray]
     return check_numerics
 
 
+def _record(received: list[int], signum: int, frame: object) -> None:
+    received.append(signum)
+
+
 def _floating(dtype: str | np.dtype) -> bool:
     return np.issubdtype(np.dtype(dtype), np.floating)
 
@@ -172,8 +176,10 @@ class BoundPlan:
         self.steps = self._with_guards(plan, nodes, objective)
         #: Whether a step writes parameters or state (then Ctrl-C is deferred to the step's end).
         self.writes = any(get_op(s.op).writes for s in plan.steps)
-        self._interrupts: list[int] = []  # SIGINTs received during a step (made once: a step allocates nothing)
-        self._on_sigint = lambda signum, frame: self._interrupts.append(signum)
+        # SIGINTs received during a step; the handler is made once (a step allocates nothing) and does
+        # not refer to self (no reference cycle: a dropped plan's arrays are freed at once)
+        self._interrupts: list[int] = []
+        self._on_sigint = functools.partial(_record, self._interrupts)
         kernels: list[Callable[..., None]] = []
         calls: list[Callable[[], None]] = []
         counter = values.get("optimizer.t")
