@@ -74,12 +74,17 @@ def ufunc_kernel(ufunc: np.ufunc) -> Callable[..., Callable[..., None]]:
     return factory
 
 
+#: The unsigned type of each integer width: viewed as unsigned, a negative index is a huge one.
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
 def check_index_range(a: np.ndarray, k: int, index: int, what: str, hint: str) -> None:
     """Raise InputValueError unless every entry of the integer array ``a`` (input ``index``) is in [0, k).
 
-    Two reductions and no array allocated; the first offending entry is found only when there is one.
+    One reduction over ``a`` viewed as unsigned (negatives become huge), no array allocated; the first
+    offending entry is looked up only when there is one.
     """
-    if a.size and (a.min() < 0 or a.max() >= k):
+    if a.size and a.view(_UNSIGNED[a.dtype.itemsize]).max() >= k:
         pos = np.unravel_index(int(np.flatnonzero((a < 0) | (a >= k))[0]), a.shape)
         bad = int(a[pos])
         at = pos[0] if len(pos) == 1 else pos
