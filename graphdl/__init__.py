@@ -9,12 +9,14 @@ from __future__ import annotations
 from graphdl import (
     callbacks,
     data,
+    distributed,
     layers,
     losses,
     metrics,
     onnx,
     ops,  # registers the op table
     optim,
+    plot,
     viz,
 )
 from graphdl.compiler import compile, grad
@@ -64,6 +66,7 @@ __all__ = [
     "compile",
     "constant",
     "data",
+    "distributed",
     "evaluate",
     "fit",
     "grad",
@@ -75,5 +78,6 @@ __all__ = [
     "ops",
     "optim",
     "placeholder",
+    "plot",
     "viz",
 ]

@@ -11,9 +11,21 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.dtypes import scalar_dtype
 from graphdl.errors import DTypeError, GraphError, ShapeError
-from graphdl.ir import IR, Node, NodeKind, format_shape, make_attrs, user_origin, validate_name
-from graphdl.registry import RuleError, get_op
+from graphdl.ir import (
+    IR,
+    Node,
+    NodeKind,
+    Shape,
+    format_shape,
+    make_attrs,
+    node_of,
+    user_origin,
+    validate_name,
+    value_info,
+)
+from graphdl.registry import RuleError, attr_problems, get_op, infer
 from graphdl.tensor import Tensor
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -71,38 +83,56 @@ class Builder:
         """Add one node computing ``op`` of ``inputs``; Python numbers become scalar constants."""
         opdef = get_op(op)
         attrs = dict(attrs or {})
+        problems = attr_problems(opdef, attrs)
+        if problems:
+            origin = self.default_origin or user_origin()
+            raise GraphError(f"{op} at node '{name or op}' (defined at {origin}): {'; '.join(problems)}")
         like = next((t for t in inputs if isinstance(t, Tensor)), None)
         handles = [self._as_tensor(t, like) for t in inputs]
         if opdef.arity is not None and len(handles) != opdef.arity:
             raise GraphError(f"op '{op}' takes {opdef.arity} inputs, got {len(handles)}")
-        nodes = [self.nodes[h.name] for h in handles]
+        infos = [(h.name, *value_info(self.nodes, h.name)) for h in handles]
         origin = self.default_origin or user_origin()
         node_name = name if name is not None else self.fresh(op)
         try:
-            shape = opdef.shape(tuple(n.shape for n in nodes), attrs)
-            dtype = opdef.dtype(tuple(n.dtype for n in nodes), attrs)
+            shapes, dtypes = infer(opdef, tuple(i[1] for i in infos), tuple(i[2] for i in infos), attrs)
         except RuleError as e:
-            raise self.rule_error(e, node_name, op, nodes, origin) from None
+            raise self.rule_error(e, node_name, op, infos, origin) from None
         node = Node(
             name=node_name,
             kind=kind or self.default_kind,
             op=op,
-            inputs=tuple(n.name for n in nodes),
+            inputs=tuple(i[0] for i in infos),
             attrs=make_attrs(attrs),
-            shape=tuple(shape),
-            dtype=dtype,
+            shape=shapes[0],
+            dtype=dtypes[0],
             origin=origin,
+            extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)),
         )
         return self.add_node(node)
 
+    def apply_multi(
+        self,
+        op: str,
+        inputs: Sequence[Tensor | float | int],
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        kind: NodeKind | None = None,
+    ) -> list[Tensor]:
+        """Add one node computing ``op`` of ``inputs``; a handle on each of its outputs."""
+        node = self.apply(op, inputs, attrs, name=name, kind=kind).node
+        return [Tensor(self, r) for r in node.refs]
+
     @staticmethod
     def rule_error(
-        e: RuleError, name: str, op: str, inputs: Sequence[Node], origin: str
+        e: RuleError, name: str, op: str, inputs: Sequence[tuple[str, Shape, str]], origin: str
     ) -> ShapeError | DTypeError:
-        """The error a user sees when a shape/dtype rule rejects a node, with all context."""
-        seen = ", ".join(
-            f"'{n.name}' {format_shape(n.shape)} {n.dtype}" for n in inputs
-        )
+        """The error a user sees when a shape/dtype rule rejects a node, with all context.
+
+        ``inputs`` holds (reference, shape, dtype) of each input value.
+        """
+        seen = ", ".join(f"'{r}' {format_shape(s)} {d}" for r, s, d in inputs)
         msg = f"{op} at node '{name}' (defined at {origin}): {e.message}; inputs: {seen}"
         if e.hint:
             msg += f". Hint: {e.hint}"
@@ -114,22 +144,22 @@ class Builder:
 
     def _as_tensor(self, t: Tensor | float | int, like: Tensor | None) -> Tensor:
         if isinstance(t, Tensor):
-            if t.graph is not self and t.name not in self.nodes:
+            if t.graph is not self and node_of(t.name) not in self.nodes:
                 raise GraphError(
                     f"node '{t.name}' belongs to graph '{t.graph.name}', not '{self.name}'; "
                     "build every node of a model inside the same `with gd.Graph()` block"
                 )
             return t if t.graph is self else Tensor(self, t.name)
-        if isinstance(t, int | float | np.number):
-            dtype = like.dtype if like is not None and like.dtype in FLOAT_DTYPES else self.dtype
-            return self.scalar(float(t), dtype)
+        if isinstance(t, int | float | np.number | np.bool_):
+            # weak scalars: a Python number takes the dtype of the tensor it meets (graphdl.dtypes)
+            return self.scalar(float(t), scalar_dtype(t, like.dtype if like is not None else None, self.dtype))
         raise GraphError(
             f"cannot use {type(t).__name__} as a graph input; wrap arrays with gd.constant()"
         )
 
     def tensor(self, name: str) -> Tensor:
         """The handle of an existing node."""
-        if name not in self.nodes:
+        if node_of(name) not in self.nodes:
             raise GraphError(f"graph '{self.name}' has no node '{name}'")
         return Tensor(self, name)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from graphdl.distributed import MPI
 from graphdl.errors import GraphError
 from graphdl.executable import Executable
 from graphdl.graph import Graph, Tensor
@@ -29,7 +30,7 @@ def _one_graph(tensors: Sequence[Tensor], what: str) -> Graph:
 
 def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, loss: Tensor | None = None,
             training: bool | None = None, check: bool = True, remat: str | int | None = None,
-            check_numerics: bool = False) -> Executable:
+            distributed: MPI | None = None, check_numerics: bool = False) -> Executable:
     """Compile the graph that computes ``outputs``.
 
     With an ``optimizer``, the plan is a training step: it also computes the gradient of the objective
@@ -41,6 +42,8 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     training plan also updates BatchNorm's running statistics. ``check`` verifies the IR after every pass.
     ``remat="sqrt"`` (or a segment length) recomputes activations in the backward pass instead of
     keeping them: O(sqrt(n)) activation memory for at most one extra forward pass (passes/remat.py).
+    ``distributed=gd.distributed.MPI()`` makes a data-parallel training step: gradients are averaged over
+    the MPI ranks inside the plan, and parameters and state are broadcast from rank 0 now.
     ``check_numerics=True`` makes every run name the first node producing NaN or inf, before any update
     (slower; ``run(check_numerics=...)`` decides per call).
     """
@@ -52,13 +55,22 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     if loss is not None:
         _one_graph([*outputs, loss], "gd.compile")
     spec = CompileSpec(tuple(t.name for t in outputs), optimizer, {"training": mode, "remat": remat},
-                       objective=None if loss is None else loss.name, frozen=frozenset(graph.frozen))
+                       objective=None if loss is None else loss.name, frozen=frozenset(graph.frozen),
+                       distributed=distributed)
+    if distributed is not None:
+        if optimizer is None:
+            raise GraphError("distributed= makes a data-parallel training step; pass optimizer=... as well")
+        distributed.setup()
     ir = compile_graph(graph.freeze(), spec, check=check)
     graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)
     objective = None if optimizer is None else choose_objective(ir, spec)
-    return Executable(ir, graph.values, known_inputs=placeholders, objective=objective,
-                      check_numerics=check_numerics)
+    exe = Executable(ir, graph.values, known_inputs=placeholders, objective=objective,
+                     check_numerics=check_numerics)
+    if distributed is not None:
+        distributed.broadcast(exe.values)
+        exe.distributed = distributed
+    return exe
 
 
 def grad(objective: Tensor, wrt: Sequence[Tensor], *, unconnected: str = "error") -> list[Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,10 +15,16 @@ class DataLoader:
 
     ``shuffle`` draws a new order each epoch from a generator seeded with ``seed``, so two loaders
     built alike yield the same batches. ``drop_last`` drops a final partial batch.
+
+    ``shard=(rank, size)`` is for data-parallel training: every rank draws the same global order and
+    walks it in global batches of ``batch_size * size`` samples, of which it yields its own
+    ``batch_size`` (rank r the r-th slice). So the ranks' shards are disjoint, every rank takes the same
+    number of steps, and their mean gradient is the gradient of the global batch. A final partial
+    global batch is split evenly; the at most ``size - 1`` samples left over are skipped that epoch.
     """
 
     def __init__(self, *arrays: np.ndarray, batch_size: int = 32, shuffle: bool = False,
-                 seed: int | None = 0, drop_last: bool = False) -> None:
+                 seed: int | None = 0, drop_last: bool = False, shard: tuple[int, int] | None = None) -> None:
         if not arrays:
             raise GraphDLError("DataLoader needs at least one array")
         arrays = tuple(np.asarray(a) for a in arrays)
@@ -29,17 +34,28 @@ class DataLoader:
                 raise GraphDLError(f"DataLoader: array {k} has {len(a)} samples, array 0 has {n}")
         if batch_size < 1:
             raise GraphDLError(f"batch_size must be >= 1, got {batch_size}")
+        rank, size = shard if shard is not None else (0, 1)
+        if not (isinstance(size, int) and isinstance(rank, int) and size >= 1 and 0 <= rank < size):
+            raise GraphDLError(f"shard must be (rank, size) with 0 <= rank < size, got {shard!r}")
+        if shuffle and seed is None and size > 1:
+            raise GraphDLError("a sharded DataLoader needs a seed, so every rank draws the same order")
         self.arrays, self.n, self.batch_size = arrays, n, batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
+        self.rank, self.size = rank, size
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+        per_step = self.batch_size * self.size
+        full, rest = divmod(self.n, per_step)
+        return full + (0 if self.drop_last or rest < self.size else 1)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
         order = self.rng.permutation(self.n) if self.shuffle else None
+        per_step = self.batch_size * self.size
         for b in range(len(self)):
-            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.n)
+            lo, hi = b * per_step, min((b + 1) * per_step, self.n)
+            part = (hi - lo) // self.size
+            lo, hi = lo + self.rank * part, lo + (self.rank + 1) * part
             if order is None:
                 yield tuple(a[lo:hi] for a in self.arrays)
             else:

@@ -73,7 +73,7 @@ def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None
         used: dict[int, None] = {}
         lines = []
         for j, s in enumerate(steps, start=c0):
-            args = [f"v{index[i]}" for i in (*s.inputs, *([s.output] if s.output is not None else []))]
+            args = [f"v{index[i]}" for i in (*s.inputs, *s.outputs)]
             for a in args:
                 used[int(a[1:])] = None
             lines.append(f"        k{j}({', '.join(args)})  # {comment_text(f'{s.node} ({s.op})')}")
@@ -159,12 +159,14 @@ class BoundPlan:
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
         for n in ir.nodes:
-            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.name in plan.slots:
-                slot = plan.slots[n.name]
-                nbytes = math.prod(shape) * dtype.itemsize
-                arrays[n.name] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
-            elif n.kind is NodeKind.PLACEHOLDER:
+                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output
+                    shape, dtype, slot = plan.shapes[r], np.dtype(d), plan.slots[r]
+                    nbytes = math.prod(shape) * dtype.itemsize
+                    arrays[r] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
+                continue
+            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
+            if n.kind is NodeKind.PLACEHOLDER:
                 arrays[n.name] = np.empty(shape, dtype)
             elif n.op == "scalar":
                 arrays[n.name] = np.full((), n.attr["value"], dtype)
@@ -188,13 +190,10 @@ class BoundPlan:
             if step.op == "check_finite":
                 kernel = _finite_guard(node, counter)
             elif step.op == "check_numerics":
-                kernel = _numerics_guard(node, plan.shapes[step.node])
+                kernel = _numerics_guard(node, plan.shapes[step.inputs[0]])
             else:
-                in_shapes = tuple(plan.shapes[i] for i in step.inputs)
-                kernel = get_op(step.op).kernel(node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
-            args = [arrays[i] for i in step.inputs]
-            if step.output is not None:
-                args.append(arrays[step.output])
+                kernel = self._kernel(plan, node, step)
+            args = [arrays[i] for i in (*step.inputs, *step.outputs)]
             kernels.append(kernel)
             calls.append(functools.partial(kernel, *args))
         self.calls = calls
@@ -217,6 +216,19 @@ class BoundPlan:
         self.source = "".join(src for src, _ in generated)
         self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
 
+    def _kernel(self, plan: Plan, node: Node, step: Step) -> Callable[..., None]:
+        in_shapes = tuple(plan.shapes[i] for i in step.inputs)
+        op = get_op(step.op)
+        if op.multi_output:
+            factory_args = (node.attr, in_shapes, tuple(plan.shapes[r] for r in node.refs),
+                            tuple(np.dtype(d) for d in node.dtypes))
+        else:
+            factory_args = (node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+        if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
+            ws = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
+            return op.kernel(*factory_args, workspace=ws)
+        return op.kernel(*factory_args)
+
     def _with_guards(self, plan: Plan, nodes: Mapping[str, Node], objective: str | None) -> list[Step]:
         """The plan's steps with guard steps: ``check_finite`` right after the objective's step (every
         writing step comes after it, or binding fails), ``check_numerics`` after every float value."""
@@ -226,18 +238,17 @@ class BoundPlan:
             if get_op(s.op).writes and not wrote:
                 wrote = s.node
             steps.append(s)
-            if s.output is None:
-                continue
-            if self.check_numerics and _floating(nodes[s.output].dtype):
-                if wrote:
-                    raise ExecutionError(f"check_numerics needs every update after the last value, but "
-                                         f"'{wrote}' runs before '{s.output}'; schedule with schedule_updates_last")
-                steps.append(Step(s.output, "check_numerics", (s.output,), None))
-            if s.output == objective and nodes[objective].shape == ():
-                if wrote:
-                    raise ExecutionError(f"update '{wrote}' runs before the objective '{objective}': a non-finite "
-                                         "objective could not refuse the step (passes/schedule.py orders them)")
-                steps.append(Step(s.output, "check_finite", (s.output,), None))
+            for ref in s.outputs:
+                if self.check_numerics and _floating(plan.dtypes[ref]):
+                    if wrote:
+                        raise ExecutionError(f"check_numerics needs every update after the last value, but '{wrote}' "
+                                             f"runs before '{ref}'; schedule with schedule_updates_last")
+                    steps.append(Step(s.node, "check_numerics", (ref,), ()))
+                if ref == objective and plan.shapes[ref] == ():
+                    if wrote:
+                        raise ExecutionError(f"update '{wrote}' runs before the objective '{objective}': a non-finite "
+                                             "objective could not refuse the step (passes/schedule.py orders them)")
+                    steps.append(Step(s.node, "check_finite", (ref,), ()))
         return steps
 
     def close(self) -> None:

@@ -12,6 +12,16 @@ Node kinds (every node has exactly one):
 - ``update``: an optimizer step; it writes into a param or state in place and outputs nothing.
 
 Edges are node names, not object references, so graphs print, compare and serialise simply.
+
+Several outputs. A node may compute several values (``split``, ``batch_norm`` with its batch statistics).
+An input reference is a string: ``"node"`` reads output 0, ``"node:k"`` output k >= 1 (``:`` never
+occurs in node names). The node records every output's shape and dtype: ``shape``/``dtype`` are output 0
+(so single-output code is unchanged), ``extra`` holds (shape, dtype) of outputs 1..k. Why references and
+not FX-style ``getitem`` nodes: a getitem node is a value with no kernel that aliases another buffer, so
+every pass (buffers, executor, cse, remat, autodiff) would need a special case for it; with references
+each consumer names the value it reads, and passes that work on values (liveness, buffers, shapes) key
+them by reference while passes that work on nodes (dce, toposort) map a reference to its node with
+``node_of``. Helpers: ``ref``, ``parse_ref``, ``node_of``, ``Node.refs``, ``value_info``.
 """
 
 from __future__ import annotations
@@ -65,6 +75,23 @@ class Node:
     shape: Shape = ()
     dtype: str = "float32"
     origin: str = "<unknown>"
+    #: (shape, dtype) of outputs 1..k of a multi-output node; empty for a single-output node.
+    extra: tuple[tuple[Shape, str], ...] = ()
+
+    @property
+    def shapes(self) -> tuple[Shape, ...]:
+        """The shape of every output, in order."""
+        return (self.shape, *(s for s, _ in self.extra))
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """The dtype of every output, in order."""
+        return (self.dtype, *(d for _, d in self.extra))
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """The references naming each output: ``name``, ``name:1``, ..."""
+        return tuple(ref(self.name, k) for k in range(1 + len(self.extra)))
 
     @property
     def attr(self) -> dict[str, Any]:
@@ -140,6 +167,31 @@ class IR:
         return [n for n in self.nodes if n.kind in kinds]
 
 
+def ref(node: str, index: int = 0) -> str:
+    """The reference to output ``index`` of ``node``: ``node`` for 0, ``node:k`` otherwise."""
+    return node if index == 0 else f"{node}:{index}"
+
+
+def parse_ref(value: str) -> tuple[str, int]:
+    """``"node:k"`` -> ``("node", k)``; ``"node"`` -> ``("node", 0)``."""
+    node, sep, index = value.rpartition(":")
+    if sep and index.isdigit():
+        return node, int(index)
+    return value, 0
+
+
+def node_of(value: str) -> str:
+    """The name of the node that computes the value ``value`` refers to."""
+    return parse_ref(value)[0]
+
+
+def value_info(nodes: Mapping[str, Node], value: str) -> tuple[Shape, str]:
+    """(shape, dtype) of the value ``value`` refers to; KeyError/IndexError if there is none."""
+    node, k = parse_ref(value)
+    n = nodes[node]
+    return (n.shape, n.dtype) if k == 0 else n.extra[k - 1]
+
+
 def format_shape(shape: Shape) -> str:
     """``(None, 64)`` -> ``(batch?, 64)``: unknown stays distinct from 0."""
     inner = ", ".join("?" if d is None else str(d) for d in shape)
@@ -154,7 +206,7 @@ def ancestors(nodes: Mapping[str, Node], start: str) -> set[str]:
         name = stack.pop()
         if name not in seen:
             seen.add(name)
-            stack.extend(nodes[name].inputs)
+            stack.extend(node_of(i) for i in nodes[name].inputs)
     return seen
 
 

@@ -1,8 +1,9 @@
 """Loss layers and regularisation terms: each ends in a node of kind ``loss``, named after the loss.
 
 ``reduction`` follows PyTorch: ``"mean"`` (default) and ``"sum"`` give a scalar, ``"none"`` one value
-per sample (or per element for the regression losses). A training plan minimises the sum of the
-loss outputs it was compiled with, so a regularisation term is simply one more output.
+per sample (or per element for the regression losses). The class losses also take PyTorch's ``weight``,
+``ignore_index`` and K-dimensional inputs; BCE with logits takes ``weight`` and ``pos_weight``. A training
+plan minimises the one objective it was compiled with, so add a regularisation term to that objective.
 """
 
 from __future__ import annotations
@@ -107,60 +108,157 @@ def _int_labels(t: Tensor) -> bool:
     return np.issubdtype(np.dtype(t.dtype), np.integer)
 
 
-class SoftmaxCrossEntropy(Loss):
-    """Cross-entropy of softmax(logits) (batch, classes) against integer labels (batch,) or class
-    probabilities (batch, classes), with optional label smoothing (PyTorch's ``cross_entropy``)."""
+def _as_constant(g: Builder, value: Any, what: str, owner: str) -> Tensor | None:
+    """A weight given as a graph node, or an array stored as a constant of the graph's dtype."""
+    if value is None or isinstance(value, Tensor):
+        return value
+    arr = np.asarray(value, dtype=g.dtype)
+    if not hasattr(g, "stored"):
+        raise GraphError(f"{owner}: pass {what} as a graph node (gd.constant) here")
+    return g.stored(g.fresh(f"{owner.lower()}.{what}"), arr, NodeKind.CONSTANT)
+
+
+def _classes_last(g: Builder, x: Tensor, what: str, owner: str) -> Tensor:
+    """(N, C, d1, ..., dk) -> (N * d1 * ... * dk, C): the K-dimensional case as one batch of samples."""
+    if len(x.shape) < 2:
+        raise GraphError(f"{owner}: {what} '{x.name}' must be (batch, classes, ...), got {x.shape}")
+    if len(x.shape) == 2:
+        return x
+    nd = len(x.shape)
+    moved = g.apply("transpose", [x], {"axes": (0, *range(2, nd), 1)})
+    return g.apply("reshape", [moved], {"shape": (-1, x.shape[1])})
+
+
+class _ClassLoss(Loss):
+    """Shared by the class losses: class weights, ignore_index, K-dimensional inputs, PyTorch's reductions
+    (a weighted mean divides by the summed weights of the targets that are not ignored)."""
+
+    def __init__(self, reduction: str = "mean", weight: Any = None, ignore_index: int | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(reduction, name)
+        self.weight, self.ignore_index = weight, ignore_index
+
+    def plain(self) -> bool:
+        return self.weight is None and self.ignore_index is None
+
+    def class_loss(self, prediction: Tensor, target: Tensor, log_probs: bool, eps: float = 0.0) -> Tensor:
+        g, owner = prediction.graph, type(self).__name__
+        name = self.name or g.fresh(self.op)
+        g.reserved.add(name)
+        try:
+            x = _classes_last(g, prediction, "the prediction", owner)
+            lp = x if log_probs else g.apply("log_softmax", [x], {"axis": 1})
+            weight = _as_constant(g, self.weight, "weight", owner)
+            k = prediction.shape[1]
+            if weight is not None and tuple(weight.shape) != (k,):
+                raise GraphError(f"{owner}: weight '{weight.name}' {weight.shape} must have one value per class ({k},)")
+            wts = [weight] if weight is not None else []
+            if _int_labels(target):
+                want = (prediction.shape[0], *prediction.shape[2:])
+                if len(target.shape) != len(want) or any(
+                        a is not None and b is not None and a != b for a, b in zip(target.shape, want)):
+                    raise GraphError(f"{owner}: labels '{target.name}' {target.shape} must have the prediction's "
+                                     f"shape without the class axis, {want}")
+                labels = g.apply("reshape", [target], {"shape": (-1,)}) if len(target.shape) > 1 else target
+                ig = {"ignore_index": self.ignore_index}
+                per = g.apply("class_nll", [lp, labels, *wts], ig)
+                if eps:
+                    smooth = -((lp * weight) if weight is not None else lp).sum(axis=1)
+                    if self.ignore_index is not None:
+                        smooth = smooth * g.apply("class_weight", [lp, labels], ig)
+                    per = per * (1.0 - eps) + smooth * (eps / k)
+                denominator = g.apply("class_weight", [lp, labels, *wts], ig) if not self.plain() else None
+                shape = target.shape
+            else:
+                if self.ignore_index is not None:
+                    raise GraphError(f"{owner}: ignore_index applies to integer labels, not class probabilities")
+                if tuple(target.shape) != tuple(prediction.shape):
+                    raise GraphError(f"{owner}: probabilities '{target.name}' {target.shape} must have the "
+                                     f"prediction's shape {prediction.shape}")
+                probs = _classes_last(g, target, "the target", owner)
+                if eps:
+                    probs = probs * (1.0 - eps) + eps / k
+                per = -((probs * lp * weight) if weight is not None else probs * lp).sum(axis=1)
+                denominator, shape = None, (prediction.shape[0], *prediction.shape[2:])
+        finally:
+            g.reserved.discard(name)
+        if self.reduction == "none":
+            target_shape = tuple(-1 if d is None else d for d in shape)
+            return g.apply("reshape", [per], {"shape": target_shape}, name=name, kind=NodeKind.LOSS)
+        if self.reduction == "sum" or denominator is not None:
+            total = g.apply("sum", [per], {"axis": None, "keepdims": False})
+            if self.reduction == "sum":
+                return g.apply("mul", [total, 1.0], name=name, kind=NodeKind.LOSS)
+            count = g.apply("sum", [denominator], {"axis": None, "keepdims": False})
+            return g.apply("div", [total, count], name=name, kind=NodeKind.LOSS)
+        return g.apply("mean", [per], {"axis": None, "keepdims": False}, name=name, kind=NodeKind.LOSS)
+
+
+class SoftmaxCrossEntropy(_ClassLoss):
+    """Cross-entropy of softmax(logits) against integer labels or class probabilities, as PyTorch's
+    ``cross_entropy``: logits (N, C) or (N, C, d1, ..., dk) with labels (N,) / (N, d1, ..., dk) or
+    probabilities of the logits' shape; ``weight`` (C,) per class, ``ignore_index`` (labels equal to it
+    count for nothing; default None: no label is ignored, and any label outside [0, C) is an error),
+    ``label_smoothing`` in [0, 1]."""
 
     op = "softmax_cross_entropy"
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, name: str | None = None) -> None:
-        super().__init__(reduction, name)
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, name: str | None = None,
+                 weight: Any = None, ignore_index: int | None = None) -> None:
+        super().__init__(reduction, weight, ignore_index, name)
         if not 0.0 <= label_smoothing <= 1.0:
             raise GraphError(f"SoftmaxCrossEntropy: label_smoothing must be in [0, 1], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
 
     def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
-        labels = len(target.shape) == 1
+        if not isinstance(prediction, Tensor):
+            raise GraphError(f"SoftmaxCrossEntropy takes a graph node as prediction, got {type(prediction).__name__}")
+        labels = len(target.shape) == 1 and len(prediction.shape) == 2
         # one fused node (whose dtype rule also explains float labels given by mistake)
-        if labels and (not _int_labels(target) or (self.reduction == "mean" and self.label_smoothing == 0)):
+        if labels and (not _int_labels(target) or (self.reduction == "mean" and self.label_smoothing == 0
+                                                   and self.plain())):
             g = prediction.graph
             return g.apply(self.op, [prediction, target], {}, name=self.name or g.fresh(self.op), kind=NodeKind.LOSS)
-        return super().__call__(prediction, target)
-
-    def per_element(self, g: Builder, logits: Tensor, target: Tensor) -> Final:
-        if len(logits.shape) != 2:
-            raise GraphError(f"SoftmaxCrossEntropy: logits '{logits.name}' must be (batch, classes), "
-                             f"got {logits.shape}")
-        eps, k = self.label_smoothing, logits.shape[1]
-        lsm = g.apply("log_softmax", [logits], {"axis": 1})
-        if _int_labels(target):
-            picked = g.apply("pick", [lsm, target])
-            if eps == 0:
-                return "neg", [picked], {}
-            return "sub", [picked * -(1.0 - eps), lsm.mean(axis=1) * eps], {}
-        _same_shape(self, logits, target)
-        probs = target * (1.0 - eps) + eps / k if eps else target
-        return "neg", [(probs * lsm).sum(axis=1)], {}
+        return self.class_loss(prediction, target, log_probs=False, eps=self.label_smoothing)
 
 
-class NLL(Loss):
-    """-log_probs[i, label_i] for (batch, classes) log-probabilities and integer labels."""
+class NLL(_ClassLoss):
+    """-log_probs[i, label_i] (times weight[label_i]) for (N, C) or (N, C, d1, ..., dk) log-probabilities and
+    integer labels, as PyTorch's ``nll_loss`` (``weight``, ``ignore_index`` as in SoftmaxCrossEntropy)."""
 
     op = "nll"
 
-    def per_element(self, g: Builder, log_probs: Tensor, labels: Tensor) -> Final:
-        return "neg", [g.apply("pick", [log_probs, labels])], {}
+    def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
+        if not _int_labels(target):
+            raise GraphError(f"NLL: labels '{target.name}' must be integers, got {target.dtype}")
+        return self.class_loss(prediction, target, log_probs=True)
 
 
 class BinaryCrossEntropyWithLogits(Loss):
-    """-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), computed as max(x, 0) - x t + softplus(-|x|)."""
+    """-w (p t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))), as PyTorch's ``binary_cross_entropy_with_logits``:
+    ``weight`` broadcasts against the elements, ``pos_weight`` (p) against the last axis (one per class).
+    Computed as (1 - t) x + (1 + (p - 1) t) (softplus(-|x|) + max(-x, 0)), without overflow."""
 
     op = "bce_with_logits"
+
+    def __init__(self, reduction: str = "mean", name: str | None = None, weight: Any = None,
+                 pos_weight: Any = None) -> None:
+        super().__init__(reduction, name)
+        self.weight, self.pos_weight = weight, pos_weight
 
     def per_element(self, g: Builder, x: Tensor, t: Tensor) -> Final:
         _same_shape(self, x, t)
         tail = g.apply("softplus", [-g.apply("abs", [x])])
-        return "add", [g.apply("relu", [x]) - x * t, tail], {}
+        weight = _as_constant(g, self.weight, "weight", "BCE")
+        pos_weight = _as_constant(g, self.pos_weight, "pos_weight", "BCE")
+        if pos_weight is None:
+            per = [g.apply("relu", [x]) - x * t, tail]
+        else:
+            log_weight = (pos_weight - 1.0) * t + 1.0
+            per = [x - x * t, log_weight * (tail + g.apply("relu", [-x]))]
+        if weight is None:
+            return "add", per, {}
+        return "mul", [g.apply("add", per), weight], {}
 
 
 def _penalty(kind: str, params: Sequence[Tensor], weight: float, name: str | None) -> Tensor:

@@ -7,12 +7,17 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Run ``op`` of node ``node``: read ``inputs`` (value names), write ``output`` (or nothing)."""
+    """Run ``op`` of node ``node``: read ``inputs``, write ``outputs`` (value references; none for updates)."""
 
     node: str
     op: str
     inputs: tuple[str, ...]
-    output: str | None
+    outputs: tuple[str, ...]
+
+    @property
+    def output(self) -> str | None:
+        """The first output (the only one of a single-output node), or None for an update."""
+        return self.outputs[0] if self.outputs else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,9 @@ class BufferSlot:
 @dataclass(frozen=True)
 class Plan:
     """A specialised schedule: concrete shapes, steps in order, arena offsets for computed values.
+
+    ``shapes``, ``dtypes``, ``slots`` and ``live_ranges`` are keyed by value reference (``node`` or
+    ``node:k`` for output k of a multi-output node): every output has its own slot.
 
     Feeds, parameters, state and constants are not in the arena: they are bound by name. Values
     whose slots overlap in the arena are never live at the same step (``plan_buffers`` ensures it).
@@ -41,3 +49,5 @@ class Plan:
     feeds: tuple[str, ...]
     outputs: tuple[str, ...]
     live_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Node name -> arena slots of the scratch buffers its kernel declared, live during its step only.
+    workspace: dict[str, tuple[BufferSlot, ...]] = field(default_factory=dict)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 
-from graphdl.ir import IR, Node, NodeKind, format_shape
+from graphdl.ir import IR, Node, NodeKind, format_shape, node_of
 
 
 def format_node_line(n: Node) -> str:
-    """``fc1 = linear(x, fc1.W, fc1.b)  (?, 128) float32  # op @ model.py:12``"""
+    """``fc1 = linear(x, fc1.W, fc1.b)  (?, 128) float32  # op @ model.py:12``; a multi-output node
+    names each output: ``s, s:1 = split(x, axis=1, sizes=(2, 3))  (?, 2) float32, (?, 3) float32``."""
     args = ", ".join(n.inputs)
     attrs = ", ".join(f"{k}={v}" for k, v in n.attrs)
     call = f"{n.op}({args}{', ' if args and attrs else ''}{attrs})"
-    return f"{n.name} = {call}  {format_shape(n.shape)} {n.dtype}  # {n.kind.value} @ {n.origin}"
+    types = ", ".join(f"{format_shape(s)} {d}" for s, d in zip(n.shapes, n.dtypes, strict=True))
+    return f"{', '.join(n.refs)} = {call}  {types}  # {n.kind.value} @ {n.origin}"
 
 
 def format_ir(ir: IR) -> str:
@@ -31,7 +33,7 @@ def summary(ir: IR) -> str:
     for n in ir.nodes:
         if n.kind not in (NodeKind.OP, NodeKind.LOSS, NodeKind.PLACEHOLDER):
             continue
-        params = sum(math.prod(by_name[i].shape) for i in n.inputs if by_name[i].kind is NodeKind.PARAM)
+        params = sum(math.prod(by_name[i].shape) for i in map(node_of, n.inputs) if by_name[i].kind is NodeKind.PARAM)
         total += params
         rows.append((n.name, n.op, format_shape(n.shape), f"{params:,}"))
     widths = [max(len(r[k]) for r in rows) for k in range(4)]

@@ -13,7 +13,7 @@ from typing import Any
 
 from graphdl.builder import Builder, Tensor
 from graphdl.errors import CompileError, GraphDLError
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, node_of, value_info
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
 from passes.autodiff import build_gradients
@@ -21,6 +21,7 @@ from passes.buffers import plan_buffers
 from passes.constant_fold import fold_constants
 from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
+from passes.distribute import allreduce_gradients, schedule_collectives
 from passes.fuse import fuse_sgd_matmul
 from passes.mode import set_mode
 from passes.remat import rematerialize
@@ -42,6 +43,8 @@ class CompileSpec:
     objective: str | None = None
     #: Parameters the training plan must not update (no gradient, no optimizer state).
     frozen: frozenset[str] = frozenset()
+    #: Data parallelism (graphdl.distributed.MPI) or None; untyped so passes need not import it.
+    distributed: Any = None
 
 
 def select_outputs(ir: IR, spec: CompileSpec) -> IR:
@@ -59,12 +62,14 @@ def choose_objective(ir: IR, spec: CompileSpec) -> str:
         if spec.objective not in ir.outputs:
             raise CompileError(f"loss='{spec.objective}' is not among the requested outputs {list(ir.outputs)}; "
                                "add it to the outputs so each step reports its value")
-        if by_name[spec.objective].shape != ():
-            raise CompileError(f"the training objective {by_name[spec.objective].describe()} has shape "
-                               f"{by_name[spec.objective].shape}; it must be a scalar: reduce it with "
+        shape = value_info(by_name, spec.objective)[0]
+        if shape != ():
+            raise CompileError(f"the training objective '{spec.objective}' "
+                               f"({by_name[node_of(spec.objective)].describe()}) has shape "
+                               f"{shape}; it must be a scalar: reduce it with "
                                "gd.ops.mean or use a loss layer")
         return spec.objective
-    scalars = [o for o in ir.outputs if by_name[o].shape == ()]
+    scalars = [o for o in ir.outputs if value_info(by_name, o)[0] == ()]
     if len(scalars) == 1:
         return scalars[0]
     if not scalars:
@@ -85,8 +90,8 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
                                "pass optimizer=... as well (or drop loss= to compile an inference plan)")
         return ir
     objective = choose_objective(ir, spec)
-    node = ir.node_map()[objective]
-    ancestors = ancestors_of(ir.node_map(), objective)
+    node = ir.node_map()[node_of(objective)]
+    ancestors = ancestors_of(ir.node_map(), node.name)
     used = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
     params = [p for p in used if p not in spec.frozen]
     if not params:
@@ -94,9 +99,14 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
         raise CompileError(f"the objective {node.describe()} cannot be trained: {why}; nothing to train")
     ir, grads = build_gradients(ir, objective, params)
     b = Builder(ir.name, node.dtype, ir.nodes)
-    b.default_kind = NodeKind.UPDATE
     b.default_origin = node.origin
-    spec.optimizer.build(b, [(Tensor(b, p), Tensor(b, grads[p])) for p in params])
+    pairs = [(Tensor(b, p), Tensor(b, grads[p])) for p in params]
+    if spec.distributed is not None:
+        b.default_kind = NodeKind.GRADIENT
+        pairs = allreduce_gradients(b, pairs, [n.name for n in ir.nodes], bucket_bytes=spec.distributed.bucket_bytes,
+                                    timeout=spec.distributed.timeout)
+    b.default_kind = NodeKind.UPDATE
+    spec.optimizer.build(b, pairs)
     return b.freeze(ir.outputs)
 
 
@@ -127,6 +137,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("toposort", lambda ir, spec: toposort(ir)),
     ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
     ("rematerialize", lambda ir, spec: _remat(ir, spec.options.get("remat"))),
+    ("schedule_collectives", lambda ir, spec: schedule_collectives(ir)),
     ("infer_shapes", lambda ir, spec: infer_shapes(ir)),
 )
 

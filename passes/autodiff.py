@@ -4,6 +4,8 @@ Each op's gradient rule (in its OpDef) returns one expression per input, built f
 nodes, so gradients can be inspected, drawn, optimised and differentiated again. This pass walks the
 nodes between the inputs of interest and the objective in reverse order, accumulates fan-out
 contributions with ``add``, and sums broadcast gradients back to each input's shape (``sum_to``).
+Gradients are per value: a multi-output node's rule receives one incoming gradient per output
+(``GradContext.gouts``, ``None`` for outputs nothing differentiates).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from graphdl.builder import Builder, Tensor, format_shape
 from graphdl.errors import GradientError
-from graphdl.ir import IR, STORED_KINDS, NodeKind
+from graphdl.ir import IR, STORED_KINDS, NodeKind, node_of, parse_ref, value_info
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.registry import GradContext, get_op
 
@@ -29,48 +31,54 @@ def build_gradients(
     """
     by_name = ir.node_map()
     for w in (objective, *wrt):
-        if w not in by_name:
+        if node_of(w) not in by_name or parse_ref(w)[1] >= len(by_name[node_of(w)].shapes):
             raise GradientError(f"graph '{ir.name}' has no node '{w}'")
-    obj = by_name[objective]
-    if not np.issubdtype(np.dtype(obj.dtype), np.floating):
-        raise GradientError(f"cannot differentiate {obj.describe()}: its dtype {obj.dtype} is not floating")
-    ancestors = ancestors_of(by_name, objective)
+    obj = by_name[node_of(objective)]
+    obj_shape, obj_dtype = value_info(by_name, objective)
+    if not np.issubdtype(np.dtype(obj_dtype), np.floating):
+        raise GradientError(f"cannot differentiate {obj.describe()}: its dtype {obj_dtype} is not floating")
+    ancestors = ancestors_of(by_name, obj.name)
     # Nodes on a path from some wrt to the objective, through floating-point values only.
-    on_path: set[str] = set(wrt)
+    on_path: set[str] = {node_of(w) for w in wrt}
     for n in ir.nodes:
-        if n.name in ancestors and np.issubdtype(np.dtype(n.dtype), np.floating) and any(
-            i in on_path for i in n.inputs
+        if n.name in ancestors and any(np.issubdtype(np.dtype(d), np.floating) for d in n.dtypes) and any(
+            node_of(i) in on_path for i in n.inputs
         ):
             on_path.add(n.name)
-    missing = [w for w in wrt if w not in ancestors]
+    missing = [w for w in wrt if node_of(w) not in ancestors]
     if missing and unconnected == "error":
         raise GradientError(
             f"'{objective}' does not depend on {missing}, so their gradient is undefined; "
             "remove them from the list, or pass unconnected='zero' to get zeros"
         )
 
-    b = Builder(ir.name, obj.dtype, ir.nodes)
+    b = Builder(ir.name, obj_dtype, ir.nodes)
     b.default_kind = NodeKind.GRADIENT
-    b.scope = f"grad/{objective}/"
+    b.scope = f"grad/{obj.name}/"
     b.default_origin = obj.origin
-    seed = b.scalar(1.0, obj.dtype)
-    if obj.shape != ():  # like tf.gradients: differentiate the sum of a non-scalar objective
+    seed = b.scalar(1.0, obj_dtype)
+    if obj_shape != ():  # like tf.gradients: differentiate the sum of a non-scalar objective
         seed = b.apply("expand_like", [seed, Tensor(b, objective)])
-    contributions: dict[str, list[Tensor]] = {objective: [seed]}
+    contributions: dict[str, list[Tensor]] = {objective: [seed]}  # value -> gradient parts
     total: dict[str, Tensor] = {}
     for node in reversed([n for n in ir.nodes if n.name in on_path and n.name in ancestors]):
-        parts = contributions.pop(node.name, None)
-        if not parts:
-            continue
         b.scope, b.default_origin = f"grad/{node.name}/", node.origin
-        g = parts[0]
-        for p in parts[1:]:
-            g = g + p
-        total[node.name] = g
+        gouts: list[Tensor | None] = []  # one incoming gradient per output; None where none flows
+        for r in node.refs:
+            parts = contributions.pop(r, None)
+            g = None
+            if parts:
+                g = parts[0]
+                for p in parts[1:]:
+                    g = g + p
+                total[r] = g
+            gouts.append(g)
+        if all(g is None for g in gouts):
+            continue
         if node.kind in STORED_KINDS or node.kind is NodeKind.PLACEHOLDER:
             continue
         op = get_op(node.op)
-        wanted = [i for k, i in enumerate(node.inputs) if i in on_path and k not in op.nondiff]
+        wanted = [i for k, i in enumerate(node.inputs) if node_of(i) in on_path and k not in op.nondiff]
         if not wanted:
             continue
         if op.grad is None:
@@ -79,26 +87,27 @@ def build_gradients(
                 f"'{objective}' with respect to {list(wrt)} flows through it (into {wanted}); "
                 "differentiate a different objective or stop the path before this node"
             )
-        ctx = GradContext(node, tuple(Tensor(b, i) for i in node.inputs), Tensor(b, node.name), g,
-                          dict(node.attrs))
+        outs = tuple(Tensor(b, r) for r in node.refs)
+        ctx = GradContext(node, tuple(Tensor(b, i) for i in node.inputs), outs[0], gouts[0],
+                          dict(node.attrs), outs=outs, gouts=tuple(gouts))
         results = list(op.grad(ctx))
         for k, (inp, r) in enumerate(zip(node.inputs, results, strict=False)):
-            if r is None or inp not in on_path or k in op.nondiff:
+            if r is None or node_of(inp) not in on_path or k in op.nondiff:
                 continue
-            target = by_name[inp].shape
+            target = value_info(by_name, inp)[0]
             if r.shape != target:
                 r = b.apply("sum_to", [r], {"shape": target})
             contributions.setdefault(inp, []).append(r)
 
-    b.scope = f"grad/{objective}/"
+    b.scope = f"grad/{obj.name}/"
     grads: dict[str, str] = {}
     for w in wrt:
         if w in total:
             grads[w] = total[w].name
         else:  # unconnected == "zero"
-            node = by_name[w]
-            if None in node.shape:
+            shape = value_info(by_name, w)[0]
+            if None in shape:
                 raise GradientError(f"cannot build a zero gradient for '{w}' of unknown shape "
-                                    f"{format_shape(node.shape)}")
+                                    f"{format_shape(shape)}")
             grads[w] = b.apply("mul", [Tensor(b, w), 0.0]).name
     return b.freeze(ir.outputs), grads

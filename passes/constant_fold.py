@@ -22,7 +22,7 @@ def fold_constants(ir: IR) -> IR:
         if n.kind is NodeKind.CONSTANT and n.op == "scalar":
             value[n.name] = n.attr["value"]
             continue
-        if (not is_pure(n) or n.shape != () or not n.inputs or any(i not in value for i in n.inputs)
+        if (not is_pure(n) or n.shape != () or n.extra or not n.inputs or any(i not in value for i in n.inputs)
                 or not np.issubdtype(np.dtype(n.dtype), np.floating)):
             continue
         dtype = np.dtype(n.dtype)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from graphdl.ir import IR
-from passes.rewrite import is_pure, redirect
+from passes.rewrite import is_pure, redirect, resolve
 
 
 def eliminate_common_subexpressions(ir: IR) -> IR:
     """Merge pure nodes that compute the same op of the same inputs with the same attributes.
+
+    A multi-output node merges as a whole: readers of ``b:k`` then read ``a:k``.
 
     Nodes are visited in order (inputs first), so once a node's inputs are merged, its duplicates
     are found too. The first occurrence is kept; requested outputs are never merged away.
@@ -18,10 +20,10 @@ def eliminate_common_subexpressions(ir: IR) -> IR:
     for n in ir.nodes:
         if not is_pure(n):
             continue
-        key = (n.op, tuple(forward.get(i, i) for i in n.inputs), n.attrs, n.dtype)
+        key = (n.op, tuple(resolve(forward, i) for i in n.inputs), n.attrs, n.dtypes)
         seen = first.get(key)
         if seen is None:
             first[key] = n.name
-        elif n.name not in keep:
+        elif not any(r in keep for r in n.refs):
             forward[n.name] = seen
     return redirect(ir, forward)

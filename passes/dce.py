@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from graphdl.ir import IR, NodeKind
+from graphdl.ir import IR, NodeKind, node_of
 
 
 def eliminate_dead_code(ir: IR) -> IR:
-    """Keep the outputs, every update node, and everything they read, transitively."""
+    """Keep the outputs, every update node, and everything they read, transitively.
+
+    A node lives if any of its outputs is read: it computes all of them in one kernel."""
     by_name = ir.node_map()
     live: set[str] = set()
     # One traversal from all roots at once: per-root ancestor sets would revisit shared ancestors
     # (quadratic with one update node per parameter).
-    stack = [*ir.outputs, *(n.name for n in ir.nodes if n.kind is NodeKind.UPDATE)]
+    stack = [*map(node_of, ir.outputs), *(n.name for n in ir.nodes if n.kind is NodeKind.UPDATE)]
     while stack:
         name = stack.pop()
         if name not in live:
             live.add(name)
-            stack.extend(by_name[name].inputs)
+            stack.extend(node_of(i) for i in by_name[name].inputs)
     return ir.replace(nodes=tuple(n for n in ir.nodes if n.name in live))

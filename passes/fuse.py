@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from graphdl.ir import IR, Node, NodeKind, make_attrs
+from graphdl.ir import IR, Node, NodeKind, make_attrs, node_of, value_info
 
 
 def _readers(ir: IR) -> Counter[str]:
@@ -34,9 +34,9 @@ def fuse_sgd_matmul(ir: IR) -> IR:
         attrs = n.attr
         if attrs.get("momentum") or attrs.get("weight_decay") or attrs.get("nesterov"):
             continue
-        g = by_name[n.inputs[1]]
+        g = by_name[node_of(n.inputs[1])]
         if (g.op != "matmul" or readers[g.name] != 1 or g.name in keep
-                or any(len(by_name[i].shape) != 2 for i in g.inputs)):
+                or any(len(value_info(by_name, i)[0]) != 2 for i in g.inputs)):
             continue
         ga = g.attr
         new_attrs = make_attrs({"transpose_a": ga.get("transpose_a", False),

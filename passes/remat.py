@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from graphdl.ir import IR, Node, NodeKind
+from graphdl.ir import IR, Node, NodeKind, node_of, parse_ref, ref
 from graphdl.registry import get_op
 
 FORWARD = (NodeKind.OP, NodeKind.LOSS)
@@ -41,7 +41,7 @@ def rematerialize(ir: IR, every: int | None = None) -> IR:
     last = len(forward) - 1
     checkpoints = {n.name for k, n in enumerate(forward) if k % every == every - 1 or k == last}
     by_name = ir.node_map()
-    keep = set(ir.outputs)
+    keep = {node_of(o) for o in ir.outputs}
 
     def cloneable(name: str, seg: int) -> bool:
         return (segment.get(name) == seg and name not in checkpoints and name not in keep
@@ -52,7 +52,7 @@ def rematerialize(ir: IR, every: int | None = None) -> IR:
     wanted: dict[int, set[str]] = {}
     for n in ir.nodes:
         if n.kind in BACKWARD:
-            for v in n.inputs:
+            for v in map(node_of, n.inputs):
                 seg = segment.get(v)
                 if seg is not None and seg != final and cloneable(v, seg):
                     wanted.setdefault(seg, set()).add(v)
@@ -61,29 +61,34 @@ def rematerialize(ir: IR, every: int | None = None) -> IR:
     # Each segment's clones: the wanted values and the in-segment values they are computed from.
     clones: dict[int, list[Node]] = {}
     renamed: dict[str, str] = {}
+
+    def rename(value: str) -> str:
+        node, k = parse_ref(value)
+        return ref(renamed.get(node, node), k)
+
     for seg, values in wanted.items():
         needed, stack = set(), list(values)
         while stack:
             v = stack.pop()
             if v not in needed:
                 needed.add(v)
-                stack.extend(i for i in by_name[v].inputs if cloneable(i, seg))
+                stack.extend(i for i in map(node_of, by_name[v].inputs) if cloneable(i, seg))
         for v in needed:
             renamed[v] = f"remat/{v}"
         clones[seg] = [
             dataclasses.replace(n, name=renamed[n.name], kind=NodeKind.GRADIENT,
-                                inputs=tuple(renamed.get(i, i) for i in n.inputs))
+                                inputs=tuple(map(rename, n.inputs)))
             for n in forward if n.name in needed
         ]
     out: list[Node] = []
     emitted: set[int] = set()
     for n in ir.nodes:
         if n.kind in BACKWARD:
-            for v in n.inputs:
+            for v in map(node_of, n.inputs):
                 seg = segment.get(v)
                 if v in renamed and seg not in emitted:
                     emitted.add(seg)
                     out.extend(clones[seg])
-            n = dataclasses.replace(n, inputs=tuple(renamed.get(i, i) for i in n.inputs))
+            n = dataclasses.replace(n, inputs=tuple(map(rename, n.inputs)))
         out.append(n)
     return ir.replace(nodes=tuple(out))

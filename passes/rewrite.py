@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from graphdl.ir import IR, Node, NodeKind
+from graphdl.ir import IR, Node, NodeKind, node_of, parse_ref, ref
 from graphdl.registry import get_op
 
 
@@ -23,6 +23,18 @@ def is_pure(node: Node) -> bool:
     return not op.writes and not getattr(op, "modal", False)
 
 
+def resolve(forward: Mapping[str, str], value: str) -> str:
+    """Where a reference points once the nodes in ``forward`` are dropped (chains followed).
+
+    ``forward`` maps a node name to the value that replaces it: any value for a single-output node,
+    or the name of an equivalent node for a multi-output one (``a:1`` then becomes ``b:1``).
+    """
+    node, k = parse_ref(value)
+    while node in forward:
+        node, k = parse_ref(forward[node]) if k == 0 else (node_of(forward[node]), k)
+    return ref(node, k)
+
+
 def redirect(ir: IR, forward: Mapping[str, str], replace: Mapping[str, Node] | None = None) -> IR:
     """Drop each node in ``forward`` (its readers read ``forward[name]`` instead, chains resolved)
     and swap in the nodes of ``replace``. Outputs must not be in ``forward``."""
@@ -31,9 +43,7 @@ def redirect(ir: IR, forward: Mapping[str, str], replace: Mapping[str, Node] | N
         return ir
 
     def target(name: str) -> str:
-        while name in forward:
-            name = forward[name]
-        return name
+        return resolve(forward, name)
 
     nodes = []
     for n in ir.nodes:

@@ -9,7 +9,7 @@ the relative order of everything else.
 
 from __future__ import annotations
 
-from graphdl.ir import COMPUTED_KINDS, IR, STORED_KINDS, Node, NodeKind
+from graphdl.ir import COMPUTED_KINDS, IR, STORED_KINDS, Node, NodeKind, node_of
 from graphdl.registry import get_op
 
 #: Kinds of the forward computation, whose checks must all run before any state is written.
@@ -18,7 +18,7 @@ FORWARD_KINDS = frozenset({NodeKind.OP, NodeKind.LOSS})
 
 def forward_end(ir: IR) -> int:
     """Position of the last forward node (op, loss or requested output): no write may come before it."""
-    outputs = set(ir.outputs)
+    outputs = {node_of(o) for o in ir.outputs}
     return max((i for i, n in enumerate(ir.nodes) if n.kind in FORWARD_KINDS or n.name in outputs), default=-1)
 
 
@@ -38,21 +38,22 @@ def schedule_updates_early(ir: IR) -> IR:
     readers: dict[str, list[int]] = {}
     for i, n in enumerate(ir.nodes):
         for v in n.inputs:
-            readers.setdefault(v, []).append(i)
+            readers.setdefault(node_of(v), []).append(i)
     after: dict[int, list[int]] = {}  # anchor position -> updates to emit right after it
     moved: set[int] = set()
     effective: dict[int, int] = {}  # a moved update's position is, in effect, its anchor's
     for i, n in enumerate(ir.nodes):
         if n.kind is not NodeKind.UPDATE:
             continue
-        deps = [position[v] for v in n.inputs if v not in leaves]
+        inputs = [node_of(v) for v in n.inputs]
+        deps = [position[v] for v in inputs if v not in leaves]
         for k in get_op(n.op).writes:
-            if k < len(n.inputs):
-                deps.extend(r for r in readers.get(n.inputs[k], ()) if r < i)
+            if k < len(inputs):
+                deps.extend(r for r in readers.get(inputs[k], ()) if r < i)
         if writes_state(n):
             deps.append(floor)
         anchor = max((effective.get(d, d) for d in deps), default=-1)
-        if anchor != i - 1 or any(v in leaves and position[v] > anchor for v in n.inputs):
+        if anchor != i - 1 or any(v in leaves and position[v] > anchor for v in inputs):
             after.setdefault(anchor, []).append(i)
             moved.add(i)
             effective[i] = anchor

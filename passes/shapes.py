@@ -1,4 +1,7 @@
-"""Shape and dtype inference: symbolic at compile time, concrete when a plan is specialised."""
+"""Shape and dtype inference: symbolic at compile time, concrete when a plan is specialised.
+
+Shapes are per value: a multi-output node has one per output (keyed ``node``, ``node:1``, ...).
+"""
 
 from __future__ import annotations
 
@@ -7,41 +10,39 @@ from collections.abc import Mapping
 
 from graphdl.builder import Builder, format_shape
 from graphdl.errors import ShapeError
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
-from graphdl.registry import RuleError, get_op
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, value_info
+from graphdl.registry import RuleError, get_op, infer
 
 
-def _rule(node: Node, inputs: list[Node], shapes: list[tuple]) -> tuple:
-    op = get_op(node.op)
-    attrs = dict(node.attrs)
+def _rule(node: Node, shapes: list[Shape], dtypes: list[str]) -> tuple[tuple[Shape, ...], tuple[str, ...]]:
     try:
-        return tuple(op.shape(tuple(shapes), attrs)), op.dtype(tuple(n.dtype for n in inputs), attrs)
+        return infer(get_op(node.op), tuple(shapes), tuple(dtypes), dict(node.attrs))
     except RuleError as e:
-        shaped = [dataclasses.replace(n, shape=s) for n, s in zip(inputs, shapes, strict=True)]
-        raise Builder.rule_error(e, node.name, node.op, shaped, node.origin) from None
+        infos = list(zip(node.inputs, shapes, dtypes, strict=True))
+        raise Builder.rule_error(e, node.name, node.op, infos, node.origin) from None
 
 
 def infer_shapes(ir: IR) -> IR:
-    """Re-derive every node's symbolic shape and dtype from its inputs; disagreement is an error."""
+    """Re-derive every node's symbolic shapes and dtypes from its inputs; disagreement is an error."""
     by_name: dict[str, Node] = {}
     out = []
     for n in ir.nodes:
         if n.kind not in STORED_KINDS and n.kind is not NodeKind.PLACEHOLDER:
-            inputs = [by_name[i] for i in n.inputs]
-            shape, dtype = _rule(n, inputs, [i.shape for i in inputs])
-            if n.shape != shape or n.dtype != dtype:
-                n = dataclasses.replace(n, shape=shape, dtype=dtype)
+            infos = [value_info(by_name, i) for i in n.inputs]
+            shapes, dtypes = _rule(n, [s for s, _ in infos], [d for _, d in infos])
+            if n.shapes != shapes or n.dtypes != dtypes:
+                n = dataclasses.replace(n, shape=shapes[0], dtype=dtypes[0],
+                                        extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)))
         by_name[n.name] = n
         out.append(n)
     return ir.replace(nodes=tuple(out))
 
 
 def concrete_shapes(ir: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    """Every node's concrete shape, given the concrete shape of each placeholder."""
+    """Every value's concrete shape (keyed by reference), given the concrete shape of each placeholder."""
     shapes: dict[str, tuple[int, ...]] = {}
-    by_name: dict[str, Node] = {}
+    dtypes = {r: d for n in ir.nodes for r, d in zip(n.refs, n.dtypes, strict=True)}
     for n in ir.nodes:
-        by_name[n.name] = n
         if n.kind is NodeKind.PLACEHOLDER:
             shapes[n.name] = tuple(feed_shapes[n.name])
         elif n.kind in STORED_KINDS:
@@ -49,6 +50,6 @@ def concrete_shapes(ir: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> dict[
                 raise ShapeError(f"stored value {n.describe()} has unknown shape {format_shape(n.shape)}")
             shapes[n.name] = n.shape
         else:
-            inputs = [by_name[i] for i in n.inputs]
-            shapes[n.name] = _rule(n, inputs, [shapes[i] for i in n.inputs])[0]
+            outs = _rule(n, [shapes[i] for i in n.inputs], [dtypes[i] for i in n.inputs])[0]
+            shapes.update(zip(n.refs, outs, strict=True))
     return shapes

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from graphdl.ir import IR, Node, NodeKind, make_attrs
-from passes.rewrite import is_pure, redirect
+from graphdl.ir import IR, Node, NodeKind, make_attrs, node_of, value_info
+from passes.rewrite import is_pure, redirect, resolve
 
 #: (op, position of the constant) -> the constant that makes the op an identity.
 _IDENTITY = {("mul", 1): 1.0, ("mul", 0): 1.0, ("div", 1): 1.0, ("add", 1): 0.0, ("add", 0): 0.0, ("sub", 1): 0.0}
@@ -26,48 +26,47 @@ def simplify_algebra(ir: IR) -> IR:
     """Apply the identities above once, in order; later rules see earlier results."""
     by_name: dict[str, Node] = {}
     keep = set(ir.outputs)
-    forward: dict[str, str] = {}
+    forward: dict[str, str] = {}  # node -> the value it equals
     replace: dict[str, Node] = {}
 
-    def resolve(name: str) -> Node:
-        while name in forward:
-            name = forward[name]
+    def node(value: str) -> Node:
+        name = node_of(value)
         return replace.get(name, by_name[name])
 
     for n in ir.nodes:
         by_name[n.name] = n
-        if not is_pure(n) or n.kind is NodeKind.CONSTANT or n.name in keep:
+        if not is_pure(n) or n.kind is NodeKind.CONSTANT or n.name in keep or n.extra:
             continue
-        ins = [resolve(i) for i in n.inputs]
-        same = None  # the input this node equals, if any
+        ins = [resolve(forward, i) for i in n.inputs]
+        same = None  # the value this node equals, if any
         if len(ins) == 2:
             for k in (0, 1):
-                c, x = ins[k], ins[1 - k]
+                c, x = node(ins[k]), ins[1 - k]
                 ident = _IDENTITY.get((n.op, k))
                 if (ident is not None and c.op == "scalar" and c.kind is NodeKind.CONSTANT
-                        and c.attr["value"] == ident and x.shape == n.shape and x.dtype == n.dtype):
+                        and c.attr["value"] == ident and value_info(by_name, x) == (n.shape, n.dtype)):
                     same = x
                     break
-        elif n.op == "neg" and ins[0].op == "neg" and is_pure(ins[0]):
-            same = resolve(ins[0].inputs[0])
+        elif n.op == "neg" and node(ins[0]).op == "neg" and is_pure(node(ins[0])):
+            same = resolve(forward, node(ins[0]).inputs[0])
         elif n.op == "reshape":
             src = ins[0]
-            if src.op == "reshape" and is_pure(src):  # reshape(reshape(x)) -> reshape(x)
-                src = resolve(src.inputs[0])
-                replace[n.name] = dataclasses.replace(n, inputs=(src.name,))
-            if src.shape == n.shape and n.shape.count(None) <= 1:  # same dims, same element count
+            if node(src).op == "reshape" and is_pure(node(src)):  # reshape(reshape(x)) -> reshape(x)
+                src = resolve(forward, node(src).inputs[0])
+                replace[n.name] = dataclasses.replace(n, inputs=(src,))
+            if value_info(by_name, src)[0] == n.shape and n.shape.count(None) <= 1:  # same dims and size
                 same = src
         elif n.op == "transpose":
             src, nd = ins[0], len(n.shape)
             perm = _perm(n, nd)
-            if src.op == "transpose" and is_pure(src):  # compose the two permutations
-                inner = _perm(src, nd)
+            if node(src).op == "transpose" and is_pure(node(src)):  # compose the two permutations
+                inner = _perm(node(src), nd)
                 perm = tuple(inner[p] for p in perm)
-                src = resolve(src.inputs[0])
-                replace[n.name] = dataclasses.replace(n, inputs=(src.name,), attrs=make_attrs({"axes": perm}))
+                src = resolve(forward, node(src).inputs[0])
+                replace[n.name] = dataclasses.replace(n, inputs=(src,), attrs=make_attrs({"axes": perm}))
             if perm == tuple(range(nd)):
                 same = src
         if same is not None:
-            forward[n.name] = same.name
+            forward[n.name] = same
             replace.pop(n.name, None)
     return redirect(ir, forward, replace)

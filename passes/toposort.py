@@ -11,7 +11,7 @@ networkx, ties kept in definition order.
 from __future__ import annotations
 
 from graphdl.errors import CompileError, GraphError
-from graphdl.ir import IR
+from graphdl.ir import IR, node_of
 from graphdl.registry import get_op
 
 
@@ -22,9 +22,10 @@ def dependency_edges(ir: IR) -> list[tuple[str, str]]:
     edges: list[tuple[str, str]] = []
     readers: dict[str, list[str]] = {}
     for n in ir.nodes:
-        for i in n.inputs:
+        for value in n.inputs:
+            i = node_of(value)
             if i not in names:
-                raise GraphError(f"node {n.describe()} reads '{i}', which is not in graph '{ir.name}'")
+                raise GraphError(f"node {n.describe()} reads '{value}', which is not in graph '{ir.name}'")
             edges.append((i, n.name))
             readers.setdefault(i, []).append(n.name)
     for n in ir.nodes:
@@ -33,7 +34,7 @@ def dependency_edges(ir: IR) -> list[tuple[str, str]]:
         for idx in get_op(n.op).writes:
             if idx >= len(n.inputs):  # an optional state input (e.g. SGD without momentum)
                 continue
-            edges.extend((r, n.name) for r in readers.get(n.inputs[idx], ()) if r != n.name)
+            edges.extend((r, n.name) for r in readers.get(node_of(n.inputs[idx]), ()) if r != n.name)
     return edges
 
 

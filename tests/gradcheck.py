@@ -38,14 +38,17 @@ class Case:
 
 
 def build(case: Case, arrays: list[np.ndarray]) -> tuple[gd.Graph, list[gd.Tensor], gd.Tensor, gd.Tensor]:
-    """A float64 graph: placeholders for the inputs, the op, and objective = sum(out * R)."""
+    """A float64 graph: placeholders for the inputs, the op, and objective = sum(out * R) over its outputs."""
     rng = np.random.default_rng(1)
     with gd.Graph("check", dtype="float64") as g:
         xs = [gd.placeholder(f"in{k}", a.shape, dtype=str(a.dtype)) for k, a in enumerate(arrays)]
         kind = gd.NodeKind.LOSS if case.kind == "loss" else gd.NodeKind.OP
-        out = g.apply(case.op, xs, case.attrs, kind=kind)
-        weights = gd.constant(rng.standard_normal(tuple(1 if d is None else d for d in out.shape)))
-        objective = gd.ops.sum(out * weights)
+        outs = g.apply_multi(case.op, xs, case.attrs, kind=kind)  # every output of a multi-output op
+        parts = [gd.ops.sum(o * gd.constant(rng.standard_normal(tuple(1 if d is None else d for d in o.shape))))
+                 for o in outs]
+        out, objective = outs[0], parts[0]
+        for p in parts[1:]:
+            objective = objective + p
     return g, xs, out, objective
 
 

@@ -25,6 +25,16 @@ def _bn(layer: L._BatchNorm, x: gd.Tensor) -> gd.Tensor:
     return layer(x)
 
 
+def _param(x: gd.Tensor, name: str, shape: tuple[int, ...]) -> gd.Tensor:
+    value = np.random.default_rng(len(name)).standard_normal(shape) * 0.3
+    return x.graph.stored(name, value.astype(x.graph.dtype), gd.NodeKind.PARAM)
+
+
+def _split(x: gd.Tensor) -> gd.Tensor:
+    a, b, c = ops.split(x, [1, 2, 3], axis=1)
+    return ops.concat([c, ops.tanh(a), b], axis=1)
+
+
 def _slice(x: gd.Tensor) -> gd.Tensor:
     return x.graph.apply("slice", [x], {"axis": 1, "start": 1, "stop": 4})
 
@@ -66,6 +76,18 @@ LAYERS: dict[str, Case] = {
     "layer_norm_2d": ((None, 3, 6), lambda x: L.LayerNorm((3, 6))(x)),
     "layer_norm_plain": ((None, 6), lambda x: L.LayerNorm(6, elementwise_affine=False)(x)),
     "embedding": ((None, 5), lambda x: L.Embedding(10, 4)(x)),
+    "relu6": ((None, 6), lambda x: ops.relu6(x * 5.0)),
+    "hardsigmoid": ((None, 6), lambda x: ops.hardsigmoid(x * 4.0)),
+    "hardswish": ((None, 6), lambda x: ops.hardswish(x * 4.0)),
+    "selu": ((None, 6), lambda x: ops.selu(x)),
+    "celu": ((None, 6), lambda x: ops.celu(x, 0.5)),
+    "mish": ((None, 6), lambda x: ops.mish(x)),
+    "softsign": ((None, 6), lambda x: ops.softsign(x)),
+    "split": ((None, 6), _split),
+    "conv1d": ((None, 2, 9), lambda x: ops.conv1d(x, _param(x, "w", (4, 2, 3)), _param(x, "b", (4,)), stride=2,
+                                                  padding=(2, 1))),
+    "conv_transpose2d": ((None, 3, 4, 5), lambda x: ops.conv_transpose2d(
+        x, _param(x, "w", (3, 4, 3, 3)), _param(x, "bias", (4,)), stride=2, padding=1, output_padding=1)),
     # functional ops
     "arith": ((None, 6), lambda x: (x * 2.0 + 1.0) / (ops.abs(x) + 3.0) - x),
     "neg_exp_log": ((None, 6), lambda x: ops.log(ops.exp(-x) + 1.0)),
@@ -87,18 +109,21 @@ LAYERS: dict[str, Case] = {
 }
 
 
+INT_INPUT = {"embedding", "one_hot"}
+
+
 def feed(shape: tuple[int | None, ...], batch: int, dtype: str, name: str, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     concrete = tuple(batch if d is None else d for d in shape)
-    if name == "embedding":
+    if name in INT_INPUT:
         return rng.integers(0, 10, concrete)
     return rng.standard_normal(concrete).astype(dtype)
 
 
 def build_case(name: str, dtype: str = "float32") -> tuple[gd.Graph, gd.Tensor, gd.Tensor]:
-    shape, fn = LAYERS[name]
+    shape, fn = LAYERS[name] if name in LAYERS else EXPORT_ONLY[name]
     with gd.Graph(name, dtype=dtype, seed=1) as g:
-        x = gd.placeholder("x", shape, "int64" if name == "embedding" else dtype)
+        x = gd.placeholder("x", shape, "int64" if name in INT_INPUT else dtype)
         out = fn(x)
     return g, x, out
 
@@ -108,3 +133,35 @@ def rel_err(actual: np.ndarray, expected: np.ndarray) -> float:
     expected = np.asarray(expected, dtype=np.float64)
     diff = np.abs(np.asarray(actual, dtype=np.float64) - expected)
     return float(diff.max() / max(np.abs(expected).max(), 1e-30)) if diff.size else 0.0
+
+
+def _index(values: list[list[int]]) -> gd.Tensor:
+    return gd.constant(np.array(values, dtype=np.int64))
+
+
+#: Ops exported to ONNX that the importer does not map back (checked against onnxruntime only).
+EXPORT_ONLY: dict[str, Case] = {
+    "logsigmoid": ((None, 6), lambda x: ops.logsigmoid(x * 10.0)),
+    "expand_squeeze": ((None, 6), lambda x: ops.squeeze(ops.expand_dims(x, (1, 3)), 1) * 2.0),
+    "squeeze_all": ((None, 1, 6, 1), lambda x: ops.squeeze(ops.tanh(x), None)),
+    "broadcast_to": ((None, 1, 6), lambda x: ops.broadcast_to(x, (None, 3, 6))),
+    "reshape_like": ((None, 6), lambda x: x.graph.apply("reshape_like", [ops.reshape(x, (-1, 2, 3)) * 2.0, x])),
+    "tril_triu": ((None, 4, 4), lambda x: ops.tril(x, -1) + ops.triu(x, 1)),
+    "one_hot": ((None, 5), lambda x: ops.one_hot(x, 10)),
+    "einsum": ((None, 3, 4), lambda x: ops.einsum("bij,bkj->bik", x, x)),
+    "gather": ((None, 6), lambda x: ops.gather(x, 1, _index([[0, 5, 2], [1, 1, 3]]))),
+    "take_along_axis": ((None, 6), lambda x: ops.take_along_axis(x, _index([[0, -1, 2]]), 1)),
+    "scatter": ((None, 6), lambda x: ops.scatter(x, 1, _index([[0, 5], [1, 2]]), 7.0)),
+    "scatter_src": ((None, 6), lambda x: ops.scatter(x, 1, _index([[0, 5], [1, 2]]), gd.constant(np.ones((2, 2))))),
+    "scatter_add": ((None, 6), lambda x: ops.scatter_add(x, 1, _index([[0, 0], [1, 2]]),
+                                                         gd.constant(np.ones((2, 2))))),
+    "flip": ((None, 4, 6), lambda x: ops.flip(x, (1, 2)) + ops.flip(x, 2)),
+    "roll": ((None, 4, 6), lambda x: ops.roll(x, (1, -2, 3), (1, 2, 2))),
+    "tile": ((None, 6), lambda x: ops.tile(x, (2, 1, 3))),
+    "repeat": ((None, 3, 4), lambda x: ops.repeat(x, 2, axis=1)),
+    "repeat_counts": ((None, 3, 4), lambda x: ops.repeat(x, (1, 0, 3), axis=1)),
+    "pad_constant": ((None, 3, 4), lambda x: ops.pad(x, (1, 2), value=0.5)),
+    "pad_reflect": ((None, 3, 4), lambda x: ops.pad(x, (1, 2, 2, 1), mode="reflect")),
+    "pad_replicate": ((None, 3, 4), lambda x: ops.pad(x, (1, 2), mode="replicate")),
+    "pad_circular": ((None, 3, 4), lambda x: ops.pad(x, (1, 2, 1, 0), mode="circular")),
+}

@@ -8,15 +8,65 @@ family: base, dense, activations, conv (and pooling), norm, dropout.
 
 from __future__ import annotations
 
-from graphdl.layers.activations import ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
+from graphdl.layers.activations import (
+    CELU,
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    LeakyReLU,
+    LogSigmoid,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Softsign,
+    Tanh,
+)
+from graphdl.layers.attention import MultiheadAttention, PositionalEmbedding, SinusoidalPositionalEncoding
 from graphdl.layers.base import Layer
 from graphdl.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
+from graphdl.layers.conv_more import Conv1D, ConvTranspose2D
 from graphdl.layers.dense import Concat, Embedding, Flatten, Linear, Reshape
 from graphdl.layers.dropout import Dropout
 from graphdl.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm
+from graphdl.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
 __all__ = [
-    "ELU", "GELU", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Concat", "Conv2D", "Dropout", "Embedding",
-    "Flatten", "GlobalAvgPool2D", "Layer", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2D", "ReLU",
-    "Reshape", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
+    "ELU",
+    "GELU",
+    "AvgPool2D",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "Concat",
+    "Conv2D",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "GlobalAvgPool2D",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MaxPool2D",
+    "MultiheadAttention",
+    "PositionalEmbedding",
+    "ReLU",
+    "Reshape",
+    "SiLU",
+    "Sigmoid",
+    "SinusoidalPositionalEncoding",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "TransformerDecoderLayer",
+    "TransformerEncoderLayer",
 ]
+__all__ += ["Conv1D", "ConvTranspose2D"]
+__all__ += ["CELU", "SELU", "Hardsigmoid", "Hardswish", "LogSigmoid", "Mish", "ReLU6", "Softsign"]

@@ -108,3 +108,60 @@ class LogSoftmax(Softmax):
     """log(softmax(x)) along ``dim``, without overflow at any magnitude."""
 
     op = "log_softmax"
+
+
+class ReLU6(_Activation):
+    """min(max(x, 0), 6)."""
+
+    op = "relu6"
+
+
+class Hardsigmoid(_Activation):
+    """min(max(x / 6 + 1/2, 0), 1)."""
+
+    op = "hardsigmoid"
+
+
+class Hardswish(_Activation):
+    """x * min(max(x + 3, 0), 6) / 6."""
+
+    op = "hardswish"
+
+
+class SELU(_Activation):
+    """Scaled ELU with the self-normalising constants (alpha 1.6733, scale 1.0507)."""
+
+    op = "selu"
+
+
+class CELU(Layer):
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+
+    op = "celu"
+
+    def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
+        super().__init__(name)
+        if alpha == 0:
+            raise GraphError("CELU: alpha must not be 0")
+        self.alpha = float(alpha)
+
+    def attrs(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class Mish(_Activation):
+    """x * tanh(softplus(x))."""
+
+    op = "mish"
+
+
+class Softsign(_Activation):
+    """x / (1 + |x|)."""
+
+    op = "softsign"
+
+
+class LogSigmoid(_Activation):
+    """log(sigmoid(x)), without overflow."""
+
+    op = "logsigmoid"

@@ -56,13 +56,19 @@ class Flatten(Layer):
 
 
 class Concat(Layer):
-    """Join inputs along ``dim`` (default 1, the channels of NCHW or the features of (N, F))."""
+    """Join inputs along ``dim`` (default 1, the channels of NCHW or the features of (N, F)); call it with
+    the tensors, or with one list of them as torch.cat takes: ``Concat(dim=1)([a, b])``."""
 
     op = "concat"
 
     def __init__(self, dim: int = 1, name: str | None = None) -> None:
         super().__init__(name)
         self.dim = dim
+
+    def __call__(self, *inputs: Tensor | list[Tensor] | tuple[Tensor, ...]) -> Tensor:
+        if len(inputs) == 1 and isinstance(inputs[0], list | tuple):
+            inputs = tuple(inputs[0])
+        return super().__call__(*inputs)
 
     def attrs(self) -> dict[str, Any]:
         return {"axis": self.dim}

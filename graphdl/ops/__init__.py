@@ -6,26 +6,48 @@ parameters or state; the functions here cover the stateless ops.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
+from graphdl.errors import GraphError, ShapeError
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    attention,
+    collective,
     contract,
     conv,
+    conv_more,
     dims,
     elementwise,
     gather,
     index,
+    indexing,
     layout,
     linalg,
     losses,
+    math,
     nn,
     norm,
+    partition,
     pool,
     reduce,
     remap,
+    stats,
     updates,
 )
+from graphdl.ops.activations import (  # noqa: F401
+    celu,
+    hardsigmoid,
+    hardswish,
+    logsigmoid,
+    mish,
+    relu6,
+    selu,
+    softsign,
+)
+from graphdl.ops.api import *  # noqa: F403  (the math functions: sin, var, argmax, ...)
+from graphdl.ops.attention import scaled_dot_product_attention  # noqa: F401
+from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
@@ -47,20 +69,8 @@ def mul(a: Tensor | float, b: Tensor | float) -> Tensor:
     return _apply("mul", a, b)
 
 
-def div(a: Tensor | float, b: Tensor | float) -> Tensor:
-    return _apply("div", a, b)
-
-
 def neg(a: Tensor) -> Tensor:
     return _apply("neg", a)
-
-
-def exp(a: Tensor) -> Tensor:
-    return _apply("exp", a)
-
-
-def log(a: Tensor) -> Tensor:
-    return _apply("log", a)
 
 
 def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, transpose_b: bool = False) -> Tensor:
@@ -71,32 +81,12 @@ def relu(a: Tensor) -> Tensor:
     return _apply("relu", a)
 
 
-def sigmoid(a: Tensor) -> Tensor:
-    return _apply("sigmoid", a)
-
-
-def tanh(a: Tensor) -> Tensor:
-    return _apply("tanh", a)
-
-
 def softmax(a: Tensor, axis: int = -1) -> Tensor:
     return _apply("softmax", a, axis=axis)
 
 
-def sum(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    return _apply("sum", a, axis=axis, keepdims=keepdims)
-
-
-def mean(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    return _apply("mean", a, axis=axis, keepdims=keepdims)
-
-
 def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
     return _apply("reshape", a, shape=tuple(shape))
-
-
-def sqrt(a: Tensor) -> Tensor:
-    return _apply("sqrt", a)
 
 
 def pow(a: Tensor | float, b: Tensor | float) -> Tensor:
@@ -113,14 +103,6 @@ def sign(a: Tensor) -> Tensor:
 
 def clip(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     return _apply("clip", a, min=min, max=max)
-
-
-def maximum(a: Tensor | float, b: Tensor | float) -> Tensor:
-    return _apply("maximum", a, b)
-
-
-def minimum(a: Tensor | float, b: Tensor | float) -> Tensor:
-    return _apply("minimum", a, b)
 
 
 def greater(a: Tensor | float, b: Tensor | float) -> Tensor:
@@ -179,16 +161,44 @@ def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
     return _apply("log_softmax", a, axis=axis)
 
 
-def max(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    return _apply("max", a, axis=axis, keepdims=keepdims)
-
-
 def transpose(a: Tensor, axes: Sequence[int] | None = None) -> Tensor:
     return _apply("transpose", a, axes=None if axes is None else tuple(axes))
 
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return _apply("concat", *tensors, axis=axis)
+
+
+def _split_sizes(x: Tensor, axis: int, what: str) -> int:
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"{what}: axis {axis} is out of range for '{x.name}' of shape {x.shape}")
+    size = x.shape[axis]
+    if size is None:
+        raise ShapeError(f"{what}: axis {axis} of '{x.name}' {x.shape} has unknown size; split a known axis")
+    return size
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0) -> list[Tensor]:
+    """Split ``x`` along ``axis`` as ``torch.split``: an int gives pieces of that size (the last may be
+    smaller), a list gives the size of each piece. One node with one output per piece."""
+    size = _split_sizes(x, axis, "split")
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        if step <= 0:
+            raise GraphError(f"split size must be positive, got {step}")
+        sizes = [builtins.min(step, size - s) for s in range(0, size, step)] or [0]  # gd.ops.min shadows it
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+    return x.graph.apply_multi("split", [x], {"sizes": tuple(sizes), "axis": axis})
+
+
+def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
+    """Split ``x`` into ``chunks`` pieces along ``axis`` as ``torch.chunk``: each of size
+    ceil(size / chunks), so there may be fewer than ``chunks`` pieces. One node."""
+    if chunks <= 0:
+        raise GraphError(f"chunk needs a positive number of chunks, got {chunks}")
+    size = _split_sizes(x, axis, "chunk")
+    return split(x, -(-size // chunks) or 1, axis)
 
 
 # Fused ops the compiler substitutes (passes/fuse.py), registered after the ops they fuse.

@@ -1,4 +1,5 @@
-"""Activation functions beyond relu/sigmoid/tanh: leaky_relu, elu, gelu (erf and tanh), silu, softplus.
+"""Activation functions beyond relu/sigmoid/tanh: leaky_relu, elu, gelu (erf and tanh), silu, softplus,
+relu6, hardsigmoid, hardswish, selu, celu, mish, softsign and logsigmoid.
 
 Gradient rules use differentiable ops (where, exp, erf, sigmoid), so second order works.
 """
@@ -6,13 +7,18 @@ Gradient rules use differentiable ops (where, exp, erf, sigmoid), so second orde
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graphdl.errors import GraphError
 from graphdl.ops.common import same_shape
 from graphdl.ops.elementwise import _erf_kernel, _sigmoid_kernel, where
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Float, GradContext, OpDef, Str, fail, register
+
+if TYPE_CHECKING:
+    from graphdl.tensor import Tensor
 
 
 def _leaky_relu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -33,7 +39,7 @@ register(OpDef(
     "leaky_relu", same_shape, _leaky_relu_kernel, arity=1, inplace=(0,), label_attrs=("negative_slope",),
     grad=lambda c: [c.gout * where(c, c.apply("greater", c.inputs[0], 0.0), 1.0,
                                    float(c.attrs.get("negative_slope", 0.01)))],
-    doc="x where x > 0, else negative_slope * x.",
+    doc="x where x > 0, else negative_slope * x.", attr_schema={"negative_slope": Float(0.01)},
 ))
 
 
@@ -60,7 +66,7 @@ def _elu_grad(c: GradContext) -> list:
 
 
 register(OpDef("elu", same_shape, _elu_kernel, arity=1, inplace=(0,), grad=_elu_grad, label_attrs=("alpha",),
-               doc="x where x > 0, else alpha * (exp(x) - 1)."))
+               doc="x where x > 0, else alpha * (exp(x) - 1).", attr_schema={"alpha": Float(1.0)}))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
@@ -108,7 +114,8 @@ def _gelu_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 register(OpDef("gelu", _gelu_shape, _gelu_kernel, arity=1, inplace=(0,), grad=_gelu_grad,
-               label_attrs=("approximate",), doc="x * Phi(x) (erf form) or its tanh approximation."))
+               label_attrs=("approximate",), doc="x * Phi(x) (erf form) or its tanh approximation.",
+               attr_schema={"approximate": Str("none", "tanh", default="none")}))
 
 
 def _silu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -129,7 +136,7 @@ def _silu_grad(c: GradContext) -> list:
 
 
 register(OpDef("silu", same_shape, _silu_kernel, arity=1, inplace=(0,), grad=_silu_grad,
-               doc="x * sigmoid(x)."))
+               doc="x * sigmoid(x).", attr_schema={}))
 
 
 def _softplus_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -156,4 +163,187 @@ def _softplus_grad(c: GradContext) -> list:
 
 
 register(OpDef("softplus", same_shape, _softplus_kernel, arity=1, inplace=(0,), grad=_softplus_grad,
-               label_attrs=("beta",), doc="log(1 + exp(beta x)) / beta; x where beta x > threshold."))
+               label_attrs=("beta",), doc="log(1 + exp(beta x)) / beta; x where beta x > threshold.",
+               attr_schema={"beta": Float(1.0), "threshold": Float(20.0)}))
+
+
+# -- PyTorch's remaining activations. Gradients at the kinks follow PyTorch's backward kernels. ------------
+def _alias_safe(fn: Callable[..., None]) -> Callable[..., Callable[..., None]]:
+    """A kernel factory for ``fn(x, tmp, out)`` that computes into a scratch buffer (out may alias x)."""
+
+    def factory(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+        tmp = np.empty(out_shape, dtype=dtype)
+        res = np.empty(out_shape, dtype=dtype)
+
+        def kernel(x: np.ndarray, out: np.ndarray) -> None:
+            fn(attrs, x, tmp, res)
+            np.copyto(out, res)
+
+        return kernel
+
+    return factory
+
+
+def _between(c: GradContext, x: Tensor, lo: float, hi: float, inside: Tensor | float,
+             outside: Tensor | float = 0.0) -> Tensor:
+    """``inside`` where lo < x < hi (strictly), else ``outside``."""
+    return where(c, c.apply("greater", x, lo), where(c, c.apply("less", x, hi), inside, outside), outside)
+
+
+def _relu6(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    np.clip(x, 0.0, 6.0, out=res)
+
+
+def _hardsigmoid(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    np.multiply(x, 1.0 / 6.0, out=res)
+    np.add(res, 0.5, out=res)
+    np.clip(res, 0.0, 1.0, out=res)
+
+
+def _hardswish(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    np.add(x, 3.0, out=tmp)
+    np.clip(tmp, 0.0, 6.0, out=tmp)
+    np.multiply(tmp, x, out=res)
+    np.multiply(res, 1.0 / 6.0, out=res)
+
+
+def _hardswish_grad(c: GradContext) -> list:
+    # PyTorch: 0 for x <= -3, x / 3 + 1/2 for -3 < x < 3, 1 from 3 on
+    x = c.inputs[0]
+    mid = where(c, c.apply("less", x, 3.0), x * (1.0 / 3.0) + 0.5, 1.0)
+    return [c.gout * where(c, c.apply("less_equal", x, -3.0), 0.0, mid)]
+
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _elu_like(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray, alpha: float, scale: float,
+              input_scale: float) -> None:
+    np.minimum(x, 0.0, out=tmp)
+    np.multiply(tmp, input_scale, out=tmp)
+    np.expm1(tmp, out=tmp)
+    np.multiply(tmp, alpha * scale, out=tmp)
+    np.maximum(x, 0.0, out=res)
+    np.multiply(res, scale, out=res)
+    np.add(res, tmp, out=res)
+
+
+def _selu(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    _elu_like(attrs, x, tmp, res, SELU_ALPHA, SELU_SCALE, 1.0)
+
+
+def _celu(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    alpha = float(attrs.get("alpha", 1.0))
+    _elu_like(attrs, x, tmp, res, alpha, 1.0, 1.0 / alpha)
+
+
+def _selu_grad(c: GradContext) -> list:
+    # x <= 0 takes the exponential branch, as PyTorch's elu_backward
+    x = c.inputs[0]
+    neg = c.apply("exp", c.apply("minimum", x, 0.0)) * (SELU_ALPHA * SELU_SCALE)
+    return [c.gout * where(c, c.apply("greater", x, 0.0), SELU_SCALE, neg)]
+
+
+def _celu_grad(c: GradContext) -> list:
+    x, alpha = c.inputs[0], float(c.attrs.get("alpha", 1.0))
+    neg = c.apply("exp", c.apply("minimum", x, 0.0) * (1.0 / alpha))
+    return [c.gout * where(c, c.apply("greater", x, 0.0), 1.0, neg)]
+
+
+def _mish(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    np.logaddexp(0.0, x, out=tmp)  # softplus
+    np.tanh(tmp, out=tmp)
+    np.multiply(x, tmp, out=res)
+
+
+def _mish_grad(c: GradContext) -> list:
+    x = c.inputs[0]
+    t = c.apply("tanh", c.apply("softplus", x))
+    return [c.gout * (t + x * c.apply("sigmoid", x) * (1.0 - t * t))]
+
+
+def _softsign(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    np.abs(x, out=tmp)
+    np.add(tmp, 1.0, out=tmp)
+    np.divide(x, tmp, out=res)
+
+
+def _softsign_grad(c: GradContext) -> list:
+    d = c.apply("abs", c.inputs[0]) + 1.0
+    return [c.gout / (d * d)]
+
+
+def _logsigmoid(attrs: dict, x: np.ndarray, tmp: np.ndarray, res: np.ndarray) -> None:
+    # min(x, 0) - log1p(exp(-|x|)): no overflow at any magnitude
+    np.abs(x, out=tmp)
+    np.negative(tmp, out=tmp)
+    np.exp(tmp, out=tmp)
+    np.log1p(tmp, out=tmp)
+    np.minimum(x, 0.0, out=res)
+    np.subtract(res, tmp, out=res)
+
+
+_MORE = [
+    ("relu6", _relu6, lambda c: [_between(c, c.inputs[0], 0.0, 6.0, c.gout)], (),
+     "min(max(x, 0), 6); the gradient is 0 at both kinks (PyTorch)."),
+    ("hardsigmoid", _hardsigmoid, lambda c: [_between(c, c.inputs[0], -3.0, 3.0, c.gout * (1.0 / 6.0))], (),
+     "min(max(x / 6 + 1/2, 0), 1)."),
+    ("hardswish", _hardswish, _hardswish_grad, (), "x * min(max(x + 3, 0), 6) / 6."),
+    ("selu", _selu, _selu_grad, (), "scale * (x if x > 0 else alpha * (exp(x) - 1)) with the SELU constants."),
+    ("celu", _celu, _celu_grad, ("alpha",), "max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."),
+    ("mish", _mish, _mish_grad, (), "x * tanh(softplus(x))."),
+    ("softsign", _softsign, _softsign_grad, (), "x / (1 + |x|)."),
+    ("logsigmoid", _logsigmoid, lambda c: [c.gout * c.apply("sigmoid", -c.inputs[0])], (),
+     "log(sigmoid(x)), computed without overflow."),
+]
+
+for _name, _fn, _grad, _labels, _doc in _MORE:
+    register(OpDef(_name, same_shape, _alias_safe(_fn), arity=1, inplace=(0,), grad=_grad, label_attrs=_labels,
+                   doc=_doc, attr_schema={k: Float(1.0) for k in _labels}))
+
+
+def _unary(op: str, x: Tensor, **attrs: Any) -> Tensor:
+    return x.graph.apply(op, [x], attrs)
+
+
+def relu6(x: Tensor) -> Tensor:
+    """min(max(x, 0), 6)."""
+    return _unary("relu6", x)
+
+
+def hardsigmoid(x: Tensor) -> Tensor:
+    """min(max(x / 6 + 1/2, 0), 1)."""
+    return _unary("hardsigmoid", x)
+
+
+def hardswish(x: Tensor) -> Tensor:
+    """x * hardsigmoid(x)."""
+    return _unary("hardswish", x)
+
+
+def selu(x: Tensor) -> Tensor:
+    """Scaled ELU with the self-normalising constants."""
+    return _unary("selu", x)
+
+
+def celu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
+    if alpha == 0:
+        raise GraphError("celu: alpha must not be 0")
+    return _unary("celu", x, alpha=float(alpha))
+
+
+def mish(x: Tensor) -> Tensor:
+    """x * tanh(softplus(x))."""
+    return _unary("mish", x)
+
+
+def softsign(x: Tensor) -> Tensor:
+    """x / (1 + |x|)."""
+    return _unary("softsign", x)
+
+
+def logsigmoid(x: Tensor) -> Tensor:
+    """log(sigmoid(x)) without overflow."""
+    return _unary("logsigmoid", x)

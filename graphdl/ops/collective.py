@@ -1,0 +1,112 @@
+"""Collective ops for data-parallel training over MPI: bucketed gradient all-reduce, started and awaited.
+
+``allreduce_start`` packs its gradient inputs into one flat bucket and starts a non-blocking sum over
+all ranks; ``allreduce_wait`` completes it and scales by 1/size (the mean over ranks), in place;
+``bucket_slice`` reads one gradient back out of the bucket. The distribute pass
+(passes/distribute.py) puts each start right after the last of its gradients is computed and each wait
+just before its first reader, so communication overlaps the rest of the backward pass.
+
+The communicator is MPI's world communicator (what ``mpiexec`` launches); with one process the ops
+are plain copies. A request is found by the address of the bucket it fills: the start and the wait of
+one bucket see the same planned buffer. A wait gives up after the timeout of the plan (attribute
+``timeout``) with an error naming the bucket, so a dead or stalled rank ends the job instead of
+hanging it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from graphdl.errors import ExecutionError
+from graphdl.ops.common import same_shape
+from graphdl.registry import Float, Int, Ints, OpDef, register
+
+#: Requests in flight, by the address of the bucket they fill (run-time state, not compile-time).
+_PENDING: dict[int, Any] = {}
+#: Seconds spent blocked in waits since last cleared (read by bench/distributed.py).
+STATS: dict[str, float] = {}
+
+
+def world() -> Any:
+    """MPI's world communicator (imports mpi4py on first use)."""
+    try:
+        from mpi4py import MPI
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ExecutionError("data-parallel training needs mpi4py: pip install 'graphdl[mpi]'") from None
+    return MPI.COMM_WORLD
+
+
+def _start_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    if any(None in s for s in shapes):
+        return (None,)
+    return (sum(math.prod(s) for s in shapes),)
+
+
+def _start_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    comm = world()
+    from mpi4py import MPI
+
+    bounds = np.cumsum([0, *(math.prod(s) for s in in_shapes)])
+
+    def allreduce_start(*args: np.ndarray) -> None:
+        *grads, out = args
+        for g, lo, hi in zip(grads, bounds[:-1], bounds[1:]):
+            out[lo:hi] = g.reshape(-1)
+        if comm.size > 1:
+            if _PENDING:  # MPI progresses requests only inside MPI calls: move earlier buckets along
+                MPI.Request.Testall(list(_PENDING.values()))
+            _PENDING[out.ctypes.data] = comm.Iallreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+
+    return allreduce_start
+
+
+def _wait_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    comm = world()
+    timeout = float(attrs["timeout"])
+    scale = 1.0 / comm.size
+
+    def allreduce_wait(bucket: np.ndarray, out: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        request = _PENDING.pop(bucket.ctypes.data, None)
+        if request is not None and not request.Test():
+            deadline = time.monotonic() + timeout
+            while not request.Test():
+                if time.monotonic() > deadline:
+                    raise ExecutionError(
+                        f"rank {comm.rank} of {comm.size}: the all-reduce of gradient bucket {attrs['bucket']} did "
+                        f"not complete within {timeout:g} s; another rank has died or stalled (see its output). "
+                        "Raise the timeout with gd.distributed.MPI(timeout=...) if steps are that slow")
+                time.sleep(1e-4)
+        np.multiply(bucket, scale, out=out)
+        STATS["wait_seconds"] = STATS.get("wait_seconds", 0.0) + time.perf_counter() - t0
+
+    return allreduce_wait
+
+
+def _slice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    return tuple(attrs["shape"])
+
+
+def _slice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    lo = int(attrs["offset"])
+    hi = lo + math.prod(out_shape)
+
+    def bucket_slice(bucket: np.ndarray, out: np.ndarray) -> None:
+        out.reshape(-1)[...] = bucket[lo:hi]
+
+    return bucket_slice
+
+
+register(OpDef("allreduce_start", _start_shape, _start_kernel, label_attrs=("bucket",),
+               doc="Pack gradients into one flat bucket and start summing it over all MPI ranks (non-blocking).",
+               attr_schema={"bucket": Int(low=0)}))
+register(OpDef("allreduce_wait", same_shape, _wait_kernel, arity=1, inplace=(0,), label_attrs=("bucket",),
+               doc="Complete a bucket's all-reduce and divide by the number of ranks: the mean gradient.",
+               attr_schema={"bucket": Int(low=0), "timeout": Float(low=0.0)}))
+register(OpDef("bucket_slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("offset",),
+               doc="One gradient, read back out of an all-reduced bucket.",
+               attr_schema={"offset": Int(low=0), "shape": Ints(low=0)}))
