@@ -176,8 +176,11 @@ class BoundPlan:
         self.feeds = [(f, arrays[f]) for f in plan.feeds]
         self.outputs = [arrays[o] for o in plan.outputs]
         self.steps = self._with_guards(plan, nodes, objective)
-        #: Whether a step writes parameters or state (then Ctrl-C is deferred to the step's end).
-        self.writes = any(get_op(s.op).writes for s in plan.steps)
+        #: Index of the first step that writes parameters or state (len(steps) if none): a failure before
+        #: it leaves everything as it was; Ctrl-C is deferred to the end of a step that writes.
+        self.first_write = next((k for k, s in enumerate(self.steps) if s.op not in _GUARDS and get_op(s.op).writes),
+                                len(self.steps))
+        self.writes = self.first_write < len(self.steps)
         # SIGINTs received during a step; the handler is made once (a step allocates nothing) and does
         # not refer to self (no reference cycle: a dropped plan's arrays are freed at once)
         self._interrupts: list[int] = []
@@ -310,10 +313,10 @@ class BoundPlan:
         except GraphDLError:
             raise
         except Exception as e:
-            raise self._step_error(self.steps[k], e) from e
+            raise self._step_error(k, e) from e
         return self.outputs
 
-    def _failed_step(self, e: BaseException) -> Step:
+    def _failed_step(self, e: BaseException) -> int:
         tb: types.TracebackType | None = e.__traceback__
         index = None
         while tb is not None:  # the innermost frame of generated code names the step
@@ -322,17 +325,22 @@ class BoundPlan:
                 index = first + tb.tb_lineno - _FIRST_STEP_LINE
             tb = tb.tb_next
         assert index is not None, "an exception inside the step function has its frame in the traceback"
-        return self.steps[index]
+        return index
 
-    def _step_error(self, step: Step, e: Exception) -> GraphDLError:
+    def _step_error(self, index: int, e: Exception) -> GraphDLError:
+        step = self.steps[index]
+        state = ("the step was refused before any parameter or state changed" if index < self.first_write else
+                 "updates before this step had already run: the step is incomplete (reload a checkpoint)")
         shapes = ", ".join(f"'{i}' {format_shape(self.plan.shapes[i])}" for i in step.inputs)
         if isinstance(e, InputValueError):  # a value the kernel cannot use, e.g. a label out of range
             name = step.inputs[e.index]
             what = "feed" if name in self.plan.feeds else "input"
-            return ExecutionError(f"{step.op} at node '{step.node}' failed: {what} '{name}' {e.message}; the step "
-                                  f"was refused before any parameter or state changed. {e.hint}; inputs: {shapes}")
+            return ExecutionError(f"{step.op} at node '{step.node}' failed: {what} '{name}' {e.message}; {state}. "
+                                  f"{e.hint}; inputs: {shapes}")
+        written = "" if index < self.first_write else f"; {state}"
         return ExecutionError(
-            f"{step.op} at node '{step.node}' failed: {type(e).__name__}: {e}; inputs: {shapes}")
+            f"{step.op} at node '{step.node}' failed: {type(e).__name__}: {e}; inputs: {shapes}{written}")
 
 
 _MAIN = threading.main_thread()
+_GUARDS = frozenset({"check_finite", "check_numerics"})
