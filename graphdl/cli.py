@@ -224,10 +224,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             model = onnx_cli.load_executable(args.file)[0] if onnx_cli.is_onnx(args.file) else load(args.file)
             to_svg(model, out, group=args.group)
             print(f"wrote {out}")
-    except (GraphDLError, FileNotFoundError) as e:
-        print(f"graphdl: error: {e}", file=sys.stderr)
+    except (GraphDLError, OSError) as e:  # a bad, missing or unreadable file: one line, no traceback
+        print(f"graphdl: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("graphdl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        print(f"graphdl: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

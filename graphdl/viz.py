@@ -221,7 +221,7 @@ def to_svg(obj: Any, path: str | os.PathLike[str] | None = None, **kwargs: Any) 
 
 def memory_rows(plan: Any) -> tuple[list[tuple[int, list[tuple[str, int, int, int]]]], list[int]]:
     """The arena as rows: one per buffer offset, each with its values (name, bytes, first step, last step), and
-    the bytes live at each step (values sharing a buffer in place are counted once)."""
+    the bytes live at each step (values sharing a buffer in place are counted once, kernels' workspace included)."""
     rows: dict[int, list[tuple[str, int, int, int]]] = {}
     for name, slot in plan.slots.items():
         first, last = plan.live_ranges[name]
@@ -230,6 +230,9 @@ def memory_rows(plan: Any) -> tuple[list[tuple[int, list[tuple[str, int, int, in
     for values in rows.values():
         for step in range(len(live)):
             live[step] += max((b for _, b, f, la in values if f <= step <= la), default=0)
+    index = {s.node: i for i, s in enumerate(plan.steps)}
+    for node, scratch in getattr(plan, "workspace", {}).items():  # kernels' scratch: live in their own step
+        live[index[node]] += sum(slot.nbytes for slot in scratch)
     return sorted((o, sorted(v, key=lambda x: x[2])) for o, v in rows.items()), live
 
 
