@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from graphdl.errors import ExecutionError
+from graphdl.gctools import paused_gc
 from graphdl.ir import IR, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import get_op
@@ -93,6 +94,10 @@ class BoundPlan:
     _count = 0
 
     def __init__(self, plan: Plan, ir: IR, values: Mapping[str, np.ndarray]) -> None:
+        with paused_gc():
+            self._bind(plan, ir, values)
+
+    def _bind(self, plan: Plan, ir: IR, values: Mapping[str, np.ndarray]) -> None:
         self.plan = plan
         nodes = ir.node_map()
         self.arena = aligned_arena(plan.arena_bytes)
