@@ -37,6 +37,7 @@ from graphdl.executable import Executable
 from graphdl.graph import Graph, Tensor, constant, placeholder
 from graphdl.ir import IR, Node, NodeKind
 from graphdl.serialize import load
+from graphdl.threads import get_num_threads, num_threads, set_num_threads
 from graphdl.train import History, evaluate, fit
 
 __version__ = "0.1.0"
@@ -68,14 +69,17 @@ __all__ = [
     "distributed",
     "evaluate",
     "fit",
+    "get_num_threads",
     "grad",
     "layers",
     "load",
     "losses",
     "metrics",
+    "num_threads",
     "onnx",
     "ops",
     "optim",
     "placeholder",
+    "set_num_threads",
     "viz",
 ]
