@@ -16,6 +16,7 @@ from graphdl import (
     onnx,
     ops,  # registers the op table
     optim,
+    plot,
     viz,
 )
 from graphdl.compiler import compile, grad
@@ -80,6 +81,7 @@ __all__ = [
     "ops",
     "optim",
     "placeholder",
+    "plot",
     "set_num_threads",
     "viz",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.dtypes import scalar_dtype
 from graphdl.errors import DTypeError, GraphError, ShapeError
 from graphdl.ir import (
     IR,
@@ -24,7 +25,7 @@ from graphdl.ir import (
     validate_name,
     value_info,
 )
-from graphdl.registry import RuleError, get_op, infer
+from graphdl.registry import RuleError, attr_problems, get_op, infer
 from graphdl.tensor import Tensor
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -82,6 +83,10 @@ class Builder:
         """Add one node computing ``op`` of ``inputs``; Python numbers become scalar constants."""
         opdef = get_op(op)
         attrs = dict(attrs or {})
+        problems = attr_problems(opdef, attrs)
+        if problems:
+            origin = self.default_origin or user_origin()
+            raise GraphError(f"{op} at node '{name or op}' (defined at {origin}): {'; '.join(problems)}")
         like = next((t for t in inputs if isinstance(t, Tensor)), None)
         handles = [self._as_tensor(t, like) for t in inputs]
         if opdef.arity is not None and len(handles) != opdef.arity:
@@ -145,9 +150,9 @@ class Builder:
                     "build every node of a model inside the same `with gd.Graph()` block"
                 )
             return t if t.graph is self else Tensor(self, t.name)
-        if isinstance(t, int | float | np.number):
-            dtype = like.dtype if like is not None and like.dtype in FLOAT_DTYPES else self.dtype
-            return self.scalar(float(t), dtype)
+        if isinstance(t, int | float | np.number | np.bool_):
+            # weak scalars: a Python number takes the dtype of the tensor it meets (graphdl.dtypes)
+            return self.scalar(float(t), scalar_dtype(t, like.dtype if like is not None else None, self.dtype))
         raise GraphError(
             f"cannot use {type(t).__name__} as a graph input; wrap arrays with gd.constant()"
         )

@@ -61,6 +61,11 @@ class Tensor:
     def _op(self, op: str, *inputs: Tensor | float, **attrs: Any) -> Tensor:
         return self.graph.apply(op, inputs, attrs)
 
+    def __iter__(self) -> Any:
+        raise GraphError(f"cannot iterate over symbolic node '{self.name}' {format_shape(self.shape)}; "
+                         "index it (x[i]) or use gd.ops functions")
+
+    # -- arithmetic (NumPy/PyTorch type promotion; see graphdl.dtypes) ---------------------------
     def __add__(self, o: Tensor | float) -> Tensor:
         return self._op("add", self, o)
 
@@ -80,13 +85,40 @@ class Tensor:
         return self._op("mul", o, self)
 
     def __truediv__(self, o: Tensor | float) -> Tensor:
-        return self._op("div", self, o)
+        """True division: integer operands give floats, as in PyTorch."""
+        return _api().div(self, o)
 
     def __rtruediv__(self, o: float) -> Tensor:
-        return self._op("div", o, self)
+        return _api().div(o, self)
+
+    def __floordiv__(self, o: Tensor | float) -> Tensor:
+        """floor(self / o), as Python and PyTorch."""
+        return self._op("floor_divide", self, o)
+
+    def __rfloordiv__(self, o: float) -> Tensor:
+        return self._op("floor_divide", o, self)
+
+    def __mod__(self, o: Tensor | float) -> Tensor:
+        """Remainder with the sign of the divisor, as Python and PyTorch."""
+        return self._op("remainder", self, o)
+
+    def __rmod__(self, o: float) -> Tensor:
+        return self._op("remainder", o, self)
+
+    def __pow__(self, o: Tensor | float) -> Tensor:
+        return self._op("pow", self, o)
+
+    def __rpow__(self, o: float) -> Tensor:
+        return self._op("pow", o, self)
 
     def __neg__(self) -> Tensor:
         return self._op("neg", self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return self._op("abs", self)
 
     def __matmul__(self, o: Tensor) -> Tensor:
         return self._op("matmul", self, o)
@@ -94,13 +126,108 @@ class Tensor:
     def __rmatmul__(self, o: Tensor) -> Tensor:
         return self._op("matmul", o, self)
 
-    def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return self._op("sum", self, axis=axis, keepdims=keepdims)
+    # -- comparisons and logic: bool results, no gradient. ``==`` and ``!=`` stay identity (TF1), so
+    # tensors can be dict keys; elementwise equality is gd.ops.equal / gd.ops.not_equal.
+    def __lt__(self, o: Tensor | float) -> Tensor:
+        return self._op("less", self, o)
 
-    def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return self._op("mean", self, axis=axis, keepdims=keepdims)
+    def __le__(self, o: Tensor | float) -> Tensor:
+        return self._op("less_equal", self, o)
+
+    def __gt__(self, o: Tensor | float) -> Tensor:
+        return self._op("greater", self, o)
+
+    def __ge__(self, o: Tensor | float) -> Tensor:
+        return self._op("greater_equal", self, o)
+
+    def __and__(self, o: Tensor | bool) -> Tensor:
+        return self._op("bitwise_and", self, o)
+
+    def __rand__(self, o: bool) -> Tensor:
+        return self._op("bitwise_and", o, self)
+
+    def __or__(self, o: Tensor | bool) -> Tensor:
+        return self._op("bitwise_or", self, o)
+
+    def __ror__(self, o: bool) -> Tensor:
+        return self._op("bitwise_or", o, self)
+
+    def __xor__(self, o: Tensor | bool) -> Tensor:
+        return self._op("bitwise_xor", self, o)
+
+    def __rxor__(self, o: bool) -> Tensor:
+        return self._op("bitwise_xor", o, self)
+
+    def __invert__(self) -> Tensor:
+        return self._op("bitwise_not", self)
+
+    # -- indexing ---------------------------------------------------------------------------
+    def __getitem__(self, key: Any) -> Tensor:
+        """NumPy indexing: slices (steps, negative bounds), ints, ``...``, ``None``, one integer array
+        (a Tensor, list or NumPy array: a gather) or one boolean NumPy mask; each differentiable."""
+        from graphdl.getitem import getitem
+
+        return getitem(self, key)
+
+    # -- methods ----------------------------------------------------------------------------
+    @property
+    def T(self) -> Tensor:
+        """The axes reversed (NumPy's .T)."""
+        return self._op("transpose", self, axes=None)
+
+    def transpose(self, *axes: int) -> Tensor:
+        """Permute the axes (reverse them when none are given)."""
+        if len(axes) == 1 and not isinstance(axes[0], int):
+            axes = tuple(axes[0])
+        return self._op("transpose", self, axes=tuple(axes) or None)
+
+    def astype(self, dtype: str) -> Tensor:
+        """This value converted to ``dtype`` (e.g. 'float32', 'int64', 'bool')."""
+        return self._op("astype", self, dtype=str(dtype))
+
+    def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().sum(self, axis, keepdims, **kw)
+
+    def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().mean(self, axis, keepdims, **kw)
+
+    def max(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().max(self, axis, keepdims, **kw)
+
+    def min(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().min(self, axis, keepdims, **kw)
+
+    def prod(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().prod(self, axis, keepdims, **kw)
+
+    def var(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().var(self, axis, keepdims, **kw)
+
+    def std(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().std(self, axis, keepdims, **kw)
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().argmax(self, axis, keepdims, **kw)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().argmin(self, axis, keepdims, **kw)
+
+    def any(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().any(self, axis, keepdims, **kw)
+
+    def all(self, axis: int | Sequence[int] | None = None, keepdims: bool = False, **kw: Any) -> Tensor:
+        return _api().all(self, axis, keepdims, **kw)
+
+    def abs(self) -> Tensor:
+        return self._op("abs", self)
 
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         if len(shape) == 1 and not isinstance(shape[0], int):
             shape = tuple(shape[0])
         return self._op("reshape", self, shape=tuple(shape))
+
+
+def _api() -> Any:
+    from graphdl.ops import api  # the functional API imports this module
+
+    return api

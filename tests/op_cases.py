@@ -53,6 +53,39 @@ def _distinct(shape: tuple[int, ...]):
     return make
 
 
+def _uniform(lo: float, hi: float, *shapes: tuple[int, ...]):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        return [rng.uniform(lo, hi, s) for s in shapes]
+
+    return make
+
+
+def _off_integer_ratio(shape: tuple[int, ...]):
+    """(a, b) with b in [0.5, 2] or [-2, -0.5] and a / b at least 0.2 from an integer: // and % are smooth there."""
+
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        b = rng.choice([-1, 1], shape) * rng.uniform(0.5, 2.0, shape)
+        return [(rng.integers(-3, 3, shape) + rng.uniform(0.2, 0.8, shape)) * b, b]
+
+    return make
+
+
+def _with_zeros(shape: tuple[int, ...]):
+    def make(rng: np.random.Generator) -> list[np.ndarray]:
+        x = rng.standard_normal(shape)
+        x.reshape(-1)[:: 3] = 0.0
+        return [x]
+
+    return make
+
+
+def _slice_index(*entries: tuple) -> dict:
+    return {"index": entries}
+
+
+S = "slice"
+
+
 CONV_CASES: list[Case] = [
     Case("conv2d", [(2, 3, 5, 6), (4, 3, 3, 3), (4,)], _conv_attrs((3, 3))),
     Case("conv2d", [(1, 4, 7, 5), (6, 2, 3, 2)], _conv_attrs((3, 2), 2, (1, 1, 0, 1), 1, 2), id="conv2d-s2-pad-g2"),
@@ -189,6 +222,47 @@ CASES: list[Case] = [
     Case("concat", [(1, 3), (2, 3)], {"axis": 0}, id="concat-axis0"),
     Case("slice", [(3, 5)], {"axis": 1, "start": 1, "stop": 4}),
     Case("unslice", [(3, 2), (3, 5)], {"axis": 1, "start": 2, "stop": 4}),
+    # math (graphdl/ops/math.py)
+    *[Case(op, [(3, 4)]) for op in ("sin", "cos", "atan", "sinh", "cosh", "asinh", "expm1", "square")],
+    Case("tan", make=_uniform(-1.2, 1.2, (3, 4))),
+    *[Case(op, make=_uniform(-0.9, 0.9, (3, 4))) for op in ("asin", "acos", "atanh")],
+    Case("acosh", make=_uniform(1.2, 3.0, (3, 4))),
+    *[Case(op, [(3, 4)], positive=True) for op in ("log2", "log10", "rsqrt")],
+    Case("log1p", make=_uniform(-0.8, 2.0, (3, 4))),
+    Case("reciprocal", make=lambda r: [_away_from_zero(r, (3, 4))]),
+    *[Case(op, make=lambda r: [r.integers(-3, 3, (3, 4)) + r.uniform(0.1, 0.4, (3, 4))])
+      for op in ("floor", "ceil", "round", "trunc")],
+    Case("copysign", make=lambda r: [_away_from_zero(r, (3, 4)), r.standard_normal((4,))]),
+    Case("floor_divide", make=_off_integer_ratio((3, 4))),
+    Case("trunc_divide", make=_off_integer_ratio((3, 4))),
+    Case("remainder", make=_off_integer_ratio((3, 4))),
+    Case("fmod", make=_off_integer_ratio((3, 4))),
+    Case("astype", [(3, 4)], {"dtype": "float64"}),
+    # indexing (graphdl/ops/indexing.py)
+    Case("slice", [(4, 5, 3)], _slice_index((S, None, None, -2), ("int", 1), ("new",), (S, -2, None, 1)),
+         id="slice-step-int-new"),
+    Case("unslice", [(2, 2), (4, 5)], _slice_index((S, 3, None, -2), (S, 1, None, 2)), id="unslice-steps"),
+    Case("index", make=lambda r: [r.standard_normal((3, 5, 2)), np.array([[4, 0], [-1, 4]])], attrs={"axis": 1}),
+    Case("index", make=lambda r: [r.standard_normal((2, 3, 4)), np.array([0, 5, 11, 5])], attrs={"axis": 1, "span": 2},
+         id="index-span2"),
+    Case("index_grad", make=lambda r: [r.standard_normal((3, 4)), np.array([1, 1, 0, 2]), r.standard_normal((3, 3))],
+         attrs={"axis": 1}),
+    # reductions and scans (graphdl/ops/reduce.py, graphdl/ops/stats.py)
+    Case("min", make=_distinct((3, 4)), attrs={"axis": 0}),
+    Case("min", [(3, 4, 2)], {"axis": (0, 2), "keepdims": True}, id="min-keepdims"),
+    Case("prod", make=_with_zeros((3, 4)), attrs={"axis": 1}),
+    Case("prod", [(2, 3, 2)], {"axis": (0, 2), "keepdims": True}, id="prod-keepdims"),
+    Case("prod", make=lambda r: [r.uniform(0.5, 1.5, (2, 3))], id="prod-all"),
+    Case("var", [(3, 4)], {"axis": 1, "correction": 1.0}),
+    Case("var", [(3, 4, 2)], {"axis": (0, 2), "correction": 0.0, "keepdims": True}, id="var-biased"),
+    Case("std", [(3, 4)], {"axis": 0, "correction": 1.0}),
+    Case("std", [(3, 4)], {"correction": 0.0}, id="std-all"),
+    Case("logsumexp", [(3, 4)], {"axis": 1}),
+    Case("logsumexp", [(3, 4, 2)], {"axis": (0, 2), "keepdims": True}, id="logsumexp-keepdims"),
+    Case("cumsum", [(3, 4)], {"axis": 1}),
+    Case("cumsum", [(3, 4)], {"axis": 0, "reverse": True}, id="cumsum-reverse"),
+    Case("cumprod", make=_with_zeros((3, 4)), attrs={"axis": 1}),
+    Case("cumprod", [(3, 2)], {"axis": 0}, id="cumprod-axis0"),
     *STRUCTURAL_CASES,
     # convolution and pooling (odd sizes, stride > 1, padding, dilation, groups, batch 1)
     *CONV_CASES,
@@ -213,6 +287,14 @@ CASES: list[Case] = [
     Case("softmax_cross_entropy", make=_labels(6, 4), kind="loss"),
     Case("mse", [(5, 3), (5, 3)], kind="loss"),
     Case("split", [(4, 7)], {"sizes": (2, 1, 4), "axis": 1}),
+    Case("attention", [(2, 3, 4), (2, 5, 4), (2, 5, 3)], {"causal": False, "scale": None}),
+    Case("attention", [(2, 4, 3), (2, 4, 3), (2, 4, 2)], {"causal": True, "scale": 0.5}, id="attention-causal"),
+    Case("attention", make=lambda r: [r.standard_normal((2, 2, 3, 4)), r.standard_normal((2, 2, 5, 4)),
+                                      r.standard_normal((2, 2, 5, 3)), r.random((3, 5)) > 0.3],
+         attrs={"causal": False, "scale": None}, id="attention-bool-mask"),
+    Case("attention", make=lambda r: [r.standard_normal((2, 3, 4)), r.standard_normal((2, 5, 4)),
+                                      r.standard_normal((2, 5, 3)), r.standard_normal((1, 3, 5))],
+         attrs={"causal": False, "scale": None}, id="attention-float-mask"),
     Case("split", [(5, 3, 2)], {"sizes": (3, 2), "axis": -3}, id="split-axis0"),
 ]
 
@@ -231,6 +313,7 @@ NO_GRADIENT: dict[str, str] = {
     "adam_update": "optimizer update (writes in place)",
     "increment": "step counter update",
     "allreduce_start": "gradient communication (training-only)",
+    "attention_grad": "first-order gradient helper; second order is not supported",
     "allreduce_wait": "gradient communication (training-only)",
     "bucket_slice": "gradient communication (training-only)",
     "rmsprop_update": "optimizer update (writes in place)",
@@ -238,6 +321,15 @@ NO_GRADIENT: dict[str, str] = {
     "learning_rate": "a function of the integer step counter",
     "one_hot": "integer ids in, constants out",
 }
+
+for _op in ("isnan", "isfinite", "isinf", "isclose", "not_equal", "any", "all"):
+    NO_GRADIENT[_op] = "predicate (boolean output)"
+for _op in ("logical_and", "logical_or", "logical_xor", "logical_not", "bitwise_and", "bitwise_or", "bitwise_xor",
+            "bitwise_not"):
+    NO_GRADIENT[_op] = "logical op (boolean or integer output)"
+NO_GRADIENT["argmax"] = NO_GRADIENT["argmin"] = "integer index output"
+NO_GRADIENT["prod_grad"] = "first-order gradient helper of prod; second order is not supported"
+NO_GRADIENT["cumprod_grad"] = "first-order gradient helper of cumprod; second order is not supported"
 
 # Fused ops the compiler substitutes (graphdl/ops/fused.py).
 NO_GRADIENT["matmul_sgd_update"] = "fused optimizer update (writes in place)"

@@ -6,11 +6,13 @@ parameters or state; the functions here cover the stateless ops.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from graphdl.errors import GraphError, ShapeError
 from graphdl.ops import (  # noqa: F401  (register ops)
     activations,
+    attention,
     collective,
     contract,
     conv,
@@ -19,15 +21,18 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     elementwise,
     gather,
     index,
+    indexing,
     layout,
     linalg,
     losses,
+    math,
     nn,
     norm,
     partition,
     pool,
     reduce,
     remap,
+    stats,
     updates,
 )
 from graphdl.ops.activations import (  # noqa: F401
@@ -40,6 +45,8 @@ from graphdl.ops.activations import (  # noqa: F401
     selu,
     softsign,
 )
+from graphdl.ops.api import *  # noqa: F403  (the math functions: sin, var, argmax, ...)
+from graphdl.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
@@ -62,20 +69,8 @@ def mul(a: Tensor | float, b: Tensor | float) -> Tensor:
     return _apply("mul", a, b)
 
 
-def div(a: Tensor | float, b: Tensor | float) -> Tensor:
-    return _apply("div", a, b)
-
-
 def neg(a: Tensor) -> Tensor:
     return _apply("neg", a)
-
-
-def exp(a: Tensor) -> Tensor:
-    return _apply("exp", a)
-
-
-def log(a: Tensor) -> Tensor:
-    return _apply("log", a)
 
 
 def matmul(a: Tensor, b: Tensor, transpose_a: bool = False, transpose_b: bool = False) -> Tensor:
@@ -86,32 +81,12 @@ def relu(a: Tensor) -> Tensor:
     return _apply("relu", a)
 
 
-def sigmoid(a: Tensor) -> Tensor:
-    return _apply("sigmoid", a)
-
-
-def tanh(a: Tensor) -> Tensor:
-    return _apply("tanh", a)
-
-
 def softmax(a: Tensor, axis: int = -1) -> Tensor:
     return _apply("softmax", a, axis=axis)
 
 
-def sum(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    return _apply("sum", a, axis=axis, keepdims=keepdims)
-
-
-def mean(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    return _apply("mean", a, axis=axis, keepdims=keepdims)
-
-
 def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
     return _apply("reshape", a, shape=tuple(shape))
-
-
-def sqrt(a: Tensor) -> Tensor:
-    return _apply("sqrt", a)
 
 
 def pow(a: Tensor | float, b: Tensor | float) -> Tensor:
@@ -128,14 +103,6 @@ def sign(a: Tensor) -> Tensor:
 
 def clip(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     return _apply("clip", a, min=min, max=max)
-
-
-def maximum(a: Tensor | float, b: Tensor | float) -> Tensor:
-    return _apply("maximum", a, b)
-
-
-def minimum(a: Tensor | float, b: Tensor | float) -> Tensor:
-    return _apply("minimum", a, b)
 
 
 def greater(a: Tensor | float, b: Tensor | float) -> Tensor:
@@ -194,10 +161,6 @@ def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
     return _apply("log_softmax", a, axis=axis)
 
 
-def max(a: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-    return _apply("max", a, axis=axis, keepdims=keepdims)
-
-
 def transpose(a: Tensor, axes: Sequence[int] | None = None) -> Tensor:
     return _apply("transpose", a, axes=None if axes is None else tuple(axes))
 
@@ -223,7 +186,7 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0)
         step = split_size_or_sections
         if step <= 0:
             raise GraphError(f"split size must be positive, got {step}")
-        sizes = [min(step, size - s) for s in range(0, size, step)] or [0]
+        sizes = [builtins.min(step, size - s) for s in range(0, size, step)] or [0]  # gd.ops.min shadows it
     else:
         sizes = [int(s) for s in split_size_or_sections]
     return x.graph.apply_multi("split", [x], {"sizes": tuple(sizes), "axis": axis})

@@ -1,4 +1,4 @@
-"""Ops that change how elements are laid out: reshape, transpose, concat and slice."""
+"""Ops that change how elements are laid out: reshape, transpose and concat (slicing: ops/indexing.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.ops.indexing import SLICE
+from graphdl.registry import GradContext, Int, Ints, OpDef, fail, register
 
 
 def _reshape_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -50,7 +51,7 @@ register(OpDef(
     "reshape", _reshape_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("shape",),
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
     doc="x with the same elements in a new shape; one -1 takes the remaining size (it may split or "
-        "merge an unknown batch dimension, checked when the batch size is known).",
+        "merge an unknown batch dimension, checked when the batch size is known).", attr_schema={"shape": Ints(low=-1)},
 ))
 
 
@@ -65,6 +66,7 @@ register(OpDef(
     "reshape_like", _reshape_like_shape, _reshape_kernel, arity=2, inplace=(0,), nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0]), None],
     doc="g reshaped to the shape of x (the gradient of reshape; exact for any number of unknown dimensions).",
+    attr_schema={},
 ))
 
 
@@ -95,6 +97,7 @@ register(OpDef(
     grad=lambda c: [c.apply("transpose", c.gout, axes=tuple(
         int(i) for i in np.argsort(_transpose_axes(c.attrs, len(c.inputs[0].shape)))))],
     doc="Permute the axes (reverse them when axes is None).",
+    attr_schema={"axes": Ints(default=None, low=0, nullable=True)},
 ))
 
 
@@ -132,58 +135,11 @@ def _concat_grad(c: GradContext) -> list:
     grads, start = [], 0
     for x in c.inputs:
         stop = start + x.shape[axis]
-        grads.append(c.apply("slice", c.gout, axis=axis, start=start, stop=stop))
+        index = ((SLICE, None, None, 1),) * axis + ((SLICE, start, stop, 1),)
+        grads.append(c.apply("slice", c.gout, index=index))
         start = stop
     return grads
 
 
 register(OpDef("concat", _concat_shape, _concat_kernel, grad=_concat_grad, label_attrs=("axis",),
-               doc="Join the inputs along axis."))
-
-
-def _slice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    (x,) = shapes
-    axis, start, stop = attrs["axis"], attrs["start"], attrs["stop"]
-    if not 0 <= axis < len(x) or not 0 <= start <= stop or (x[axis] is not None and stop > x[axis]):
-        fail(f"slice {start}:{stop} on axis {axis} does not fit {x}")
-    return tuple(stop - start if i == axis else d for i, d in enumerate(x))
-
-
-def _slice_index(attrs: dict[str, Any], ndim: int) -> tuple:
-    return (slice(None),) * attrs["axis"] + (slice(attrs["start"], attrs["stop"]),) + (slice(None),) * (
-        ndim - attrs["axis"] - 1)
-
-
-def _slice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    index = _slice_index(attrs, len(out_shape))
-
-    def slice_(x: np.ndarray, out: np.ndarray) -> None:
-        np.copyto(out, x[index])
-
-    return slice_
-
-
-def _unslice_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    return shapes[1]
-
-
-def _unslice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    index = _slice_index(attrs, len(out_shape))
-
-    def unslice(g: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
-        out.fill(0)
-        out[index] = g
-
-    return unslice
-
-
-register(OpDef(
-    "slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("axis", "start", "stop"),
-    grad=lambda c: [c.apply("unslice", c.gout, c.inputs[0], **c.attrs)],
-    doc="x[start:stop] along axis.",
-))
-register(OpDef(
-    "unslice", _unslice_shape, _unslice_kernel, arity=2, nondiff=(1,), shape_only=(1,),
-    grad=lambda c: [c.apply("slice", c.gout, **c.attrs), None],
-    doc="Zeros of like's shape with g written at [start:stop] along axis (the gradient of slice).",
-))
+               doc="Join the inputs along axis.", attr_schema={"axis": Int(1)}))

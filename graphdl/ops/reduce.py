@@ -7,8 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.dtypes import boolean, floating, is_float
 from graphdl.ops.common import norm_axes, reduced_shape
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Axes, Bool, GradContext, Ints, OpDef, fail, register
+
+REDUCE_ATTRS = {"axis": Axes(), "keepdims": Bool(False)}
+
+
+def _same(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
+    return dtypes[0]
 
 
 def _reduce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -27,7 +34,7 @@ def _reduce_kernel(ufunc_reduce: str):
             # Summing leading (or trailing) axes is a matrix-vector product with ones: BLAS, no
             # iterator buffers (a bias gradient is the sum over the batch axis).
             m = math.prod(shape[i] for i in axes)
-            rest = math.prod(shape) // max(m, 1)
+            rest = math.prod(d for i, d in enumerate(shape) if i not in axes)  # exact when m == 0 too
             ones = np.full(m, 1.0 / m if ufunc_reduce == "mean" and m else 1.0, dtype=dtype)
             x2, out1 = ((m, rest), (rest,)) if lead else ((rest, m), (rest,))
 
@@ -40,7 +47,8 @@ def _reduce_kernel(ufunc_reduce: str):
             return reduce_dot
 
         def reduce(x: np.ndarray, out: np.ndarray) -> None:
-            fn(x, axis=axes, keepdims=keepdims, out=out)
+            with np.errstate(invalid="ignore", divide="ignore"):  # the mean of nothing is nan, silently
+                fn(x, axis=axes, keepdims=keepdims, out=out)
 
         return reduce
 
@@ -53,10 +61,18 @@ def _broadcast_back(c: GradContext, mean: bool) -> list:
                     keepdims=a.get("keepdims", False), mean=mean)]
 
 
-register(OpDef("sum", _reduce_shape, _reduce_kernel("sum"), arity=1, label_attrs=("axis",),
-               grad=lambda c: _broadcast_back(c, mean=False)))
-register(OpDef("mean", _reduce_shape, _reduce_kernel("mean"), arity=1, label_attrs=("axis",),
-               grad=lambda c: _broadcast_back(c, mean=True)))
+def _sum_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
+    # PyTorch: the sum or product of bool or integer values is int64
+    return dtypes[0] if is_float(dtypes[0]) else "int64"
+
+
+register(OpDef("sum", _reduce_shape, _reduce_kernel("sum"), arity=1, label_attrs=("axis",), dtype=_sum_dtype,
+               grad=lambda c: _broadcast_back(c, mean=False),
+               doc="Sum over axis (all axes when None); bool and integer values sum to int64.",
+               attr_schema=REDUCE_ATTRS))
+register(OpDef("mean", _reduce_shape, _reduce_kernel("mean"), arity=1, label_attrs=("axis",), dtype=floating,
+               grad=lambda c: _broadcast_back(c, mean=True), doc="Mean over axis (all axes when None).",
+               attr_schema=REDUCE_ATTRS))
 
 
 def _dims_agree(a: tuple, b: tuple) -> bool:
@@ -91,6 +107,7 @@ register(OpDef(
                             axis=c.attrs.get("axis"), keepdims=c.attrs.get("keepdims", False)), None],
     label_attrs=("axis", "mean"),
     doc="g, the reduction of x over axis, broadcast back to x's shape; mean=True divides by the count.",
+    attr_schema={**REDUCE_ATTRS, "mean": Bool(False)},
 ))
 
 
@@ -128,6 +145,7 @@ register(OpDef(
     "sum_to", _sum_to_shape, _sum_to_kernel, arity=1, label_attrs=("shape",),
     grad=lambda c: [c.apply("expand_like", c.gout, c.inputs[0])],
     doc="Sum a broadcast gradient back to `shape` (None dims keep the input's size).",
+    attr_schema={"shape": Ints(low=0)},
 ))
 
 
@@ -145,12 +163,12 @@ def _expand_like_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
 register(OpDef(
     "expand_like", _expand_like_shape, _expand_like_kernel, arity=2, nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape), None],
-    doc="Broadcast t (right-aligned, NumPy rules) to x's shape.",
+    doc="Broadcast t (right-aligned, NumPy rules) to x's shape.", attr_schema={},
 ))
 
 
-def _max_grad(c: GradContext) -> list:
-    # Like PyTorch's amax: the gradient is shared evenly among the entries equal to the maximum.
+def _extremum_grad(c: GradContext) -> list:
+    # Like PyTorch's amax/amin: the gradient is shared evenly among the entries equal to the extremum.
     x, a = c.inputs[0], c.attrs
     spread = {"axis": a.get("axis"), "keepdims": a.get("keepdims", False)}
     hit = c.apply("where", c.apply("equal", x, c.apply("broadcast_like", c.out, x, **spread)), 1.0, 0.0)
@@ -158,5 +176,46 @@ def _max_grad(c: GradContext) -> list:
     return [c.apply("broadcast_like", c.gout, x, **spread) * hit / count]
 
 
-register(OpDef("max", _reduce_shape, _reduce_kernel("max"), arity=1, label_attrs=("axis",), grad=_max_grad,
-               doc="Largest entry over axis; ties share the gradient evenly."))
+register(OpDef("max", _reduce_shape, _reduce_kernel("max"), arity=1, label_attrs=("axis",), grad=_extremum_grad,
+               dtype=_same, doc="Largest entry over axis (torch.amax); ties share the gradient evenly.",
+               attr_schema=REDUCE_ATTRS))
+register(OpDef("min", _reduce_shape, _reduce_kernel("min"), arity=1, label_attrs=("axis",), grad=_extremum_grad,
+               dtype=_same, doc="Smallest entry over axis (torch.amin); ties share the gradient evenly.",
+               attr_schema=REDUCE_ATTRS))
+register(OpDef("any", _reduce_shape, _reduce_kernel("any"), arity=1, label_attrs=("axis",), dtype=boolean,
+               doc="Whether any entry over axis is true (nonzero); bool, no gradient.", attr_schema=REDUCE_ATTRS))
+register(OpDef("all", _reduce_shape, _reduce_kernel("all"), arity=1, label_attrs=("axis",), dtype=boolean,
+               doc="Whether every entry over axis is true (nonzero); bool, no gradient.", attr_schema=REDUCE_ATTRS))
+
+
+def _arg_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    axis = attrs.get("axis")
+    if axis is not None and not isinstance(axis, int):
+        fail(f"argmax/argmin take one axis or None, got {axis}")
+    (x,) = shapes
+    axes = norm_axes(axis, len(x))
+    if any(x[i] == 0 for i in axes):
+        fail(f"cannot take the arg-extremum over an empty axis of {x}")
+    return reduced_shape(x, axis, attrs.get("keepdims", False))
+
+
+def _arg_kernel(fn: Any):
+    def factory(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+        axis, keepdims = attrs.get("axis"), attrs.get("keepdims", False)
+
+        def arg(x: np.ndarray, out: np.ndarray) -> None:
+            fn(x, axis=axis, out=out, keepdims=keepdims)
+
+        return arg
+
+    return factory
+
+
+register(OpDef("argmax", _arg_shape, _arg_kernel(np.argmax), arity=1, label_attrs=("axis",),
+               dtype=lambda d, a: "int64",
+               doc="int64 index of the largest entry along axis (of the flattened x when None); first of ties.",
+               attr_schema=REDUCE_ATTRS))
+register(OpDef("argmin", _arg_shape, _arg_kernel(np.argmin), arity=1, label_attrs=("axis",),
+               dtype=lambda d, a: "int64",
+               doc="int64 index of the smallest entry along axis (of the flattened x when None); first of ties.",
+               attr_schema=REDUCE_ATTRS))
