@@ -226,6 +226,10 @@ def memory_rows(plan: Any) -> tuple[list[tuple[int, list[tuple[str, int, int, in
     for name, slot in plan.slots.items():
         first, last = plan.live_ranges[name]
         rows.setdefault(slot.offset, []).append((name, slot.nbytes, first, last))
+    index = {s.node: i for i, s in enumerate(plan.steps)}
+    for node, slots in getattr(plan, "workspace", {}).items():  # kernels' scratch, live during its step
+        for k, slot in enumerate(slots):
+            rows.setdefault(slot.offset, []).append((f"{node} workspace {k}", slot.nbytes, index[node], index[node]))
     live = [0] * (len(plan.steps) + 1)
     for values in rows.values():
         for step in range(len(live)):
