@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from graphdl.data import DataLoader
 from graphdl.errors import GraphDLError, NonFiniteError
@@ -97,6 +98,13 @@ class History:
             return cls(rows, objective)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise GraphDLError(f"cannot read history file '{path}': {e}") from None
+
+
+class ProgressBar(tqdm):
+    """A tqdm bar without tqdm's monitor thread: that thread outlives every bar (it would run, and allocate,
+    for the rest of the process), and a bar updated on every batch does not need it."""
+
+    monitor_interval = 0
 
 
 def _number(v: Any) -> float | int:
@@ -260,8 +268,6 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     (``on_nonfinite="stop"``), or skips that batch without changing the model (``"skip"``).
     ``history`` continues an earlier History (after a resume).
     """
-    from tqdm.auto import tqdm
-
     if not train.training:
         raise GraphDLError("fit needs a training executable: gd.compile([loss], optimizer=...)")
     if on_nonfinite not in ("stop", "skip"):
@@ -295,7 +301,8 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
                 cb.on_epoch_begin(epoch, {})
             tracker.reset()
             skipped = 0
-            with tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress, unit="batch") as bar:
+            with ProgressBar(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
+                              unit="batch") as bar:
                 for step, batch in enumerate(loader, start=1):
                     before = {k: v.copy() for k, v in train.values.items()} if snapshot_each_step else None
                     try:

@@ -220,12 +220,17 @@ def to_svg(obj: Any, path: str | os.PathLike[str] | None = None, **kwargs: Any) 
 
 
 def memory_rows(plan: Any) -> tuple[list[tuple[int, list[tuple[str, int, int, int]]]], list[int]]:
-    """The arena as rows: one per buffer offset, each with its values (name, bytes, first step, last step), and
-    the bytes live at each step (values sharing a buffer in place are counted once)."""
+    """The arena as rows: one per buffer offset, each with its values (name, bytes, first step, last step) and
+    kernels' scratch space, and the bytes live at each step (values sharing a buffer in place count once)."""
     rows: dict[int, list[tuple[str, int, int, int]]] = {}
     for name, slot in plan.slots.items():
         first, last = plan.live_ranges[name]
         rows.setdefault(slot.offset, []).append((name, slot.nbytes, first, last))
+    step_of = {s.node: i for i, s in enumerate(plan.steps)}
+    for node, slots in getattr(plan, "workspace", {}).items():  # a kernel's scratch, live during its step
+        for k, slot in enumerate(slots):
+            i = step_of[node]
+            rows.setdefault(slot.offset, []).append((f"{node} scratch{k if len(slots) > 1 else ''}", slot.nbytes, i, i))
     live = [0] * (len(plan.steps) + 1)
     for values in rows.values():
         for step in range(len(live)):

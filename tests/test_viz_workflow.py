@@ -103,8 +103,9 @@ def test_memory_plan_rows_bars_and_lower_bound(tmp_path) -> None:
 
     plan = specialize(train.ir, train._batch_shapes(16))
     rows, live = gd.viz.memory_rows(plan)
-    assert len(rows) == info["buffers"] == len({s.offset for s in plan.slots.values()})
-    assert sum(len(v) for _, v in rows) == len(plan.slots)
+    scratch = [s for slots in plan.workspace.values() for s in slots]
+    assert len(rows) == info["buffers"] == len({s.offset for s in [*plan.slots.values(), *scratch]})
+    assert sum(len(v) for _, v in rows) == len(plan.slots) + len(scratch)
     root = ET.parse(tmp_path / "plan.svg").getroot()
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
     assert "lower bound" in texts and f"arena {report['arena_bytes']:,} B" in texts
