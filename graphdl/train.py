@@ -342,9 +342,8 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
             if skipped:
                 record["skipped_batches"] = skipped
             history.epochs.append(record)
-            shared = dict(record)  # one dict for every callback, as in Keras: a callback may add values
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, shared)
+            for cb in callbacks:  # one dict for every callback, as in Keras: values a callback adds are recorded
+                cb.on_epoch_end(epoch, record)
             if checkpoint is not None:
                 save_if_finite(train, checkpoint)
             if any(cb.stop_training for cb in callbacks):
