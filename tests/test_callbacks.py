@@ -149,6 +149,7 @@ def test_csv_logger_writes_rows_and_appends_after_resume(setup, tmp_path) -> Non
     assert float(rows[2][h.objective]) == pytest.approx(h["loss"][2])
 
 
+@pytest.mark.slow
 def test_learning_rate_finder_sweeps_and_restores_everything(mlp, tmp_path) -> None:
     x, y = _data(256)
     train = gd.compile([mlp.loss], optimizer=gd.optim.Adam(lr=1e-3))

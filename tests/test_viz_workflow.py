@@ -92,6 +92,7 @@ def test_inference_picture_draws_what_the_plan_runs() -> None:
     assert "dropout" in train_texts and "dropout.counter" in train_texts
 
 
+@pytest.mark.slow
 def test_memory_plan_rows_bars_and_lower_bound(tmp_path) -> None:
     logits, loss = _cnn()
     train = gd.compile([loss, logits], optimizer=gd.optim.SGD(lr=0.1))
