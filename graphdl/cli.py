@@ -140,9 +140,8 @@ def predict(model_path: str, input_path: str, output: str | None = None, batch_s
             progress: bool | None = None) -> dict[str, np.ndarray]:
     """Run a saved model (a training file runs its inference plan) over the samples of ``input_path`` in
     batches; write ``.npy`` (one output), ``.npz`` (every output by name) or ``.csv``. Returns the outputs."""
-    from tqdm.auto import tqdm
-
     from graphdl.serialize import load
+    from graphdl.train import ProgressBar
 
     if batch_size < 1:
         raise GraphDLError(f"--batch-size must be >= 1, got {batch_size}")
@@ -156,7 +155,7 @@ def predict(model_path: str, input_path: str, output: str | None = None, batch_s
     batches = max(1, -(-n // batch_size))
     show = batches >= 8 if progress is None else progress
     parts: list[list[np.ndarray]] = []
-    with tqdm(total=n, unit="sample", disable=not show, desc="predict", file=sys.stderr) as bar:
+    with ProgressBar(total=n, unit="sample", disable=not show, desc="predict", file=sys.stderr) as bar:
         for b in range(batches):
             chunk = {k: v[b * batch_size:(b + 1) * batch_size] for k, v in feeds.items()}
             parts.append(model.run(chunk))
