@@ -123,7 +123,7 @@ class EarlyStopping(_Monitoring):
         if self.observe(epoch, self.value(logs)):
             if self.restore_best_weights:
                 self.best_values = {k: v.copy() for k, v in self.executable.values.items()}
-        elif self.wait > self.patience or (self.patience == 0 and self.wait > 0):
+        elif self.wait >= self.patience:
             self.stop_training, self.stopped_epoch = True, epoch
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
