@@ -138,6 +138,8 @@ class ModelCheckpoint(_Monitoring):
     improves (``save_best_only``, the default) or every epoch. Saves are atomic (``Executable.save``) and never
     write a model with non-finite values; after a resume the earlier best is kept unless beaten."""
 
+    rank_zero_only = True  # under MPI, one rank writes the file
+
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", *, save_best_only: bool = True,
                  mode: str = "auto", min_delta: float = 0.0) -> None:
         super().__init__(monitor, mode, min_delta)
@@ -186,6 +188,8 @@ class ReduceLROnPlateau(_Monitoring):
 class CSVLogger(Callback):
     """Write one CSV row per epoch (every logged name as a column) to ``path``, rewritten atomically after
     each epoch. ``append=True`` keeps the rows already in the file (after a resume)."""
+
+    rank_zero_only = True  # under MPI, one rank writes the file
 
     def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
         super().__init__()

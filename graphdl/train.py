@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl import distributed
 from graphdl.data import DataLoader
 from graphdl.errors import GraphDLError, NonFiniteError
 from graphdl.executable import Executable
@@ -272,6 +273,10 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     names = list(inputs or train.inputs)
     if len(names) != len(loader.arrays):
         raise GraphDLError(f"the loader yields {len(loader.arrays)} arrays but inputs are {names}")
+    # Under mpiexec: this rank's shard; the bar, checkpoints and file-writing callbacks on rank 0 only.
+    dist, loader = distributed.for_fit(train, loader, on_nonfinite)
+    lead = dist is None or dist.rank == 0
+    progress = progress and lead
     tracker = _Tracker(train, names, metrics, targets)
     val = None
     if validation is not None:
@@ -282,7 +287,7 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     history = history if history is not None else History(objective=train.objective)
     history.objective = history.objective or train.objective
     objective = train.outputs.index(train.objective) if train.objective in train.outputs else None
-    callbacks = list(callbacks)
+    callbacks = [cb for cb in callbacks if lead or not getattr(cb, "rank_zero_only", False)]
     for cb in callbacks:
         cb.set_context(train, history)
     for cb in callbacks:
@@ -331,6 +336,7 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
                         val_tracker.update(val_tracker.exe.run(val_tracker.feeds(vb), copy=False), vb)
                     logs.update(val_tracker.result("val_"))
                     bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+            logs = distributed.average(dist, logs)
             record = {"epoch": epoch, **logs, "lr": learning_rate(train)}
             if skipped:
                 record["skipped_batches"] = skipped
@@ -338,7 +344,7 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
             shared = dict(record)  # one dict for every callback, as in Keras: a callback may add values
             for cb in callbacks:
                 cb.on_epoch_end(epoch, shared)
-            if checkpoint is not None:
+            if checkpoint is not None and lead:
                 save_if_finite(train, checkpoint)
             if any(cb.stop_training for cb in callbacks):
                 break
