@@ -200,12 +200,12 @@ def test_unsupported_op_is_refused_up_front(tmp_path, monkeypatch) -> None:
     built = []
     monkeypatch.setattr(importers.ImportContext, "build", lambda self: built.append(1))
     model = _model([helper.make_node("Relu", ["x"], ["h"], name="act"),
-                    helper.make_node("Cos", ["h"], ["y"], name="wave")])
-    with pytest.raises(UnsupportedOpError, match=r"op 'Cos' at node 'wave'.*|opset-17.*Cos"):
+                    helper.make_node("Hardmax", ["h"], ["y"], name="wave")])
+    with pytest.raises(UnsupportedOpError, match=r"op .Hardmax. at node .wave."):
         gd.onnx.load(_save(model, tmp_path / "cos.onnx"))
     with pytest.raises(UnsupportedOpError, match="opset-17") as info:
         gd.onnx.load(tmp_path / "cos.onnx")
-    assert "'Cos'" in str(info.value) and "'wave'" in str(info.value)
+    assert "'Hardmax'" in str(info.value) and "'wave'" in str(info.value)
     assert not built  # refused before anything was built
 
 
