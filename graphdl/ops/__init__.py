@@ -185,7 +185,8 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0)
         step = split_size_or_sections
         if step <= 0:
             raise GraphError(f"split size must be positive, got {step}")
-        sizes = [min(step, size - s) for s in range(0, size, step)] or [0]
+        # (no min(): in this module min is gd.ops.min)
+        sizes = [step] * (size // step) + ([size % step] if size % step else []) or [0]
     else:
         sizes = [int(s) for s in split_size_or_sections]
     return x.graph.apply_multi("split", [x], {"sizes": tuple(sizes), "axis": axis})
