@@ -154,8 +154,9 @@ class Executable:
         return self.bound_plan(self._batch_shapes(batch_size)).source
 
     def memory_report(self, batch_size: int = 1) -> dict[str, int]:
-        """Bytes of the plan for ``batch_size``: arena (with reuse), naive (no reuse), lower bound
-        (most bytes live at one step), parameters and state."""
+        """Bytes of the plan for ``batch_size``: arena (with reuse, kernels' workspace included),
+        naive (no reuse), lower bound (most bytes live at one step), workspace (the largest any one
+        step uses), parameters and state."""
         from passes import specialize
 
         plan = specialize(self.ir, self._batch_shapes(batch_size))
@@ -163,6 +164,7 @@ class Executable:
             "arena_bytes": plan.arena_bytes,
             "naive_bytes": plan.naive_bytes,
             "lower_bound_bytes": plan.lower_bound_bytes,
+            "workspace_bytes": max((sum(s.nbytes for s in ws) for ws in plan.workspace.values()), default=0),
             "parameter_bytes": sum(v.nbytes for v in self.parameters().values()),
             "state_bytes": sum(v.nbytes for v in self.state().values()),
             "steps": len(plan.steps),

@@ -121,10 +121,15 @@ class BoundPlan:
             in_shapes = tuple(plan.shapes[i] for i in step.inputs)
             op = get_op(step.op)
             if op.multi_output:
-                kernel = op.kernel(node.attr, in_shapes, tuple(plan.shapes[r] for r in node.refs),
-                                   tuple(np.dtype(d) for d in node.dtypes))
+                factory_args = (node.attr, in_shapes, tuple(plan.shapes[r] for r in node.refs),
+                                tuple(np.dtype(d) for d in node.dtypes))
             else:
-                kernel = op.kernel(node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+                factory_args = (node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+            if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
+                ws = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
+                kernel = op.kernel(*factory_args, workspace=ws)
+            else:
+                kernel = op.kernel(*factory_args)
             args = [arrays[i] for i in (*step.inputs, *step.outputs)]
             kernels.append(kernel)
             calls.append(functools.partial(kernel, *args))

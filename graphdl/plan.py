@@ -49,3 +49,5 @@ class Plan:
     feeds: tuple[str, ...]
     outputs: tuple[str, ...]
     live_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Node name -> arena slots of the scratch buffers its kernel declared, live during its step only.
+    workspace: dict[str, tuple[BufferSlot, ...]] = field(default_factory=dict)

@@ -5,6 +5,7 @@ The table is the only global in graphdl: filled when ``graphdl.ops`` is imported
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -124,13 +125,19 @@ class OpDef:
 
 
 def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
-    """The workspace arrays a kernel factory uses: the planner's views when given (reshaped to the
-    declared shapes), else its own allocation (a kernel built outside a plan, e.g. in tests)."""
+    """The workspace arrays a kernel factory uses: the planner's byte views of the arena when given
+    (viewed as the declared shapes and dtypes), else its own allocation (a kernel built outside a
+    plan, e.g. in tests)."""
     if given is None:
         return [np.empty(shape, dtype) for shape, dtype in declared]
     if len(given) != len(declared):
         raise GraphError(f"kernel expected {len(declared)} workspace buffers, got {len(given)}")
-    return [g.reshape(shape) for g, (shape, _) in zip(given, declared)]
+    out = []
+    for g, (shape, dtype) in zip(given, declared):
+        dtype = np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        out.append(g.view(np.uint8)[:nbytes].view(dtype).reshape(shape))
+    return out
 
 
 def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],

@@ -1,10 +1,11 @@
 """Buffer planning: liveness over the schedule, then offsets in one arena, reusing freed space.
 
-Every value a step computes (each output of a multi-output node) gets a slot in one arena. A value
-is live from the step that writes it to the last step that reads it; requested outputs stay live to
-the end. A slot is freed after its last reader runs and reused by a later value that fits (best
-fit, coalescing neighbours), or, for ops that declare it, by the very step that last reads it (in
-place). An offline placement (largest buffers first, each at the lowest offset free over its
+Every value a step computes (each output of a multi-output node) gets a slot in one arena, and so
+does every scratch buffer a kernel declares (``OpDef.workspace``), live during its own step only. A
+value is live from the step that writes it to the last step that reads it; requested outputs stay
+live to the end. A slot is freed after its last reader runs and reused by a later value that fits
+(best fit, coalescing neighbours), or, for ops that declare it, by the very step that last reads it
+(in place). An offline placement (largest buffers first, each at the lowest offset free over its
 lifetime) is also tried; the smaller wins.
 Feeds, parameters, state and constants live outside the arena and are never reused (compare MXNet's
 plan_memory, ONNX Runtime's allocation planner and tinygrad's memory planner).
@@ -123,6 +124,25 @@ def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, 
     return offset, top
 
 
+def _workspace(nodes: list, steps: list[Step], shapes: Mapping[str, tuple[int, ...]]
+               ) -> dict[int, list[tuple[tuple[str, str, int], int]]]:
+    """Per step index, the scratch buffers its op declares: ((kind, node, k) key, aligned bytes)."""
+    out: dict[int, list[tuple[tuple[str, str, int], int]]] = {}
+    for i, (n, step) in enumerate(zip(nodes, steps)):
+        op = get_op(step.op)
+        if op.workspace is None:
+            continue
+        in_shapes = tuple(tuple(shapes[v]) for v in step.inputs)
+        if op.multi_output:  # as the kernel factory sees them: one shape and dtype per output
+            out_shape, dtype = tuple(tuple(shapes[r]) for r in n.refs), tuple(np.dtype(d) for d in n.dtypes)
+        else:
+            out_shape, dtype = tuple(shapes[n.name]), np.dtype(n.dtype)
+        declared = op.workspace(n.attr, in_shapes, out_shape, dtype)
+        out[i] = [(("workspace", n.name, k), _align(_nbytes(tuple(shape), dtype)))
+                  for k, (shape, dtype) in enumerate(declared)]
+    return out
+
+
 def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool = True) -> Plan:
     """Schedule the computed nodes of ``ir`` (already in topological order) and give each an arena slot."""
     nodes = [n for n in ir.nodes if n.kind in COMPUTED_KINDS]
@@ -145,6 +165,9 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
             last_use[o] = end  # what the user can see is never reused
     dtypes = {r: d for n in ir.nodes for r, d in zip(n.refs, n.dtypes, strict=True)}
     size = {v: _align(_nbytes(shapes[v], dtypes[v])) for v in produced}
+    # Kernels' scratch buffers: live during their own step only, so they share bytes with dead values
+    # and with other steps' scratch, never with anything live at that step.
+    workspace = _workspace(nodes, steps, shapes)
 
     # 1. In place: an output takes the buffer of an input that dies at this step, if its op allows.
     buffer_of: dict[str, str] = {}  # value -> name of the value that first owned its buffer
@@ -167,6 +190,10 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     for v, b in buffer_of.items():
         start.setdefault(b, produced[v])
         stop[b] = max(stop.get(b, 0), last_use[v])
+    for i, ws in workspace.items():
+        for key, nbytes in ws:
+            start[key] = stop[key] = i
+            size[key] = nbytes
     # Lower bound for this order and aliasing: the most bytes live at any one step.
     delta = [0] * (end + 2)
     for b in start:
@@ -183,13 +210,13 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     for b in start:
         freed_at.setdefault(stop[b], []).append(b)
     for i, step in enumerate(steps):
-        for v in step.outputs:
-            if buffer_of[v] != v:
-                continue
+        new = [key for key, _ in workspace.get(i, ())]
+        new += [v for v in step.outputs if buffer_of[v] == v]
+        for b in new:
             if reuse:
-                offset[v] = arena.alloc(size[v])
+                offset[b] = arena.alloc(size[b])
             else:
-                offset[v], arena.size = arena.size, arena.size + size[v]
+                offset[b], arena.size = arena.size, arena.size + size[b]
         if reuse:
             for b in freed_at.get(i, ()):
                 arena.release(offset[b], size[b])
@@ -216,6 +243,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         slots={v: BufferSlot(offset[b], size[v]) for v, b in buffer_of.items()},
         arena_bytes=arena_bytes,
         naive_bytes=sum(size.values()),
+        workspace={steps[i].node: tuple(BufferSlot(offset[key], n) for key, n in ws) for i, ws in workspace.items()},
         lower_bound_bytes=lower,
         feeds=tuple(n.name for n in ir.nodes if n.kind.value == "placeholder"),
         outputs=ir.outputs,

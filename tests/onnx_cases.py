@@ -25,6 +25,16 @@ def _bn(layer: L._BatchNorm, x: gd.Tensor) -> gd.Tensor:
     return layer(x)
 
 
+def _param(x: gd.Tensor, name: str, shape: tuple[int, ...]) -> gd.Tensor:
+    value = np.random.default_rng(len(name)).standard_normal(shape) * 0.3
+    return x.graph.stored(name, value.astype(x.graph.dtype), gd.NodeKind.PARAM)
+
+
+def _split(x: gd.Tensor) -> gd.Tensor:
+    a, b, c = ops.split(x, [1, 2, 3], axis=1)
+    return ops.concat([c, ops.tanh(a), b], axis=1)
+
+
 def _slice(x: gd.Tensor) -> gd.Tensor:
     return x.graph.apply("slice", [x], {"axis": 1, "start": 1, "stop": 4})
 
@@ -66,6 +76,18 @@ LAYERS: dict[str, Case] = {
     "layer_norm_2d": ((None, 3, 6), lambda x: L.LayerNorm((3, 6))(x)),
     "layer_norm_plain": ((None, 6), lambda x: L.LayerNorm(6, elementwise_affine=False)(x)),
     "embedding": ((None, 5), lambda x: L.Embedding(10, 4)(x)),
+    "relu6": ((None, 6), lambda x: ops.relu6(x * 5.0)),
+    "hardsigmoid": ((None, 6), lambda x: ops.hardsigmoid(x * 4.0)),
+    "hardswish": ((None, 6), lambda x: ops.hardswish(x * 4.0)),
+    "selu": ((None, 6), lambda x: ops.selu(x)),
+    "celu": ((None, 6), lambda x: ops.celu(x, 0.5)),
+    "mish": ((None, 6), lambda x: ops.mish(x)),
+    "softsign": ((None, 6), lambda x: ops.softsign(x)),
+    "split": ((None, 6), _split),
+    "conv1d": ((None, 2, 9), lambda x: ops.conv1d(x, _param(x, "w", (4, 2, 3)), _param(x, "b", (4,)), stride=2,
+                                                  padding=(2, 1))),
+    "conv_transpose2d": ((None, 3, 4, 5), lambda x: ops.conv_transpose2d(
+        x, _param(x, "w", (3, 4, 3, 3)), _param(x, "bias", (4,)), stride=2, padding=1, output_padding=1)),
     # functional ops
     "arith": ((None, 6), lambda x: (x * 2.0 + 1.0) / (ops.abs(x) + 3.0) - x),
     "neg_exp_log": ((None, 6), lambda x: ops.log(ops.exp(-x) + 1.0)),
@@ -119,6 +141,7 @@ def _index(values: list[list[int]]) -> gd.Tensor:
 
 #: Ops exported to ONNX that the importer does not map back (checked against onnxruntime only).
 EXPORT_ONLY: dict[str, Case] = {
+    "logsigmoid": ((None, 6), lambda x: ops.logsigmoid(x * 10.0)),
     "expand_squeeze": ((None, 6), lambda x: ops.squeeze(ops.expand_dims(x, (1, 3)), 1) * 2.0),
     "squeeze_all": ((None, 1, 6, 1), lambda x: ops.squeeze(ops.tanh(x), None)),
     "broadcast_to": ((None, 1, 6), lambda x: ops.broadcast_to(x, (None, 3, 6))),

@@ -23,7 +23,8 @@ def _cases(rng: np.random.Generator) -> list[tuple[str, dict, tuple[int, int]]]:
 def test_attention_matches_pytorch(case: int) -> None:
     rng = np.random.default_rng(case)
     name, kw, (lq, sk) = _cases(rng)[case]
-    qa, ka, va = rng.standard_normal((N, H, lq, E)), rng.standard_normal((N, H, sk, E)), rng.standard_normal((N, H, sk, EV))
+    qa, ka = rng.standard_normal((N, H, lq, E)), rng.standard_normal((N, H, sk, E))
+    va = rng.standard_normal((N, H, sk, EV))
     with gd.Graph("a", dtype="float64"):
         q, k, v = (gd.placeholder(n, (None, *a.shape[1:])) for n, a in (("q", qa), ("k", ka), ("v", va)))
         o = gd.ops.scaled_dot_product_attention(q, k, v, **kw)

@@ -97,6 +97,8 @@ def test_memory_report(mlp) -> None:
     train = gd.compile([mlp.loss], optimizer=gd.optim.Adam())
     r = train.memory_report(batch_size=256)
     assert r["lower_bound_bytes"] <= r["arena_bytes"] <= 1.05 * r["lower_bound_bytes"]
-    assert r["arena_bytes"] <= 0.5 * r["naive_bytes"]
+    # The arena peaks at relu_grad's step, which now includes its planned mask (workspace); before,
+    # the mask lived outside the plan, uncounted (0.57 here with it, 0.5 without).
+    assert r["arena_bytes"] <= 0.6 * r["naive_bytes"]
     assert r["parameter_bytes"] == 4 * (64 * 128 + 128 + 128 * 10 + 10)
     assert r["state_bytes"] == 2 * r["parameter_bytes"] + 8

@@ -107,7 +107,7 @@ def test_digits_mlp_example_with_constants(tmp_path) -> None:
         assert rel_err(sess.run(None, {"x": xv})[0], exe.run({"x": xv})[0]) <= 1e-5
 
 
-@pytest.mark.parametrize("loss_name", ["sce", "mse", "nll"])
+@pytest.mark.parametrize("loss_name", ["sce", "mse", "nll", "sce_weighted", "nll_ignore"])
 def test_losses_export(loss_name: str, tmp_path) -> None:
     with gd.Graph("losses") as g:
         x = gd.placeholder("x", (None, 5))
@@ -117,8 +117,12 @@ def test_losses_export(loss_name: str, tmp_path) -> None:
         else:
             t = gd.placeholder("t", (None,), dtype="int64")
             logits = gd.layers.Linear(5, 5)(x)
-            loss = (gd.losses.SoftmaxCrossEntropy()(logits, t) if loss_name == "sce"
-                    else gd.losses.NLL()(gd.ops.log_softmax(logits), t))
+            weight = np.array([1.0, 2.0, 0.5, 1.5, 3.0])
+            loss = {"sce": lambda: gd.losses.SoftmaxCrossEntropy()(logits, t),
+                    "nll": lambda: gd.losses.NLL()(gd.ops.log_softmax(logits), t),
+                    "sce_weighted": lambda: gd.losses.SoftmaxCrossEntropy(weight=weight, ignore_index=2)(logits, t),
+                    "nll_ignore": lambda: gd.losses.NLL(ignore_index=1, reduction="sum")(
+                        gd.ops.log_softmax(logits), t)}[loss_name]()
     path = str(tmp_path / "loss.onnx")
     gd.onnx.export(g, path, outputs=[loss])
     exe, sess = gd.compile([loss]), session(path)
@@ -154,3 +158,19 @@ def test_export_errors(tmp_path) -> None:
         z = gd.layers.GELU()(gd.placeholder("x", (None, 3)))
     with pytest.raises(ExportError, match="Gelu needs opset 20"):
         gd.onnx.export(h, tmp_path / "h.onnx", outputs=[z], opset=17)
+
+
+def test_several_outputs_of_one_node(tmp_path) -> None:
+    with gd.Graph("parts") as g:
+        x = gd.placeholder("x", (None, 6))
+        a, b = gd.ops.split(x * 2.0, [2, 4], axis=1)
+    model = gd.onnx.export(g, tmp_path / "parts.onnx", outputs=[b, a])
+    assert [o.name for o in model.graph.output] == [b.name, a.name]
+    sess = ort.InferenceSession(str(tmp_path / "parts.onnx"), providers=["CPUExecutionProvider"])
+    xv = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    expected = gd.compile([b, a]).run({"x": xv})
+    for actual, want in zip(sess.run(None, {"x": xv}), expected):
+        np.testing.assert_array_equal(actual, want)
+    back = gd.onnx.load(tmp_path / "parts.onnx")
+    for actual, want in zip(back.compile().run({"x": xv}), expected):
+        np.testing.assert_array_equal(actual, want)

@@ -28,17 +28,45 @@ from graphdl.layers.activations import (
     Softsign,
     Tanh,
 )
+from graphdl.layers.attention import MultiheadAttention, PositionalEmbedding, SinusoidalPositionalEncoding
 from graphdl.layers.base import Layer
 from graphdl.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from graphdl.layers.conv_more import Conv1D, ConvTranspose2D
 from graphdl.layers.dense import Concat, Embedding, Flatten, Linear, Reshape
 from graphdl.layers.dropout import Dropout
 from graphdl.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm
+from graphdl.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
 __all__ = [
-    "ELU", "GELU", "AvgPool2D", "BatchNorm1D", "BatchNorm2D", "Concat", "Conv2D", "Dropout", "Embedding",
-    "Flatten", "GlobalAvgPool2D", "Layer", "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MaxPool2D", "ReLU",
-    "Reshape", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
+    "ELU",
+    "GELU",
+    "AvgPool2D",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "Concat",
+    "Conv2D",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "GlobalAvgPool2D",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "MaxPool2D",
+    "MultiheadAttention",
+    "PositionalEmbedding",
+    "ReLU",
+    "Reshape",
+    "SiLU",
+    "Sigmoid",
+    "SinusoidalPositionalEncoding",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "TransformerDecoderLayer",
+    "TransformerEncoderLayer",
 ]
 __all__ += ["Conv1D", "ConvTranspose2D"]
 __all__ += ["CELU", "SELU", "Hardsigmoid", "Hardswish", "LogSigmoid", "Mish", "ReLU6", "Softsign"]

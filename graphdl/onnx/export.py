@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graphdl.errors import GraphDLError, GraphError
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, node_of, value_info
 from graphdl.registry import get_op
 
 if TYPE_CHECKING:
@@ -87,25 +87,30 @@ class ExportContext:
         """A helper constant initializer ``<node>/<part>`` (shapes, axes, bounds)."""
         return self.initializer(self.fresh(f"{node.name}/{part}"), np.asarray(value, dtype=dtype))
 
-    def dtype(self, name: str) -> np.dtype:
-        return np.dtype(self.nodes[name].dtype)
+    def dtype(self, ref: str) -> np.dtype:
+        """The dtype of the value ``ref`` (``node`` or ``node:k``)."""
+        return np.dtype(value_info(self.nodes, ref)[1])
+
+    def shape(self, ref: str) -> tuple:
+        """The (symbolic) shape of the value ``ref``."""
+        return tuple(value_info(self.nodes, ref)[0])
 
 
 def _tensor_type(onnx: Any, dtype: str) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
-def _value_info(onnx: Any, node: Node, symbolic: Sequence[str | None]) -> Any:
-    dims = [d if d is not None else s for d, s in zip(node.shape, symbolic)]
-    return onnx.helper.make_tensor_value_info(node.name, _tensor_type(onnx, node.dtype), dims)
+def _value_info(onnx: Any, name: str, shape: Sequence[int | None], dtype: str, symbolic: Sequence[str | None]) -> Any:
+    dims = [d if d is not None else s for d, s in zip(shape, symbolic)]
+    return onnx.helper.make_tensor_value_info(name, _tensor_type(onnx, dtype), dims)
 
 
 def _input_dims(node: Node) -> list[str | None]:
     return ["batch" if i == 0 else f"{node.name}_dim{i}" for i in range(len(node.shape))]
 
 
-def _output_dims(node: Node) -> list[str | None]:
-    return ["batch" if i == 0 else None for i in range(len(node.shape))]
+def _output_dims(shape: Sequence[int | None]) -> list[str | None]:
+    return ["batch" if i == 0 else None for i in range(len(shape))]
 
 
 def _names(outputs: Sequence[Tensor | str]) -> list[str]:
@@ -136,10 +141,10 @@ def inference_ir(source: Any, outputs: Sequence[Tensor | str] | None = None) -> 
     if not names:
         raise ExportError(f"'{ir.name}' has no outputs to export; pass outputs=[...]")
     for o in names:
-        if o not in by_name:
+        if node_of(o) not in by_name:
             raise ExportError(f"'{o}' is not a node of '{ir.name}'; its outputs are {list(ir.outputs)}")
-        if by_name[o].kind is NodeKind.UPDATE:
-            raise ExportError(f"{by_name[o].describe()} is an optimizer update; it has no value to export")
+        if by_name[node_of(o)].kind is NodeKind.UPDATE:
+            raise ExportError(f"{by_name[node_of(o)].describe()} is an optimizer update; it has no value to export")
     nodes = []
     for n in ir.nodes:
         if n.kind is NodeKind.UPDATE:
@@ -174,14 +179,17 @@ def to_model(source: Any, outputs: Sequence[Tensor | str] | None = None, opset: 
     inputs = []
     for n in ir.nodes:
         if n.kind is NodeKind.PLACEHOLDER:
-            inputs.append(_value_info(onnx, n, _input_dims(n)))
+            inputs.append(_value_info(onnx, n.name, n.shape, n.dtype, _input_dims(n)))
         elif n.kind in STORED_KINDS and n.op != "scalar":
             if n.name not in values:
                 raise GraphError(f"no value for {n.describe()}; load the model's weights first")
             ctx.initializer(n.name, np.asarray(values[n.name]), n.kind)
         else:
             EXPORTERS[n.op](ctx, n)
-    outs = [_value_info(onnx, nodes[o], _output_dims(nodes[o])) for o in ir.outputs]
+    outs = []
+    for o in ir.outputs:
+        shape, dtype = value_info(nodes, o)
+        outs.append(_value_info(onnx, o, shape, dtype, _output_dims(shape)))
     # State only training reads (Dropout's counter) is not part of the inference model.
     read = {i for node in ctx.onnx_nodes for i in node.input} | set(ir.outputs)
     inits = [t for t in ctx.initializers if t.name in read]

@@ -26,6 +26,9 @@ TRAINING_ONLY = frozenset({
     "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats", "max_pool2d_grad", "max_pool2d_pick",
     "avg_pool2d_grad", "broadcast_like", "sum_to", "expand_like", "sgd_update", "adam_update", "rmsprop_update",
     "adagrad_update", "increment", "learning_rate", "matmul_sgd_update", "gather_adjoint", "remap_adjoint",
+    "class_nll_grad", "conv1d_input_grad", "conv1d_weight_grad",
+    # data-parallel training: gradient all-reduce in buckets
+    "allreduce_start", "allreduce_wait", "bucket_slice",
 })
 
 
@@ -125,8 +128,7 @@ def _softmax(ctx: ExportContext, n: Node) -> None:
 
 @exporter("linear")
 def _linear(ctx: ExportContext, n: Node) -> None:
-    x = ctx.nodes[n.inputs[0]]
-    if len(x.shape) == 2:
+    if len(ctx.shape(n.inputs[0])) == 2:
         ctx.emit("Gemm", n.inputs, n.name)
     elif len(n.inputs) == 3:
         y = ctx.helper(n, "matmul", "MatMul", n.inputs[:2])
@@ -137,15 +139,15 @@ def _linear(ctx: ExportContext, n: Node) -> None:
 
 @exporter("matmul")
 def _matmul(ctx: ExportContext, n: Node) -> None:
-    a, b = (ctx.nodes[i] for i in n.inputs)
+    a, b = (ctx.shape(i) for i in n.inputs)
     ta, tb = bool(n.attr.get("transpose_a")), bool(n.attr.get("transpose_b"))
-    if len(a.shape) == len(b.shape) == 2:
+    if len(a) == len(b) == 2:
         ctx.emit("Gemm", n.inputs, n.name, transA=int(ta), transB=int(tb))
         return
     ins = list(n.inputs)
-    for k, (flag, node) in enumerate(((ta, a), (tb, b))):
+    for k, (flag, shape) in enumerate(((ta, a), (tb, b))):
         if flag:
-            perm = [*range(len(node.shape) - 2), len(node.shape) - 1, len(node.shape) - 2]
+            perm = [*range(len(shape) - 2), len(shape) - 1, len(shape) - 2]
             ins[k] = ctx.helper(n, f"transpose{k}", "Transpose", [ins[k]], perm=perm)
     ctx.emit("MatMul", ins, n.name)
 
@@ -206,12 +208,12 @@ def _batch_norm(ctx: ExportContext, n: Node) -> None:
 
 @exporter("layer_norm")
 def _layer_norm(ctx: ExportContext, n: Node) -> None:
-    k, x = n.attr["ndim"], ctx.nodes[n.inputs[0]]
+    k, x, shape = n.attr["ndim"], n.inputs[0], ctx.shape(n.inputs[0])
     eps = float(n.attr.get("eps", 1e-5))
     ins = list(n.inputs)
-    if not _exact_eps(ctx, x.name, eps):  # as for batch_norm: spelled out in double precision
-        axes = ctx.const(n, "axes", list(range(len(x.shape) - k, len(x.shape))))
-        d = ctx.helper(n, "centered", "Sub", [x.name, ctx.helper(n, "mean", "ReduceMean", [x.name, axes])])
+    if not _exact_eps(ctx, x, eps):  # as for batch_norm: spelled out in double precision
+        axes = ctx.const(n, "axes", list(range(len(shape) - k, len(shape))))
+        d = ctx.helper(n, "centered", "Sub", [x, ctx.helper(n, "mean", "ReduceMean", [x, axes])])
         var = ctx.helper(n, "var", "ReduceMean", [ctx.helper(n, "square", "Mul", [d, d]), axes])
         var_eps = ctx.helper(n, "var_eps", "Add", [var, ctx.const(n, "eps", eps, np.float64)])
         std = ctx.helper(n, "std", "Sqrt", [var_eps])
@@ -222,8 +224,8 @@ def _layer_norm(ctx: ExportContext, n: Node) -> None:
         ctx.emit("Add", [ctx.helper(n, "scaled", "Mul", [y, ins[1]]), ins[2]], n.name)
         return
     if len(ins) == 1:  # ONNX needs a scale: ones, a constant (multiplying by 1 changes no value)
-        ins.append(ctx.const(n, "scale", np.ones(x.shape[len(x.shape) - k:]), x.dtype))
-    stash = 11 if x.dtype == "float64" else 1  # statistics in the input's precision
+        ins.append(ctx.const(n, "scale", np.ones(shape[len(shape) - k:]), ctx.dtype(x)))
+    stash = 11 if ctx.dtype(x) == np.float64 else 1  # statistics in the input's precision
     ctx.emit("LayerNormalization", ins, n.name, axis=-k, epsilon=eps, stash_type=stash)
 
 
@@ -304,7 +306,7 @@ def _expand_dims(ctx: ExportContext, n: Node) -> None:
 
 @exporter("squeeze")
 def _squeeze(ctx: ExportContext, n: Node) -> None:
-    x = ctx.nodes[n.inputs[0]].shape
+    x = ctx.shape(n.inputs[0])
     axis = n.attr.get("axis")
     axes = [i for i, d in enumerate(x) if d == 1] if axis is None else list(norm_axes(axis, len(x)))
     ctx.emit("Squeeze", [n.inputs[0], ctx.const(n, "axes", axes)], n.name)
@@ -350,7 +352,9 @@ def _scatter(ctx: ExportContext, n: Node) -> None:
     x, index = n.inputs[:2]
     if len(n.inputs) == 3:
         src = n.inputs[2]
-    else:  # a number written everywhere index points
+    elif None not in ctx.shape(index):  # a number written everywhere index points
+        src = ctx.const(n, "src", np.full(ctx.shape(index), n.attr.get("value", 0.0)), ctx.dtype(x))
+    else:
         value = ctx.const(n, "value", n.attr.get("value", 0.0), ctx.dtype(x))
         src = ctx.helper(n, "src", "Expand", [value, ctx.helper(n, "index_shape", "Shape", [index])])
     ctx.emit("ScatterElements", [x, index, src], n.name, axis=int(n.attr["axis"]),
@@ -368,15 +372,15 @@ def _flip(ctx: ExportContext, n: Node) -> None:
 
 @exporter("roll")
 def _roll(ctx: ExportContext, n: Node) -> None:
-    x = ctx.nodes[n.inputs[0]]
+    xs = ctx.shape(n.inputs[0])
     shift, axis = n.attr["shift"], n.attr["axis"]
     pairs = list(zip((shift,) if isinstance(shift, int) else shift, (axis,) if isinstance(axis, int) else axis))
     total: dict[int, int] = {}
     for s, a in pairs:  # shifts on one axis add up, as in NumPy
-        total[a % len(x.shape)] = total.get(a % len(x.shape), 0) + int(s)
+        total[a % len(xs)] = total.get(a % len(xs), 0) + int(s)
     cur = n.inputs[0]
     for k, (a, s) in enumerate(sorted(total.items())):
-        size = x.shape[a]
+        size = xs[a]
         if size is None:
             raise ExportError(f"{n.describe()}: rolling axis {a}, whose size is unknown, is not exported")
         s %= max(size, 1)
@@ -394,10 +398,9 @@ def _roll(ctx: ExportContext, n: Node) -> None:
 
 @exporter("tile")
 def _tile(ctx: ExportContext, n: Node) -> None:
-    x = ctx.nodes[n.inputs[0]]
     reps = [int(r) for r in n.attr["reps"]]
     src = n.inputs[0]
-    lead = len(reps) - len(x.shape)
+    lead = len(reps) - len(ctx.shape(src))
     if lead > 0:
         src = ctx.helper(n, "lead", "Unsqueeze", [src, ctx.const(n, "lead_axes", list(range(lead)))])
     reps = [1] * max(-lead, 0) + reps
@@ -406,23 +409,23 @@ def _tile(ctx: ExportContext, n: Node) -> None:
 
 @exporter("repeat")
 def _repeat(ctx: ExportContext, n: Node) -> None:
-    x = ctx.nodes[n.inputs[0]]
-    (axis,) = norm_axes(n.attr["axis"], len(x.shape))
+    xs = ctx.shape(n.inputs[0])
+    (axis,) = norm_axes(n.attr["axis"], len(xs))
     r = n.attr["repeats"]
-    size = x.shape[axis]
+    size = xs[axis]
     if not isinstance(r, int):  # one count per element: gather the input positions
         counts = np.asarray(r, dtype=np.int64)
         index = ctx.const(n, "index", np.repeat(np.arange(len(counts)), counts))
         ctx.emit("Gather", [n.inputs[0], index], n.name, axis=axis)
         return
-    if size is None or None in x.shape[axis + 1:]:
+    if size is None or None in xs[axis + 1:]:
         raise ExportError(f"{n.describe()}: repeat needs the sizes from axis {axis} on known")
     # (.., n, ..) -> (.., n, 1, ..) -> (.., n, r, ..) -> (.., n * r, ..)
     up = ctx.helper(n, "unsqueeze", "Unsqueeze", [n.inputs[0], ctx.const(n, "axes", [axis + 1])])
-    mult = [1] * (len(x.shape) + 1)
+    mult = [1] * (len(xs) + 1)
     mult[axis + 1] = r
     expanded = ctx.helper(n, "tile", "Tile", [up, ctx.const(n, "reps", mult)])
-    target = [0] * axis + [size * r] + [int(d) for d in x.shape[axis + 1:]]
+    target = [0] * axis + [size * r] + [int(d) for d in xs[axis + 1:]]
     ctx.emit("Reshape", [expanded, ctx.const(n, "target", target)], n.name)
 
 
@@ -443,6 +446,119 @@ def _pad(ctx: ExportContext, n: Node) -> None:
     if mode == "constant":
         ins.append(ctx.const(n, "value", n.attr.get("value", 0.0), ctx.dtype(n.inputs[0])))
     ctx.emit("Pad", ins, n.name, mode=mode)
+
+
+# -- more activations -----------------------------------------------------------------------
+@exporter("relu6")
+def _relu6(ctx: ExportContext, n: Node) -> None:
+    dt = ctx.dtype(n.inputs[0])
+    ctx.emit("Clip", [n.inputs[0], ctx.const(n, "min", 0.0, dt), ctx.const(n, "max", 6.0, dt)], n.name)
+
+
+@exporter("hardsigmoid")
+def _hardsigmoid(ctx: ExportContext, n: Node) -> None:
+    # min(max(x / 6 + 1/2, 0), 1), in the input's precision (HardSigmoid's alpha is a float32 attribute)
+    x, dt = n.inputs[0], ctx.dtype(n.inputs[0])
+    y = ctx.helper(n, "affine", "Add", [ctx.helper(n, "scaled", "Mul", [x, ctx.const(n, "sixth", 1.0 / 6.0, dt)]),
+                                        ctx.const(n, "half", 0.5, dt)])
+    ctx.emit("Clip", [y, ctx.const(n, "zero", 0.0, dt), ctx.const(n, "one", 1.0, dt)], n.name)
+
+
+@exporter("hardswish")
+def _hardswish(ctx: ExportContext, n: Node) -> None:
+    ctx.emit("HardSwish", n.inputs, n.name)
+
+
+@exporter("selu")
+def _selu(ctx: ExportContext, n: Node) -> None:
+    from graphdl.ops.activations import SELU_ALPHA, SELU_SCALE
+
+    ctx.emit("Selu", n.inputs, n.name, alpha=SELU_ALPHA, gamma=SELU_SCALE)
+
+
+@exporter("celu")
+def _celu(ctx: ExportContext, n: Node) -> None:
+    alpha, x, dt = float(n.attr.get("alpha", 1.0)), n.inputs[0], ctx.dtype(n.inputs[0])
+    if dt != np.float64:
+        ctx.emit("Celu", n.inputs, n.name, alpha=alpha)
+        return
+    # ONNX's Celu is float32 only: max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
+    zero = ctx.const(n, "zero", 0.0, dt)
+    e = ctx.helper(n, "exp", "Exp", [ctx.helper(n, "scaled", "Div", [x, ctx.const(n, "alpha", alpha, dt)])])
+    neg = ctx.helper(n, "neg", "Mul", [ctx.helper(n, "expm1", "Sub", [e, ctx.const(n, "one", 1.0, dt)]),
+                                      ctx.const(n, "alpha", alpha, dt)])
+    ctx.emit("Add", [ctx.helper(n, "pos", "Max", [x, zero]), ctx.helper(n, "negpart", "Min", [neg, zero])], n.name)
+
+
+@exporter("mish")
+def _mish(ctx: ExportContext, n: Node) -> None:
+    if ctx.opset < 18:
+        t = ctx.helper(n, "tanh", "Tanh", [ctx.helper(n, "softplus", "Softplus", n.inputs)])
+        ctx.emit("Mul", [n.inputs[0], t], n.name)
+        return
+    ctx.emit("Mish", n.inputs, n.name)
+
+
+@exporter("softsign")
+def _softsign(ctx: ExportContext, n: Node) -> None:
+    ctx.emit("Softsign", n.inputs, n.name)
+
+
+@exporter("logsigmoid")
+def _logsigmoid(ctx: ExportContext, n: Node) -> None:
+    # log(sigmoid(x)) = -softplus(-x)
+    sp = ctx.helper(n, "softplus", "Softplus", [ctx.helper(n, "neg", "Neg", n.inputs)])
+    ctx.emit("Neg", [sp], n.name)
+
+
+# -- multi-output, convolutions, class losses -------------------------------------------------
+@exporter("split")
+def _split(ctx: ExportContext, n: Node) -> None:
+    sizes = ctx.const(n, "sizes", list(n.attr["sizes"]))
+    ctx.emit("Split", [n.inputs[0], sizes], n.name, outputs=list(n.refs), axis=int(n.attr["axis"]))
+
+
+@exporter("conv1d")
+def _conv1d(ctx: ExportContext, n: Node) -> None:
+    a = n.attr
+    left, right = a.get("padding", (0, 0))
+    ctx.emit("Conv", n.inputs, n.name, kernel_shape=list(a["kernel"]), strides=list(a.get("stride", (1,))),
+             pads=[left, right], dilations=list(a.get("dilation", (1,))), group=int(a.get("groups", 1)))
+
+
+@exporter("conv_transpose2d")
+def _conv_transpose2d(ctx: ExportContext, n: Node) -> None:
+    attrs = _window(n)
+    attrs["dilations"] = list(n.attr.get("dilation", (1, 1)))
+    ctx.emit("ConvTranspose", n.inputs, n.name, group=int(n.attr.get("groups", 1)),
+             output_padding=list(n.attr.get("output_padding", (0, 0))), **attrs)
+
+
+@exporter("class_nll")
+def _class_nll(ctx: ExportContext, n: Node) -> None:
+    ignore = n.attr.get("ignore_index")
+    extra = {} if ignore is None else {"ignore_index": int(ignore)}
+    ctx.emit("NegativeLogLikelihoodLoss", n.inputs, n.name, reduction="none", **extra)
+
+
+@exporter("class_weight")
+def _class_weight(ctx: ExportContext, n: Node) -> None:
+    # weight[y] (1 without weights), 0 where y is ignore_index
+    _, labels, *weight = n.inputs
+    dt, ignore = np.dtype(n.dtype), n.attr.get("ignore_index")
+    if ignore is None:
+        valid = ctx.helper(n, "valid", "Equal", [labels, labels])
+    else:
+        valid = ctx.helper(n, "valid", "Not", [ctx.helper(n, "ignored", "Equal", [
+            labels, ctx.const(n, "ignore_index", int(ignore), ctx.dtype(labels))])])
+    mask = ctx.helper(n, "mask", "Cast", [valid], to=ctx.onnx.helper.np_dtype_to_tensor_dtype(dt))
+    if not weight:
+        ctx.emit("Identity", [mask], n.name)
+        return
+    safe = ctx.helper(n, "safe", "Mul", [labels, ctx.helper(n, "valid_int", "Cast", [valid], to=ctx.onnx.helper.
+                                                             np_dtype_to_tensor_dtype(ctx.dtype(labels)))])
+    picked = ctx.helper(n, "picked", "Gather", [weight[0], safe], axis=0)
+    ctx.emit("Mul", [picked, mask], n.name)
 
 
 @exporter("attention")

@@ -372,6 +372,14 @@ def _window(ctx: ImportContext, a: dict[str, Any], x: Tensor, kernel: list[int])
 @importer("Conv")
 def _conv(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     x, w = ctx.input(0), ctx.input(1, NodeKind.PARAM)
+    if len(x.shape) == 3:  # 1-d: graphdl's conv1d
+        if a.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise ctx.refuse("auto_pad SAME for a 1-d convolution is not supported")
+        left, right = list(a.get("pads", [0, 0])) if a.get("auto_pad", "NOTSET") == "NOTSET" else [0, 0]
+        attrs = {"kernel": (int(w.shape[2]),), "stride": tuple(a.get("strides", [1])), "padding": (left, right),
+                 "dilation": tuple(a.get("dilations", [1])), "groups": int(a.get("group", 1))}
+        ins = [x, w] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
+        return [ctx.apply("conv1d", ins, attrs)]
     attrs = _window(ctx, a, x, list(a.get("kernel_shape", w.shape[2:])))
     attrs["groups"] = int(a.get("group", 1))
     ins = [x, w] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
@@ -462,17 +470,95 @@ def _flatten(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | 
 
 @importer("Squeeze", "Unsqueeze")
 def _squeeze(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    axes = ctx.const(1) if ctx.has(1) else a.get("axes")
+    axis = None if axes is None else tuple(int(i) for i in np.asarray(axes).reshape(-1))
+    if node.op_type == "Unsqueeze":
+        return [ctx.apply("expand_dims", [ctx.input(0)], {"axis": axis})]
+    return [ctx.apply("squeeze", [ctx.input(0)], {"axis": axis})]
+
+
+@importer("Expand")
+def _expand(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x, shape = ctx.input(0), [int(d) for d in ctx.const(1)]
+    nd = max(len(x.shape), len(shape))
+    ss = [1] * (nd - len(shape)) + shape
+    # ONNX broadcasts both ways: a 1 keeps the input's size (None in graphdl's broadcast_to)
+    lead = nd - len(x.shape)
+    target = [(None if k >= lead else 1) if s == 1 else s for k, s in enumerate(ss)]
+    return [ctx.apply("broadcast_to", [x], {"shape": tuple(target)})]
+
+
+@importer("Tile")
+def _tile(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.apply("tile", [ctx.input(0)], {"reps": tuple(int(r) for r in ctx.const(1))})]
+
+
+@importer("Trilu")
+def _trilu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    k = int(ctx.const(1, 0))
+    return [ctx.apply("triu" if a.get("upper", 1) else "tril", [ctx.input(0)], {"k": k})]
+
+
+@importer("OneHot")
+def _one_hot(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    depth, values = ctx.const(1), ctx.const(2)
+    if int(a.get("axis", -1)) != -1 or values.tolist() != [0, 1]:
+        raise ctx.refuse("only OneHot along the last axis with values [0, 1] is supported")
+    return [ctx.apply("one_hot", [ctx.input(0)], {"num_classes": int(depth), "dtype": values.dtype.name})]
+
+
+@importer("Einsum")
+def _einsum(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    from graphdl.ops import contract
+
+    ins = [ctx.input(i) for i in range(len(node.input))]
+    try:
+        eq = contract.normalize(a["equation"], [len(t.shape) for t in ins])
+    except ValueError as e:
+        raise ctx.refuse(f"equation {a['equation']!r}: {e}") from None
+    return [ctx.apply("einsum", ins, {"equation": eq})]
+
+
+@importer("GatherElements")
+def _gather_elements(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    # ONNX allows negative indices, counted from the end: graphdl's wrap=True
+    return [ctx.apply("gather", [ctx.input(0), ctx.input(1)], {"axis": int(a.get("axis", 0)), "wrap": True})]
+
+
+@importer("ScatterElements")
+def _scatter_elements(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    reduction = a.get("reduction", "none")
+    if reduction not in ("none", "add"):
+        raise ctx.refuse(f"reduction={reduction!r} is not supported (none or add)")
+    op = "scatter" if reduction == "none" else "scatter_add"
+    return [ctx.apply(op, [ctx.input(0), ctx.input(1), ctx.input(2)], {"axis": int(a.get("axis", 0))})]
+
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
+
+
+@importer("Pad")
+def _pad(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     x = ctx.input(0)
-    axes = ctx.const(1)
-    shape = list(x.shape)
-    if node.op_type == "Squeeze":
-        drop = {int(i) % len(shape) for i in axes} if axes is not None else {i for i, d in enumerate(shape) if d == 1}
-        shape = [d for i, d in enumerate(shape) if i not in drop]
-    else:
-        nd = len(shape) + len(axes)
-        for i in sorted(int(i) % nd for i in axes):
-            shape.insert(i, 1)
-    return [ctx.apply("reshape", [x], {"shape": _target(ctx, shape)})]
+    nd = len(x.shape)
+    pads = [int(p) for p in ctx.const(1)]
+    axes = [int(i) % nd for i in ctx.const(3, list(range(nd)))]
+    begins, ends = [0] * nd, [0] * nd
+    for k, axis in enumerate(axes):
+        begins[axis], ends[axis] = pads[k], pads[k + len(axes)]
+    torch_pad: list[int] = []
+    for axis in reversed(range(nd)):  # PyTorch order: the last axis first
+        torch_pad += [begins[axis], ends[axis]]
+    while len(torch_pad) > 2 and torch_pad[-2:] == [0, 0]:
+        torch_pad = torch_pad[:-2]
+    mode = a.get("mode", "constant")
+    if mode not in _PAD_MODES:
+        raise ctx.refuse(f"mode {mode!r} is not supported")
+    value = ctx.const(2)
+    attrs = {"pad": tuple(torch_pad), "mode": _PAD_MODES[mode]}
+    if mode == "constant":
+        attrs["value"] = 0.0 if value is None or value.size == 0 else float(value)
+    return [ctx.apply("pad", [x], attrs)]
 
 
 @importer("Transpose")
@@ -492,8 +578,11 @@ def _slice(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | No
     starts, ends = ctx.const(1), ctx.const(2)
     axes = ctx.const(3, list(range(len(starts))))
     steps = ctx.const(4, [1] * len(starts))
+    if all(int(s) == -1 for s in steps) and all(int(b) == -1 for b in starts) and all(
+            int(e) <= -(2**31) for e in ends):  # a full reversal of each axis
+        return [ctx.apply("flip", [x], {"axis": tuple(int(i) % len(x.shape) for i in axes)})]
     if any(int(s) != 1 for s in steps):
-        raise ctx.refuse("Slice with steps other than 1 is not supported")
+        raise ctx.refuse("Slice with steps other than 1 (or a full reversal) is not supported")
     out = x
     parts = list(zip(axes, starts, ends))
     for k, (axis, start, stop) in enumerate(parts):
@@ -533,3 +622,69 @@ def _sce(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None
     if a.get("reduction", "mean") != "mean" or ctx.has(2) or "ignore_index" in a:
         raise ctx.refuse("only reduction='mean' without weights or ignore_index is supported")
     return [ctx.apply("softmax_cross_entropy", [ctx.input(0), ctx.input(1)], kind=NodeKind.LOSS)]
+
+
+# -- more activations, split, more convolutions, class losses ---------------------------------
+for _onnx_op, _op in {"HardSwish": "hardswish", "Mish": "mish", "Softsign": "softsign"}.items():
+    IMPORTERS[_onnx_op] = _same(_op)
+
+
+@importer("HardSigmoid")
+def _hardsigmoid(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+    if abs(alpha - 1.0 / 6.0) < 1e-7 and beta == 0.5:  # PyTorch's hardsigmoid
+        return [ctx.apply("hardsigmoid", [ctx.input(0)])]
+    y = ctx.part("add", [ctx.part("mul", [ctx.input(0), alpha]), beta])
+    return [ctx.apply("clip", [y], {"min": 0.0, "max": 1.0})]
+
+
+@importer("Selu")
+def _selu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    from graphdl.ops.activations import SELU_ALPHA, SELU_SCALE
+
+    alpha, gamma = float(a.get("alpha", 1.67326319217681884765625)), float(a.get("gamma", 1.05070102214813232421875))
+    if abs(alpha - SELU_ALPHA) > 1e-6 or abs(gamma - SELU_SCALE) > 1e-6:
+        raise ctx.refuse(f"Selu with alpha {alpha} and gamma {gamma} (graphdl has the standard constants only)")
+    return [ctx.apply("selu", [ctx.input(0)])]
+
+
+@importer("Celu")
+def _celu(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    return [ctx.apply("celu", [ctx.input(0)], {"alpha": float(a.get("alpha", 1.0))})]
+
+
+@importer("Split")
+def _split(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    axis = int(a.get("axis", 0)) % len(x.shape)
+    sizes = ctx.const(1) if ctx.has(1) else a.get("split")
+    if sizes is None:
+        count, size = len(node.output), x.shape[axis]
+        if size is None:
+            raise ctx.refuse(f"splitting axis {axis}, whose size is unknown, is not supported")
+        step = -(-size // count)  # ONNX: equal parts, the last one smaller
+        sizes = [min(step, size - k * step) for k in range(count)]
+    outs = ctx.graph.apply_multi("split", [x], {"sizes": tuple(int(s) for s in sizes), "axis": axis},
+                                 name=ctx.name())
+    return list(outs)
+
+
+@importer("ConvTranspose")
+def _conv_transpose(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x, w = ctx.input(0), ctx.input(1, NodeKind.PARAM)
+    if "output_shape" in a or a.get("auto_pad", "NOTSET") != "NOTSET":
+        raise ctx.refuse("output_shape and auto_pad are not supported; give pads and output_padding")
+    attrs = _window(ctx, a, x, list(a.get("kernel_shape", w.shape[2:])))
+    attrs["groups"] = int(a.get("group", 1))
+    attrs["output_padding"] = tuple(a.get("output_padding", (0, 0)))
+    ins = [x, w] + ([ctx.input(2, NodeKind.PARAM)] if ctx.has(2) else [])
+    return [ctx.apply("conv_transpose2d", ins, attrs)]
+
+
+@importer("NegativeLogLikelihoodLoss")
+def _nll(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if a.get("reduction", "mean") != "none":
+        raise ctx.refuse("only reduction='none' is imported (reduce the per-sample values with ReduceMean/Sum)")
+    ins = [ctx.input(0), ctx.input(1)] + ([ctx.input(2, NodeKind.CONSTANT)] if ctx.has(2) else [])
+    attrs = {} if "ignore_index" not in a else {"ignore_index": int(a["ignore_index"])}
+    return [ctx.apply("class_nll", ins, attrs)]

@@ -10,7 +10,7 @@ import numpy as np
 
 from graphdl.dtypes import boolean, floating, promote, promote_numeric
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
-from graphdl.registry import GradContext, OpDef, RuleError, fail, register
+from graphdl.registry import GradContext, OpDef, RuleError, fail, register, scratch
 
 if TYPE_CHECKING:
     from graphdl.tensor import Tensor
@@ -68,15 +68,21 @@ def _relu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
     return relu
 
 
-def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
-    # The bool mask is copied into a float one first: multiplying by a bool array makes NumPy cast
-    # through a freshly allocated buffer on every call (and heaviside/sign are several times slower).
-    mask = np.empty(out_shape, dtype=bool)
-    fmask = np.empty(out_shape, dtype=dtype)
+def _relu_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
+    return [(tuple(out_shape), dtype)]
+
+
+def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
+                      workspace: list[np.ndarray] | None = None):
+    # A float mask clip(ceil(y), 0, 1): 1 where y > 0, else 0 (NaN stays NaN), in two same-type
+    # passes. Comparing into a bool mask and multiplying by it casts through a freshly allocated
+    # buffer, and heaviside/sign are several times slower. The mask is planned workspace, because
+    # ``out`` may be g's own buffer (in place).
+    (fmask,) = scratch(workspace, _relu_grad_workspace(attrs, in_shapes, out_shape, dtype))
 
     def relu_grad(g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-        np.greater(y, 0, out=mask)
-        np.copyto(fmask, mask)
+        np.ceil(y, out=fmask)
+        np.clip(fmask, 0, 1, out=fmask)
         np.multiply(g, fmask, out=out)
 
     return relu_grad
@@ -88,7 +94,7 @@ def _relu_grad(c: GradContext) -> list:
 
 register(OpDef("relu", same_shape, _relu_kernel, arity=1, inplace=(0,), grad=_relu_grad, doc="max(x, 0)."))
 register(OpDef(
-    "relu_grad", broadcast_rule, _relu_grad_kernel, arity=2, inplace=(0,), nondiff=(1,),
+    "relu_grad", broadcast_rule, _relu_grad_kernel, arity=2, inplace=(0,), nondiff=(1,), workspace=_relu_grad_workspace,
     grad=lambda c: [c.apply("relu_grad", c.gout, c.inputs[1]), None],
     doc="gout where the ReLU output is positive, else 0.",
 ))

@@ -46,20 +46,33 @@ def check_image(x: Shape, what: str) -> None:
              "reshape the input to NCHW, e.g. (-1, 1, 8, 8)")
 
 
-class Padded:
-    """A preallocated padded copy of an (N, C, H, W) array; the border keeps ``fill``."""
+def padded_shape(shape: tuple[int, ...], padding: tuple[int, ...]) -> tuple[int, int, int, int]:
+    n, c, h, w = shape
+    pt, pb, pl, pr = padding
+    return (n, c, h + pt + pb, w + pl + pr)
 
-    def __init__(self, shape: tuple[int, ...], padding: tuple[int, ...], dtype: np.dtype, fill: float = 0.0):
-        n, c, h, w = shape
+
+class Padded:
+    """A padded copy of an (N, C, H, W) array in a given buffer (planned workspace, shared with other
+    steps, so the border is rewritten with ``fill`` on every load, strip by strip)."""
+
+    def __init__(self, shape: tuple[int, ...], padding: tuple[int, ...], buf: np.ndarray | None,
+                 fill: float = 0.0) -> None:
+        _, _, h, w = shape
         pt, pb, pl, pr = padding
         self.any = any(padding)
-        self.buf = np.full((n, c, h + pt + pb, w + pl + pr), fill, dtype=dtype) if self.any else None
+        self.buf, self.fill = buf, fill
         self.inner = (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
+        rows, cols = slice(pt, pt + h), slice(None)
+        self.border = [(slice(0, pt), cols), (slice(pt + h, pt + h + pb), cols),
+                       (rows, slice(0, pl)), (rows, slice(pl + w, pl + w + pr))]
 
     def load(self, x: np.ndarray) -> np.ndarray:
         """The padded version of ``x`` (``x`` itself when there is no padding)."""
         if not self.any:
             return x
+        for r, c in self.border:
+            self.buf[:, :, r, c] = self.fill
         self.buf[self.inner] = x
         return self.buf
 
