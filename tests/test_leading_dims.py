@@ -138,3 +138,13 @@ def test_reshape_with_several_unknown_dims_has_an_exact_gradient() -> None:
         (dx,) = gd.grad(gd.ops.sum(y * y), [x])
     assert dx.shape == (None, None, 6)
     assert gd.compile([dx]).run({x: np.ones((2, 3, 6))})[0].shape == (2, 3, 6)
+
+
+def test_flatten_keeps_several_unknown_leading_dims() -> None:
+    with gd.Graph("flat", dtype="float64") as g:
+        x = gd.placeholder("x", (None, None, 3, 4))
+        y = gd.layers.Linear(12, 2, name="fc")(gd.layers.Flatten(start_dim=2)(x))
+        z = gd.layers.Flatten()(gd.placeholder("w", (None, 3, 4)))
+        loss = gd.ops.sum(y * y)
+    assert (y.shape, z.shape) == ((None, None, 2), (None, 12))
+    _fd_check(g, x, loss, np.random.default_rng(0).standard_normal((2, 3, 3, 4)))

@@ -72,3 +72,15 @@ def test_math_op_matches_onnxruntime(name: str, dtype: str, tmp_path) -> None:
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-4 if dtype == "float32" else 1e-10,
                                    atol=1e-5 if dtype == "float32" else 1e-12, err_msg=name)
+
+
+def test_flatten_with_two_unknown_leading_dims_exports(tmp_path) -> None:
+    with gd.Graph("flat") as g:
+        x = gd.placeholder("x", (None, None, 4, 6))
+        out = gd.layers.Flatten(start_dim=2)(x)
+    assert g.nodes[out.name].op == "flatten"
+    path = str(tmp_path / "flat.onnx")
+    gd.onnx.export(g, path, outputs=[out])
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    xv = np.random.default_rng(0).standard_normal((2, 3, 4, 6)).astype(np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": xv})[0], xv.reshape(2, 3, 24))

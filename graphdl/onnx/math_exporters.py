@@ -262,6 +262,12 @@ def _slice(ctx: ExportContext, n: Node) -> None:
             x = ctx.helper(n, part, op_type, [x, *extra])
 
 
+@_exporter("flatten")
+def _flatten(ctx: ExportContext, n: Node) -> None:
+    start = n.attr["start_dim"]  # Reshape's 0 copies the input's size: the leading dimensions stay
+    ctx.emit("Reshape", [n.inputs[0], ctx.const(n, "shape", [0] * start + [int(n.shape[-1])])], n.name)
+
+
 @_exporter("index")
 def _index(ctx: ExportContext, n: Node) -> None:
     x, idx = n.inputs

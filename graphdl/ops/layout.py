@@ -69,6 +69,23 @@ register(OpDef(
 ))
 
 
+def _flatten_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    (x,), start = shapes, attrs["start_dim"]
+    if not 0 <= start < max(len(x), 1):
+        fail(f"start_dim {start} is out of range for {x}")
+    tail = x[start:]
+    if None in tail:
+        fail(f"dimensions {start}.. of {x} must be known to flatten them")
+    return (*x[:start], math.prod(tail))
+
+
+register(OpDef(
+    "flatten", _flatten_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("start_dim",),
+    grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
+    doc="x with dimensions start_dim.. merged into one; the leading dimensions stay as they are, known or not.",
+))
+
+
 def _transpose_axes(attrs: dict[str, Any], ndim: int) -> tuple[int, ...]:
     axes = attrs.get("axes")
     return tuple(reversed(range(ndim))) if axes is None else tuple(a % ndim for a in axes)
