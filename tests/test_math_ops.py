@@ -178,3 +178,18 @@ def test_gradients_take_each_inputs_dtype_through_promoted_ops() -> None:
     step = gd.compile([z], optimizer=gd.optim.SGD(lr=0.1))
     first = step.run({x: xv, y: yv, k: kv})[0]
     assert step.run({x: xv, y: yv, k: kv})[0] < first
+
+
+def test_reductions_over_empty_axes_follow_numpy() -> None:
+    with gd.Graph("empty_reduce", dtype="float64"):
+        x = gd.placeholder("x", (None, 4))
+        outs = [gd.ops.sum(x), gd.ops.mean(x, axis=0), gd.ops.prod(x, axis=0), gd.ops.any(x > 0), gd.ops.all(x > 0),
+                gd.ops.logsumexp(x, axis=0), gd.ops.cumsum(x, axis=0)]
+        m = gd.ops.max(x, axis=0)
+    with np.errstate(all="ignore"):
+        want = [0.0, np.full(4, np.nan), np.ones(4), False, True, np.full(4, -np.inf), np.zeros((0, 4))]
+        for got, w in zip(_run(outs, {x: np.zeros((0, 4))}), want, strict=True):
+            np.testing.assert_array_equal(got, w)
+    run = gd.compile([m])
+    with pytest.raises(gd.ShapeError, match=rf"max at node '{m.name}'.*axis 0 of \(0, 4\), which is empty"):
+        run.run({x: np.zeros((0, 4))})
