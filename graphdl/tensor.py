@@ -176,6 +176,16 @@ class Tensor:
 
         return getitem(self, key)
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise GraphError(f"graph values are immutable: cannot assign into '{self.name}'; build the new value with "
+                         "gd.ops.where(mask, new, x) or gd.ops.scatter")
+
+    def __len__(self) -> int:
+        if not self.shape or self.shape[0] is None:
+            raise GraphError(f"len() of '{self.name}' {format_shape(self.shape)} is unknown: its first dimension is "
+                             "not fixed; use x.shape")
+        return self.shape[0]
+
     # -- methods ----------------------------------------------------------------------------
     @property
     def T(self) -> Tensor:

@@ -109,6 +109,11 @@ def test_indexing_mistakes_are_graph_errors() -> None:
             x[:, np.array([True, False])]
         with pytest.raises(gd.GraphError, match="cannot iterate"):
             list(x)
+        with pytest.raises(gd.GraphError, match="immutable.*where"):
+            x[0] = 1.0
+        with pytest.raises(gd.GraphError, match="len\\(\\) of 'x'.*unknown"):
+            len(x)
+        assert len(x[0]) == 3
         y = x[5]
     with pytest.raises(gd.ShapeError, match=rf"slice at node '{y.name}'.*out of range"):
         _run([y], {x: np.zeros((2, 3), np.float32)})

@@ -38,6 +38,7 @@ CASES: dict[str, Callable[[gd.Tensor], gd.Tensor]] = {
     "reduce_batch": lambda x: x - ops.var(x, axis=0, keepdims=True) + ops.std(x, axis=(0, 1), keepdims=True),
     "any_all_arg": lambda x: (ops.any(x > 1, axis=2).astype(x.dtype) + ops.all(x > -1, axis=2).astype(x.dtype)
                               + ops.argmax(x, axis=2).astype(x.dtype) + ops.argmin(x, axis=2).astype(x.dtype)),
+    "sum_bool": lambda x: (x > 0).sum(axis=2).astype(x.dtype) + ops.sum(x > 0.5).astype(x.dtype) + x.sum(axis=2),
     "argmax_flat": lambda x: ops.argmax(x[0]).astype(x.dtype) + ops.argmin(x[0], keepdims=True).astype(x.dtype),
     "scans": lambda x: ops.cumsum(x, axis=2) + ops.cumsum(x, axis=1, reverse=True)
     + ops.cumprod(ops.where(abs(x) < 0.3, 0.0, x), axis=2),

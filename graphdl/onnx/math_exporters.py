@@ -300,6 +300,12 @@ def _reduce_op(ctx: ExportContext, n: Node, op_type: str, x: str, part: str | No
     return ctx.helper(n, part, op_type, ins, keepdims=keepdims, **attrs)
 
 
+@_exporter("sum")
+def _sum(ctx: ExportContext, n: Node) -> None:
+    # bool and integer values sum to int64 (ONNX ReduceSum takes no bool): cast first
+    _reduce_op(ctx, n, "ReduceSum", _cast(ctx, n, "x", n.inputs[0], n.dtype))
+
+
 @_exporter("min", "prod", "logsumexp")
 def _reduce(ctx: ExportContext, n: Node) -> None:
     _reduce_op(ctx, n, {"min": "ReduceMin", "prod": "ReduceProd", "logsumexp": "ReduceLogSumExp"}[n.op],
