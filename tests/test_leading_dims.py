@@ -34,8 +34,16 @@ def _log_softmax_mid_axis(x: gd.Tensor) -> gd.Tensor:
     return gd.ops.log_softmax(gd.layers.Linear(x.shape[-1], 4, name="fc")(x), axis=1)
 
 
+def _activations(x: gd.Tensor) -> gd.Tensor:
+    h = gd.layers.Linear(x.shape[-1], 5, name="fc")(x)
+    return (gd.layers.LeakyReLU(0.1)(h) + gd.layers.ELU(0.7)(h) + gd.layers.Softplus(beta=2.0)(h)
+            + gd.layers.LogSoftmax(dim=-1)(h) + gd.ops.logsumexp(h, dim=-1, keepdim=True)
+            + h.var(axis=-1, keepdims=True)
+            + h[..., ::-1] * h[..., 1:2] + gd.ops.cumsum(h, axis=-1))
+
+
 MODELS: dict[str, Build] = {"linear": _linear, "layer_norm": _layer_norm, "mlp": _mlp,
-                            "log_softmax_axis1": _log_softmax_mid_axis}
+                            "log_softmax_axis1": _log_softmax_mid_axis, "activations": _activations}
 SHAPES = [(None, 5, 6), (None, None, 3, 6)]
 
 
