@@ -6,6 +6,7 @@ parameters or state; the functions here cover the stateless ops.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from graphdl.errors import GraphError, ShapeError
@@ -185,8 +186,7 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0)
         step = split_size_or_sections
         if step <= 0:
             raise GraphError(f"split size must be positive, got {step}")
-        # (no min(): in this module min is gd.ops.min)
-        sizes = [step] * (size // step) + ([size % step] if size % step else []) or [0]
+        sizes = [builtins.min(step, size - s) for s in range(0, size, step)] or [0]  # gd.ops.min shadows it
     else:
         sizes = [int(s) for s in split_size_or_sections]
     return x.graph.apply_multi("split", [x], {"sizes": tuple(sizes), "axis": axis})
