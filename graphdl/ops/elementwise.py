@@ -169,9 +169,12 @@ def _pow_grad(c: GradContext) -> list:
         value = bnode.attr["value"]
         da = None if value == 0 else g * value * c.apply("pow", a, value - 1.0)
         return [da, None]
-    da = where(c, c.apply("equal", b, 0.0), 0.0, g * b * c.apply("pow", a, b - 1.0))
+    # The masked-out entries are computed from safe stand-ins (a**0, log(1)), so no inf or nan is made
+    # only to be dropped: a per-node numerics check sees finite values.
+    b_zero = c.apply("equal", b, 0.0)
+    da = where(c, b_zero, 0.0, g * b * c.apply("pow", a, where(c, b_zero, 1.0, b) - 1.0))
     at_zero = c.apply("logical_and", c.apply("equal", a, 0.0), c.apply("greater_equal", b, 0.0))
-    db = where(c, at_zero, 0.0, g * c.out * c.apply("log", a))
+    db = where(c, at_zero, 0.0, g * c.out * c.apply("log", where(c, at_zero, 1.0, a)))
     return [da, db]
 
 
