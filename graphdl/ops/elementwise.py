@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from graphdl.dtypes import boolean, floating, promote, promote_numeric
+from graphdl.dtypes import boolean, floating, promote, promote_no_bool, promote_numeric
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
 from graphdl.registry import GradContext, OpDef, RuleError, fail, register, scratch
 
@@ -40,7 +40,7 @@ register(OpDef(
     grad=lambda c: [c.gout, c.gout], doc="a + b with broadcasting and type promotion.",
 ))
 register(OpDef(
-    "sub", broadcast_rule, ufunc_kernel(np.subtract), arity=2, inplace=(0, 1), dtype=promote_numeric,
+    "sub", broadcast_rule, ufunc_kernel(np.subtract), arity=2, inplace=(0, 1), dtype=promote_no_bool,
     grad=lambda c: [c.gout, -c.gout], doc="a - b with broadcasting and type promotion.",
 ))
 register(OpDef(
@@ -53,7 +53,7 @@ register(OpDef(
     doc="True division a / b (the `/` operator and gd.ops.div convert integer operands to float first).",
 ))
 register(OpDef("neg", same_shape, ufunc_kernel(np.negative), arity=1, inplace=(0,), grad=lambda c: [-c.gout],
-               dtype=promote_numeric, doc="-x."))
+               dtype=promote_no_bool, doc="-x."))
 register(OpDef("exp", same_shape, ufunc_kernel(np.exp), arity=1, inplace=(0,), grad=lambda c: [c.gout * c.out],
                dtype=floating, doc="e ** x."))
 register(OpDef("log", same_shape, ufunc_kernel(np.log), arity=1, inplace=(0,), grad=lambda c: [c.gout / c.inputs[0]],
