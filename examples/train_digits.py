@@ -1,4 +1,5 @@
-"""Train the README's MLP on scikit-learn's 8x8 digits, save it, reload it in a fresh process, draw it.
+"""Train the README's MLP on scikit-learn's 8x8 digits with a validation split, early stopping and a best
+checkpoint; save it, reload it in a fresh process, draw it and its training curves.
 
 Run: python examples/train_digits.py [--epochs N] [--out DIR]
 """
@@ -30,9 +31,17 @@ def build(x_train: np.ndarray) -> tuple[gd.Graph, gd.Tensor, gd.Tensor, gd.Tenso
     return g, x, y, logits, loss
 
 
+def holdout(x: np.ndarray, y: np.ndarray, fraction: float, seed: int = 0
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A fixed random validation split of the training data: (x_fit, y_fit, x_val, y_val)."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = round(len(x) * fraction)
+    return x[order[cut:]], y[order[cut:]], x[order[:cut]], y[order[:cut]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--out", default="out")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
@@ -40,18 +49,22 @@ def main() -> int:
     model_path = os.path.join(args.out, "mlp.gdl")
 
     data = gd.data.load_digits()
-    g, x, y, logits, loss = build(data.x_train)
+    x_fit, y_fit, x_val, y_val = holdout(data.x_train, data.y_train, fraction=0.15)
+    g, x, y, logits, loss = build(x_fit)
     train = gd.compile([loss, logits], optimizer=optim.Adam(lr=1e-3))
     predict = gd.compile([logits])
 
     start = time.perf_counter()
-    loader = gd.data.DataLoader(data.x_train, data.y_train, batch_size=32, shuffle=True, seed=0)
-    history = gd.fit(train, loader, epochs=args.epochs, inputs=["x", "y"],
-                     validation=(predict, data.x_test, data.y_test), progress=not args.no_progress)
+    loader = gd.data.DataLoader(x_fit, y_fit, batch_size=32, shuffle=True, seed=0)
+    best_path = os.path.join(args.out, "best.gdl")
+    stop = gd.callbacks.EarlyStopping("val_loss", patience=8, min_delta=1e-4, restore_best_weights=True)
+    history = gd.fit(train, loader, epochs=args.epochs, inputs=["x", "y"], metrics=["accuracy"],
+                     validation=(x_val, y_val), progress=not args.no_progress,
+                     callbacks=[stop, gd.callbacks.ModelCheckpoint(best_path, "val_loss")])
     seconds = time.perf_counter() - start
     acc = gd.evaluate(predict, data.x_test, data.y_test)["accuracy"]
-    print(f"test accuracy {acc:.4f} after {args.epochs} epochs in {seconds:.1f} s "
-          f"(final training loss {history['loss'][-1]:.4f})")
+    print(f"test accuracy {acc:.4f} after {len(history.epochs)} epochs in {seconds:.1f} s (best validation loss "
+          f"{stop.best:.4f} at epoch {stop.best_epoch}, weights restored; best checkpoint {best_path})")
 
     predict.save(model_path)
     np.save(os.path.join(args.out, "x_test.npy"), data.x_test)
@@ -69,7 +82,10 @@ def main() -> int:
     svg = os.path.join(args.out, "train.svg")
     gd.viz.to_svg(train, svg)
     gd.viz.to_svg(predict, os.path.join(args.out, "predict.svg"))
-    print(f"drew {svg}")
+    history.save(os.path.join(args.out, "history.json"))
+    curves = os.path.join(args.out, "curves.png")
+    gd.plot.history(history, curves)
+    print(f"drew {svg} and {curves}")
     report = predict.memory_report(batch_size=256)
     print("memory at batch 256: " + ", ".join(f"{k}={v:,}" for k, v in report.items()))
     if not same or acc < 0.96:

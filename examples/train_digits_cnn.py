@@ -1,5 +1,6 @@
-"""Train a small CNN (Conv2D, BatchNorm2D, ReLU, MaxPool2D, Dropout, Linear) on the 8x8 digits, save it,
-reload it in a fresh process and check that it predicts the same.
+"""Train a small CNN (Conv2D, BatchNorm2D, ReLU, MaxPool2D, Dropout, Linear) on the 8x8 digits with a validation
+split, early stopping and a best checkpoint; save it, reload it in a fresh process and check that it predicts the
+same; draw it and its training curves.
 
 Run: python examples/train_digits_cnn.py [--epochs N] [--out DIR]
 """
@@ -50,19 +51,27 @@ def main() -> int:
     model_path = os.path.join(args.out, "digits_cnn.gdl")
 
     data = gd.data.load_digits(images=True)
+    order = np.random.default_rng(args.seed).permutation(len(data.x_train))
+    cut = round(0.15 * len(order))  # a fixed validation split of the training data
+    x_fit, y_fit = data.x_train[order[cut:]], data.y_train[order[cut:]]
+    x_val, y_val = data.x_train[order[:cut]], data.y_train[order[:cut]]
     logits, loss = build(args.seed)
-    loader = gd.data.DataLoader(data.x_train, data.y_train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    loader = gd.data.DataLoader(x_fit, y_fit, batch_size=args.batch_size, shuffle=True, seed=args.seed)
     steps = args.epochs * len(loader)
     train = gd.compile([loss, logits], optimizer=optim.AdamW(lr=3e-3, weight_decay=1e-4,
                                                              schedule=optim.CosineLR(steps, warmup_steps=20)))
     predict = gd.compile([logits])  # inference plan: running statistics, no dropout
 
     start = time.perf_counter()
-    history = gd.fit(train, loader, epochs=args.epochs, inputs=["x", "y"], progress=not args.no_progress)
+    best_path = os.path.join(args.out, "best.gdl")
+    stop = gd.callbacks.EarlyStopping("val_loss", patience=5, restore_best_weights=True)
+    history = gd.fit(train, loader, epochs=args.epochs, inputs=["x", "y"], metrics=["accuracy"],
+                     validation=(x_val, y_val), progress=not args.no_progress,
+                     callbacks=[stop, gd.callbacks.ModelCheckpoint(best_path, "val_loss")])
     seconds = time.perf_counter() - start
     acc = gd.evaluate(predict, data.x_test, data.y_test)["accuracy"]
-    print(f"test accuracy {acc:.4f} after {args.epochs} epochs in {seconds:.1f} s "
-          f"(final training loss {history['loss'][-1]:.4f})")
+    print(f"test accuracy {acc:.4f} after {len(history.epochs)} epochs in {seconds:.1f} s (best validation loss "
+          f"{stop.best:.4f} at epoch {stop.best_epoch}, weights restored; best checkpoint {best_path})")
 
     predict.save(model_path)
     x_path = os.path.join(args.out, "x_test.npy")
@@ -79,6 +88,9 @@ def main() -> int:
     print(f"saved {model_path} ({os.path.getsize(model_path):,} bytes); reloaded in a fresh process: "
           f"{'identical predictions' if same else 'PREDICTIONS DIFFER'}")
     gd.viz.to_svg(predict, os.path.join(args.out, "digits_cnn.svg"))
+    gd.viz.to_svg(train, os.path.join(args.out, "digits_cnn_train.svg"))  # one box per layer
+    history.save(os.path.join(args.out, "history.json"))
+    gd.plot.history(history, os.path.join(args.out, "curves.png"))
     if not same or acc < 0.98:
         print("FAILED: accuracy below 0.98 or reloaded predictions differ", file=sys.stderr)
         return 1

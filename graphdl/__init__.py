@@ -16,6 +16,7 @@ from graphdl import (
     onnx,
     ops,  # registers the op table
     optim,
+    plot,
     viz,
 )
 from graphdl.compiler import compile, grad
@@ -77,5 +78,6 @@ __all__ = [
     "ops",
     "optim",
     "placeholder",
+    "plot",
     "viz",
 ]

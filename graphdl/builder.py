@@ -25,7 +25,7 @@ from graphdl.ir import (
     validate_name,
     value_info,
 )
-from graphdl.registry import RuleError, get_op, infer
+from graphdl.registry import RuleError, attr_problems, get_op, infer
 from graphdl.tensor import Tensor
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -83,6 +83,10 @@ class Builder:
         """Add one node computing ``op`` of ``inputs``; Python numbers become scalar constants."""
         opdef = get_op(op)
         attrs = dict(attrs or {})
+        problems = attr_problems(opdef, attrs)
+        if problems:
+            origin = self.default_origin or user_origin()
+            raise GraphError(f"{op} at node '{name or op}' (defined at {origin}): {'; '.join(problems)}")
         like = next((t for t in inputs if isinstance(t, Tensor)), None)
         handles = [self._as_tensor(t, like) for t in inputs]
         if opdef.arity is not None and len(handles) != opdef.arity:

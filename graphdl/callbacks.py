@@ -123,7 +123,7 @@ class EarlyStopping(_Monitoring):
         if self.observe(epoch, self.value(logs)):
             if self.restore_best_weights:
                 self.best_values = {k: v.copy() for k, v in self.executable.values.items()}
-        elif self.wait > self.patience or (self.patience == 0 and self.wait > 0):
+        elif self.wait >= self.patience:
             self.stop_training, self.stopped_epoch = True, epoch
 
     def on_train_end(self, logs: dict[str, Any]) -> None:
@@ -137,6 +137,8 @@ class ModelCheckpoint(_Monitoring):
     """Save the training executable to ``path`` (``{epoch}`` is replaced) after an epoch: only when ``monitor``
     improves (``save_best_only``, the default) or every epoch. Saves are atomic (``Executable.save``) and never
     write a model with non-finite values; after a resume the earlier best is kept unless beaten."""
+
+    rank_zero_only = True  # under MPI, one rank writes the file
 
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", *, save_best_only: bool = True,
                  mode: str = "auto", min_delta: float = 0.0) -> None:
@@ -186,6 +188,8 @@ class ReduceLROnPlateau(_Monitoring):
 class CSVLogger(Callback):
     """Write one CSV row per epoch (every logged name as a column) to ``path``, rewritten atomically after
     each epoch. ``append=True`` keeps the rows already in the file (after a resume)."""
+
+    rank_zero_only = True  # under MPI, one rank writes the file
 
     def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
         super().__init__()

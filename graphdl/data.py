@@ -44,6 +44,14 @@ class DataLoader:
         self.rank, self.size = rank, size
         self.rng = np.random.default_rng(seed)
 
+    def sharded(self, rank: int, size: int) -> DataLoader:
+        """The same loader (arrays, batch size, shuffling, and the generator's current state) for one rank of
+        ``size``: see ``shard``."""
+        out = DataLoader(*self.arrays, batch_size=self.batch_size, shuffle=self.shuffle, seed=0,
+                         drop_last=self.drop_last, shard=(rank, size))
+        out.rng.bit_generator.state = self.rng.bit_generator.state
+        return out
+
     def __len__(self) -> int:
         per_step = self.batch_size * self.size
         full, rest = divmod(self.n, per_step)

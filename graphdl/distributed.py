@@ -133,3 +133,41 @@ def predict_step(compute_s: float, grad_bytes: float, ranks: int, *, alpha: floa
     comm = allreduce_seconds(grad_bytes, ranks, alpha=alpha, beta=beta, buckets=buckets)
     step = compute_s + (1.0 - overlap) * comm
     return {"comm_s": comm, "step_s": step, "speedup": ranks * compute_s / step, "efficiency": compute_s / step}
+
+
+def for_fit(train: Any, loader: Any, on_nonfinite: str) -> tuple[MPI | None, Any]:
+    """What ``gd.fit`` needs under mpiexec: the plan's MPI setting (None when alone) and the loader sharded
+    for this rank. A plan without gradient all-reduce under several ranks is refused: each rank would
+    train its own model and nothing would say so."""
+    rank, size = rank_and_size()
+    collective = any(n.op == "allreduce_start" for n in train.ir.nodes)
+    if size == 1 and not collective:
+        return None, loader
+    if not collective:
+        raise GraphDLError(f"gd.fit runs on {size} MPI ranks, but the training plan '{train.name}' has no gradient "
+                           "all-reduce, so each rank would train its own model; compile it with "
+                           "distributed=gd.distributed.MPI() (to resume from a one-process checkpoint, build and "
+                           "compile the model so, then load_parameters/load_state from the file)")
+    dist = train.distributed if isinstance(train.distributed, MPI) else MPI()
+    dist.setup()
+    if on_nonfinite == "skip" and size > 1:
+        raise GraphDLError("on_nonfinite='skip' is not supported on several ranks (a rank that skips would leave "
+                           "the others waiting for its gradients); use on_nonfinite='stop'")
+    if loader.size == 1 and size > 1:
+        loader = loader.sharded(rank, size)
+    elif (loader.rank, loader.size) != (rank, size):
+        raise GraphDLError(f"the DataLoader is sharded as rank {loader.rank} of {loader.size}, but this is rank "
+                           f"{rank} of {size}")
+    return dist, loader
+
+
+def average(dist: MPI | None, logs: dict[str, float]) -> dict[str, float]:
+    """Each value averaged over the ranks (every rank takes the same number of equal steps)."""
+    if dist is None or dist.size == 1 or not logs:
+        return logs
+    keys = sorted(logs)
+    names = dist.comm.bcast(keys, root=0)
+    if names != keys:
+        raise GraphDLError(f"rank {dist.rank} reports {keys}, rank 0 {names}; every rank must use the same metrics")
+    total = dist.allreduce_sum(np.array([logs[k] for k in keys], dtype=np.float64)) / dist.size
+    return {k: float(v) for k, v in zip(keys, total)}

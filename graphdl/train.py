@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl import distributed
 from graphdl.data import DataLoader
 from graphdl.errors import GraphDLError, NonFiniteError
 from graphdl.executable import Executable
@@ -218,15 +219,19 @@ def save_if_finite(exe: Executable, path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def _validation_parts(validation: Any, names: Sequence[str], batch_size: int) -> tuple[Executable, DataLoader]:
-    if not isinstance(validation, tuple | list) or len(validation) < 2 or not isinstance(validation[0], Executable):
-        raise GraphDLError("validation must be (executable, DataLoader) or (executable, *arrays) with the arrays in "
-                           f"the order of the fed inputs {list(names)}; the executable is e.g. "
-                           "gd.compile([loss, logits]) (no optimizer: it does not train)")
-    exe, rest = validation[0], validation[1:]
-    if exe.training:
-        raise GraphDLError(f"the validation executable '{exe.name}' trains (it has update nodes); compile it "
-                           "without an optimizer: gd.compile([loss, logits])")
+def _validation_parts(validation: Any, train: Executable, names: Sequence[str],
+                      batch_size: int) -> tuple[Executable, DataLoader]:
+    if not isinstance(validation, tuple | list) or not validation:
+        raise GraphDLError("validation must be (x, y, ...) arrays in the order of the fed inputs "
+                           f"{list(names)}, a DataLoader, or (executable, arrays or DataLoader)")
+    if isinstance(validation[0], Executable):
+        exe, rest = validation[0], tuple(validation[1:])
+        if exe.training:
+            raise GraphDLError(f"the validation executable '{exe.name}' trains (it has update nodes); compile it "
+                               "without an optimizer: gd.compile([loss, logits])")
+    else:
+        # The training plan's own outputs, in inference mode, sharing its parameters and state.
+        exe, rest = train.inference(list(train.outputs)), tuple(validation)
     if len(rest) == 1 and isinstance(rest[0], DataLoader):
         return exe, rest[0]
     if len(rest) != len(names):
@@ -245,9 +250,11 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     executable's inputs). ``metrics`` (names or ``gd.metrics`` objects; a dict ``{output: [...]}`` to say
     which output they score) are computed on the training batches and the validation data;
     ``targets={output: input}`` names the array holding their targets when that is not clear.
-    ``validation`` is ``(executable, *arrays)`` or ``(executable, DataLoader)`` with an inference
-    executable such as ``gd.compile([loss, logits])``: its scalar outputs (the validation loss) and the
-    metrics are reported with a ``val_`` prefix. ``callbacks`` follow ``graphdl.callbacks.Callback``.
+    ``validation`` is ``(x, y, ...)`` arrays or a DataLoader, run through the inference plan of the
+    training outputs (``train.inference``: no dropout, BatchNorm's running statistics); or
+    ``(executable, *arrays)`` / ``(executable, DataLoader)`` with an inference executable of your own.
+    Its scalar outputs (the validation loss) and the metrics are reported with a ``val_`` prefix.
+    ``callbacks`` follow ``graphdl.callbacks.Callback``.
     ``checkpoint`` saves the training model after each epoch (never with non-finite values).
 
     A non-finite objective stops training with ``NonFiniteError`` naming the epoch and step
@@ -266,15 +273,21 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     names = list(inputs or train.inputs)
     if len(names) != len(loader.arrays):
         raise GraphDLError(f"the loader yields {len(loader.arrays)} arrays but inputs are {names}")
+    # Under mpiexec: this rank's shard; the bar, checkpoints and file-writing callbacks on rank 0 only.
+    dist, loader = distributed.for_fit(train, loader, on_nonfinite)
+    lead = dist is None or dist.rank == 0
+    progress = progress and lead
     tracker = _Tracker(train, names, metrics, targets)
     val = None
     if validation is not None:
-        val_exe, val_loader = _validation_parts(validation, names, loader.batch_size)
+        if isinstance(validation, DataLoader):
+            validation = (validation,)
+        val_exe, val_loader = _validation_parts(validation, train, names, loader.batch_size)
         val = (_Tracker(val_exe, names, metrics, targets), val_loader)
     history = history if history is not None else History(objective=train.objective)
     history.objective = history.objective or train.objective
     objective = train.outputs.index(train.objective) if train.objective in train.outputs else None
-    callbacks = list(callbacks)
+    callbacks = [cb for cb in callbacks if lead or not getattr(cb, "rank_zero_only", False)]
     for cb in callbacks:
         cb.set_context(train, history)
     for cb in callbacks:
@@ -323,6 +336,7 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
                         val_tracker.update(val_tracker.exe.run(val_tracker.feeds(vb), copy=False), vb)
                     logs.update(val_tracker.result("val_"))
                     bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+            logs = distributed.average(dist, logs)
             record = {"epoch": epoch, **logs, "lr": learning_rate(train)}
             if skipped:
                 record["skipped_batches"] = skipped
@@ -330,7 +344,7 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
             shared = dict(record)  # one dict for every callback, as in Keras: a callback may add values
             for cb in callbacks:
                 cb.on_epoch_end(epoch, shared)
-            if checkpoint is not None:
+            if checkpoint is not None and lead:
                 save_if_finite(train, checkpoint)
             if any(cb.stop_training for cb in callbacks):
                 break

@@ -111,3 +111,30 @@ def test_sharded_loader_gives_disjoint_equal_shards() -> None:
     assert len(seen) == len(set(seen.tolist())) >= 103 - 2
     with pytest.raises(gd.GraphDLError, match="shard must be"):
         gd.data.DataLoader(data, shard=(3, 3))
+
+
+@pytest.mark.slow
+def test_fit_under_mpiexec_then_resume_on_another_number_of_ranks(tmp_path) -> None:
+    example = str(Path(__file__).parent.parent / "examples" / "train_digits_mpi.py")
+    first = _launch(2, example, "--epochs", "2", "--out", str(tmp_path), "--no-progress")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.count("rank(s):") == 1  # only rank 0 reports
+    second = _launch(3, example, "--epochs", "1", "--out", str(tmp_path), "--resume", "--no-progress")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "3 rank(s): epochs 3-3" in second.stdout
+    history = gd.History.load(tmp_path / "mpi_history.json")
+    assert [e["epoch"] for e in history.epochs] == [1, 2, 3]
+    assert history["loss"][2] < history["loss"][0]
+    assert int(gd.load(tmp_path / "mpi_ckpt.gdl").state()["optimizer.t"]) > 0
+
+
+def test_fit_refuses_a_plan_without_all_reduce_on_several_ranks(monkeypatch) -> None:
+    with gd.Graph("m"):
+        x = gd.placeholder("x", (None, 3))
+        y = gd.placeholder("y", (None,), dtype="int64")
+        loss = losses.SoftmaxCrossEntropy()(layers.Linear(3, 2, name="fc")(x), y)
+    train = gd.compile([loss], optimizer=optim.SGD())
+    monkeypatch.setattr(gd.distributed, "rank_and_size", lambda: (0, 2))
+    loader = gd.data.DataLoader(np.zeros((8, 3), "float32"), np.zeros(8, "int64"), batch_size=4)
+    with pytest.raises(gd.GraphDLError, match="no gradient all-reduce"):
+        gd.fit(train, loader, progress=False)

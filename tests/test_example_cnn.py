@@ -27,3 +27,4 @@ def test_train_digits_cnn(tmp_path) -> None:
     assert "identical predictions" in proc.stdout
     assert seconds < 120, f"took {seconds:.0f} s"
     assert (tmp_path / "digits_cnn.gdl").exists() and (tmp_path / "digits_cnn.svg").exists()
+    assert "weights restored" in proc.stdout and (tmp_path / "best.gdl").exists() and (tmp_path / "curves.png").exists()

@@ -159,6 +159,40 @@ def _save(model: onnx.ModelProto, path) -> str:
     return path
 
 
+def test_constant_nodes(tmp_path) -> None:
+    shape = helper.make_node("Constant", [], ["shape"], value=numpy_helper.from_array(np.array([-1, 2, 2])))
+    half = helper.make_node("Constant", [], ["half"], value_float=0.5)
+    nodes = [shape, half, helper.make_node("Reshape", ["x", "shape"], ["r"], name="r"),
+             helper.make_node("Mul", ["r", "half"], ["m"], name="m"),
+             helper.make_node("Flatten", ["m"], ["y"], name="flat")]
+    imported = gd.onnx.load(_save(_model(nodes), tmp_path / "c.onnx"))
+    xv = np.arange(8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(imported.compile().run({"x": xv})[0], xv * 0.5)
+    assert not imported.graph.parameters()  # constants are not trainable
+
+
+def test_shape_arithmetic_feeding_reshape(tmp_path) -> None:
+    """x.view(x.size(0), -1) as the TorchScript exporter writes it, with a dynamic batch; then a row pick."""
+    i64 = lambda name, v: numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "zero"], ["n"], name="batch", axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="unsq"),
+             helper.make_node("Concat", ["n1", "minus1"], ["target"], name="cat", axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"], name="view"),
+             helper.make_node("Gather", ["flat", "cols"], ["picked"], name="pick", axis=1),
+             helper.make_node("Mul", ["picked", "two"], ["y"], name="y")]
+    inits = [i64("zero", 0), i64("axes", [0]), i64("minus1", [-1]), i64("cols", [3, 0, 1]),
+             numpy_helper.from_array(np.array(2.0, np.float32), "two")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    exe = gd.onnx.load(_save(model, tmp_path / "view.onnx")).compile()
+    for batch in (1, 4):
+        xv = np.random.default_rng(batch).standard_normal((batch, 2, 2)).astype(np.float32)
+        np.testing.assert_array_equal(exe.run({"x": xv})[0], xv.reshape(batch, -1)[:, [3, 0, 1]] * 2)
+
+
 def test_unsupported_op_is_refused_up_front(tmp_path, monkeypatch) -> None:
     from graphdl.onnx import importers
 
@@ -219,6 +253,10 @@ def test_hostile_files(tmp_path) -> None:
     with pytest.raises(gd.ModelFileError, match="external"):
         gd.onnx.load(_save(_relu_with_weight(external), tmp_path / "ext.onnx"))
 
+    with pytest.raises(gd.ModelFileError, match="cannot be read"):
+        gd.onnx.load(tmp_path)  # a directory
+    with pytest.raises(FileNotFoundError):
+        gd.onnx.load(tmp_path / "missing.onnx")
     assert not (tmp_path / "etc").exists()
     gd.onnx.load(_save_bytes(tmp_path / "good.onnx", good))  # the well-formed one loads
 
@@ -250,3 +288,38 @@ def test_torch_dynamo_exporter(make, shape, tmp_path) -> None:
         with torch.no_grad():
             expected = module(torch.from_numpy(xv)).numpy()
         assert rel_err(exe.run({"x": xv})[0], expected) <= 1e-5
+
+
+@pytest.mark.slow
+def test_torch_transformer_encoder_layer(tmp_path) -> None:
+    """nn.TransformerEncoderLayer through the dynamo exporter (the TorchScript one fails inside PyTorch on
+    scaled_dot_product_attention): shape arithmetic (Shape, Gather, Slice, Concat feeding Reshape) is
+    followed symbolically, so the batch stays dynamic; then fine-tune, save, reload, export back."""
+    torch.manual_seed(0)
+    module = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True).eval()
+    path = str(tmp_path / "encoder.onnx")
+    torch.onnx.export(module, (torch.zeros(2, 5, 16),), path, input_names=["x"], output_names=["y"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False)
+    imported = gd.onnx.load(path)
+    predict = imported.compile()
+    rng = np.random.default_rng(0)
+    for batch in (1, 6):
+        xv = rng.standard_normal((batch, 5, 16)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(xv)).numpy()
+        assert rel_err(predict.run({"x": xv})[0], expected) <= 1e-5
+    g, y = imported.graph, imported.outputs[0]
+    with g:
+        target = gd.placeholder("target", (None, 5, 16))
+        loss = gd.losses.MSE(name="loss")(y, target)
+    train = imported.compile(gd.optim.Adam(lr=1e-2), loss=loss)
+    xt, tt = rng.standard_normal((8, 5, 16)).astype(np.float32), rng.standard_normal((8, 5, 16)).astype(np.float32)
+    losses = [float(train.run({"x": xt, "target": tt})[0]) for _ in range(5)]
+    assert losses[-1] < losses[0]
+    tuned = predict.run({"x": xt})[0]
+    train.save(tmp_path / "encoder.gdl")
+    back = str(tmp_path / "back.onnx")
+    gd.onnx.export(gd.load(tmp_path / "encoder.gdl"), back, outputs=[y.name])
+    sess = ort.InferenceSession(back, providers=["CPUExecutionProvider"])
+    assert rel_err(sess.run(None, {"x": xt})[0], tuned) <= 1e-5
+    assert rel_err(sess.run(None, {"x": xt[:3]})[0], tuned[:3]) <= 1e-5

@@ -26,8 +26,9 @@ def test_save_then_load_in_a_fresh_process_gives_identical_outputs(mlp, batch, t
     np.save(tmp_path / "x.npy", xb)
     code = ("import sys, numpy as np, graphdl as gd; m = gd.load(sys.argv[1]); "
             "np.save(sys.argv[3], m.run({'x': np.load(sys.argv[2])})[0])")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gd.__file__)))  # this checkout, not the installed one
     subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-                   check=True, cwd=tmp_path)
+                   check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": root})
     assert np.array_equal(np.load(tmp_path / "y.npy"), predict.run({"x": xb})[0])
 
 
@@ -37,7 +38,7 @@ def test_file_layout_manifest_and_checksums(mlp, tmp_path) -> None:
     with zipfile.ZipFile(path) as z:
         assert set(z.namelist()) == {"manifest.json", "graph.json", "weights.npz"}
         manifest = json.loads(z.read("manifest.json"))
-        assert manifest["format"] == "graphdl-model" and manifest["format_version"] == 1
+        assert manifest["format"] == "graphdl-model" and manifest["format_version"] == serialize.FORMAT_VERSION
         assert manifest["graphdl_version"] == gd.__version__
         assert set(manifest["members"]) == {"graph.json", "weights.npz"}
         np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False)  # plain arrays only

@@ -179,6 +179,24 @@ def test_fit_argument_errors(mlp) -> None:
         gd.fit(train, loader, validation=(train, x, y), progress=False)
     with pytest.raises(gd.GraphDLError, match="validation has 1 arrays"):
         gd.fit(train, loader, validation=(gd.compile([mlp.loss]), x), progress=False)
+    with pytest.raises(gd.GraphDLError, match="validation must be"):
+        gd.fit(train, loader, validation=x, progress=False)
+
+
+def test_validation_arrays_use_the_training_plans_inference_mode(mlp) -> None:
+    x, y = _separable(96)
+    with mlp.g:
+        dropped = gd.layers.Dropout(0.9, name="drop")(mlp.logits)
+        loss = losses.SoftmaxCrossEntropy()(dropped, mlp.y)
+    train = gd.compile([loss, dropped], optimizer=gd.optim.SGD(lr=0.05))
+    h = gd.fit(train, gd.data.DataLoader(x, y, batch_size=32), epochs=2, metrics=["accuracy"], validation=(x, y),
+               progress=False)
+    mine = gd.evaluate(gd.compile([loss, dropped]), x, y, inputs=["x", "y"])
+    assert h[f"val_{loss.name}"][-1] == pytest.approx(mine[loss.name], rel=1e-5)  # dropout off, like an inference plan
+    assert h["val_accuracy"][-1] == mine["accuracy"]
+    h2 = gd.fit(train, gd.data.DataLoader(x, y, batch_size=32), epochs=1, validation=gd.data.DataLoader(x, y),
+                progress=False)
+    assert f"val_{loss.name}" in h2
 
 
 def test_progress_bar_shows_values_by_name(mlp, capsys) -> None:

@@ -50,6 +50,8 @@ class ImportContext:
         self.inits = {t.name: t for t in model.graph.initializer}
         self.consts: dict[str, np.ndarray] = {}
         self.values: dict[str, Tensor] = {}
+        #: Values computed from shapes (Shape -> Gather -> Concat -> Reshape): sizes, None where unknown.
+        self.shape_values: dict[str, list[int | None]] = {}
         self.graph_outputs = {o.name for o in model.graph.output}
         readers = Counter(i for n in model.graph.node for i in n.input if i)
         self.readers = readers
@@ -70,6 +72,9 @@ class ImportContext:
         """The value of a constant (initializer or Constant node), or None for a computed value."""
         if name in self.consts:
             return self.consts[name]
+        sv = self.shape_values.get(name)
+        if sv is not None and None not in sv:
+            return np.array(sv, dtype=np.int64)
         if name in self.inits:
             return self.onnx.numpy_helper.to_array(self.inits[name])
         return None
@@ -84,20 +89,39 @@ class ImportContext:
             raise self.refuse(f"input {i} ('{ins[i]}') must be a constant for graphdl to import this node")
         return value
 
+    def sizes(self, i: int) -> list[int | None] | None:
+        """Input ``i`` as a list of sizes (None where a size is only known at run time), if it is one."""
+        if not self.has(i):
+            return None
+        name = self.node.input[i]
+        if name in self.shape_values:
+            return list(self.shape_values[name])
+        value = self.array(name)
+        if value is None or value.dtype.kind not in "iu" or value.ndim > 1:
+            return None
+        return [int(v) for v in value.reshape(-1)]
+
     def has(self, i: int) -> bool:
         return i < len(self.node.input) and bool(self.node.input[i])
 
     def input(self, i: int, kind: NodeKind | None = None, value: np.ndarray | None = None) -> Tensor:
         """Input ``i`` as a graph tensor; a constant becomes a stored node of ``kind`` on first use."""
-        name = self.node.input[i]
+        return self.tensor(self.node.input[i], kind, value)
+
+    def tensor(self, name: str, kind: NodeKind | None = None, value: np.ndarray | None = None) -> Tensor:
+        """The ONNX value ``name`` as a graph tensor (``value`` overrides a constant's array, uncached)."""
         if name in self.values and value is None:
             return self.values[name]
         arr = self.array(name) if value is None else value
+        if arr is None and name in self.shape_values:
+            raise self.refuse(f"input '{name}' is a shape with sizes only known at run time "
+                              f"{self.shape_values[name]}; graphdl imports shapes only where they feed a "
+                              "Reshape or Expand")
         if arr is None:
             raise self.refuse(f"input '{name}' is not defined before this node")
         g = self.graph
         tag = _KINDS.get(self.inits[name].doc_string) if name in self.inits else None
-        if arr.ndim == 0 and arr.dtype.kind == "f" and kind is None:
+        if arr.ndim == 0 and arr.dtype.kind == "f" and kind is None and tag is not NodeKind.PARAM:
             t = g.scalar(float(arr), arr.dtype.name)  # folded and simplified like any graphdl scalar
         else:
             if kind is None:
@@ -152,9 +176,6 @@ class ImportContext:
             self.node = node
             if k in fused.skip:
                 continue
-            if node.op_type == "Constant":
-                self.consts[node.output[0]] = _constant(self, node)
-                continue
             if k in fused.linear:
                 outs: list[Tensor | None] = [fused.build(self, k)]
             else:
@@ -168,15 +189,19 @@ class ImportContext:
         outputs = []
         for o in self.model.graph.output:
             if o.name not in self.values:
-                t = self.array(o.name)
-                if t is None:
+                if self.array(o.name) is None:
                     raise UnsupportedOpError(f"{self.where}: model output '{o.name}' is never computed")
-                self.node = type("N", (), {"input": [o.name], "name": o.name, "output": [o.name],
-                                           "op_type": "output"})()
-                self.values[o.name] = self.input(0)
+                self.values[o.name] = self.tensor(o.name)  # a constant output
             outputs.append(self.values[o.name])
         return ImportedModel(g, inputs, outputs, self.opset, self.model.producer_name,
                              [t.name for t in self.model.graph.initializer])
+
+
+@importer("Constant")
+def _constant_node(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    """A constant becomes a graph node only where an op reads it as data (``ImportContext.input``)."""
+    ctx.consts[node.output[0]] = _constant(ctx, node)
+    return [None]
 
 
 def _constant(ctx: ImportContext, node: Any) -> np.ndarray:
@@ -453,9 +478,18 @@ def _target(ctx: ImportContext, shape: list[int | None]) -> tuple[int, ...]:
 @importer("Reshape")
 def _reshape(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     x = ctx.input(0)
-    target = [int(d) for d in ctx.const(1)]
+    target = ctx.sizes(1)
+    if target is None:
+        raise ctx.refuse("the target shape must be a constant or computed from shapes")
     if not a.get("allowzero", 0):
         target = [(x.shape[i] if d == 0 else d) for i, d in enumerate(target)]
+    unknown = [k for k, d in enumerate(target) if d is None]
+    if len(unknown) == 1 and -1 in target and x.shape.count(None) == 1:
+        # view(x.size(0), -1): the run-time size is x's unknown (batch) dimension, so the -1 is known
+        known_x = math.prod(d for d in x.shape if d is not None)
+        known_t = math.prod(d for d in target if d not in (None, -1))
+        if known_t and known_x % known_t == 0:
+            target[target.index(-1)] = known_x // known_t
     return [ctx.apply("reshape", [x], {"shape": _target(ctx, target)})]
 
 
@@ -479,12 +513,14 @@ def _squeeze(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | 
 
 @importer("Expand")
 def _expand(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
-    x, shape = ctx.input(0), [int(d) for d in ctx.const(1)]
+    x, shape = ctx.input(0), ctx.sizes(1)
+    if shape is None:
+        raise ctx.refuse("the target shape must be a constant or computed from shapes")
     nd = max(len(x.shape), len(shape))
     ss = [1] * (nd - len(shape)) + shape
     # ONNX broadcasts both ways: a 1 keeps the input's size (None in graphdl's broadcast_to)
     lead = nd - len(x.shape)
-    target = [(None if k >= lead else 1) if s == 1 else s for k, s in enumerate(ss)]
+    target = [(None if k >= lead else 1) if s in (1, None) else s for k, s in enumerate(ss)]
     return [ctx.apply("broadcast_to", [x], {"shape": tuple(target)})]
 
 
@@ -612,9 +648,26 @@ def _reduce(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | N
 @importer("Gather")
 def _gather(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     table = ctx.array(node.input[0])
-    if table is None or table.ndim != 2 or int(a.get("axis", 0)) != 0:
-        raise ctx.refuse("only Gather of rows (axis 0) of a constant 2-d table (an embedding) is supported")
-    return [ctx.apply("embedding", [ctx.input(1), ctx.input(0, NodeKind.PARAM)])]
+    if table is not None and table.ndim == 2 and int(a.get("axis", 0)) == 0 and ctx.array(node.input[1]) is None:
+        return [ctx.apply("embedding", [ctx.input(1), ctx.input(0, NodeKind.PARAM)])]
+    index = ctx.array(node.input[1])
+    x = ctx.input(0)
+    if index is None or index.ndim > 1:
+        raise ctx.refuse("Gather is imported for a constant table read by computed ids (an embedding), or "
+                         "for constant 0-d or 1-d indices")
+    axis = int(a.get("axis", 0)) % len(x.shape)
+    size = x.shape[axis]
+    picks = [int(i) + (size if i < 0 and size is not None else 0) for i in index.reshape(-1)]
+    if any(i < 0 or (size is not None and i >= size) for i in picks):
+        raise ctx.refuse(f"indices {index.tolist()} are out of range for axis {axis} of {x.shape}")
+    if index.ndim == 0:  # one position: a slice without its axis
+        part = ctx.part("slice", [x], {"axis": axis, "start": picks[0], "stop": picks[0] + 1})
+        return [ctx.apply("squeeze", [part], {"axis": (axis,)})]
+    if picks == list(range(picks[0], picks[0] + len(picks))):
+        return [ctx.apply("slice", [x], {"axis": axis, "start": picks[0], "stop": picks[0] + len(picks)})]
+    parts = [ctx.part("slice", [x], {"axis": axis, "start": i, "stop": i + 1}, suffix=f"pick{k}")
+             for k, i in enumerate(picks)]
+    return [ctx.apply("concat", parts, {"axis": axis})]
 
 
 @importer("SoftmaxCrossEntropyLoss")
@@ -688,3 +741,70 @@ def _nll(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None
     ins = [ctx.input(0), ctx.input(1)] + ([ctx.input(2, NodeKind.CONSTANT)] if ctx.has(2) else [])
     attrs = {} if "ignore_index" not in a else {"ignore_index": int(a["ignore_index"])}
     return [ctx.apply("class_nll", ins, attrs)]
+
+
+# -- shape arithmetic: Shape -> Gather/Slice/Unsqueeze/Concat/Mul -> Reshape ------------------
+@importer("Shape")
+def _shape(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    dims = list(ctx.input(0).shape)
+    start, end = int(a.get("start", 0)), a.get("end")
+    ctx.shape_values[node.output[0]] = dims[start:None if end is None else int(end)]
+    return [None]
+
+
+def _on_sizes(fn: Importer, sized: Callable[[ImportContext, Any, dict[str, Any]], list[int | None] | None]
+              ) -> Importer:
+    """An importer that computes on sizes when its first input is a shape value, else builds nodes."""
+
+    def build(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+        if any(i in ctx.shape_values for i in node.input):
+            out = sized(ctx, node, a)
+            if out is None:
+                raise ctx.refuse("this computation on shapes is not supported")
+            ctx.shape_values[node.output[0]] = out
+            return [None]
+        return fn(ctx, node, a)
+
+    return build
+
+
+def _sized_gather(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[int | None] | None:
+    sizes, index = ctx.sizes(0), ctx.const(1)
+    if sizes is None or int(a.get("axis", 0)) != 0:
+        return None
+    return [sizes[int(i)] for i in np.asarray(index).reshape(-1)]
+
+
+def _sized_same(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[int | None] | None:
+    return ctx.sizes(0)  # Unsqueeze/Squeeze/Identity/Cast of a 0-d or 1-d size list keep the sizes
+
+
+def _sized_concat(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[int | None] | None:
+    parts = [ctx.sizes(i) for i in range(len(node.input))]
+    return None if any(p is None for p in parts) else [d for p in parts for d in p]
+
+
+def _sized_slice(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[int | None] | None:
+    sizes, start, end = ctx.sizes(0), ctx.const(1), ctx.const(2)
+    steps = ctx.const(4, [1])
+    if sizes is None or len(start) != 1 or int(steps[0]) != 1:
+        return None
+    return sizes[int(start[0]):int(min(end[0], len(sizes)))]
+
+
+def _sized_arith(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[int | None] | None:
+    x, y = ctx.sizes(0), ctx.sizes(1)
+    if x is None or y is None:
+        return None
+    fn = {"Mul": lambda p, q: p * q, "Add": lambda p, q: p + q, "Sub": lambda p, q: p - q,
+          "Div": lambda p, q: p // q}[node.op_type]
+    n = max(len(x), len(y))
+    x, y = (x * n if len(x) == 1 else x), (y * n if len(y) == 1 else y)
+    return [None if p is None or q is None else int(fn(p, q)) for p, q in zip(x, y)]
+
+
+for _onnx_op, _sized in (("Gather", _sized_gather), ("Unsqueeze", _sized_same), ("Squeeze", _sized_same),
+                         ("Identity", _sized_same), ("Concat", _sized_concat), ("Slice", _sized_slice),
+                         ("Mul", _sized_arith), ("Add", _sized_arith), ("Sub", _sized_arith),
+                         ("Div", _sized_arith)):
+    IMPORTERS[_onnx_op] = _on_sizes(IMPORTERS[_onnx_op], _sized)

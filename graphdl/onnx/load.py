@@ -99,11 +99,16 @@ def read_model(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
     """Parse and check an ONNX file (size, tensors, external data, structure); every problem is a ModelFileError."""
     onnx = _import_onnx()
     path = os.fspath(path)
-    size = os.path.getsize(path)  # FileNotFoundError passes through, as for graphdl's own files
-    if size > max_bytes:
-        raise ModelFileError(f"{path} is {size:,} bytes, more than the limit of {max_bytes:,}")
-    with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
+    try:
+        size = os.path.getsize(path)
+        if size > max_bytes:
+            raise ModelFileError(f"{path} is {size:,} bytes, more than the limit of {max_bytes:,}")
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise  # as for graphdl's own files
+    except OSError as e:
+        raise ModelFileError(f"{path} cannot be read: {e}") from None
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)

@@ -15,7 +15,7 @@ import numpy as np
 from graphdl.errors import GraphError
 from graphdl.ops.common import same_shape
 from graphdl.ops.elementwise import _erf_kernel, _sigmoid_kernel, where
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Float, GradContext, OpDef, Str, fail, register
 
 if TYPE_CHECKING:
     from graphdl.tensor import Tensor
@@ -39,7 +39,7 @@ register(OpDef(
     "leaky_relu", same_shape, _leaky_relu_kernel, arity=1, inplace=(0,), label_attrs=("negative_slope",),
     grad=lambda c: [c.gout * where(c, c.apply("greater", c.inputs[0], 0.0), 1.0,
                                    float(c.attrs.get("negative_slope", 0.01)))],
-    doc="x where x > 0, else negative_slope * x.",
+    doc="x where x > 0, else negative_slope * x.", attr_schema={"negative_slope": Float(0.01)},
 ))
 
 
@@ -66,7 +66,7 @@ def _elu_grad(c: GradContext) -> list:
 
 
 register(OpDef("elu", same_shape, _elu_kernel, arity=1, inplace=(0,), grad=_elu_grad, label_attrs=("alpha",),
-               doc="x where x > 0, else alpha * (exp(x) - 1)."))
+               doc="x where x > 0, else alpha * (exp(x) - 1).", attr_schema={"alpha": Float(1.0)}))
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_C = 0.044715
@@ -114,7 +114,8 @@ def _gelu_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 register(OpDef("gelu", _gelu_shape, _gelu_kernel, arity=1, inplace=(0,), grad=_gelu_grad,
-               label_attrs=("approximate",), doc="x * Phi(x) (erf form) or its tanh approximation."))
+               label_attrs=("approximate",), doc="x * Phi(x) (erf form) or its tanh approximation.",
+               attr_schema={"approximate": Str("none", "tanh", default="none")}))
 
 
 def _silu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -135,7 +136,7 @@ def _silu_grad(c: GradContext) -> list:
 
 
 register(OpDef("silu", same_shape, _silu_kernel, arity=1, inplace=(0,), grad=_silu_grad,
-               doc="x * sigmoid(x)."))
+               doc="x * sigmoid(x).", attr_schema={}))
 
 
 def _softplus_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -162,7 +163,8 @@ def _softplus_grad(c: GradContext) -> list:
 
 
 register(OpDef("softplus", same_shape, _softplus_kernel, arity=1, inplace=(0,), grad=_softplus_grad,
-               label_attrs=("beta",), doc="log(1 + exp(beta x)) / beta; x where beta x > threshold."))
+               label_attrs=("beta",), doc="log(1 + exp(beta x)) / beta; x where beta x > threshold.",
+               attr_schema={"beta": Float(1.0), "threshold": Float(20.0)}))
 
 
 # -- PyTorch's remaining activations. Gradients at the kinks follow PyTorch's backward kernels. ------------
@@ -298,7 +300,7 @@ _MORE = [
 
 for _name, _fn, _grad, _labels, _doc in _MORE:
     register(OpDef(_name, same_shape, _alias_safe(_fn), arity=1, inplace=(0,), grad=_grad, label_attrs=_labels,
-                   doc=_doc))
+                   doc=_doc, attr_schema={k: Float(1.0) for k in _labels}))
 
 
 def _unary(op: str, x: Tensor, **attrs: Any) -> Tensor:

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.common import broadcast
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Bool, Float, GradContext, OpDef, fail, register
+
+ATTENTION_ATTRS = {"causal": Bool(False), "scale": Float(None, nullable=True)}
 
 
 def _check(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -172,7 +174,7 @@ register(OpDef(
     "attention", _shape, _forward_kernel, grad=_grad, dtype=_dtype, multi_output=True, nondiff=(3,),
     label_attrs=("causal",),
     doc="Scaled dot-product attention softmax(q k^T * scale + mask) v, and each query's log-sum-exp "
-        "(torch.nn.functional.scaled_dot_product_attention).",
+        "(torch.nn.functional.scaled_dot_product_attention).", attr_schema=ATTENTION_ATTRS,
 ))
 
 
@@ -183,7 +185,7 @@ def _grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 register(OpDef(
     "attention_grad", _grad_shape, _backward_kernel, dtype=lambda d, a: (d[0], d[0], d[0]), multi_output=True,
     doc="Gradients of attention w.r.t. q, k and v from the output, the log-sum-exp and the gradients of both "
-        "(probabilities recomputed from the log-sum-exp, not stored).",
+        "(probabilities recomputed from the log-sum-exp, not stored).", attr_schema=ATTENTION_ATTRS,
 ))
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from graphdl.errors import ExecutionError
 from graphdl.ops.common import same_shape
-from graphdl.registry import OpDef, register
+from graphdl.registry import Float, Int, Ints, OpDef, register
 
 #: Requests in flight, by the address of the bucket they fill (run-time state, not compile-time).
 _PENDING: dict[int, Any] = {}
@@ -102,8 +102,11 @@ def _slice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dty
 
 
 register(OpDef("allreduce_start", _start_shape, _start_kernel, label_attrs=("bucket",),
-               doc="Pack gradients into one flat bucket and start summing it over all MPI ranks (non-blocking)."))
+               doc="Pack gradients into one flat bucket and start summing it over all MPI ranks (non-blocking).",
+               attr_schema={"bucket": Int(low=0)}))
 register(OpDef("allreduce_wait", same_shape, _wait_kernel, arity=1, inplace=(0,), label_attrs=("bucket",),
-               doc="Complete a bucket's all-reduce and divide by the number of ranks: the mean gradient."))
+               doc="Complete a bucket's all-reduce and divide by the number of ranks: the mean gradient.",
+               attr_schema={"bucket": Int(low=0), "timeout": Float(low=0.0)}))
 register(OpDef("bucket_slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("offset",),
-               doc="One gradient, read back out of an all-reduced bucket."))
+               doc="One gradient, read back out of an all-reduced bucket.",
+               attr_schema={"offset": Int(low=0), "shape": Ints(low=0)}))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import GradContext, OpDef, Str, fail, register
 
 
 def parse(equation: str) -> tuple[list[str], str]:
@@ -98,4 +98,5 @@ def _einsum_grad(c: GradContext) -> list:
 
 
 register(OpDef("einsum", _einsum_shape, _einsum_kernel, grad=_einsum_grad, label_attrs=("equation",),
-               doc="Sum of products over named axes (NumPy/torch einsum; the stored equation is explicit)."))
+               doc="Sum of products over named axes (NumPy/torch einsum; the stored equation is explicit).",
+               attr_schema={"equation": Str()}))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ops.window import check_image, geometry, out_hw
+from graphdl.ops.window import WINDOW_ATTRS, check_image, geometry, out_hw
 from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "dilation", "groups")
@@ -169,7 +169,8 @@ def _conv_grad(c: GradContext) -> list:
 
 
 register(OpDef("conv2d", _conv_shape, _conv_kernel, grad=_conv_grad, label_attrs=LABEL, workspace=_conv_workspace,
-               doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel."))
+               doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel.",
+               attr_schema=WINDOW_ATTRS))
 
 
 def _input_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -214,7 +215,8 @@ def _input_grad_grad(c: GradContext) -> list:
 
 register(OpDef("conv2d_input_grad", _input_grad_shape, _input_grad_kernel, grad=_input_grad_grad, arity=3,
                nondiff=(2,), shape_only=(2,), label_attrs=LABEL, workspace=_input_grad_workspace,
-               doc="Gradient of conv2d for its input (a transposed convolution); `like` gives the input's shape."))
+               doc="Gradient of conv2d for its input (a transposed convolution); `like` gives the input's shape.",
+               attr_schema=WINDOW_ATTRS))
 
 
 def _weight_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -263,4 +265,5 @@ def _weight_grad_grad(c: GradContext) -> list:
 
 register(OpDef("conv2d_weight_grad", _weight_grad_shape, _weight_grad_kernel, grad=_weight_grad_grad, arity=2,
                label_attrs=LABEL, workspace=_weight_grad_workspace,
-               doc="Gradient of conv2d for its weight: windows of x against the output gradient."))
+               doc="Gradient of conv2d for its weight: windows of x against the output gradient.",
+               attr_schema=WINDOW_ATTRS))

@@ -14,10 +14,16 @@ from typing import Any
 import numpy as np
 
 from graphdl.errors import GraphError
-from graphdl.registry import GradContext, OpDef, fail, get_op, register
+from graphdl.ops.window import WINDOW_ATTRS
+from graphdl.registry import GradContext, Int, Ints, OpDef, fail, get_op, register
 from graphdl.tensor import Tensor
 
 LABEL_1D = ("kernel", "stride", "padding", "dilation", "groups")
+
+
+CONV1D_ATTRS = {"kernel": Ints(1, low=1), "stride": Ints(1, default=(1,), low=1),
+                "dilation": Ints(1, default=(1,), low=1), "padding": Ints(2, default=(0, 0), low=0),
+                "groups": Int(1, low=1)}
 
 
 def _up(shape: tuple) -> tuple:
@@ -71,18 +77,19 @@ def _conv1d_grad(c: GradContext) -> list:
 
 
 register(OpDef("conv1d", *_lifted("conv2d"), grad=_conv1d_grad, label_attrs=LABEL_1D,
-               doc="Cross-correlation of (N, C, L) x with W (out, in/groups, k), plus bias per output channel."))
+               doc="Cross-correlation of (N, C, L) x with W (out, in/groups, k), plus bias per output channel.",
+               attr_schema=CONV1D_ATTRS))
 register(OpDef(
     "conv1d_input_grad", *_lifted("conv2d_input_grad"), arity=3, nondiff=(2,), shape_only=(2,), label_attrs=LABEL_1D,
     grad=lambda c: [c.apply("conv1d", c.gout, c.inputs[1], **c.attrs),
                     c.apply("conv1d_weight_grad", c.gout, c.inputs[0], **c.attrs), None],
-    doc="Gradient of conv1d for its input; `like` gives the input's shape.",
+    doc="Gradient of conv1d for its input; `like` gives the input's shape.", attr_schema=CONV1D_ATTRS,
 ))
 register(OpDef(
     "conv1d_weight_grad", *_lifted("conv2d_weight_grad"), arity=2, label_attrs=LABEL_1D,
     grad=lambda c: [c.apply("conv1d_input_grad", c.inputs[1], c.gout, c.inputs[0], **c.attrs),
                     c.apply("conv1d", c.inputs[0], c.gout, **c.attrs)],
-    doc="Gradient of conv1d for its weight.",
+    doc="Gradient of conv1d for its weight.", attr_schema=CONV1D_ATTRS,
 ))
 
 
@@ -145,6 +152,7 @@ register(OpDef(
     label_attrs=("kernel", "stride", "padding", "output_padding", "dilation", "groups"),
     doc="Transposed 2-d convolution of NCHW x with W (in, out/groups, kh, kw), plus bias (PyTorch's "
         "conv_transpose2d: the input gradient of the conv2d with the same arguments).",
+    attr_schema={**WINDOW_ATTRS, "output_padding": Ints(2, default=(0, 0), low=0)},
 ))
 
 

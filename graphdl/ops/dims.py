@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.common import norm_axes
-from graphdl.registry import OpDef, RuleError, fail, register
+from graphdl.registry import DTYPES, REQUIRED, Axes, Int, Ints, OpDef, RuleError, Str, fail, register
 
 
 def _copy_reshaped(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -52,11 +52,13 @@ register(OpDef(
     "expand_dims", _expand_dims_shape, _copy_reshaped, arity=1, inplace=(0,), label_attrs=("axis",),
     grad=lambda c: [c.apply("squeeze", c.gout, axis=_expand_axes(c.attrs, len(c.inputs[0].shape)))],
     doc="Insert axes of size 1 at the positions `axis` of the output (NumPy expand_dims, torch unsqueeze).",
+    attr_schema={"axis": Axes(REQUIRED, nullable=False)},
 ))
 register(OpDef(
     "squeeze", _squeeze_shape, _copy_reshaped, arity=1, inplace=(0,), label_attrs=("axis",),
     grad=lambda c: [c.apply("expand_dims", c.gout, axis=_squeeze_axes(c.inputs[0].shape, c.attrs))],
     doc="Remove axes of size 1: those in `axis`, or all of them when axis is None (NumPy squeeze).",
+    attr_schema={"axis": Axes()},
 ))
 
 
@@ -90,7 +92,7 @@ register(OpDef(
     "broadcast_to", _broadcast_to_shape, _broadcast_to_kernel, arity=1, label_attrs=("shape",),
     grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape)],
     doc="x repeated along axes of size 1 (and new leading axes) to `shape` (NumPy broadcast_to); "
-        "None in shape keeps the input's size.",
+        "None in shape keeps the input's size.", attr_schema={"shape": Ints(low=0, unknown=True)},
 ))
 
 
@@ -122,6 +124,7 @@ for _name, _lower, _doc in (("tril", True, "on and below"), ("triu", False, "on 
         _name, _tri_shape, _tri_kernel(_lower), arity=1, inplace=(0,), label_attrs=("k",),
         grad=lambda c, _n=_name: [c.apply(_n, c.gout, k=c.attrs.get("k", 0))],
         doc=f"The entries {_doc} the k-th diagonal of the last two axes, zeros elsewhere (NumPy/torch {_name}).",
+        attr_schema={"k": Int(0)},
     ))
 
 
@@ -155,4 +158,5 @@ register(OpDef(
     label_attrs=("num_classes",),
     doc="1 at the position of each class id along a new last axis of size num_classes, 0 elsewhere "
         "(torch one_hot; the dtype attribute picks the output dtype).",
+    attr_schema={"num_classes": Int(low=0), "dtype": Str(*DTYPES)},
 ))

@@ -10,7 +10,7 @@ import numpy as np
 
 from graphdl.dtypes import boolean, floating, promote, promote_no_bool, promote_numeric
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
-from graphdl.registry import GradContext, OpDef, RuleError, fail, register, scratch
+from graphdl.registry import DTYPES, Float, GradContext, OpDef, RuleError, Str, fail, register, scratch
 
 if TYPE_CHECKING:
     from graphdl.tensor import Tensor
@@ -32,32 +32,35 @@ def _scalar_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dt
 register(OpDef(
     "scalar", _scalar_shape, _scalar_kernel, grad=lambda c: [], dtype=lambda d, a: a["dtype"], arity=0,
     doc="A 0-d constant held in the node's attributes.", label_attrs=("value",),
+    attr_schema={"value": Float(), "dtype": Str(*DTYPES)},
 ))
 
 # Binary arithmetic. Gradients have the output's shape; autodiff sums them back to each input's shape.
 register(OpDef(
     "add", broadcast_rule, ufunc_kernel(np.add), arity=2, inplace=(0, 1), dtype=promote,
-    grad=lambda c: [c.gout, c.gout], doc="a + b with broadcasting and type promotion.",
+    grad=lambda c: [c.gout, c.gout], doc="a + b with broadcasting and type promotion.", attr_schema={},
 ))
 register(OpDef(
     "sub", broadcast_rule, ufunc_kernel(np.subtract), arity=2, inplace=(0, 1), dtype=promote_no_bool,
-    grad=lambda c: [c.gout, -c.gout], doc="a - b with broadcasting and type promotion.",
+    grad=lambda c: [c.gout, -c.gout], doc="a - b with broadcasting and type promotion.", attr_schema={},
 ))
 register(OpDef(
     "mul", broadcast_rule, ufunc_kernel(np.multiply), arity=2, inplace=(0, 1), dtype=promote,
     grad=lambda c: [c.gout * c.inputs[1], c.gout * c.inputs[0]], doc="a * b with broadcasting and type promotion.",
+    attr_schema={},
 ))
 register(OpDef(
     "div", broadcast_rule, ufunc_kernel(np.divide), arity=2, inplace=(0, 1), dtype=floating,
     grad=lambda c: [c.gout / c.inputs[1], -(c.gout * c.out) / c.inputs[1]],
     doc="True division a / b (the `/` operator and gd.ops.div convert integer operands to float first).",
+    attr_schema={},
 ))
 register(OpDef("neg", same_shape, ufunc_kernel(np.negative), arity=1, inplace=(0,), grad=lambda c: [-c.gout],
-               dtype=promote_no_bool, doc="-x."))
+               dtype=promote_no_bool, doc="-x.", attr_schema={}))
 register(OpDef("exp", same_shape, ufunc_kernel(np.exp), arity=1, inplace=(0,), grad=lambda c: [c.gout * c.out],
-               dtype=floating, doc="e ** x."))
+               dtype=floating, doc="e ** x.", attr_schema={}))
 register(OpDef("log", same_shape, ufunc_kernel(np.log), arity=1, inplace=(0,), grad=lambda c: [c.gout / c.inputs[0]],
-               dtype=floating, doc="Natural logarithm."))
+               dtype=floating, doc="Natural logarithm.", attr_schema={}))
 
 
 # ReLU: the gradient is its own op, so that it stays one pass over memory and has a gradient itself.
@@ -92,11 +95,12 @@ def _relu_grad(c: GradContext) -> list:
     return [c.apply("relu_grad", c.gout, c.out)]
 
 
-register(OpDef("relu", same_shape, _relu_kernel, arity=1, inplace=(0,), grad=_relu_grad, doc="max(x, 0)."))
+register(OpDef("relu", same_shape, _relu_kernel, arity=1, inplace=(0,), grad=_relu_grad, doc="max(x, 0).",
+               attr_schema={}))
 register(OpDef(
     "relu_grad", broadcast_rule, _relu_grad_kernel, arity=2, inplace=(0,), nondiff=(1,), workspace=_relu_grad_workspace,
     grad=lambda c: [c.apply("relu_grad", c.gout, c.inputs[1]), None],
-    doc="gout where the ReLU output is positive, else 0.",
+    doc="gout where the ReLU output is positive, else 0.", attr_schema={},
 ))
 
 
@@ -113,11 +117,11 @@ def _sigmoid_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 
 register(OpDef(
     "sigmoid", same_shape, _sigmoid_kernel, arity=1, inplace=(0,), dtype=floating, doc="1 / (1 + exp(-x)).",
-    grad=lambda c: [c.gout * (c.out * (1.0 - c.out))],
+    grad=lambda c: [c.gout * (c.out * (1.0 - c.out))], attr_schema={},
 ))
 register(OpDef(
     "tanh", same_shape, ufunc_kernel(np.tanh), arity=1, inplace=(0,), dtype=floating, doc="Hyperbolic tangent.",
-    grad=lambda c: [c.gout * (1.0 - c.out * c.out)],
+    grad=lambda c: [c.gout * (1.0 - c.out * c.out)], attr_schema={},
 ))
 
 
@@ -125,7 +129,7 @@ register(OpDef(
 for _name, _ufunc in (("greater", np.greater), ("greater_equal", np.greater_equal), ("less", np.less),
                       ("less_equal", np.less_equal), ("equal", np.equal)):
     register(OpDef(_name, broadcast_rule, ufunc_kernel(_ufunc), dtype=boolean, arity=2,
-                   doc=f"Boolean {_name} with broadcasting; no gradient flows through a comparison."))
+                   doc=f"Boolean {_name} with broadcasting; no gradient flows through a comparison.", attr_schema={}))
 
 
 def _where_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
@@ -151,13 +155,14 @@ def where(c: GradContext, cond: Tensor, a: Tensor | float, b: Tensor | float) ->
 register(OpDef(
     "where", broadcast_rule, _where_kernel, dtype=_where_dtype, arity=3, nondiff=(0,),
     grad=lambda c: [None, where(c, c.inputs[0], c.gout, 0.0), where(c, c.inputs[0], 0.0, c.gout)],
-    doc="a where cond is true, else b (broadcasting all three).",
+    doc="a where cond is true, else b (broadcasting all three).", attr_schema={},
 ))
 
 
 # -- powers, roots, absolute values ----------------------------------------------------------
 register(OpDef("sqrt", same_shape, ufunc_kernel(np.sqrt), arity=1, inplace=(0,), dtype=floating,
-               grad=lambda c: [c.gout * 0.5 / c.out], doc="Square root; its gradient at 0 is inf, as in PyTorch."))
+               grad=lambda c: [c.gout * 0.5 / c.out], doc="Square root; its gradient at 0 is inf, as in PyTorch.",
+               attr_schema={}))
 
 
 def _pow_grad(c: GradContext) -> list:
@@ -181,12 +186,13 @@ def _pow_grad(c: GradContext) -> list:
 register(OpDef(
     "pow", broadcast_rule, ufunc_kernel(np.power), arity=2, inplace=(0, 1), dtype=promote_numeric, grad=_pow_grad,
     doc="a ** b with broadcasting; gradients follow PyTorch at a == 0 (0 or inf, never nan where the limit exists).",
+    attr_schema={},
 ))
 register(OpDef("sign", same_shape, ufunc_kernel(np.sign), arity=1, inplace=(0,), grad=lambda c: [None],
-               dtype=promote_numeric, doc="-1, 0 or 1; its derivative is zero wherever it exists."))
+               dtype=promote_numeric, doc="-1, 0 or 1; its derivative is zero wherever it exists.", attr_schema={}))
 register(OpDef("abs", same_shape, ufunc_kernel(np.abs), arity=1, inplace=(0,), dtype=promote_numeric,
                grad=lambda c: [c.gout * c.apply("sign", c.inputs[0])],
-               doc="|x|; the gradient at 0 is 0, as in PyTorch."))
+               doc="|x|; the gradient at 0 is 0, as in PyTorch.", attr_schema={}))
 
 
 def _clip_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -218,7 +224,8 @@ def _clip_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 register(OpDef("clip", _clip_shape, _clip_kernel, arity=1, inplace=(0,), grad=_clip_grad, dtype=promote,
-               label_attrs=("min", "max"), doc="x limited to [min, max] (either bound may be None)."))
+               label_attrs=("min", "max"), doc="x limited to [min, max] (either bound may be None).",
+               attr_schema={"min": Float(None, nullable=True), "max": Float(None, nullable=True)}))
 
 
 def _extremum_grad(first_wins: str) -> Callable[[GradContext], list]:
@@ -242,9 +249,11 @@ def _out_kw(ufunc: np.ufunc):
 
 
 register(OpDef("maximum", broadcast_rule, _out_kw(np.maximum), arity=2, inplace=(0, 1), dtype=promote,
-               grad=_extremum_grad("greater"), doc="Elementwise larger of a and b; ties share the gradient."))
+               grad=_extremum_grad("greater"), doc="Elementwise larger of a and b; ties share the gradient.",
+               attr_schema={}))
 register(OpDef("minimum", broadcast_rule, _out_kw(np.minimum), arity=2, inplace=(0, 1), dtype=promote,
-               grad=_extremum_grad("less"), doc="Elementwise smaller of a and b; ties share the gradient."))
+               grad=_extremum_grad("less"), doc="Elementwise smaller of a and b; ties share the gradient.",
+               attr_schema={}))
 
 
 def _erf_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -265,4 +274,4 @@ def _erf_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype
 
 register(OpDef("erf", same_shape, _erf_kernel, arity=1, inplace=(0,), dtype=floating,
                grad=lambda c: [c.gout * (2.0 / math.sqrt(math.pi)) * c.apply("exp", -(c.inputs[0] * c.inputs[0]))],
-               doc="The error function."))
+               doc="The error function.", attr_schema={}))

@@ -13,7 +13,7 @@ import numpy as np
 
 from graphdl.ops.gemm import make_gemm
 from graphdl.ops.linalg import _matmul_shape
-from graphdl.registry import OpDef, fail, register
+from graphdl.registry import Bool, OpDef, fail, register
 
 
 def _matmul_update_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -40,4 +40,5 @@ def _matmul_update_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype
 
 register(OpDef("matmul_sgd_update", _matmul_update_shape, _matmul_update_kernel, dtype=lambda d, a: d[0],
                arity=4, writes=(0,), nondiff=(0, 1, 2, 3),
-               doc="p -= lr * op(a) @ op(b): plain SGD fused with the matmul computing its gradient."))
+               doc="p -= lr * op(a) @ op(b): plain SGD fused with the matmul computing its gradient.",
+               attr_schema={"transpose_a": Bool(False), "transpose_b": Bool(False)}))

@@ -44,13 +44,13 @@ def _embedding_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtyp
 register(OpDef(
     "embedding", _embedding_shape, _embedding_kernel, arity=2, nondiff=(0,), dtype=_int_first,
     grad=lambda c: [None, c.apply("embedding_grad", c.inputs[0], c.gout, c.inputs[1])],
-    doc="Rows of the table W (num_embeddings, dim) picked by integer ids.",
+    doc="Rows of the table W (num_embeddings, dim) picked by integer ids.", attr_schema={},
 ))
 register(OpDef(
     "embedding_grad", lambda s, a: s[2], _embedding_grad_kernel, arity=3, nondiff=(0, 2), shape_only=(2,),
     dtype=lambda d, a: _int_first(d, a),
     grad=lambda c: [None, c.apply("embedding", c.inputs[0], c.gout), None],
-    doc="Gradient of embedding for its table: g's rows summed into the rows named by ids.",
+    doc="Gradient of embedding for its table: g's rows summed into the rows named by ids.", attr_schema={},
 ))
 
 
@@ -96,10 +96,10 @@ def _labels_second(dtypes: tuple, attrs: dict[str, Any]) -> str:
 register(OpDef(
     "pick", _pick_shape, _pick_kernel, arity=2, nondiff=(1,), dtype=_labels_second,
     grad=lambda c: [c.apply("unpick", c.gout, c.inputs[1], c.inputs[0]), None],
-    doc="x[i, labels[i]] for each row i.",
+    doc="x[i, labels[i]] for each row i.", attr_schema={},
 ))
 register(OpDef(
     "unpick", lambda s, a: s[2], _unpick_kernel, arity=3, nondiff=(1, 2), shape_only=(2,), dtype=_labels_second,
     grad=lambda c: [c.apply("pick", c.gout, c.inputs[1]), None, None],
-    doc="Zeros of like's shape with g[i] at [i, labels[i]] (the gradient of pick).",
+    doc="Zeros of like's shape with g[i] at [i, labels[i]] (the gradient of pick).", attr_schema={},
 ))

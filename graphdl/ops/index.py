@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, RuleError, fail, register
+from graphdl.registry import Bool, Float, GradContext, Int, OpDef, RuleError, fail, register
+
+GATHER_ATTRS = {"axis": Int(), "wrap": Bool(False)}
 
 
 def _axis(attrs: dict[str, Any], ndim: int) -> int:
@@ -83,7 +85,7 @@ register(OpDef(
     "gather", _gather_shape, _gather_kernel, arity=2, nondiff=(1,), dtype=_index_dtype(1), label_attrs=("axis",),
     grad=lambda c: [c.apply("gather_adjoint", c.gout, c.inputs[1], c.inputs[0], **c.attrs), None],
     doc="x read along `axis` at the positions in index (torch.gather; wrap=True also takes negative "
-        "positions from the end, as NumPy take_along_axis).",
+        "positions from the end, as NumPy take_along_axis).", attr_schema=GATHER_ATTRS,
 ))
 
 
@@ -115,6 +117,7 @@ register(OpDef(
     dtype=_adjoint_dtype, label_attrs=("axis",),
     grad=lambda c: [c.apply("gather", c.gout, c.inputs[1], **c.attrs), None, None],
     doc="Zeros of like's shape with g added at the positions index names along `axis` (gather's gradient).",
+    attr_schema=GATHER_ATTRS,
 ))
 
 
@@ -165,11 +168,12 @@ register(OpDef(
     label_attrs=("axis",), grad=_scatter_grad,
     doc="A copy of x with src (or the scalar attribute value) written along `axis` at the positions in index "
         "(torch.scatter; where an index repeats, which write wins is unspecified).",
+    attr_schema={"axis": Int(), "value": Float(0.0)},
 ))
 register(OpDef(
     "scatter_add", _scatter_shape, _scatter_kernel(add=True), arity=3, nondiff=(1,), dtype=_scatter_dtype,
     label_attrs=("axis",),
     grad=lambda c: [c.gout, None, c.apply("gather", c.gout, c.inputs[1], axis=c.attrs["axis"])],
     doc="A copy of x with src added along `axis` at the positions in index; repeated positions add up "
-        "(torch.scatter_add).",
+        "(torch.scatter_add).", attr_schema={"axis": Int()},
 ))

@@ -14,11 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import OpDef, RuleError, fail, register
+from graphdl.registry import ABSENT, AttrSpec, Int, OpDef, RuleError, fail, register
 
 SLICE, INT, NEW = "slice", "int", "new"
 
 Entry = tuple[Any, ...]
+
+
+#: Either ``index`` (entries, see index_entries) or a plain slice along one axis (axis, start, stop).
+SLICE_ATTRS = {"index": AttrSpec("entries", ABSENT), "axis": Int(ABSENT, low=0), "start": Int(ABSENT, nullable=True),
+               "stop": Int(ABSENT, nullable=True)}
+
+
+INDEX_ATTRS = {"axis": Int(0), "span": Int(1, low=0)}
 
 
 def index_entries(attrs: dict[str, Any]) -> tuple[Entry, ...]:
@@ -98,11 +106,12 @@ register(OpDef(
     "slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("index",),
     grad=lambda c: [c.apply("unslice", c.gout, c.inputs[0], **c.attrs)],
     doc="Basic NumPy indexing x[...] with slices (any step, negative bounds), integers and new axes.",
+    attr_schema=SLICE_ATTRS,
 ))
 register(OpDef(
     "unslice", _unslice_shape, _unslice_kernel, arity=2, nondiff=(1,), shape_only=(1,), label_attrs=("index",),
     grad=lambda c: [c.apply("slice", c.gout, **c.attrs), None],
-    doc="Zeros of like's shape with g written at the slice's index (the gradient of slice).",
+    doc="Zeros of like's shape with g written at the slice's index (the gradient of slice).", attr_schema=SLICE_ATTRS,
 ))
 
 
@@ -159,11 +168,11 @@ register(OpDef(
     "index", _index_shape, _index_kernel, arity=2, nondiff=(1,), dtype=_index_dtype, label_attrs=("axis",),
     grad=lambda c: [c.apply("index_grad", c.gout, c.inputs[1], c.inputs[0], **c.attrs), None],
     doc="numpy.take(x, idx, axis): entries of x picked by an integer array along axis (negative indices "
-        "count from the end); span > 1 indexes that many axes flattened (boolean masks).",
+        "count from the end); span > 1 indexes that many axes flattened (boolean masks).", attr_schema=INDEX_ATTRS,
 ))
 register(OpDef(
     "index_grad", lambda s, a: s[2], _index_grad_kernel, arity=3, nondiff=(1, 2), shape_only=(2,),
     dtype=lambda d, a: d[0], label_attrs=("axis",),
     grad=lambda c: [c.apply("index", c.gout, c.inputs[1], **c.attrs), None, None],
-    doc="Zeros of like's shape with g added at the indexed positions (the gradient of index).",
+    doc="Zeros of like's shape with g added at the indexed positions (the gradient of index).", attr_schema=INDEX_ATTRS,
 ))

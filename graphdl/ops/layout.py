@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.indexing import SLICE
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import GradContext, Int, Ints, OpDef, fail, register
 
 
 def _reshape_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -51,7 +51,7 @@ register(OpDef(
     "reshape", _reshape_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("shape",),
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
     doc="x with the same elements in a new shape; one -1 takes the remaining size (it may split or "
-        "merge an unknown batch dimension, checked when the batch size is known).",
+        "merge an unknown batch dimension, checked when the batch size is known).", attr_schema={"shape": Ints(low=-1)},
 ))
 
 
@@ -66,6 +66,7 @@ register(OpDef(
     "reshape_like", _reshape_like_shape, _reshape_kernel, arity=2, inplace=(0,), nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0]), None],
     doc="g reshaped to the shape of x (the gradient of reshape; exact for any number of unknown dimensions).",
+    attr_schema={},
 ))
 
 
@@ -83,6 +84,7 @@ register(OpDef(
     "flatten", _flatten_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("start_dim",),
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
     doc="x with dimensions start_dim.. merged into one; the leading dimensions stay as they are, known or not.",
+    attr_schema={"start_dim": Int(low=0)},
 ))
 
 
@@ -113,6 +115,7 @@ register(OpDef(
     grad=lambda c: [c.apply("transpose", c.gout, axes=tuple(
         int(i) for i in np.argsort(_transpose_axes(c.attrs, len(c.inputs[0].shape)))))],
     doc="Permute the axes (reverse them when axes is None).",
+    attr_schema={"axes": Ints(default=None, low=0, nullable=True)},
 ))
 
 
@@ -157,4 +160,4 @@ def _concat_grad(c: GradContext) -> list:
 
 
 register(OpDef("concat", _concat_shape, _concat_kernel, grad=_concat_grad, label_attrs=("axis",),
-               doc="Join the inputs along axis."))
+               doc="Join the inputs along axis.", attr_schema={"axis": Int(1)}))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from graphdl.ops.common import broadcast
 from graphdl.ops.gemm import make_gemm
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Bool, GradContext, OpDef, fail, register
 
 
 def _matmul_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -28,6 +29,17 @@ def _matmul_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dt
     ta, tb = attrs.get("transpose_a", False), attrs.get("transpose_b", False)
     if len(in_shapes[0]) == len(in_shapes[1]) == 2:  # BLAS directly: no temporaries, one thread pool
         return make_gemm(dtype, out_shape, trans_a=ta, trans_b=tb)
+    if len(in_shapes[1]) == 2 and not ta:  # (..., M, K) @ W: one GEMM over all leading rows
+        rows = math.prod(out_shape[:-1])
+        gemm = make_gemm(dtype, (rows, out_shape[-1]), trans_b=tb)
+        flat: list = [None, None, None, None]  # bound arrays never move: reshape them once
+
+        def matmul_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+            if a is not flat[0] or out is not flat[1]:
+                flat[:] = [a, out, a.reshape(rows, a.shape[-1]), out.reshape(rows, out.shape[-1])]
+            gemm(flat[2], b, flat[3])
+
+        return matmul_rows
     if not ta and not tb:
         return np.matmul
 
@@ -42,6 +54,11 @@ def _matmul_grad(c: GradContext) -> list:
     a, b = c.inputs
     ta, tb = c.attrs.get("transpose_a", False), c.attrs.get("transpose_b", False)
     g = c.gout
+    if b.ndim == 2 and a.ndim > 2 and not ta:  # a weight applied to every row: its gradient is one GEMM
+        a2 = c.apply("reshape", a, shape=(-1, a.shape[-1]))
+        g2 = c.apply("reshape", g, shape=(-1, g.shape[-1]))
+        db = c.apply("matmul", g2, a2, transpose_a=True) if tb else c.apply("matmul", a2, g2, transpose_a=True)
+        return [c.apply("matmul", g, b, transpose_b=not tb), db]
     da = (c.apply("matmul", b, g, transpose_a=tb, transpose_b=True) if ta
           else c.apply("matmul", g, b, transpose_b=not tb))
     db = (c.apply("matmul", g, a, transpose_a=True, transpose_b=ta) if tb
@@ -50,4 +67,5 @@ def _matmul_grad(c: GradContext) -> list:
 
 
 register(OpDef("matmul", _matmul_shape, _matmul_kernel, arity=2, grad=_matmul_grad,
-               label_attrs=("transpose_a", "transpose_b")))
+               label_attrs=("transpose_a", "transpose_b"),
+               attr_schema={"transpose_a": Bool(False), "transpose_b": Bool(False)}))

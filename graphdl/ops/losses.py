@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, RuleError, fail, register
+from graphdl.registry import GradContext, Int, OpDef, RuleError, fail, register
 
 
 def _sce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -117,10 +117,10 @@ def _sce_grad(c: GradContext) -> list:
 
 
 register(OpDef("softmax_cross_entropy", _sce_shape, _sce_kernel, grad=_sce_grad, dtype=_sce_dtype,
-               arity=2, nondiff=(1,), doc="Mean over the batch of -log softmax(logits)[label]."))
+               arity=2, nondiff=(1,), doc="Mean over the batch of -log softmax(logits)[label].", attr_schema={}))
 register(OpDef(
     "softmax_cross_entropy_grad", lambda s, a: s[0], _sce_grad_kernel, arity=3, nondiff=(1,),
-    dtype=lambda d, a: d[0], doc="(softmax(logits) - onehot(labels)) * g / batch.",
+    dtype=lambda d, a: d[0], doc="(softmax(logits) - onehot(labels)) * g / batch.", attr_schema={},
 ))
 
 
@@ -150,7 +150,7 @@ def _mse_grad(c: GradContext) -> list:
 
 
 register(OpDef("mse", _mse_shape, _mse_kernel, grad=_mse_grad, arity=2,
-               doc="Mean over all elements of (prediction - target)^2."))
+               doc="Mean over all elements of (prediction - target)^2.", attr_schema={}))
 
 
 # -- class losses with per-class weights and an ignored label (PyTorch's nll_loss / cross_entropy) -----------
@@ -241,6 +241,7 @@ register(OpDef(
     "class_nll", _class_shape, _class_nll_kernel, grad=_class_nll_grad, dtype=_class_dtype, nondiff=(1, 2),
     label_attrs=("ignore_index",),
     doc="-weight[y_i] * log_probs[i, y_i] per sample (weight 1 without a weight input); 0 where y_i is ignore_index.",
+    attr_schema={"ignore_index": Int(None, nullable=True)},
 ))
 
 
@@ -257,6 +258,7 @@ register(OpDef(
     grad=lambda c: [c.apply("class_nll", c.gout, c.inputs[1], *c.inputs[3:], **c.attrs), None, None,
                     *(None for _ in c.inputs[3:])],
     doc="Gradient of class_nll: zeros of like's shape with -weight[y_i] * g_i at [i, y_i] (0 where ignored).",
+    attr_schema={"ignore_index": Int(None, nullable=True)},
 ))
 
 
@@ -274,4 +276,5 @@ register(OpDef(
     label_attrs=("ignore_index",),
     doc="weight[y_i] per sample (1 without a weight input), 0 where y_i is ignore_index: the denominator of a "
         "weighted mean. `like` (samples, classes) gives the class count.",
+    attr_schema={"ignore_index": Int(None, nullable=True)},
 ))

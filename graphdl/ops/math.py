@@ -17,7 +17,7 @@ import numpy as np
 from graphdl.dtypes import boolean, floating, logical, promote_numeric
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
 from graphdl.ops.elementwise import where
-from graphdl.registry import GradContext, OpDef, RuleError, register
+from graphdl.registry import DTYPES, Bool, Float, GradContext, OpDef, RuleError, Str, register
 
 
 def _g(c: GradContext, name: str, x: Any) -> Any:
@@ -65,17 +65,17 @@ def _unary_grad(fn: Callable[..., Any]) -> Grad:
 
 for _name, (_ufunc, _d, _doc) in _UNARY_FLOAT.items():
     register(OpDef(_name, same_shape, _rsqrt_kernel if _ufunc is None else ufunc_kernel(_ufunc), arity=1,
-                   inplace=(0,), dtype=floating, grad=_unary_grad(_d), doc=_doc))
+                   inplace=(0,), dtype=floating, grad=_unary_grad(_d), doc=_doc, attr_schema={}))
 
 # Rounding: integer and bool inputs pass through; the gradient is zero, as in PyTorch.
 for _name, _ufunc, _doc in (("floor", np.floor, "Largest integer <= x."), ("ceil", np.ceil, "Smallest integer >= x."),
                             ("round", np.rint, "Nearest integer, halves to even (as torch.round)."),
                             ("trunc", np.trunc, "x rounded toward zero.")):
     register(OpDef(_name, same_shape, ufunc_kernel(_ufunc), arity=1, inplace=(0,), dtype=promote_numeric,
-                   grad=lambda c: [None], doc=_doc + " Its gradient is 0."))
+                   grad=lambda c: [None], doc=_doc + " Its gradient is 0.", attr_schema={}))
 
 register(OpDef("square", same_shape, ufunc_kernel(np.square), arity=1, inplace=(0,), dtype=promote_numeric,
-               grad=lambda c: [c.gout * c.inputs[0] * 2.0], doc="x * x."))
+               grad=lambda c: [c.gout * c.inputs[0] * 2.0], doc="x * x.", attr_schema={}))
 
 
 def _copysign_grad(c: GradContext) -> list:
@@ -87,7 +87,7 @@ def _copysign_grad(c: GradContext) -> list:
 
 
 register(OpDef("copysign", broadcast_rule, ufunc_kernel(np.copysign), arity=2, inplace=(0, 1), dtype=floating,
-               grad=_copysign_grad, doc="|a| with the sign of b (gradient 0 at a == 0, none for b)."))
+               grad=_copysign_grad, doc="|a| with the sign of b (gradient 0 at a == 0, none for b).", attr_schema={}))
 
 
 # -- integer division and remainder (PyTorch semantics: floor division, remainder takes the divisor's sign)
@@ -96,7 +96,7 @@ def _floor_div_grad(c: GradContext) -> list:
 
 
 register(OpDef("floor_divide", broadcast_rule, ufunc_kernel(np.floor_divide), arity=2, dtype=promote_numeric,
-               grad=_floor_div_grad, doc="floor(a / b) (the // operator); its gradient is 0."))
+               grad=_floor_div_grad, doc="floor(a / b) (the // operator); its gradient is 0.", attr_schema={}))
 
 
 def _trunc_divide_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -115,7 +115,8 @@ def _trunc_divide_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype:
 
 
 register(OpDef("trunc_divide", broadcast_rule, _trunc_divide_kernel, arity=2, dtype=promote_numeric,
-               grad=_floor_div_grad, doc="trunc(a / b): division rounded toward zero; its gradient is 0."))
+               grad=_floor_div_grad, doc="trunc(a / b): division rounded toward zero; its gradient is 0.",
+               attr_schema={}))
 
 
 def _mod_grad(rounding: str) -> Grad:
@@ -128,19 +129,21 @@ def _mod_grad(rounding: str) -> Grad:
 
 
 register(OpDef("remainder", broadcast_rule, ufunc_kernel(np.remainder), arity=2, dtype=promote_numeric,
-               grad=_mod_grad("floor"), doc="a - b * floor(a / b) (the % operator): the sign of the divisor b."))
+               grad=_mod_grad("floor"), doc="a - b * floor(a / b) (the % operator): the sign of the divisor b.",
+               attr_schema={}))
 register(OpDef("fmod", broadcast_rule, ufunc_kernel(np.fmod), arity=2, dtype=promote_numeric,
-               grad=_mod_grad("trunc"), doc="a - b * trunc(a / b) (C fmod): the sign of the dividend a."))
+               grad=_mod_grad("trunc"), doc="a - b * trunc(a / b) (C fmod): the sign of the dividend a.",
+               attr_schema={}))
 
 
 # -- predicates and logical ops: bool results, no gradient -------------------------------------------
 for _name, _ufunc, _doc in (("isnan", np.isnan, "True where x is NaN."),
                             ("isfinite", np.isfinite, "True where x is neither inf nor NaN."),
                             ("isinf", np.isinf, "True where x is +inf or -inf.")):
-    register(OpDef(_name, same_shape, ufunc_kernel(_ufunc), arity=1, dtype=boolean, doc=_doc))
+    register(OpDef(_name, same_shape, ufunc_kernel(_ufunc), arity=1, dtype=boolean, doc=_doc, attr_schema={}))
 
 register(OpDef("not_equal", broadcast_rule, ufunc_kernel(np.not_equal), arity=2, dtype=boolean,
-               doc="Boolean a != b with broadcasting."))
+               doc="Boolean a != b with broadcasting.", attr_schema={}))
 
 
 def _isclose_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
@@ -153,21 +156,22 @@ def _isclose_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 
 
 register(OpDef("isclose", broadcast_rule, _isclose_kernel, arity=2, dtype=boolean,
-               label_attrs=("rtol", "atol"), doc="|a - b| <= atol + rtol * |b|, elementwise (torch.isclose)."))
+               label_attrs=("rtol", "atol"), doc="|a - b| <= atol + rtol * |b|, elementwise (torch.isclose).",
+               attr_schema={"rtol": Float(1e-5), "atol": Float(1e-8), "equal_nan": Bool(False)}))
 
 for _name, _ufunc in (("logical_and", np.logical_and), ("logical_or", np.logical_or),
                       ("logical_xor", np.logical_xor)):
     register(OpDef(_name, broadcast_rule, ufunc_kernel(_ufunc), arity=2, dtype=boolean,
-                   doc=f"Boolean {_name[8:]} of the truth values of a and b."))
+                   doc=f"Boolean {_name[8:]} of the truth values of a and b.", attr_schema={}))
 register(OpDef("logical_not", same_shape, ufunc_kernel(np.logical_not), arity=1, dtype=boolean,
-               doc="Boolean not of the truth value of x."))
+               doc="Boolean not of the truth value of x.", attr_schema={}))
 
 for _name, _ufunc in (("bitwise_and", np.bitwise_and), ("bitwise_or", np.bitwise_or),
                       ("bitwise_xor", np.bitwise_xor)):
     register(OpDef(_name, broadcast_rule, ufunc_kernel(_ufunc), arity=2, dtype=logical,
-                   doc=f"{_name[8:]} of bool or integer values, bit by bit (the &, |, ^ operators)."))
+                   doc=f"{_name[8:]} of bool or integer values, bit by bit (the &, |, ^ operators).", attr_schema={}))
 register(OpDef("bitwise_not", same_shape, ufunc_kernel(np.invert), arity=1, dtype=logical,
-               doc="Bitwise not of bool or integer values (the ~ operator)."))
+               doc="Bitwise not of bool or integer values (the ~ operator).", attr_schema={}))
 
 
 # -- dtype conversion -------------------------------------------------------------------------------
@@ -195,5 +199,6 @@ def _astype_grad(c: GradContext) -> list:
 
 
 register(OpDef("astype", same_shape, _astype_kernel, arity=1, dtype=_astype_dtype, grad=_astype_grad,
-               label_attrs=("dtype",), doc="x converted to `dtype` (float to int truncates toward zero)."))
+               label_attrs=("dtype",), doc="x converted to `dtype` (float to int truncates toward zero).",
+               attr_schema={"dtype": Str(*DTYPES)}))
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.gemm import make_gemm
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Bool, Float, GradContext, Int, OpDef, fail, register
 
 
 def _linear_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -62,7 +62,7 @@ def _linear_grad(c: GradContext) -> list:
 
 
 register(OpDef("linear", _linear_shape, _linear_kernel, grad=_linear_grad,
-               doc="y = x @ W + b with W of shape (in, out)."))
+               doc="y = x @ W + b with W of shape (in, out).", attr_schema={}))
 
 
 def _softmax_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -89,6 +89,7 @@ def _softmax_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 register(OpDef(
     "softmax", _softmax_shape, _softmax_kernel, arity=1, inplace=(0,), label_attrs=("axis",),
     grad=lambda c: [c.out * (c.gout - (c.gout * c.out).sum(axis=c.attrs.get("axis", -1), keepdims=True))],
+    attr_schema={"axis": Int(-1)},
 ))
 
 
@@ -112,7 +113,7 @@ def _log_softmax_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
 register(OpDef(
     "log_softmax", _softmax_shape, _log_softmax_kernel, arity=1, inplace=(0,), label_attrs=("axis",),
     grad=lambda c: [c.gout - c.apply("exp", c.out) * c.gout.sum(axis=c.attrs.get("axis", -1), keepdims=True)],
-    doc="log(softmax(x)) along axis, computed stably.",
+    doc="log(softmax(x)) along axis, computed stably.", attr_schema={"axis": Int(-1)},
 ))
 
 
@@ -163,4 +164,5 @@ register(OpDef(
     dtype=lambda d, a: d[0], modal=True, training_updates=_dropout_updates,
     doc="Training: zero each entry with probability p and scale the rest by 1/(1-p); inference: identity. "
         "The mask is drawn from (seed, counter); a training plan increments the counter after each step.",
+        attr_schema={"p": Float(0.5, low=0.0, high=1.0), "seed": Int(0), "training": Bool(False)},
 ))

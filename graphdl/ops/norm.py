@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Bool, Float, GradContext, Int, OpDef, Str, fail, register
+
+BATCH_NORM_ATTRS = {"eps": Float(1e-5, low=0.0), "momentum": Float(0.1), "training": Bool(False)}
+
 
 
 def _norm_check(x: tuple, params: tuple, expected: tuple, what: str) -> None:
@@ -174,16 +177,18 @@ register(OpDef(
     "batch_norm", _batch_norm_shape, _batch_norm_kernel, arity=5, nondiff=(3, 4), grad=_batch_norm_grad,
     modal=True, training_updates=_batch_norm_updates, label_attrs=("eps", "momentum", "training"),
     doc="Normalise each channel (axis 1) by batch statistics in training plans, by the running statistics "
-        "in inference plans; then scale by gamma and shift by beta.",
+        "in inference plans; then scale by gamma and shift by beta.", attr_schema=BATCH_NORM_ATTRS,
 ))
 register(OpDef(
     "batch_norm_grad", _batch_norm_grad_shape, _batch_norm_grad_kernel, arity=5, nondiff=(1, 2, 3, 4), modal=True,
     label_attrs=("wrt", "training"), doc="Gradient of batch_norm for its input (wrt='x') or gamma (wrt='gamma').",
+    attr_schema={**BATCH_NORM_ATTRS, "wrt": Str("x", "gamma")},
 ))
 register(OpDef(
     "batch_norm_stats", lambda s, a: (), _batch_norm_stats_kernel, arity=3, writes=(1, 2), nondiff=(0, 1, 2),
     dtype=lambda d, a: d[0], label_attrs=("momentum",),
     doc="Update BatchNorm's running mean and (unbiased) variance from a batch, in place.",
+    attr_schema={"momentum": Float(0.1)},
 ))
 
 
@@ -233,4 +238,5 @@ def _layer_norm_grad(c: GradContext) -> list:
 
 
 register(OpDef("layer_norm", _layer_norm_shape, _layer_norm_kernel, grad=_layer_norm_grad, label_attrs=("ndim",),
-               doc="Normalise over the last `ndim` dimensions, then (optionally) scale and shift."))
+               doc="Normalise over the last `ndim` dimensions, then (optionally) scale and shift.",
+               attr_schema={"ndim": Int(low=1), "eps": Float(1e-5, low=0.0)}))

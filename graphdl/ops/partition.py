@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import GradContext, Int, Ints, OpDef, fail, register
 
 
 def _split_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -52,4 +52,5 @@ register(OpDef(
     "split", _split_shape, _split_kernel, grad=_split_grad, arity=1, multi_output=True,
     dtype=lambda d, a: tuple(d[0] for _ in a["sizes"]), label_attrs=("sizes", "axis"),
     doc="Slices of x along axis with the given sizes, one output each (torch.split with a list of sizes).",
+    attr_schema={"sizes": Ints(low=0), "axis": Int()},
 ))

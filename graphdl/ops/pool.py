@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ops.window import Padded, check_image, geometry, offset_slices, out_hw, padded_shape
+from graphdl.ops.window import WINDOW_ATTRS, Padded, check_image, geometry, offset_slices, out_hw, padded_shape
 from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding")
@@ -201,16 +201,17 @@ def _pick_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 register(OpDef("max_pool2d", _pool_shape, _max_kernel, arity=1, label_attrs=LABEL, workspace=_rule(_max_decl),
                grad=lambda c: [c.apply("max_pool2d_grad", c.gout, c.inputs[0], **c.attrs)],
-               doc="Largest value of each window (padding never wins)."))
+               doc="Largest value of each window (padding never wins).", attr_schema=WINDOW_ATTRS))
 # max_pool2d_grad is linear in g and max_pool2d_pick is its transpose, so each is the other's gradient.
 register(OpDef("max_pool2d_grad", _like_shape, _max_grad_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
                workspace=_rule(_max_grad_decl),
                grad=lambda c: [c.apply("max_pool2d_pick", c.gout, c.inputs[1], **c.attrs), None],
-               doc="Gradient of max_pool2d: g routed to the first maximum of each window of x."))
+               doc="Gradient of max_pool2d: g routed to the first maximum of each window of x.",
+               attr_schema=WINDOW_ATTRS))
 register(OpDef("max_pool2d_pick", _pick_shape, _max_pick_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
                workspace=_rule(_max_pick_decl),
                grad=lambda c: [c.apply("max_pool2d_grad", c.gout, c.inputs[1], **c.attrs), None],
-               doc="h read at the first maximum of each window of x (same shape as x)."))
+               doc="h read at the first maximum of each window of x (same shape as x).", attr_schema=WINDOW_ATTRS))
 
 
 def _avg_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
@@ -260,8 +261,9 @@ def _avg_grad(c: GradContext) -> list:
 
 register(OpDef("avg_pool2d", _pool_shape, _avg_kernel, arity=1, label_attrs=LABEL, grad=_avg_grad,
                workspace=_rule(_max_decl),
-               doc="Mean of each window; padded positions count as zeros."))
+               doc="Mean of each window; padded positions count as zeros.", attr_schema=WINDOW_ATTRS))
 register(OpDef("avg_pool2d_grad", _like_shape, _avg_grad_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
                workspace=_rule(_avg_grad_decl),
                grad=lambda c: [c.apply("avg_pool2d", c.gout, **c.attrs), None],
-               doc="Gradient of avg_pool2d: g / window size spread over each window (linear in g)."))
+               doc="Gradient of avg_pool2d: g / window size spread over each window (linear in g).",
+               attr_schema=WINDOW_ATTRS))

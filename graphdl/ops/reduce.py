@@ -9,7 +9,9 @@ import numpy as np
 
 from graphdl.dtypes import boolean, floating, is_float
 from graphdl.ops.common import norm_axes, reduced_shape
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import Axes, Bool, GradContext, Ints, OpDef, fail, register
+
+REDUCE_ATTRS = {"axis": Axes(), "keepdims": Bool(False)}
 
 
 def _same(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
@@ -67,9 +69,11 @@ def _sum_dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
 
 register(OpDef("sum", _reduce_shape, _reduce_kernel("sum"), arity=1, label_attrs=("axis",), dtype=_sum_dtype,
                grad=lambda c: _broadcast_back(c, mean=False),
-               doc="Sum over axis (all axes when None); bool and integer values sum to int64."))
+               doc="Sum over axis (all axes when None); bool and integer values sum to int64.",
+               attr_schema=REDUCE_ATTRS))
 register(OpDef("mean", _reduce_shape, _reduce_kernel("mean"), arity=1, label_attrs=("axis",), dtype=floating,
-               grad=lambda c: _broadcast_back(c, mean=True), doc="Mean over axis (all axes when None)."))
+               grad=lambda c: _broadcast_back(c, mean=True), doc="Mean over axis (all axes when None).",
+               attr_schema=REDUCE_ATTRS))
 
 
 def _dims_agree(a: tuple, b: tuple) -> bool:
@@ -104,6 +108,7 @@ register(OpDef(
                             axis=c.attrs.get("axis"), keepdims=c.attrs.get("keepdims", False)), None],
     label_attrs=("axis", "mean"),
     doc="g, the reduction of x over axis, broadcast back to x's shape; mean=True divides by the count.",
+    attr_schema={**REDUCE_ATTRS, "mean": Bool(False)},
 ))
 
 
@@ -141,6 +146,7 @@ register(OpDef(
     "sum_to", _sum_to_shape, _sum_to_kernel, arity=1, label_attrs=("shape",),
     grad=lambda c: [c.apply("expand_like", c.gout, c.inputs[0])],
     doc="Sum a broadcast gradient back to `shape` (None dims keep the input's size).",
+    attr_schema={"shape": Ints(low=0)},
 ))
 
 
@@ -158,7 +164,7 @@ def _expand_like_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
 register(OpDef(
     "expand_like", _expand_like_shape, _expand_like_kernel, arity=2, nondiff=(1,), shape_only=(1,),
     grad=lambda c: [c.apply("sum_to", c.gout, shape=c.inputs[0].shape), None],
-    doc="Broadcast t (right-aligned, NumPy rules) to x's shape.",
+    doc="Broadcast t (right-aligned, NumPy rules) to x's shape.", attr_schema={},
 ))
 
 
@@ -182,14 +188,14 @@ def _nonempty_reduce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 register(OpDef("max", _nonempty_reduce_shape, _reduce_kernel("max"), arity=1, label_attrs=("axis",),
                grad=_extremum_grad, dtype=_same,
-               doc="Largest entry over axis (torch.amax); ties share the gradient evenly."))
+               doc="Largest entry over axis (torch.amax); ties share the gradient evenly.", attr_schema=REDUCE_ATTRS))
 register(OpDef("min", _nonempty_reduce_shape, _reduce_kernel("min"), arity=1, label_attrs=("axis",),
                grad=_extremum_grad, dtype=_same,
-               doc="Smallest entry over axis (torch.amin); ties share the gradient evenly."))
+               doc="Smallest entry over axis (torch.amin); ties share the gradient evenly.", attr_schema=REDUCE_ATTRS))
 register(OpDef("any", _reduce_shape, _reduce_kernel("any"), arity=1, label_attrs=("axis",), dtype=boolean,
-               doc="Whether any entry over axis is true (nonzero); bool, no gradient."))
+               doc="Whether any entry over axis is true (nonzero); bool, no gradient.", attr_schema=REDUCE_ATTRS))
 register(OpDef("all", _reduce_shape, _reduce_kernel("all"), arity=1, label_attrs=("axis",), dtype=boolean,
-               doc="Whether every entry over axis is true (nonzero); bool, no gradient."))
+               doc="Whether every entry over axis is true (nonzero); bool, no gradient.", attr_schema=REDUCE_ATTRS))
 
 
 def _arg_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -217,7 +223,9 @@ def _arg_kernel(fn: Any):
 
 register(OpDef("argmax", _arg_shape, _arg_kernel(np.argmax), arity=1, label_attrs=("axis",),
                dtype=lambda d, a: "int64",
-               doc="int64 index of the largest entry along axis (of the flattened x when None); first of ties."))
+               doc="int64 index of the largest entry along axis (of the flattened x when None); first of ties.",
+               attr_schema=REDUCE_ATTRS))
 register(OpDef("argmin", _arg_shape, _arg_kernel(np.argmin), arity=1, label_attrs=("axis",),
                dtype=lambda d, a: "int64",
-               doc="int64 index of the smallest entry along axis (of the flattened x when None); first of ties."))
+               doc="int64 index of the smallest entry along axis (of the flattened x when None); first of ties.",
+               attr_schema=REDUCE_ATTRS))

@@ -10,13 +10,14 @@ gradient is the forward op again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from graphdl.ops.common import norm_axes
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.registry import ABSENT, REQUIRED, Axes, Float, GradContext, Ints, OpDef, Str, fail, register
 
 #: Per axis of the output (leading axes added by tile included), the input position each output position
 #: reads along it; -1 reads the fill value.
@@ -208,12 +209,22 @@ _DOCS = {
     "pad": "Pad with PyTorch's F.pad `pad` tuple (last axis first) in mode constant (fill `value`), reflect, "
            "replicate or circular.",
 }
+REMAP_ATTRS = {
+    "flip": {"axis": Axes()},
+    "roll": {"shift": Axes(REQUIRED, nullable=False), "axis": Axes(REQUIRED, nullable=False)},
+    "repeat": {"repeats": Axes(REQUIRED, nullable=False, low=0), "axis": Axes(REQUIRED, nullable=False)},
+    "tile": {"reps": Ints(low=0)},
+    "pad": {"pad": Ints(low=0), "mode": Str(default="constant"), "value": Float(0.0)},
+}
+#: The adjoint carries its forward op's attributes (which ones depends on ``of``; the forward op's rule checks).
+REMAP_ADJOINT_ATTRS = {"of": Str(*REMAP_ATTRS), **{k: dataclasses.replace(spec, default=ABSENT, nullable=True)
+                                                     for specs in REMAP_ATTRS.values() for k, spec in specs.items()}}
 _LABELS = {"flip": ("axis",), "roll": ("shift", "axis"), "repeat": ("repeats", "axis"), "tile": ("reps",),
            "pad": ("pad", "mode")}
 
 for _op in MAPS:
     register(OpDef(_op, _remap_shape(_op), _remap_kernel(_op), arity=1, grad=_remap_grad(_op),
-                   label_attrs=_LABELS[_op], doc=_DOCS[_op]))
+                   label_attrs=_LABELS[_op], doc=_DOCS[_op], attr_schema=REMAP_ATTRS[_op]))
 
 
 def _adjoint_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -248,5 +259,5 @@ register(OpDef(
     label_attrs=("of",),
     grad=lambda c: [c.apply(c.attrs["of"], c.gout, **{k: v for k, v in c.attrs.items() if k != "of"}), None],
     doc="Gradient of flip/roll/repeat/tile/pad (attribute of): g added back into the input positions each "
-        "output position read; `like` gives the input's shape.",
+        "output position read; `like` gives the input's shape.", attr_schema=REMAP_ADJOINT_ATTRS,
 ))

@@ -15,7 +15,8 @@ import numpy as np
 from graphdl.dtypes import floating, is_float
 from graphdl.ops.common import norm_axes, reduced_shape
 from graphdl.ops.elementwise import where
-from graphdl.registry import GradContext, OpDef, fail, register
+from graphdl.ops.reduce import REDUCE_ATTRS
+from graphdl.registry import Bool, Float, GradContext, Int, OpDef, fail, register
 
 
 def _reduce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -43,7 +44,7 @@ def _prod_grad(c: GradContext) -> list:
 
 register(OpDef("prod", _reduce_shape, _prod_kernel, arity=1, label_attrs=("axis",), grad=_prod_grad,
                dtype=lambda d, a: d[0] if is_float(d[0]) else "int64",
-               doc="Product over axis (all axes when None); exact gradient at zeros."))
+               doc="Product over axis (all axes when None); exact gradient at zeros.", attr_schema=REDUCE_ATTRS))
 
 
 def _others_product(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
@@ -69,7 +70,8 @@ def _prod_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np
 
 
 register(OpDef("prod_grad", lambda s, a: s[1], _prod_grad_kernel, arity=2, nondiff=(1,), label_attrs=("axis",),
-               doc="g times the product of the other entries of x's reduction group (the gradient of prod)."))
+               doc="g times the product of the other entries of x's reduction group (the gradient of prod).",
+               attr_schema=REDUCE_ATTRS))
 
 
 # -- var and std -----------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ def _var_grad_of(c: GradContext, g: Any) -> Any:
 register(OpDef("var", _reduce_shape, _moment_kernel(np.var), arity=1, dtype=floating,
                label_attrs=("axis", "correction"), grad=lambda c: [_var_grad_of(c, c.gout)],
                doc="Variance over axis with N - correction in the denominator (correction=1: unbiased, "
-                   "PyTorch's default)."))
+                   "PyTorch's default).", attr_schema={**REDUCE_ATTRS, "correction": Float(1.0)}))
 
 
 def _std_grad(c: GradContext) -> list:
@@ -122,7 +124,8 @@ def _std_grad(c: GradContext) -> list:
 
 register(OpDef("std", _reduce_shape, _moment_kernel(np.std), arity=1, dtype=floating,
                label_attrs=("axis", "correction"), grad=_std_grad,
-               doc="Standard deviation over axis (sqrt of var with the same correction); gradient 0 where it is 0."))
+               doc="Standard deviation over axis (sqrt of var with the same correction); gradient 0 where it is 0.",
+               attr_schema={**REDUCE_ATTRS, "correction": Float(1.0)}))
 
 
 # -- logsumexp ---------------------------------------------------------------------------------------
@@ -146,7 +149,8 @@ def _logsumexp_grad(c: GradContext) -> list:
 
 
 register(OpDef("logsumexp", _reduce_shape, _logsumexp_kernel, arity=1, dtype=floating, label_attrs=("axis",),
-               grad=_logsumexp_grad, doc="log(sum(exp(x))) over axis, computed without overflow."))
+               grad=_logsumexp_grad, doc="log(sum(exp(x))) over axis, computed without overflow.",
+               attr_schema=REDUCE_ATTRS))
 
 
 # -- scans --------------------------------------------------------------------------------------------
@@ -173,7 +177,7 @@ register(OpDef(
     "cumsum", _scan_shape, _cumsum_kernel, arity=1, label_attrs=("axis", "reverse"),
     dtype=lambda d, a: d[0] if is_float(d[0]) else "int64",
     grad=lambda c: [c.apply("cumsum", c.gout, axis=c.attrs["axis"], reverse=not c.attrs.get("reverse", False))],
-    doc="Running sum along axis (from the end when reverse=True).",
+    doc="Running sum along axis (from the end when reverse=True).", attr_schema={"axis": Int(), "reverse": Bool(False)},
 ))
 
 
@@ -212,6 +216,7 @@ def _cumprod_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype:
 register(OpDef("cumprod", _scan_shape, _cumprod_kernel, arity=1, label_attrs=("axis",),
                dtype=lambda d, a: d[0] if is_float(d[0]) else "int64",
                grad=lambda c: [c.apply("cumprod_grad", c.gout, c.inputs[0], axis=c.attrs["axis"])],
-               doc="Running product along axis; exact gradient at zeros."))
+               doc="Running product along axis; exact gradient at zeros.", attr_schema={"axis": Int()}))
 register(OpDef("cumprod_grad", lambda s, a: s[1], _cumprod_grad_kernel, arity=2, nondiff=(1,), label_attrs=("axis",),
-               doc="The gradient of cumprod along axis for incoming gradient g (no division by x)."))
+               doc="The gradient of cumprod along axis for incoming gradient g (no division by x).",
+               attr_schema={"axis": Int()}))

@@ -12,8 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import OpDef, fail, register
+from graphdl.registry import Bool, Float, Int, OpDef, Str, fail, register
 
+#: A schedule's own parameters are None for the schedules that do not use them (the shape rule checks).
+LR_ATTRS = {"lr": Float(), "dtype": Str("float32", "float64"),
+            "schedule": Str("constant", "step", "exponential", "cosine", default="constant"),
+            "gamma": Float(None, nullable=True), "step_size": Int(None, low=1, nullable=True),
+            "total_steps": Int(None, low=0, nullable=True), "warmup_steps": Int(None, low=0, nullable=True),
+            "eta_min": Float(None, nullable=True)}
 
 def _no_output(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     return ()
@@ -159,15 +165,21 @@ def _increment_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np
 
 _UPDATE = {"dtype": _first_dtype, "shape": _check_update_shapes}
 register(OpDef("sgd_update", kernel=_sgd_kernel, writes=(0, 3), nondiff=(0, 1, 2, 3),
-               label_attrs=("momentum", "nesterov"), **_UPDATE))
+               label_attrs=("momentum", "nesterov"), **_UPDATE,
+               attr_schema={"momentum": Float(low=0.0), "nesterov": Bool(), "weight_decay": Float()}))
 register(OpDef("adam_update", kernel=_adam_kernel, writes=(0, 3, 4), nondiff=(0, 1, 2, 3, 4, 5),
-               label_attrs=("decoupled", "weight_decay"), **_UPDATE))
+               label_attrs=("decoupled", "weight_decay"), **_UPDATE,
+               attr_schema={"beta1": Float(), "beta2": Float(), "eps": Float(), "weight_decay": Float(),
+                            "decoupled": Bool(False)}))
 register(OpDef("rmsprop_update", kernel=_rmsprop_kernel, writes=(0, 3, 4, 5), nondiff=(0, 1, 2, 3, 4, 5),
-               label_attrs=("alpha", "momentum", "centered"), **_UPDATE))
+               label_attrs=("alpha", "momentum", "centered"), **_UPDATE,
+               attr_schema={"alpha": Float(), "eps": Float(), "weight_decay": Float(),
+                            "momentum": Float(low=0.0), "centered": Bool()}))
 register(OpDef("adagrad_update", kernel=_adagrad_kernel, writes=(0, 3), nondiff=(0, 1, 2, 3, 4),
-               label_attrs=("lr_decay",), **_UPDATE))
+               label_attrs=("lr_decay",), **_UPDATE,
+               attr_schema={"eps": Float(), "weight_decay": Float(), "lr_decay": Float()}))
 register(OpDef("increment", _no_output, _increment_kernel, dtype=_first_dtype, writes=(0,), arity=1,
-               nondiff=(0,), doc="t += 1 (step counters)."))
+               nondiff=(0,), doc="t += 1 (step counters).", attr_schema={}))
 
 
 # -- learning-rate schedules -----------------------------------------------------------------
@@ -189,9 +201,17 @@ def schedule_value(attrs: dict[str, Any], t: int) -> float:
     raise ValueError(f"unknown schedule {kind!r}")
 
 
+_SCHEDULE_ATTRS = {"constant": (), "step": ("gamma", "step_size"), "exponential": ("gamma",),
+                   "cosine": ("total_steps", "warmup_steps", "eta_min")}
+
+
 def _lr_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    if attrs.get("schedule", "constant") not in ("constant", "step", "exponential", "cosine"):
+    kind = attrs.get("schedule", "constant")
+    if kind not in _SCHEDULE_ATTRS:
         fail(f"unknown learning-rate schedule {attrs.get('schedule')!r}")
+    missing = [k for k in _SCHEDULE_ATTRS[kind] if attrs.get(k) is None]
+    if missing:
+        fail(f"the {kind} schedule needs {', '.join(missing)}")
     return ()
 
 
@@ -203,4 +223,5 @@ def _lr_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype)
 
 
 register(OpDef("learning_rate", _lr_shape, _lr_kernel, arity=1, nondiff=(0,), dtype=lambda d, a: a["dtype"],
-               label_attrs=("schedule", "lr"), doc="The learning rate at the step counter's value."))
+               label_attrs=("schedule", "lr"), doc="The learning rate at the step counter's value.",
+               attr_schema=LR_ATTRS))

@@ -13,7 +13,13 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from graphdl.ir import Shape
-from graphdl.registry import fail
+from graphdl.registry import Int, Ints, fail
+
+#: Attributes of every window op (convolution and pooling), normalised pairs as above.
+WINDOW_ATTRS = {"kernel": Ints(2, low=1), "stride": Ints(2, default=(1, 1), low=1),
+                "dilation": Ints(2, default=(1, 1), low=1), "padding": Ints(4, default=(0, 0, 0, 0), low=0),
+                "groups": Int(1, low=1)}
+
 
 
 def geometry(attrs: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, ...]]:
