@@ -51,7 +51,8 @@ register(OpDef(
     "reshape", _reshape_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("shape",),
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
     doc="x with the same elements in a new shape; one -1 takes the remaining size (it may split or "
-        "merge an unknown batch dimension, checked when the batch size is known).", attr_schema={"shape": Ints(low=-1)},
+        "merge an unknown batch dimension, checked when the batch size is known).",
+    attr_schema={"shape": Ints(low=-1, unknown=True)},
 ))
 
 

@@ -146,7 +146,7 @@ register(OpDef(
     "sum_to", _sum_to_shape, _sum_to_kernel, arity=1, label_attrs=("shape",),
     grad=lambda c: [c.apply("expand_like", c.gout, c.inputs[0])],
     doc="Sum a broadcast gradient back to `shape` (None dims keep the input's size).",
-    attr_schema={"shape": Ints(low=0)},
+    attr_schema={"shape": Ints(low=0, unknown=True)},  # autodiff passes symbolic shapes (None)
 ))
 
 
