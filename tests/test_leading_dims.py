@@ -156,3 +156,20 @@ def test_flatten_keeps_several_unknown_leading_dims() -> None:
         loss = gd.ops.sum(y * y)
     assert (y.shape, z.shape) == ((None, None, 2), (None, 12))
     _fd_check(g, x, loss, np.random.default_rng(0).standard_normal((2, 3, 3, 4)))
+
+
+def test_broadcast_gradient_over_an_unknown_batch_builds_saves_and_loads(tmp_path) -> None:
+    with gd.Graph("bcast", dtype="float64") as g:
+        x = gd.placeholder("x", (None, 3))
+        s = gd.layers.Linear(3, 1, name="gate")(x)  # (?, 1), broadcast against (?, 3)
+        y = gd.layers.Linear(3, 2, name="fc")(x * s).reshape(-1, 1, 2)
+        loss = gd.ops.mean(y * y)
+    (ds,) = gd.grad(loss, [s])
+    assert ds.shape == (None, 1)
+    step = gd.compile([loss], optimizer=gd.optim.SGD(lr=0.05))
+    xv = np.random.default_rng(0).standard_normal((4, 3))
+    first = step.run({x: xv})[0]
+    step.save(str(tmp_path / "m.gdl"))
+    again = gd.load(str(tmp_path / "m.gdl"))
+    assert again.run({"x": xv})[0] == step.run({x: xv})[0] < first
+    del g
