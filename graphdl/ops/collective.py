@@ -7,15 +7,18 @@ all ranks; ``allreduce_wait`` completes it and scales by 1/size (the mean over r
 just before its first reader, so communication overlaps the rest of the backward pass.
 
 The communicator is MPI's world communicator (what ``mpiexec`` launches); with one process the ops
-are plain copies. A request is found by the address of the bucket it fills: the start and the wait of
-one bucket see the same planned buffer. A wait gives up after the timeout of the plan (attribute
-``timeout``) with an error naming the bucket, so a dead or stalled rank ends the job instead of
-hanging it.
+are plain copies. MPI moves a non-blocking collective along only inside MPI calls, so a progress
+thread polls the requests in flight while the main thread runs the backward kernels (which release
+the GIL), and marks each one done; the main thread never touches a request after starting it. A
+request is found by the address of the bucket it fills: the start and the wait of one bucket see the
+same planned buffer. A wait gives up after the timeout of the plan (attribute ``timeout``) with an
+error naming the bucket, so a dead or stalled rank ends the job instead of hanging it.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any
 
@@ -25,9 +28,47 @@ from graphdl.errors import ExecutionError
 from graphdl.ops.common import same_shape
 from graphdl.registry import Float, Int, Ints, OpDef, register
 
-#: Requests in flight, by the address of the bucket they fill (run-time state, not compile-time).
-_PENDING: dict[int, Any] = {}
-#: Seconds spent blocked in waits since last cleared (read by bench/distributed.py).
+
+class _Progress:
+    """A daemon thread that polls the all-reduces in flight and sets each one's event when it completes."""
+
+    POLL_SECONDS = 5e-5
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.pending: dict[int, tuple[Any, threading.Event]] = {}
+        threading.Thread(target=self._run, name="graphdl-mpi-progress", daemon=True).start()
+
+    def add(self, key: int, request: Any) -> None:
+        with self.lock:
+            self.pending[key] = (request, threading.Event())
+            self.lock.notify()
+
+    def take(self, key: int) -> threading.Event | None:
+        with self.lock:
+            entry = self.pending.get(key)
+        return None if entry is None else entry[1]
+
+    def forget(self, key: int) -> None:
+        with self.lock:
+            self.pending.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                while not any(not e.is_set() for _, e in self.pending.values()):
+                    self.lock.wait()
+                work = [(r, e) for r, e in self.pending.values() if not e.is_set()]
+            for request, event in work:
+                if request.Test():
+                    event.set()
+            time.sleep(self.POLL_SECONDS)
+
+
+#: The progress thread, started with the first all-reduce of a multi-rank run (run-time state).
+_PROGRESS: list[_Progress] = []
+#: Seconds blocked in waits, waits, and waits whose all-reduce had already finished, since last cleared
+#: (read by bench/distributed.py: the evidence that communication overlaps the backward pass).
 STATS: dict[str, float] = {}
 
 
@@ -57,9 +98,9 @@ def _start_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dty
         for g, lo, hi in zip(grads, bounds[:-1], bounds[1:]):
             out[lo:hi] = g.reshape(-1)
         if comm.size > 1:
-            if _PENDING:  # MPI progresses requests only inside MPI calls: move earlier buckets along
-                MPI.Request.Testall(list(_PENDING.values()))
-            _PENDING[out.ctypes.data] = comm.Iallreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+            if not _PROGRESS:
+                _PROGRESS.append(_Progress())
+            _PROGRESS[0].add(out.ctypes.data, comm.Iallreduce(MPI.IN_PLACE, out, op=MPI.SUM))
 
     return allreduce_start
 
@@ -71,16 +112,18 @@ def _wait_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
 
     def allreduce_wait(bucket: np.ndarray, out: np.ndarray) -> None:
         t0 = time.perf_counter()
-        request = _PENDING.pop(bucket.ctypes.data, None)
-        if request is not None and not request.Test():
-            deadline = time.monotonic() + timeout
-            while not request.Test():
-                if time.monotonic() > deadline:
-                    raise ExecutionError(
-                        f"rank {comm.rank} of {comm.size}: the all-reduce of gradient bucket {attrs['bucket']} did "
-                        f"not complete within {timeout:g} s; another rank has died or stalled (see its output). "
-                        "Raise the timeout with gd.distributed.MPI(timeout=...) if steps are that slow")
-                time.sleep(1e-4)
+        key = bucket.ctypes.data
+        done = _PROGRESS[0].take(key) if _PROGRESS else None
+        if done is not None:
+            STATS["waits"] = STATS.get("waits", 0) + 1
+            if done.is_set():  # it finished while later backward kernels ran
+                STATS["done_before_wait"] = STATS.get("done_before_wait", 0) + 1
+            elif not done.wait(timeout):
+                raise ExecutionError(
+                    f"rank {comm.rank} of {comm.size}: the all-reduce of gradient bucket {attrs['bucket']} did "
+                    f"not complete within {timeout:g} s; another rank has died or stalled (see its output). "
+                    "Raise the timeout with gd.distributed.MPI(timeout=...) if steps are that slow")
+            _PROGRESS[0].forget(key)
         np.multiply(bucket, scale, out=out)
         STATS["wait_seconds"] = STATS.get("wait_seconds", 0.0) + time.perf_counter() - t0
 
