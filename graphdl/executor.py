@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from graphdl.errors import ExecutionError, GraphDLError, NonFiniteError
+from graphdl.gctools import paused_gc
 from graphdl.ir import IR, Node, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import InputValueError, get_op
@@ -153,6 +154,11 @@ class BoundPlan:
 
     def __init__(self, plan: Plan, ir: IR, values: Mapping[str, np.ndarray], *, objective: str | None = None,
                  check_numerics: bool = False) -> None:
+        with paused_gc():
+            self._bind(plan, ir, values, objective=objective, check_numerics=check_numerics)
+
+    def _bind(self, plan: Plan, ir: IR, values: Mapping[str, np.ndarray], *, objective: str | None,
+              check_numerics: bool) -> None:
         self.plan = plan
         self.check_numerics = check_numerics
         nodes = ir.node_map()
