@@ -140,9 +140,8 @@ def predict(model_path: str, input_path: str, output: str | None = None, batch_s
             progress: bool | None = None) -> dict[str, np.ndarray]:
     """Run a saved model (a training file runs its inference plan) over the samples of ``input_path`` in
     batches; write ``.npy`` (one output), ``.npz`` (every output by name) or ``.csv``. Returns the outputs."""
-    from tqdm.auto import tqdm
-
     from graphdl.serialize import load
+    from graphdl.train import ProgressBar
 
     if batch_size < 1:
         raise GraphDLError(f"--batch-size must be >= 1, got {batch_size}")
@@ -156,7 +155,7 @@ def predict(model_path: str, input_path: str, output: str | None = None, batch_s
     batches = max(1, -(-n // batch_size))
     show = batches >= 8 if progress is None else progress
     parts: list[list[np.ndarray]] = []
-    with tqdm(total=n, unit="sample", disable=not show, desc="predict", file=sys.stderr) as bar:
+    with ProgressBar(total=n, unit="sample", disable=not show, desc="predict", file=sys.stderr) as bar:
         for b in range(batches):
             chunk = {k: v[b * batch_size:(b + 1) * batch_size] for k, v in feeds.items()}
             parts.append(model.run(chunk))
@@ -256,10 +255,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             model = onnx_cli.load_executable(args.file)[0] if onnx_cli.is_onnx(args.file) else load(args.file)
             to_svg(model, out, group=args.group)
             print(f"wrote {out}")
-    except (GraphDLError, FileNotFoundError) as e:
-        print(f"graphdl: error: {e}", file=sys.stderr)
+    except (GraphDLError, OSError) as e:  # a bad, missing or unreadable file: one line, no traceback
+        print(f"graphdl: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("graphdl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        print(f"graphdl: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

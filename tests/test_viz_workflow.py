@@ -92,6 +92,7 @@ def test_inference_picture_draws_what_the_plan_runs() -> None:
     assert "dropout" in train_texts and "dropout.counter" in train_texts
 
 
+@pytest.mark.slow
 def test_memory_plan_rows_bars_and_lower_bound(tmp_path) -> None:
     logits, loss = _cnn()
     train = gd.compile([loss, logits], optimizer=gd.optim.SGD(lr=0.1))
@@ -103,7 +104,7 @@ def test_memory_plan_rows_bars_and_lower_bound(tmp_path) -> None:
 
     plan = specialize(train.ir, train._batch_shapes(16))
     rows, live = gd.viz.memory_rows(plan)
-    scratch = [s for slots in plan.workspace.values() for s in slots]  # kernels' workspace has rows too
+    scratch = [s for slots in plan.workspace.values() for s in slots]
     assert len(rows) == info["buffers"] == len({s.offset for s in [*plan.slots.values(), *scratch]})
     assert sum(len(v) for _, v in rows) == len(plan.slots) + len(scratch)
     root = ET.parse(tmp_path / "plan.svg").getroot()

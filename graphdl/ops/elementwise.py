@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from graphdl.dtypes import boolean, floating, promote, promote_numeric
+from graphdl.dtypes import boolean, floating, promote, promote_no_bool, promote_numeric
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
 from graphdl.registry import DTYPES, Float, GradContext, OpDef, RuleError, Str, fail, register, scratch
 
@@ -41,7 +41,7 @@ register(OpDef(
     grad=lambda c: [c.gout, c.gout], doc="a + b with broadcasting and type promotion.", attr_schema={},
 ))
 register(OpDef(
-    "sub", broadcast_rule, ufunc_kernel(np.subtract), arity=2, inplace=(0, 1), dtype=promote_numeric,
+    "sub", broadcast_rule, ufunc_kernel(np.subtract), arity=2, inplace=(0, 1), dtype=promote_no_bool,
     grad=lambda c: [c.gout, -c.gout], doc="a - b with broadcasting and type promotion.", attr_schema={},
 ))
 register(OpDef(
@@ -56,7 +56,7 @@ register(OpDef(
     attr_schema={},
 ))
 register(OpDef("neg", same_shape, ufunc_kernel(np.negative), arity=1, inplace=(0,), grad=lambda c: [-c.gout],
-               dtype=promote_numeric, doc="-x.", attr_schema={}))
+               dtype=promote_no_bool, doc="-x.", attr_schema={}))
 register(OpDef("exp", same_shape, ufunc_kernel(np.exp), arity=1, inplace=(0,), grad=lambda c: [c.gout * c.out],
                dtype=floating, doc="e ** x.", attr_schema={}))
 register(OpDef("log", same_shape, ufunc_kernel(np.log), arity=1, inplace=(0,), grad=lambda c: [c.gout / c.inputs[0]],
@@ -175,9 +175,12 @@ def _pow_grad(c: GradContext) -> list:
         value = bnode.attr["value"]
         da = None if value == 0 else g * value * c.apply("pow", a, value - 1.0)
         return [da, None]
-    da = where(c, c.apply("equal", b, 0.0), 0.0, g * b * c.apply("pow", a, b - 1.0))
+    # The masked-out entries are computed from safe stand-ins (a**0, log(1)), so no inf or nan is made
+    # only to be dropped: a per-node numerics check sees finite values.
+    b_zero = c.apply("equal", b, 0.0)
+    da = where(c, b_zero, 0.0, g * b * c.apply("pow", a, where(c, b_zero, 1.0, b) - 1.0))
     at_zero = c.apply("logical_and", c.apply("equal", a, 0.0), c.apply("greater_equal", b, 0.0))
-    db = where(c, at_zero, 0.0, g * c.out * c.apply("log", a))
+    db = where(c, at_zero, 0.0, g * c.out * c.apply("log", where(c, at_zero, 1.0, a)))
     return [da, db]
 
 
