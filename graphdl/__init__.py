@@ -17,6 +17,7 @@ from graphdl import (
     ops,  # registers the op table
     optim,
     plot,
+    serialize,
     viz,
 )
 from graphdl.compiler import compile, grad
@@ -37,10 +38,15 @@ from graphdl.errors import (
 from graphdl.executable import Executable
 from graphdl.graph import Graph, Tensor, constant, placeholder
 from graphdl.ir import IR, Node, NodeKind
-from graphdl.serialize import load
+from graphdl.saving import load
+from graphdl.threads import get_num_threads, num_threads, set_num_threads
 from graphdl.train import History, evaluate, fit
 
 __version__ = "0.1.0"
+
+# ``graphdl.serialize.load`` stays importable for existing callers; the format module itself only reads
+# and writes records and never imports the executable (see graphdl/saving.py).
+serialize.load = load
 
 __all__ = [
     "IR",
@@ -69,15 +75,18 @@ __all__ = [
     "distributed",
     "evaluate",
     "fit",
+    "get_num_threads",
     "grad",
     "layers",
     "load",
     "losses",
     "metrics",
+    "num_threads",
     "onnx",
     "ops",
     "optim",
     "placeholder",
     "plot",
+    "set_num_threads",
     "viz",
 ]

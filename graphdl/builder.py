@@ -100,7 +100,7 @@ class Builder:
             raise self.rule_error(e, node_name, op, infos, origin) from None
         node = Node(
             name=node_name,
-            kind=kind or self.default_kind,
+            kind=kind or (NodeKind.UPDATE if opdef.effects.writes else self.default_kind),
             op=op,
             inputs=tuple(i[0] for i in infos),
             attrs=make_attrs(attrs),

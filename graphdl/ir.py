@@ -8,8 +8,14 @@ Node kinds (every node has exactly one):
 - ``constant``: a fixed array or scalar; its value lives beside the parameters.
 - ``op``: a forward computation (elementwise, matmul, a layer such as Linear).
 - ``loss``: a forward computation whose value is a training objective.
-- ``gradient``: a node built by the autodiff pass (or ``gd.grad``) while differentiating.
-- ``update``: an optimizer step; it writes into a param or state in place and outputs nothing.
+- ``gradient``: a node built by the autodiff pass (or ``gd.grad``) while differentiating, or by an
+  optimizer from the gradients (learning rate, gradient norm): ordinary pure computations.
+- ``update``: a node whose op writes into a param or state in place (its ``effects.writes``) and
+  outputs nothing: an optimizer step, a running-statistics update, a counter increment.
+
+Kinds say what role a node plays for people (pictures, summaries, remat's forward/backward split).
+What a pass may do with a node (merge, fold, drop, reorder, recompute) follows from its op's
+declared ``effects`` (graphdl/registry.py), never from its kind or name.
 
 Edges are node names, not object references, so graphs print, compare and serialise simply.
 
@@ -81,16 +87,22 @@ class Node:
     @property
     def shapes(self) -> tuple[Shape, ...]:
         """The shape of every output, in order."""
+        if not self.extra:  # the common case, kept cheap: passes call this for every node
+            return (self.shape,)
         return (self.shape, *(s for s, _ in self.extra))
 
     @property
     def dtypes(self) -> tuple[str, ...]:
         """The dtype of every output, in order."""
+        if not self.extra:
+            return (self.dtype,)
         return (self.dtype, *(d for _, d in self.extra))
 
     @property
     def refs(self) -> tuple[str, ...]:
         """The references naming each output: ``name``, ``name:1``, ..."""
+        if not self.extra:
+            return (self.name,)
         return tuple(ref(self.name, k) for k in range(1 + len(self.extra)))
 
     @property
@@ -104,7 +116,7 @@ class Node:
 
 
 #: Node names: letters, digits and ``_`` first, then also ``.``, ``-`` and ``/``; at most NAME_MAX_LEN
-#: characters. ``:`` is reserved (``node:k`` will name output k of a multi-output node). Names never
+#: characters. ``:`` is reserved (``node:k`` names output k of a multi-output node). Names never
 #: reach generated code as code, but a small, printable set keeps files, errors and pictures readable.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-/]*")
 NAME_MAX_LEN = 200
@@ -121,7 +133,7 @@ def name_problem(name: object) -> str | None:
     if NAME_PATTERN.fullmatch(name):
         return None
     if ":" in name:
-        return (f"node name {name!r} contains ':', which is reserved (`node:k` will name output k of a "
+        return (f"node name {name!r} contains ':', which is reserved (`node:k` names output k of a "
                 "multi-output node)")
     return (f"node name {name!r} has characters outside letters, digits and _ . - / (or starts with "
             ". - /)")
@@ -174,6 +186,8 @@ def ref(node: str, index: int = 0) -> str:
 
 def parse_ref(value: str) -> tuple[str, int]:
     """``"node:k"`` -> ``("node", k)``; ``"node"`` -> ``("node", 0)``."""
+    if ":" not in value:  # node names never contain ":", so this is output 0
+        return value, 0
     node, sep, index = value.rpartition(":")
     if sep and index.isdigit():
         return node, int(index)

@@ -26,19 +26,29 @@ def format_ir(ir: IR) -> str:
 
 
 def summary(ir: IR) -> str:
-    """A Keras-style table of the forward computation: node, op, output shape, parameters it reads."""
+    """A Keras-style table of the forward computation: node, op, the values it reads, its output shape(s)
+    and the parameters it owns. A parameter read by several nodes (a layer called more than once) is
+    counted once, at its first reader; later readers list it as shared."""
     by_name = ir.node_map()
-    rows = [("node", "op", "output shape", "params")]
+    rows = [("node", "op", "inputs", "output shape", "params")]
+    seen: dict[str, str] = {}  # parameter -> the node that counted it
     total = 0
     for n in ir.nodes:
         if n.kind not in (NodeKind.OP, NodeKind.LOSS, NodeKind.PLACEHOLDER):
             continue
-        params = sum(math.prod(by_name[i].shape) for i in map(node_of, n.inputs) if by_name[i].kind is NodeKind.PARAM)
-        total += params
-        rows.append((n.name, n.op, format_shape(n.shape), f"{params:,}"))
-    widths = [max(len(r[k]) for r in rows) for k in range(4)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:3]) + f"  {{:>{widths[3]}}}"
-    lines = [fmt.format(*rows[0]), "-" * (sum(widths) + 6)]
+        params = [i for i in dict.fromkeys(map(node_of, n.inputs)) if by_name[i].kind is NodeKind.PARAM]
+        own = [p for p in params if p not in seen]
+        count = sum(math.prod(by_name[p].shape) for p in own)
+        total += count
+        shared = sorted({seen[p] for p in params if p in seen})
+        for p in own:
+            seen[p] = n.name
+        inputs = [i for i in n.inputs if by_name[node_of(i)].kind in (NodeKind.OP, NodeKind.LOSS, NodeKind.PLACEHOLDER)]
+        cell = f"{count:,}" + (f" (shares {', '.join(shared)})" if shared else "")
+        rows.append((n.name, n.op, ", ".join(inputs) or "-", ", ".join(map(format_shape, n.shapes)), cell))
+    widths = [max(len(r[k]) for r in rows) for k in range(5)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:4]) + f"  {{:>{widths[4]}}}"
+    lines = [fmt.format(*rows[0]), "-" * (sum(widths) + 8)]
     lines += [fmt.format(*r) for r in rows[1:]]
     lines.append(f"total parameters: {total:,}")
     return "\n".join(lines)

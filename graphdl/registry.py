@@ -5,6 +5,7 @@ The table is the only global in graphdl: filled when ``graphdl.ops`` is imported
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,18 @@ class RuleError(Exception):
         self.kind = kind
 
 
+class InputValueError(Exception):
+    """Raised by a kernel when input number ``index`` holds a value it cannot use (a label or index out
+    of range). Forward kernels check before any update runs (passes/schedule.py), so the step is refused
+    whole; the executor raises ExecutionError naming the node, op, input and value."""
+
+    def __init__(self, index: int, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.index = index
+        self.message = message
+        self.hint = hint
+
+
 def fail(message: str, hint: str = "") -> None:
     """Reject the inputs of a shape rule with a message and a hint saying what to do."""
     raise RuleError(message, hint)
@@ -68,6 +81,10 @@ class GradContext:
     def apply(self, op: str, *inputs: Tensor | float, **attrs: Any) -> Tensor:
         """Add a gradient node computing ``op`` of ``inputs``."""
         return self.out.graph.apply(op, inputs, attrs)
+
+    def apply_multi(self, op: str, *inputs: Tensor | float, **attrs: Any) -> list[Tensor]:
+        """Add one gradient node computing the multi-output ``op``; a handle on each output."""
+        return self.out.graph.apply_multi(op, inputs, attrs)
 
 
 GradRule = Callable[[GradContext], Sequence["Tensor | None"]]
@@ -227,12 +244,39 @@ DTYPES = ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float3
 
 
 @dataclass(frozen=True)
+class Effects:
+    """What an op does besides computing its outputs from its inputs. Passes ask this, never a node's kind
+    or name (compare JAX's effects and the mutated-argument marks of FX's operator schemas).
+
+    ``writes``: inputs the kernel mutates in place (optimizer updates, running statistics, counters). Such a
+    node has no output buffer, is a root for dead-code elimination, is never merged, folded or recomputed,
+    and runs after every other reader of what it writes. ``random``: outputs drawn from a random-number
+    stream, so two nodes with equal inputs are not interchangeable: never merged, folded or recomputed.
+    ``advances``: inputs holding random-number state (a counter) that a training plan must advance once
+    per step; ``set_mode`` adds one ``increment`` per such state unless a node already writes it.
+    """
+
+    writes: tuple[int, ...] = ()
+    random: bool = False
+    advances: tuple[int, ...] = ()
+
+    @property
+    def pure(self) -> bool:
+        """Whether the outputs depend only on the inputs and attributes (safe to merge, fold, drop, recompute)."""
+        return not self.writes and not self.random
+
+
+PURE = Effects()
+
+
+@dataclass(frozen=True)
 class OpDef:
     """One op: how its shape follows from its inputs, how it computes, how it differentiates.
 
     ``workspace`` declares scratch buffers the planner places in the arena for the step's duration.
     ``inplace`` lists inputs the output may overwrite when that input dies at this node (the kernel
-    must then be alias-safe). ``writes`` lists inputs an update kernel mutates. ``nondiff`` lists
+    must then be alias-safe). ``effects`` declares side effects (see Effects); ``writes`` is a shorthand
+    for ``effects.writes`` (both always agree). ``nondiff`` lists
     inputs that never receive a gradient (labels, indices). ``shape_only`` lists inputs whose
     values the kernel never reads (only their shape, fixed when the kernel is built), so reading
     them does not keep their buffers alive. ``grad`` is ``None`` when the op has no
@@ -261,9 +305,31 @@ class OpDef:
     #: nodes that advance its state (running statistics, random-number counters).
     modal: bool = False
     training_updates: Callable[[Any, Node], None] | None = None
+    multi_output: bool = False
     #: Scratch buffers the kernel declares (see WorkspaceRule); its factory then takes ``workspace=``.
     workspace: WorkspaceRule | None = None
-    multi_output: bool = False
+    effects: Effects = PURE
+
+    def __post_init__(self) -> None:
+        writes = tuple(sorted({*self.writes, *self.effects.writes}))
+        if writes != self.effects.writes or writes != self.writes:
+            object.__setattr__(self, "writes", writes)
+            object.__setattr__(self, "effects", dataclasses.replace(self.effects, writes=writes))
+
+
+def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],
+          attrs: dict[str, Any]) -> tuple[tuple[Shape, ...], tuple[str, ...]]:
+    """Every output's (shape, dtype) by the op's rules: one of each, or one per output of a multi-output op.
+
+    Raises RuleError when the rules reject the inputs.
+    """
+    shape, dtype = op.shape(shapes, attrs), op.dtype(dtypes, attrs)
+    if not op.multi_output:
+        return (tuple(shape),), (dtype,)
+    out_shapes, out_dtypes = tuple(tuple(s) for s in shape), tuple(dtype)
+    if len(out_shapes) != len(out_dtypes) or not out_shapes:
+        raise RuleError(f"op '{op.name}' gives {len(out_shapes)} output shapes but {len(out_dtypes)} dtypes")
+    return out_shapes, out_dtypes
 
 
 def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
@@ -280,21 +346,6 @@ def scratch(given: list[np.ndarray] | None, declared: list[tuple[tuple[int, ...]
         nbytes = math.prod(shape) * dtype.itemsize
         out.append(g.view(np.uint8)[:nbytes].view(dtype).reshape(shape))
     return out
-
-
-def infer(op: OpDef, shapes: tuple[Shape, ...], dtypes: tuple[str, ...],
-          attrs: dict[str, Any]) -> tuple[tuple[Shape, ...], tuple[str, ...]]:
-    """Every output's (shape, dtype) by the op's rules: one of each, or one per output of a multi-output op.
-
-    Raises RuleError when the rules reject the inputs.
-    """
-    shape, dtype = op.shape(shapes, attrs), op.dtype(dtypes, attrs)
-    if not op.multi_output:
-        return (tuple(shape),), (dtype,)
-    out_shapes, out_dtypes = tuple(tuple(s) for s in shape), tuple(dtype)
-    if len(out_shapes) != len(out_dtypes) or not out_shapes:
-        raise RuleError(f"op '{op.name}' gives {len(out_shapes)} output shapes but {len(out_dtypes)} dtypes")
-    return out_shapes, out_dtypes
 
 
 _OPS: dict[str, OpDef] = {}

@@ -621,25 +621,3 @@ def read(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS
     except Exception as e:
         raise _fail(path, f"unreadable ({type(e).__name__}: {str(e)[:200]})") from None
     return ir, weights, {**archive.manifest, "objective": data.get("objective")}
-
-
-def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """Load a model file into a runnable Executable, without the script that built it.
-
-    Fails only with ModelFileError; ``limits`` bounds what is read and allocated (see Limits).
-    """
-    from graphdl.executable import Executable
-    from passes import CompileSpec, compile_graph
-
-    path = os.fspath(path)
-    ir, weights, manifest = read(path, limits=limits)
-    try:  # the compiler's own checks, as for a graph built in Python
-        ir = compile_graph(ir, CompileSpec(ir.outputs))
-    except Exception as e:
-        raise _fail(path, f"the stored graph does not compile: {type(e).__name__}: {str(e)[:300]}") from None
-    objective = manifest["objective"]
-    if objective is None and any(n.kind is NodeKind.UPDATE for n in ir.nodes):
-        # Files written before the objective was recorded: the only scalar output, if there is one.
-        scalars = [o for o in ir.outputs if value_info(ir.node_map(), o)[0] == ()]
-        objective = scalars[0] if len(scalars) == 1 else None
-    return Executable(ir, weights, objective=objective)

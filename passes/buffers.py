@@ -151,7 +151,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     last_use: dict[str, int] = {}
     for i, n in enumerate(nodes):
         op = get_op(n.op)
-        outs = () if op.writes else n.refs  # one slot per output; an update writes in place
+        outs = () if op.effects.writes else n.refs  # one slot per output; a writing op has no output
         steps.append(Step(n.name, n.op, n.inputs, outs))
         for out in outs:
             produced[out] = i

@@ -7,8 +7,8 @@ checkpoint, by clones of that segment's nodes inserted just before the first bac
 needs them. Live activations drop from O(n) to O(n / every + every), O(sqrt(n)) by default, for at
 most one extra forward pass. Recomputed values are bit-identical: the same kernels on the same inputs.
 
-Ops that write state or draw random numbers (``writes``, ``modal``) are never recomputed, nor are
-requested outputs; their values simply stay live as before.
+Ops that write state or draw random numbers (their declared ``effects``) are never recomputed, nor
+are requested outputs; their values simply stay live as before.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ BACKWARD = (NodeKind.GRADIENT, NodeKind.UPDATE)
 
 
 def _recomputable(node: Node) -> bool:
-    op = get_op(node.op)
-    return node.kind in FORWARD and not op.writes and not getattr(op, "modal", False)
+    return node.kind in FORWARD and get_op(node.op).effects.pure
 
 
 def rematerialize(ir: IR, every: int | None = None) -> IR:

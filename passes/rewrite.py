@@ -5,22 +5,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from graphdl.ir import IR, Node, NodeKind, node_of, parse_ref, ref
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, node_of, parse_ref, ref
 from graphdl.registry import get_op
+
+LEAF_KINDS = STORED_KINDS | {NodeKind.PLACEHOLDER}
 
 
 def is_pure(node: Node) -> bool:
-    """A computed value that depends only on its inputs and attributes: safe to merge, fold or drop.
+    """A value that depends only on its inputs and attributes: safe to merge, fold or drop.
 
-    Updates write state; mode-dependent ops (dropout, batch norm) may draw random numbers or
-    advance counters; losses are kept as the user's objectives.
+    Computed nodes ask their op's declared effects (no writes, no random numbers); of the leaves only
+    scalar constants qualify (feeds, parameters and state change between runs).
     """
-    if node.kind is NodeKind.CONSTANT:
-        return node.op == "scalar"
-    if node.kind not in (NodeKind.OP, NodeKind.GRADIENT):
-        return False
-    op = get_op(node.op)
-    return not op.writes and not getattr(op, "modal", False)
+    if node.kind in LEAF_KINDS:
+        return node.kind is NodeKind.CONSTANT and node.op == "scalar"
+    return get_op(node.op).effects.pure
+
+
+def writes(node: Node) -> tuple[int, ...]:
+    """The inputs a computed node writes in place, as its op declares (empty for leaves and pure ops)."""
+    return () if node.kind in LEAF_KINDS else get_op(node.op).effects.writes
 
 
 def resolve(forward: Mapping[str, str], value: str) -> str:

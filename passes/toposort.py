@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from graphdl.errors import CompileError, GraphError
 from graphdl.ir import IR, node_of
-from graphdl.registry import get_op
+from passes.rewrite import writes
 
 
 def dependency_edges(ir: IR) -> list[tuple[str, str]]:
@@ -29,9 +29,7 @@ def dependency_edges(ir: IR) -> list[tuple[str, str]]:
             edges.append((i, n.name))
             readers.setdefault(i, []).append(n.name)
     for n in ir.nodes:
-        if n.kind.value in ("placeholder", "param", "state", "constant"):
-            continue
-        for idx in get_op(n.op).writes:
+        for idx in writes(n):
             if idx >= len(n.inputs):  # an optional state input (e.g. SGD without momentum)
                 continue
             edges.extend((r, n.name) for r in readers.get(node_of(n.inputs[idx]), ()) if r != n.name)

@@ -48,3 +48,8 @@ def mlp() -> MLP:
 def batch() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     return rng.standard_normal((32, 64)).astype("float32"), rng.integers(0, 10, 32)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-cases", type=int, default=2000,
+                     help="cases for tests/test_fuzz_model_files.py (default 2000; use 20000+ for a deep run)")

@@ -26,6 +26,8 @@ class Case:
     positive: bool = False
     kind: str = "op"
     id: str = ""
+    #: Which outputs of a multi-output op enter the objective (default: all of them).
+    outputs: tuple[int, ...] | None = None
 
     def inputs(self, rng: np.random.Generator) -> list[np.ndarray]:
         if self.make is not None:
@@ -44,6 +46,8 @@ def build(case: Case, arrays: list[np.ndarray]) -> tuple[gd.Graph, list[gd.Tenso
         xs = [gd.placeholder(f"in{k}", a.shape, dtype=str(a.dtype)) for k, a in enumerate(arrays)]
         kind = gd.NodeKind.LOSS if case.kind == "loss" else gd.NodeKind.OP
         outs = g.apply_multi(case.op, xs, case.attrs, kind=kind)  # every output of a multi-output op
+        if case.outputs is not None:
+            outs = [outs[k] for k in case.outputs]
         parts = [gd.ops.sum(o * gd.constant(rng.standard_normal(tuple(1 if d is None else d for d in o.shape))))
                  for o in outs]
         out, objective = outs[0], parts[0]

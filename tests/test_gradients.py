@@ -11,6 +11,16 @@ from tests.gradcheck import check_gradients
 from tests.op_cases import CASES, NO_GRADIENT
 
 
+def test_every_registered_op_has_a_docstring() -> None:
+    missing = sorted(name for name, op in all_ops().items() if not op.doc.strip())
+    assert not missing, f"ops without a docstring (OpDef.doc): {missing}"
+
+
+def test_no_gradient_marks_name_registered_ops() -> None:
+    assert not set(NO_GRADIENT) - set(all_ops()), "NO_GRADIENT marks ops that do not exist"
+    assert not set(NO_GRADIENT) & {c.op for c in CASES}, "an op is both checked and marked non-differentiable"
+
+
 def test_every_registered_op_is_checked() -> None:
     covered = {c.op for c in CASES}
     unchecked = sorted(set(all_ops()) - covered - set(NO_GRADIENT))

@@ -1,7 +1,7 @@
 """Gradients of gradients: Hessian-vector products against central differences of the gradient.
 
 Every elementwise op, matmul, Linear, the activations (and conv2d, pooling, layer_norm) have a
-second-order rule; ops without one (batch_norm_grad, softmax_cross_entropy_grad) are named in a GradientError.
+second-order rule; ops without one (batch_norm_backward, softmax_cross_entropy_grad) are named in a GradientError.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _ce_objective(x: gd.Tensor) -> gd.Tensor:
     return LS.SoftmaxCrossEntropy()(L.Linear(32, 3)(L.Flatten()(x)), labels)
 
 
-@pytest.mark.parametrize(("op", "objective"), [("batch_norm_grad", _bn_objective),
+@pytest.mark.parametrize(("op", "objective"), [("batch_norm_backward", _bn_objective),
                                                ("softmax_cross_entropy_grad", _ce_objective)])
 def test_second_order_without_rule_names_the_op(op: str, objective: Build) -> None:
     with gd.Graph("no_rule", dtype="float64"):

@@ -177,3 +177,73 @@ def test_svg_labels_edges_with_the_output_they_carry() -> None:
     assert ":1 (?, 3) float64" in dot
     svg = gd.viz.to_svg(g)
     assert ":1" in svg
+
+
+def test_onnx_export_of_split_matches_onnxruntime(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    with gd.Graph("mo") as g:
+        x = gd.placeholder("x", (None, 6))
+        a, b, c = gd.ops.chunk(x, 3, axis=1)
+        y = a * b + gd.ops.tanh(c)
+    path = str(tmp_path / "split.onnx")
+    gd.onnx.export(g, path, outputs=[y])
+    x0 = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    (got,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x0})
+    np.testing.assert_allclose(got, gd.compile([y]).run({x: x0})[0], rtol=1e-6)
+
+
+def _bn_cnn() -> tuple[gd.Tensor, gd.Tensor]:
+    with gd.Graph("bn", dtype="float64"):
+        x = gd.placeholder("x", (None, 2, 4, 4))
+        h = gd.layers.Dropout(0.3, name="drop")(gd.layers.BatchNorm2D(2, name="bn")(x))
+        loss = gd.ops.mean(gd.ops.tanh(h) * h)
+    return x, loss
+
+
+def test_batch_norm_and_dropout_gradients_reuse_forward_outputs() -> None:
+    _, loss = _bn_cnn()
+    exe = gd.compile([loss], gd.optim.SGD(0.1))
+    ops = [n.op for n in exe.ir.nodes]
+    assert ops.count("batch_norm_backward") == 1 and "batch_norm_grad" not in ops  # one node, no recomputing
+    assert ops.count("dropout") == 1  # the gradient multiplies by the saved mask instead of redrawing it
+    by = exe.ir.node_map()
+    backward = next(n for n in exe.ir.nodes if n.op == "batch_norm_backward")
+    assert backward.inputs[3:] == ("bn:1", "bn:2")
+    update = next(n for n in exe.ir.nodes if n.op == "batch_norm_update")
+    assert update.inputs[1:3] == ("bn:1", "bn:2")
+    assert any("drop:1" in n.inputs for n in exe.ir.nodes if by[n.name].op == "mul")
+
+
+def test_new_batch_norm_ops_match_the_format_v1_ops() -> None:
+    """Graphs saved before batch_norm had several outputs use batch_norm_grad/batch_norm_stats; both agree."""
+    rng = np.random.default_rng(0)
+    with gd.Graph("v1", dtype="float64") as g:
+        x = gd.placeholder("x", (6, 3, 2, 2))
+        gout = gd.placeholder("g", (6, 3, 2, 2))
+        gamma = gd.constant(rng.standard_normal(3), name="gamma")
+        beta = gd.constant(rng.standard_normal(3), name="beta")
+        rm = gd.constant(rng.standard_normal(3), name="rm")
+        rv = gd.constant(rng.random(3) + 0.5, name="rv")
+        outs = []
+        for training in (True, False):
+            attrs = {"training": training, "eps": 1e-3}
+            y, mean, var = g.apply_multi("batch_norm", [x, gamma, beta, rm, rv], attrs)
+            dx, dgamma, dbeta = g.apply_multi("batch_norm_backward", [gout, x, gamma, mean, var], attrs)
+            old_dx = g.apply("batch_norm_grad", [gout, x, gamma, rm, rv], {**attrs, "wrt": "x"})
+            old_dgamma = g.apply("batch_norm_grad", [gout, x, gamma, rm, rv], {**attrs, "wrt": "gamma"})
+            outs += [dx, old_dx, dgamma, old_dgamma, dbeta, gd.ops.sum(gout, axis=(0, 2, 3))]
+    got = gd.compile(outs).run({x: rng.standard_normal((6, 3, 2, 2)) * 2 + 1, gout: rng.standard_normal((6, 3, 2, 2))})
+    for new, old in zip(got[::2], got[1::2], strict=True):
+        np.testing.assert_allclose(new, old, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_norm_statistics_are_not_differentiable() -> None:
+    with gd.Graph("s", dtype="float64") as g:
+        x = gd.placeholder("x", (4, 2))
+        bn = gd.layers.BatchNorm1D(2, name="bn")
+        y = bn(x)
+        mean = gd.Tensor(g, "bn:1")
+        loss = gd.ops.sum(y) + gd.ops.sum(mean)
+    with pytest.raises(gd.GradientError, match=r"batch statistics of 'bn'.*not differentiable"):
+        gd.grad(loss, [x])

@@ -30,8 +30,8 @@ def test_training_mode_adds_one_update_per_state() -> None:
     out = set_mode(_ir(), True)
     updates = {n.name: n for n in out.nodes if n.kind is NodeKind.UPDATE}
     assert set(updates) == {"update/bn", "update/drop.counter"}
-    assert updates["update/bn"].op == "batch_norm_stats"
-    assert updates["update/bn"].inputs == ("x", "bn.running_mean", "bn.running_var")
+    assert updates["update/bn"].op == "batch_norm_update"  # reads the statistics bn computed (bn:1, bn:2)
+    assert updates["update/bn"].inputs == ("x", "bn:1", "bn:2", "bn.running_mean", "bn.running_var")
     assert updates["update/drop.counter"].op == "increment"
 
 

@@ -9,6 +9,7 @@ the graphdl node names (helper nodes are ``<node>/<part>``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -150,8 +151,7 @@ def inference_ir(source: Any, outputs: Sequence[Tensor | str] | None = None) -> 
         if n.kind is NodeKind.UPDATE:
             continue
         if n.kind not in STORED_KINDS and n.kind is not NodeKind.PLACEHOLDER and get_op(n.op).modal:
-            n = Node(n.name, n.kind, n.op, n.inputs, make_attrs({**n.attr, "training": False}), n.shape, n.dtype,
-                     n.origin)
+            n = dataclasses.replace(n, attrs=make_attrs({**n.attr, "training": False}))  # keeps every output
         nodes.append(n)
     compiled = compile_graph(IR(ir.name, tuple(nodes), tuple(names)), CompileSpec(tuple(names),
                                                                                   options={"training": False}))

@@ -23,7 +23,8 @@ EXPORTERS: dict[str, Exporter] = {}
 #: Ops that exist only in training plans: gradients, optimizer updates, step counters, schedules.
 TRAINING_ONLY = frozenset({
     "relu_grad", "conv2d_input_grad", "conv2d_weight_grad", "embedding_grad", "unpick", "unslice",
-    "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats", "max_pool2d_grad", "max_pool2d_pick",
+    "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats",
+    "batch_norm_backward", "batch_norm_update", "max_pool2d_grad", "max_pool2d_pick",
     "avg_pool2d_grad", "broadcast_like", "sum_to", "expand_like", "sgd_update", "adam_update", "rmsprop_update",
     "adagrad_update", "increment", "learning_rate", "matmul_sgd_update", "gather_adjoint", "remap_adjoint",
     "class_nll_grad", "conv1d_input_grad", "conv1d_weight_grad",

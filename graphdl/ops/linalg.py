@@ -68,4 +68,5 @@ def _matmul_grad(c: GradContext) -> list:
 
 register(OpDef("matmul", _matmul_shape, _matmul_kernel, arity=2, grad=_matmul_grad,
                label_attrs=("transpose_a", "transpose_b"),
-               attr_schema={"transpose_a": Bool(False), "transpose_b": Bool(False)}))
+               attr_schema={"transpose_a": Bool(False), "transpose_b": Bool(False)},
+               doc="a @ b (NumPy matmul: batched over leading dims), either operand transposed in its last two dims."))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.gemm import make_gemm
-from graphdl.registry import Bool, Float, GradContext, Int, OpDef, fail, register
+from graphdl.registry import Bool, Effects, Float, GradContext, Int, OpDef, fail, register
 
 
 def _linear_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -89,7 +89,7 @@ def _softmax_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 register(OpDef(
     "softmax", _softmax_shape, _softmax_kernel, arity=1, inplace=(0,), label_attrs=("axis",),
     grad=lambda c: [c.out * (c.gout - (c.gout * c.out).sum(axis=c.attrs.get("axis", -1), keepdims=True))],
-    attr_schema={"axis": Int(-1)},
+    attr_schema={"axis": Int(-1)}, doc="exp(x) / sum(exp(x)) along axis, the maximum subtracted first.",
 ))
 
 
@@ -123,46 +123,37 @@ def _dropout_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
         fail(f"dropout probability p must be in [0, 1], got {attrs.get('p')}")
     if shapes[1] not in ((), (1,)):
         fail(f"the dropout counter must be a scalar or (1,), got {shapes[1]}")
-    return shapes[0]
+    return shapes[0], shapes[0]
 
 
-def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _dropout_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple):
     p, seed = attrs.get("p", 0.5), attrs.get("seed", 0)
     active = attrs.get("training", False) and p > 0
-    u = np.empty(out_shape, dtype=dtype) if active else None
-    mask = np.empty(out_shape, dtype=bool) if active else None
+    keep = np.empty(out_shapes[0], dtype=bool) if active else None
     scale = 1.0 / (1.0 - p) if p < 1 else 0.0
+    dtype = dtypes[0]
 
-    def dropout(x: np.ndarray, counter: np.ndarray, out: np.ndarray) -> None:
+    def dropout(x: np.ndarray, counter: np.ndarray, out: np.ndarray, mask: np.ndarray) -> None:
         if not active:
             np.copyto(out, x)
+            mask.fill(1.0)
             return
-        # The mask depends only on (seed, counter): the gradient node redraws the same mask, and a
-        # reloaded model continues the same sequence.
-        np.random.default_rng([seed, int(counter.reshape(-1)[0])]).random(out=u, dtype=dtype)
-        np.greater_equal(u, p, out=mask)
+        # The mask depends only on (seed, counter), so a reloaded model continues the same sequence; it
+        # is output 1 (0 or 1/(1-p)), which the gradient multiplies by instead of drawing it again.
+        np.random.default_rng([seed, int(counter.reshape(-1)[0])]).random(out=mask, dtype=dtype)
+        np.greater_equal(mask, p, out=keep)
+        np.multiply(keep, scale, out=mask)
         np.multiply(x, mask, out=out)
-        np.multiply(out, scale, out=out)
 
     return dropout
 
 
-def _dropout_updates(b: Any, node: Any) -> None:
-    from graphdl.ir import NodeKind
-
-    counter = node.inputs[1]
-    # one increment per counter: not for gradient nodes (they redraw the forward mask), nor for a second
-    # call of the same layer (it shares the counter)
-    if node.kind is NodeKind.GRADIENT or f"update/{counter}" in b.nodes:
-        return
-    b.apply("increment", [b.tensor(counter)], name=f"update/{counter}", kind=NodeKind.UPDATE)
-
-
 register(OpDef(
     "dropout", _dropout_shape, _dropout_kernel, arity=2, inplace=(0,), nondiff=(1,), label_attrs=("p", "training"),
-    grad=lambda c: [c.apply("dropout", c.gout, c.inputs[1], **c.attrs), None],
-    dtype=lambda d, a: d[0], modal=True, training_updates=_dropout_updates,
+    grad=lambda c: [c.gout * c.outs[1] if c.gout is not None else None, None],  # the mask is no function of x
+    dtype=lambda d, a: (d[0], d[0]), modal=True, multi_output=True, effects=Effects(random=True, advances=(1,)),
     doc="Training: zero each entry with probability p and scale the rest by 1/(1-p); inference: identity. "
+        "Outputs: y and the mask it multiplied by (0 or 1/(1-p); ones in inference), which the gradient reuses. "
         "The mask is drawn from (seed, counter); a training plan increments the counter after each step.",
         attr_schema={"p": Float(0.5, low=0.0, high=1.0), "seed": Int(0), "training": Bool(False)},
 ))

@@ -1,6 +1,7 @@
 """Normalisation ops: batch_norm (training and inference modes, running statistics) and layer_norm.
 
-batch_norm's gradient is a dedicated (modal, first-order) op; layer_norm's is written with
+batch_norm has three outputs (y, batch mean, batch variance); its gradient is one dedicated (modal,
+first-order) node reading those statistics instead of recomputing them; layer_norm's is written with
 differentiable graph ops (mean, pow, mul), so it has a gradient itself.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.errors import GradientError
 from graphdl.registry import Bool, Float, GradContext, Int, OpDef, Str, fail, register
 
 BATCH_NORM_ATTRS = {"eps": Float(1e-5, low=0.0), "momentum": Float(0.1), "training": Bool(False)}
@@ -28,7 +30,7 @@ def _batch_norm_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     if len(x) not in (2, 3, 4) or x[1] is None:
         fail(f"batch_norm needs (batch, channels[, length | height, width]) with known channels, got {x}")
     _norm_check(x, shapes[1:], (x[1],), "batch_norm")
-    return x
+    return x, (x[1],), (x[1],)
 
 
 def _bn_axes(ndim: int) -> tuple[int, ...]:
@@ -44,29 +46,30 @@ def _channel_mean(x: np.ndarray, out: np.ndarray, scale: bool = True) -> None:
         np.multiply(flat, c / x.size, out=flat)
 
 
-def _batch_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _batch_norm_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple):
     eps, training = attrs.get("eps", 1e-5), attrs.get("training", False)
-    c = out_shape[1]
-    col = (1, c, *([1] * (len(out_shape) - 2)))
-    mean = np.empty(col, dtype=dtype)
+    shape, dtype = out_shapes[0], dtypes[0]
+    col = (1, shape[1], *([1] * (len(shape) - 2)))
     scale = np.empty(col, dtype=dtype)
     shift = np.empty(col, dtype=dtype)
-    sq = np.empty(out_shape, dtype=dtype) if training else None
+    sq = np.empty(shape, dtype=dtype) if training else None
 
     def batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, rm: np.ndarray, rv: np.ndarray,
-                   out: np.ndarray) -> None:
+                   out: np.ndarray, mean: np.ndarray, var: np.ndarray) -> None:
+        # Outputs 1 and 2 are the statistics used (batch ones in training, running ones in inference),
+        # read by the gradient and the running-statistics update instead of being recomputed.
         if training:
             _channel_mean(x, mean)
-            np.subtract(x, mean, out=sq)
+            np.subtract(x, mean.reshape(col), out=sq)
             np.multiply(sq, sq, out=sq)
-            _channel_mean(sq, scale)  # biased batch variance
+            _channel_mean(sq, var)  # biased batch variance
         else:
-            np.copyto(mean, rm.reshape(col))
-            np.copyto(scale, rv.reshape(col))
-        np.add(scale, eps, out=scale)
+            np.copyto(mean, rm)
+            np.copyto(var, rv)
+        np.add(var.reshape(col), eps, out=scale)
         np.sqrt(scale, out=scale)
         np.divide(gamma.reshape(col), scale, out=scale)
-        np.multiply(mean, scale, out=shift)
+        np.multiply(mean.reshape(col), scale, out=shift)
         np.subtract(beta.reshape(col), shift, out=shift)
         np.multiply(x, scale, out=out)
         np.add(out, shift, out=out)
@@ -82,24 +85,118 @@ def _normalise(c: GradContext, x: Any, axes: tuple[int, ...], eps: float) -> tup
 
 
 def _batch_norm_grad(c: GradContext) -> list:
-    # One modal op per differentiable input: the mode may be fixed only later, by set_mode, when the
-    # gradient was built with gd.grad before compiling; both nodes then get the same mode.
-    x, gamma, _beta, rm, rv = c.inputs
-    args = (c.gout, x, gamma, rm, rv)
-    return [c.apply("batch_norm_grad", *args, **c.attrs, wrt="x"),
-            c.apply("batch_norm_grad", *args, **c.attrs, wrt="gamma"),
-            c.gout.sum(axis=_bn_axes(len(x.shape))), None, None]
+    # One modal node for all three gradients, reading the statistics the forward node output: the
+    # mode may be fixed only later, by set_mode (gradients built with gd.grad before compiling).
+    if any(g is not None for g in c.gouts[1:]):
+        raise GradientError(f"the batch statistics of {c.node.describe()} (outputs :1 and :2) are not "
+                            "differentiable; differentiate its first output only")
+    x, gamma = c.inputs[0], c.inputs[1]
+    dx, dgamma, dbeta = c.apply_multi("batch_norm_backward", c.gout, x, gamma, c.outs[1], c.outs[2], **c.attrs)
+    return [dx, dgamma, dbeta, None, None]
 
 
-def _batch_norm_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+def _batch_norm_backward_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     g, x = shapes[0], shapes[1]
     _batch_norm_shape(shapes[1:], attrs)
+    if len(g) != len(x):
+        fail(f"gradient {g} does not match the input {x}")
+    return x, shapes[2], shapes[2]
+
+
+def _batch_norm_backward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple):
+    eps, training = attrs.get("eps", 1e-5), attrs.get("training", False)
+    x_shape, dtype = in_shapes[1], dtypes[0]
+    col = (1, x_shape[1], *([1] * (len(x_shape) - 2)))
+    inv, a, b = (np.empty(col, dtype=dtype) for _ in range(3))
+    xhat, tmp = np.empty(x_shape, dtype=dtype), np.empty(x_shape, dtype=dtype)
+    count = math.prod(x_shape) // x_shape[1]
+
+    def batch_norm_backward(g: np.ndarray, x: np.ndarray, gamma: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                            dx: np.ndarray, dgamma: np.ndarray, dbeta: np.ndarray) -> None:
+        np.add(var.reshape(col), eps, out=inv)
+        np.sqrt(inv, out=inv)
+        np.divide(1.0, inv, out=inv)
+        np.subtract(x, mean.reshape(col), out=xhat)
+        np.multiply(xhat, inv, out=xhat)  # the normalised input
+        _channel_mean(g, dbeta, scale=False)
+        np.multiply(g, xhat, out=tmp)
+        _channel_mean(tmp, dgamma, scale=False)
+        np.multiply(inv, gamma.reshape(col), out=inv)  # gamma / std
+        if not training:
+            np.multiply(g, inv, out=dx)
+            return
+        # dx = gamma / std * (g - mean(g) - xhat * mean(g * xhat)), the means from dbeta and dgamma
+        np.multiply(dbeta.reshape(col), 1.0 / count, out=a)
+        np.multiply(dgamma.reshape(col), 1.0 / count, out=b)
+        np.multiply(xhat, b, out=tmp)
+        np.subtract(g, tmp, out=tmp)
+        np.subtract(tmp, a, out=tmp)
+        np.multiply(tmp, inv, out=dx)
+
+    return batch_norm_backward
+
+
+def _batch_norm_update_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    x_shape = in_shapes[0]
+    momentum = attrs.get("momentum", 0.1)
+    n = math.prod(x_shape) // x_shape[1]
+    unbias = n / (n - 1) if n > 1 else 1.0
+    tmp = np.empty(in_shapes[1], dtype=dtype)
+
+    def batch_norm_update(x: np.ndarray, mean: np.ndarray, var: np.ndarray, rm: np.ndarray, rv: np.ndarray) -> None:
+        # running = (1 - momentum) running + momentum batch, with the unbiased variance (PyTorch)
+        np.multiply(rm, 1.0 - momentum, out=rm)
+        np.multiply(mean, momentum, out=tmp)
+        np.add(rm, tmp, out=rm)
+        np.multiply(rv, 1.0 - momentum, out=rv)
+        np.multiply(var, momentum * unbias, out=tmp)
+        np.add(rv, tmp, out=rv)
+
+    return batch_norm_update
+
+
+def _batch_norm_updates(b: Any, node: Any) -> None:
+    x, _, _, rm, rv = (b.tensor(i) for i in node.inputs)
+    mean, var = b.tensor(f"{node.name}:1"), b.tensor(f"{node.name}:2")
+    b.apply("batch_norm_update", [x, mean, var, rm, rv], {"momentum": dict(node.attrs).get("momentum", 0.1)},
+            name=b.fresh(f"update/{node.name}"))
+
+
+register(OpDef(
+    "batch_norm", _batch_norm_shape, _batch_norm_kernel, arity=5, nondiff=(3, 4), grad=_batch_norm_grad,
+    modal=True, training_updates=_batch_norm_updates, label_attrs=("eps", "momentum", "training"),
+    multi_output=True, dtype=lambda d, a: (d[0], d[0], d[0]),
+    doc="Normalise each channel (axis 1) by batch statistics in training plans, by the running statistics "
+        "in inference plans; then scale by gamma and shift by beta. Outputs: y, and the per-channel mean and "
+        "(biased) variance used, which the gradient and the running-statistics update read.",
+    attr_schema=BATCH_NORM_ATTRS,
+))
+register(OpDef(
+    "batch_norm_backward", _batch_norm_backward_shape, _batch_norm_backward_kernel, arity=5, modal=True,
+    nondiff=(1, 2, 3, 4), multi_output=True, dtype=lambda d, a: (d[0], d[0], d[0]), label_attrs=("training",),
+    doc="Gradients of batch_norm for x, gamma and beta in one node, from its saved statistics: inputs "
+        "(gradient of y, x, gamma, mean, var).", attr_schema=BATCH_NORM_ATTRS,
+))
+register(OpDef(
+    "batch_norm_update", lambda s, a: (), _batch_norm_update_kernel, arity=5, writes=(3, 4), nondiff=(0, 1, 2, 3, 4),
+    shape_only=(0,), dtype=lambda d, a: d[0], label_attrs=("momentum",),
+    doc="Update BatchNorm's running mean and (unbiased) variance in place from the batch statistics batch_norm "
+        "output: inputs (x, only for its shape; mean; var; running mean; running var).",
+    attr_schema={"momentum": Float(0.1)},
+))
+
+
+# -- Format-v1 training files: the gradient and statistics ops before batch_norm had several outputs. They
+# recompute the batch statistics from x; new graphs never use them.
+def _legacy_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    g, x = shapes[0], shapes[1]
+    _batch_norm_shape(shapes[1:], attrs)  # the checks only
     if len(g) != len(x):
         fail(f"gradient {g} does not match the input {x}")
     return x if attrs["wrt"] == "x" else shapes[2]
 
 
-def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _legacy_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     eps, training, wrt = attrs.get("eps", 1e-5), attrs.get("training", False), attrs["wrt"]
     x_shape = in_shapes[1]
     col = (1, x_shape[1], *([1] * (len(x_shape) - 2)))
@@ -141,7 +238,7 @@ def _batch_norm_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dty
     return batch_norm_grad
 
 
-def _batch_norm_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+def _legacy_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     x_shape = in_shapes[0]
     momentum = attrs.get("momentum", 0.1)
     n = math.prod(x_shape) // x_shape[1]
@@ -165,30 +262,15 @@ def _batch_norm_stats_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dt
     return batch_norm_stats
 
 
-def _batch_norm_updates(b: Any, node: Any) -> None:
-    from graphdl.ir import NodeKind
-
-    x, _, _, rm, rv = (b.tensor(i) for i in node.inputs)
-    b.apply("batch_norm_stats", [x, rm, rv], {"momentum": dict(node.attrs).get("momentum", 0.1)},
-            name=f"update/{node.name}", kind=NodeKind.UPDATE)
-
-
 register(OpDef(
-    "batch_norm", _batch_norm_shape, _batch_norm_kernel, arity=5, nondiff=(3, 4), grad=_batch_norm_grad,
-    modal=True, training_updates=_batch_norm_updates, label_attrs=("eps", "momentum", "training"),
-    doc="Normalise each channel (axis 1) by batch statistics in training plans, by the running statistics "
-        "in inference plans; then scale by gamma and shift by beta.", attr_schema=BATCH_NORM_ATTRS,
+    "batch_norm_grad", _legacy_grad_shape, _legacy_grad_kernel, arity=5, nondiff=(1, 2, 3, 4), modal=True,
+    label_attrs=("wrt", "training"), attr_schema={**BATCH_NORM_ATTRS, "wrt": Str("x", "gamma")},
+    doc="Format-v1 files only: gradient of batch_norm for x (wrt='x') or gamma (wrt='gamma'), statistics recomputed.",
 ))
 register(OpDef(
-    "batch_norm_grad", _batch_norm_grad_shape, _batch_norm_grad_kernel, arity=5, nondiff=(1, 2, 3, 4), modal=True,
-    label_attrs=("wrt", "training"), doc="Gradient of batch_norm for its input (wrt='x') or gamma (wrt='gamma').",
-    attr_schema={**BATCH_NORM_ATTRS, "wrt": Str("x", "gamma")},
-))
-register(OpDef(
-    "batch_norm_stats", lambda s, a: (), _batch_norm_stats_kernel, arity=3, writes=(1, 2), nondiff=(0, 1, 2),
-    dtype=lambda d, a: d[0], label_attrs=("momentum",),
-    doc="Update BatchNorm's running mean and (unbiased) variance from a batch, in place.",
-    attr_schema={"momentum": Float(0.1)},
+    "batch_norm_stats", lambda s, a: (), _legacy_stats_kernel, arity=3, writes=(1, 2), nondiff=(0, 1, 2),
+    dtype=lambda d, a: d[0], label_attrs=("momentum",), attr_schema={"momentum": Float(0.1)},
+    doc="Format-v1 files only: update BatchNorm's running statistics in place, recomputing them from x.",
 ))
 
 

@@ -166,17 +166,21 @@ def _increment_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np
 _UPDATE = {"dtype": _first_dtype, "shape": _check_update_shapes}
 register(OpDef("sgd_update", kernel=_sgd_kernel, writes=(0, 3), nondiff=(0, 1, 2, 3),
                label_attrs=("momentum", "nesterov"), **_UPDATE,
+               doc="SGD step in place: p -= lr * (g + wd p), with PyTorch's momentum (and Nesterov) buffer v.",
                attr_schema={"momentum": Float(low=0.0), "nesterov": Bool(), "weight_decay": Float()}))
 register(OpDef("adam_update", kernel=_adam_kernel, writes=(0, 3, 4), nondiff=(0, 1, 2, 3, 4, 5),
                label_attrs=("decoupled", "weight_decay"), **_UPDATE,
+               doc="Adam step in place on p and its moments m, v (bias-corrected by the step t); AdamW if decoupled.",
                attr_schema={"beta1": Float(), "beta2": Float(), "eps": Float(), "weight_decay": Float(),
                             "decoupled": Bool(False)}))
 register(OpDef("rmsprop_update", kernel=_rmsprop_kernel, writes=(0, 3, 4, 5), nondiff=(0, 1, 2, 3, 4, 5),
                label_attrs=("alpha", "momentum", "centered"), **_UPDATE,
+               doc="RMSprop step in place on p and its square average (and momentum, mean gradient if centered).",
                attr_schema={"alpha": Float(), "eps": Float(), "weight_decay": Float(),
                             "momentum": Float(low=0.0), "centered": Bool()}))
 register(OpDef("adagrad_update", kernel=_adagrad_kernel, writes=(0, 3), nondiff=(0, 1, 2, 3, 4),
                label_attrs=("lr_decay",), **_UPDATE,
+               doc="Adagrad step in place on p and its sum of squared gradients, the rate decayed by the step t.",
                attr_schema={"eps": Float(), "weight_decay": Float(), "lr_decay": Float()}))
 register(OpDef("increment", _no_output, _increment_kernel, dtype=_first_dtype, writes=(0,), arity=1,
                nondiff=(0,), doc="t += 1 (step counters).", attr_schema={}))
