@@ -10,6 +10,8 @@ Workloads (the models are in ``bench.models``):
 - ``cnn_train``: CNN conv32-pool-conv64-pool-dense10 on 28x28, batch 64, one SGD step;
 - ``cnn_infer_1`` / ``cnn_infer_256``: the same CNN's forward pass (logits) at batch 1 / 256;
 - ``chain``: 200 chained elementwise ops on 64x64 float32 (per-op overhead; time is per op).
+
+onnxruntime runs the CNN inference workloads from the file ``gd.onnx.export`` writes.
 """
 
 from __future__ import annotations
@@ -207,3 +209,28 @@ def jax_step(workload: str) -> Step | None:
         jx = jax.numpy.asarray(models.chain_data())
         return lambda: chain(jx).block_until_ready()
     return None
+
+
+@competitor("onnxruntime", needs="onnxruntime")
+def onnxruntime_step(workload: str) -> Step | None:
+    """The CNN's inference plan exported by ``gd.onnx.export`` and run by an onnxruntime session
+    (one intra-/inter-op thread when OMP_NUM_THREADS=1, as in the one-thread setting)."""
+    if not workload.startswith("cnn_infer"):
+        return None
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+
+    import graphdl as gd
+
+    ex, _ = models.graphdl_cnn_inference()
+    path = os.path.join(tempfile.mkdtemp(prefix="graphdl-bench-"), "cnn.onnx")
+    gd.onnx.export(ex, path)
+    opts = ort.SessionOptions()
+    if os.environ.get("OMP_NUM_THREADS") == "1":
+        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    x, _ = models.cnn_data(_batch(workload))
+    feeds = {sess.get_inputs()[0].name: x}
+    return lambda: sess.run(None, feeds)

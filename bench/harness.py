@@ -38,6 +38,7 @@ class Result:
     """Samples of one competitor on one workload: per-run medians, every step time, loads."""
 
     medians: list[float] = field(default_factory=list)
+    cpu_medians: list[float] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)
     blas: dict = field(default_factory=dict)
@@ -46,6 +47,10 @@ class Result:
     @property
     def median(self) -> float:
         return statistics.median(self.medians)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_medians)
 
     @property
     def minimum(self) -> float:
@@ -95,6 +100,7 @@ def measure(workloads: list[str], competitors: list[str], *, repeats: int, threa
                     res.skipped = True
                     continue
                 res.medians.append(statistics.median(out["times"]))
+                res.cpu_medians.append(statistics.median(out["cpu"]))
                 res.steps.extend(out["times"])
                 res.loads.append(out["load"])
                 res.blas = out["blas"]
@@ -122,8 +128,9 @@ def _fmt(seconds: float, workload: str) -> str:
     return f"{seconds * 1e6:.2f} us" if workload == "chain" or seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
 
 
-def render(results: dict[str, dict[str, Result]]) -> str:
-    """One Markdown table per workload: median, minimum, ratio to the floor, graphdl / this."""
+def render(results: dict[str, dict[str, Result]], cpu: bool = False) -> str:
+    """One Markdown table per workload: median, minimum, ratio to the floor, graphdl / this; with
+    ``cpu`` (one-thread runs) also the median CPU time per step and graphdl's ratio on it."""
     parts = []
     for w, by_comp in results.items():
         done = {c: r for c, r in by_comp.items() if not r.skipped and r.medians}
@@ -133,10 +140,13 @@ def render(results: dict[str, dict[str, Result]]) -> str:
         for c, r in done.items():
             rows.append([c, _fmt(r.median, w), _fmt(r.minimum, w),
                          f"{r.median / floor.median:.2f}x" if floor else "-",
-                         f"{ours.median / r.median:.2f}x" if ours else "-"])
+                         f"{ours.median / r.median:.2f}x" if ours else "-"]
+                        + ([_fmt(r.cpu, w), f"{ours.cpu / r.cpu:.2f}x" if ours else "-"] if cpu else []))
         loads = [x for r in done.values() for x in r.loads]
         floor_name = "NumPy ufuncs, out=" if w == "chain" else FLOOR
         head = [TITLES[w], "median", "min", f"vs {floor_name}", "graphdl / this"]
+        if cpu:
+            head += ["CPU median", "graphdl / this (CPU)"]
         text = table(head, rows).replace(f"| {FLOOR} |", f"| {floor_name} |")
         if loads:
             text += f"\n\nLoad average (1 min) during these runs: {min(loads):.2f}-{max(loads):.2f}."
@@ -144,14 +154,15 @@ def render(results: dict[str, dict[str, Result]]) -> str:
     return "\n\n".join(parts)
 
 
-def ratios(results: dict[str, dict[str, Result]]) -> dict[str, dict[str, float]]:
-    """graphdl's median over each competitor's, by workload."""
+def ratios(results: dict[str, dict[str, Result]], cpu: bool = False) -> dict[str, dict[str, float]]:
+    """graphdl's median (wall, or CPU with ``cpu``) over each competitor's, by workload."""
     out: dict[str, dict[str, float]] = {}
     for w, by_comp in results.items():
         ours = by_comp.get("graphdl")
         if ours is None or not ours.medians:
             continue
-        out[w] = {c: ours.median / r.median for c, r in by_comp.items() if c != "graphdl" and r.medians}
+        key = (lambda r: r.cpu) if cpu else (lambda r: r.median)
+        out[w] = {c: key(ours) / key(r) for c, r in by_comp.items() if c != "graphdl" and r.medians}
     return out
 
 

@@ -16,7 +16,8 @@ from bench.common import table
 
 
 def profile(workload: str = "cnn_train", steps: int = 20) -> str:
-    """Median over ``steps`` runs of each step's time, summed by op; share of the whole step."""
+    """Median over ``steps`` runs of each step's CPU time (this process, all threads: run it with one
+    BLAS thread for a per-op split unaffected by other processes' load), summed by op."""
     from bench import models
 
     if workload == "cnn_train":
@@ -37,9 +38,9 @@ def profile(workload: str = "cnn_train", steps: int = 20) -> str:
     samples: list[list[float]] = [[] for _ in calls]
     for _ in range(steps):
         for k, call in enumerate(calls):
-            t = time.perf_counter()
+            t = time.process_time()
             call()
-            samples[k].append(time.perf_counter() - t)
+            samples[k].append(time.process_time() - t)
     by_op: dict[str, float] = defaultdict(float)
     count: dict[str, int] = defaultdict(int)
     for s, ts in zip(plan_steps, samples):
@@ -49,7 +50,7 @@ def profile(workload: str = "cnn_train", steps: int = 20) -> str:
     rows = [[op, str(count[op]), f"{t * 1e3:.3f} ms", f"{100 * t / total:.1f} %"]
             for op, t in sorted(by_op.items(), key=lambda kv: -kv[1])]
     rows.append(["total", str(len(calls)), f"{total * 1e3:.3f} ms", "100 %"])
-    return table([f"graphdl {workload}: op", "steps", "median time", "share"], rows)
+    return table([f"graphdl {workload}: op", "steps", "median CPU time", "share"], rows)
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 The argument is ``{"competitor": ..., "workload": ..., "steps": n, "warmup": n, "threads": 0 or 1}``.
 Thread limits come from the environment the parent sets (OMP/OPENBLAS/MKL_NUM_THREADS, XLA_FLAGS);
-PyTorch is also told ``torch.set_num_threads(1)``. Prints one JSON line: per-step seconds, and the
-BLAS that NumPy loaded (threadpoolctl), so the report can say which OpenBLAS kernel ran.
+PyTorch is also told ``torch.set_num_threads(1)``. Prints one JSON line: per-step seconds (wall,
+and CPU seconds of the whole process, the steadier figure for one-thread runs on a busy machine),
+and the BLAS that NumPy loaded (threadpoolctl), so the report can say which OpenBLAS kernel ran.
 """
 
 from __future__ import annotations
@@ -44,12 +45,14 @@ def main() -> None:
         return
     for _ in range(spec["warmup"]):
         step()
-    times = []
+    times, cpu = [], []
+    per = PER_CALL.get(spec["workload"], 1)
     for _ in range(spec["steps"]):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         step()
-        times.append((time.perf_counter() - t) / PER_CALL.get(spec["workload"], 1))
-    print(json.dumps({"times": times, "blas": blas_info(), "load": os.getloadavg()[0]}))
+        times.append((time.perf_counter() - t) / per)
+        cpu.append((time.process_time() - c) / per)
+    print(json.dumps({"times": times, "cpu": cpu, "blas": blas_info(), "load": os.getloadavg()[0]}))
 
 
 if __name__ == "__main__":

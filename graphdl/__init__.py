@@ -39,6 +39,7 @@ from graphdl.executable import Executable
 from graphdl.graph import Graph, Tensor, constant, placeholder
 from graphdl.ir import IR, Node, NodeKind
 from graphdl.saving import load
+from graphdl.threads import get_num_threads, num_threads, set_num_threads
 from graphdl.train import History, evaluate, fit
 
 __version__ = "0.1.0"
@@ -74,15 +75,18 @@ __all__ = [
     "distributed",
     "evaluate",
     "fit",
+    "get_num_threads",
     "grad",
     "layers",
     "load",
     "losses",
     "metrics",
+    "num_threads",
     "onnx",
     "ops",
     "optim",
     "placeholder",
     "plot",
+    "set_num_threads",
     "viz",
 ]

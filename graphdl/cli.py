@@ -58,6 +58,35 @@ def info(path: str) -> str:
     return "\n".join(lines)
 
 
+def system_info() -> str:
+    """NumPy, its BLAS (kernel, threads), the GEMM fast path and the erf implementation in use."""
+    import os
+
+    import numpy as np
+
+    from graphdl.ops.elementwise import erf_function
+    from graphdl.ops.gemm import blas_status
+    from graphdl.threads import get_num_threads
+
+    gemm = blas_status()
+    lines = [f"numpy {np.__version__}; BLAS threads: {get_num_threads()}"]
+    try:
+        from threadpoolctl import threadpool_info
+
+        lines += [f"BLAS: {p.get('internal_api')} {p.get('version')}, kernel {p.get('architecture')}, "
+                  f"{p.get('num_threads')} threads, {p.get('filepath')}"
+                  for p in threadpool_info() if p.get("user_api") == "blas"]
+    except ImportError:
+        lines.append("BLAS: threadpoolctl not installed")
+    lines.append(f"GEMM fast path (NumPy's OpenBLAS CBLAS): {gemm['library']}" if gemm["found"] else
+                 f"GEMM fast path: NOT found (searched {gemm['searched']}); accumulating GEMMs use NumPy")
+    lines.append(f"erf: {'scipy.special' if erf_function().__module__ != 'graphdl.ops.special' else 'NumPy'}")
+    env = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                                            "OMP_NUM_THREADS") if v in os.environ]
+    lines.append("environment: " + (", ".join(env) or "no OpenBLAS/OpenMP variables set"))
+    return "\n".join(lines)
+
+
 # -- predict / plot (workflow) --------------------------------------------------------------
 def read_inputs(path: str, inputs: Sequence[str]) -> dict[str, np.ndarray]:
     """Arrays for a model's inputs from ``.npy`` (one input), ``.npz`` (arrays named like the inputs, or one
@@ -111,9 +140,8 @@ def predict(model_path: str, input_path: str, output: str | None = None, batch_s
             progress: bool | None = None) -> dict[str, np.ndarray]:
     """Run a saved model (a training file runs its inference plan) over the samples of ``input_path`` in
     batches; write ``.npy`` (one output), ``.npz`` (every output by name) or ``.csv``. Returns the outputs."""
-    from tqdm.auto import tqdm
-
     from graphdl.serialize import load
+    from graphdl.train import ProgressBar
 
     if batch_size < 1:
         raise GraphDLError(f"--batch-size must be >= 1, got {batch_size}")
@@ -127,7 +155,7 @@ def predict(model_path: str, input_path: str, output: str | None = None, batch_s
     batches = max(1, -(-n // batch_size))
     show = batches >= 8 if progress is None else progress
     parts: list[list[np.ndarray]] = []
-    with tqdm(total=n, unit="sample", disable=not show, desc="predict", file=sys.stderr) as bar:
+    with ProgressBar(total=n, unit="sample", disable=not show, desc="predict", file=sys.stderr) as bar:
         for b in range(batches):
             chunk = {k: v[b * batch_size:(b + 1) * batch_size] for k, v in feeds.items()}
             parts.append(model.run(chunk))
@@ -200,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graphdl", description="Inspect and draw graphdl model files.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="inputs, outputs, parameters and bytes of a model file")
-    p_info.add_argument("file")
+    p_info.add_argument("file", nargs="?")
+    p_info.add_argument("--system", action="store_true", help="also show NumPy's BLAS, threads and fast paths")
     p_viz = sub.add_parser("viz", help="draw a model file as SVG")
     p_viz.add_argument("file")
     p_viz.add_argument("-o", "--output", help="SVG path (default: FILE with .svg)")
@@ -213,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "run"):
             args.run(args)
         elif args.command == "info":
-            print(info(args.file))
+            if args.file is None and not args.system:
+                parser.error("info needs a model FILE, or --system")
+            print("\n\n".join(([system_info()] if args.system else []) + ([info(args.file)] if args.file else [])))
         elif args.command in ("export", "import"):
             print(onnx_cli.run(args))
         else:
@@ -224,10 +255,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             model = onnx_cli.load_executable(args.file)[0] if onnx_cli.is_onnx(args.file) else load(args.file)
             to_svg(model, out, group=args.group)
             print(f"wrote {out}")
-    except (GraphDLError, FileNotFoundError) as e:
-        print(f"graphdl: error: {e}", file=sys.stderr)
+    except (GraphDLError, OSError) as e:  # a bad, missing or unreadable file: one line, no traceback
+        print(f"graphdl: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("graphdl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        print(f"graphdl: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _one_graph(tensors: Sequence[Tensor], what: str) -> Graph:
 
 def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, loss: Tensor | None = None,
             training: bool | None = None, check: bool = True, remat: str | int | None = None,
-            distributed: MPI | None = None) -> Executable:
+            distributed: MPI | None = None, check_numerics: bool = False) -> Executable:
     """Compile the graph that computes ``outputs``.
 
     With an ``optimizer``, the plan is a training step: it also computes the gradient of the objective
@@ -44,6 +44,8 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     keeping them: O(sqrt(n)) activation memory for at most one extra forward pass (passes/remat.py).
     ``distributed=gd.distributed.MPI()`` makes a data-parallel training step: gradients are averaged over
     the MPI ranks inside the plan, and parameters and state are broadcast from rank 0 now.
+    ``check_numerics=True`` makes every run name the first node producing NaN or inf, before any update
+    (slower; ``run(check_numerics=...)`` decides per call).
     """
     from passes import CompileSpec, choose_objective, compile_graph
 
@@ -63,7 +65,8 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     graph.mark_compiled()
     placeholders = tuple(n.name for n in graph.nodes.values() if n.kind is NodeKind.PLACEHOLDER)
     objective = None if optimizer is None else choose_objective(ir, spec)
-    exe = Executable(ir, graph.values, known_inputs=placeholders, objective=objective)
+    exe = Executable(ir, graph.values, known_inputs=placeholders, objective=objective,
+                     check_numerics=check_numerics)
     if distributed is not None:
         distributed.broadcast(exe.values)
         exe.distributed = distributed

@@ -60,6 +60,14 @@ def promote_numeric(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
     return out
 
 
+def promote_no_bool(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
+    """Dtype rule of subtraction and negation, which PyTorch refuses for any bool operand."""
+    if "bool" in dtypes:
+        raise RuleError("subtraction and negation of bool values are not defined",
+                        "use logical_xor / ~ for bool logic, or convert with .astype('int64')", kind="dtype")
+    return result_dtype(*dtypes)
+
+
 def floating(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> str:
     """Dtype rule of float-only math (sin, log, ...): the inputs' promoted dtype, which must be floating.
 

@@ -1,13 +1,21 @@
-"""A compiled model: the compiled IR, the arrays it reads, and one bound plan per feed-shape signature."""
+"""A compiled model: the compiled IR, the arrays it reads, and a bounded cache of bound plans (one per
+feed-shape signature).
+
+Runs of one executable are serialised by a lock, so it may be called from several threads; a step is
+all-or-nothing (see graphdl.executor); a plan that would not fit in memory is refused before allocating.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from graphdl.errors import FeedError
+from graphdl.errors import FeedError, ResourceError
 from graphdl.executor import BoundPlan
 from graphdl.graph import Tensor, assign_state, assign_values, format_shape, is_optimizer_state, values_of_kind
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
@@ -21,6 +29,26 @@ def init_stored(node: Node) -> np.ndarray:
     if init != "zeros" or None in node.shape:
         raise FeedError(f"no value for {node.describe()}; load the model's weights first")
     return np.zeros(node.shape, dtype=node.dtype)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available for new allocations: MemAvailable from /proc/meminfo, else the free
+    physical pages (os.sysconf), else None (unknown: no check)."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB ({n:,} bytes)"
 
 
 def _shape_fits(declared: tuple, actual: tuple) -> bool:
@@ -39,10 +67,16 @@ class Executable:
 
     Parameters are shared with the graph it was compiled from (the same arrays), so a training
     executable and an inference executable of one graph always see the same weights.
+
+    ``max_cached_plans`` bounds the plans kept (least recently used dropped first, with their arenas);
+    ``check_numerics`` makes every run name the first node that produces NaN or inf.
     """
 
+    #: How many bound plans (one per feed-shape signature, each with its arena) are kept.
+    max_cached_plans: int = 8
+
     def __init__(self, ir: IR, values: Mapping[str, np.ndarray], known_inputs: tuple[str, ...] = (),
-                 objective: str | None = None) -> None:
+                 objective: str | None = None, check_numerics: bool = False) -> None:
         self.ir = ir
         self.name = ir.name
         self.nodes = ir.node_map()
@@ -58,7 +92,10 @@ class Executable:
         self.objective = objective
         #: Data parallelism of a training plan (graphdl.distributed.MPI), set by gd.compile; None alone.
         self.distributed: Any = None
-        self._plans: dict[tuple, BoundPlan] = {}
+        self.check_numerics = check_numerics
+        self._plans: OrderedDict[tuple, BoundPlan] = OrderedDict()
+        self._lock = threading.Lock()
+        self._checked_ir: IR | None = None
 
     def __repr__(self) -> str:
         kind = "training" if self.training else "inference"
@@ -96,31 +133,80 @@ class Executable:
             if not _shape_fits(node.shape, arr.shape):
                 raise FeedError(f"feed '{name}' has shape {arr.shape}, but placeholder "
                                 f"{node.describe()} is {format_shape(node.shape)} (? = any size)")
+            if self.training and arr.size == 0:
+                raise FeedError(f"feed '{name}' is empty (shape {arr.shape}); a training step needs at least "
+                                "one sample: skip empty batches (drop_last) before calling run")
             if not np.can_cast(arr.dtype, node.dtype, "same_kind"):
                 raise FeedError(f"feed '{name}' has dtype {arr.dtype}, but placeholder {node.describe()} is "
                                 f"{node.dtype}; convert it with .astype('{node.dtype}')")
         return resolved
 
-    def bound_plan(self, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
-        """The plan for these feed shapes, built on first use and cached."""
-        key = tuple(tuple(feed_shapes[i]) for i in self.inputs)
-        bound = self._plans.get(key)
-        if bound is None:
-            from passes import specialize
+    def bound_plan(self, feed_shapes: Mapping[str, tuple[int, ...]], check_numerics: bool = False) -> BoundPlan:
+        """The plan for these feed shapes, built on first use and kept in a bounded LRU cache.
 
-            bound = BoundPlan(specialize(self.ir, feed_shapes), self.ir, self.values)
-            self._plans[key] = bound
+        Before allocating, a plan whose arena and parameters would not fit in available memory raises
+        ResourceError. With ``check_numerics`` the plan checks every value before any update runs.
+        """
+        key = (*(tuple(feed_shapes[i]) for i in self.inputs), check_numerics)
+        bound = self._plans.get(key)
+        if bound is not None:
+            self._plans.move_to_end(key)
+            return bound
+        from passes import specialize
+
+        ir = self.ir
+        if check_numerics and self.training:
+            if self._checked_ir is None:
+                from passes.schedule import schedule_updates_last
+
+                self._checked_ir = schedule_updates_last(self.ir)
+            ir = self._checked_ir
+        plan = specialize(ir, feed_shapes)
+        self._check_memory(plan.arena_bytes, feed_shapes)
+        try:
+            bound = BoundPlan(plan, ir, self.values, objective=self.objective, check_numerics=check_numerics)
+        except MemoryError:
+            self._check_memory(plan.arena_bytes, feed_shapes, available=0)
+            raise
+        self._plans[key] = bound
+        while len(self._plans) > max(1, self.max_cached_plans):
+            self._plans.popitem(last=False)[1].close()
         return bound
 
-    def run(self, feeds: Feeds | None = None, *, copy: bool = True) -> list[np.ndarray]:
+    def _check_memory(self, arena: int, feed_shapes: Mapping[str, tuple[int, ...]],
+                      available: int | None = None) -> None:
+        """ResourceError if the arena plus the parameters' size (what the kernels' temporaries take,
+        about) exceed the memory available now."""
+        available = available_memory() if available is None else available
+        stored = sum(v.nbytes for v in self.values.values())
+        if available is None or arena + stored <= available:
+            return
+        sizes = [s[d] for i in self.inputs for d, dim in enumerate(self.nodes[i].shape) if dim is None
+                 for s in [feed_shapes[i]]]
+        batch = f"batch size {sizes[0]}" if sizes else f"feed shapes {dict(feed_shapes)}"
+        raise ResourceError(
+            f"'{self.name}' with {batch} needs an arena of {_bytes(arena)} plus {_bytes(stored)} for parameters "
+            f"and state, but only {_bytes(available)} of memory is available; nothing was allocated. Use a "
+            "smaller batch, or compile with remat='sqrt' to keep fewer activations (memory_report(batch_size) "
+            "gives the arena for a batch size)")
+
+    def run(self, feeds: Feeds | None = None, *, copy: bool = True,
+            check_numerics: bool | None = None) -> list[np.ndarray]:
         """Run the plan once; returns the outputs in order (copies unless ``copy=False``).
 
-        A wrong or missing feed raises FeedError before anything runs or updates.
+        A wrong or missing feed, a label out of range, a non-finite objective (NonFiniteError) or, with
+        ``check_numerics`` (default: the executable's setting), any non-finite value refuses the whole
+        step: no parameter, optimizer state or counter changes. Ctrl-C during a training step takes
+        effect when the step has completed. Runs of one executable are serialised by a lock: calling it
+        from several threads is safe, one step at a time. ``copy=False`` returns views of the plan's
+        arena, which the next run for the same feed shapes (from any thread) overwrites.
         """
         resolved = self.check_feeds(feeds or {})
-        bound = self.bound_plan({k: v.shape for k, v in resolved.items()})
-        outs = bound.run(resolved)
-        return [o.copy() for o in outs] if copy else outs
+        checked = self.check_numerics if check_numerics is None else check_numerics
+        with self._lock:
+            bound = self.bound_plan({k: v.shape for k, v in resolved.items()}, checked)
+            outs = bound.run(resolved)
+            return [o.copy() for o in outs] if copy else outs
 
     __call__ = run
 
@@ -151,7 +237,8 @@ class Executable:
     def source(self, batch_size: int = 1) -> str:
         """The generated Python that runs one step for ``batch_size``: one line per step, node name in
         a comment (``k<j>`` is step j's kernel, ``v<i>`` a bound array)."""
-        return self.bound_plan(self._batch_shapes(batch_size)).source
+        with self._lock:
+            return self.bound_plan(self._batch_shapes(batch_size)).source
 
     def memory_report(self, batch_size: int = 1) -> dict[str, int]:
         """Bytes of the plan for ``batch_size``: arena (with reuse, kernels' workspace included),

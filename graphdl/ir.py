@@ -87,16 +87,22 @@ class Node:
     @property
     def shapes(self) -> tuple[Shape, ...]:
         """The shape of every output, in order."""
+        if not self.extra:  # the common case, kept cheap: passes call this for every node
+            return (self.shape,)
         return (self.shape, *(s for s, _ in self.extra))
 
     @property
     def dtypes(self) -> tuple[str, ...]:
         """The dtype of every output, in order."""
+        if not self.extra:
+            return (self.dtype,)
         return (self.dtype, *(d for _, d in self.extra))
 
     @property
     def refs(self) -> tuple[str, ...]:
         """The references naming each output: ``name``, ``name:1``, ..."""
+        if not self.extra:
+            return (self.name,)
         return tuple(ref(self.name, k) for k in range(1 + len(self.extra)))
 
     @property
@@ -180,6 +186,8 @@ def ref(node: str, index: int = 0) -> str:
 
 def parse_ref(value: str) -> tuple[str, int]:
     """``"node:k"`` -> ``("node", k)``; ``"node"`` -> ``("node", 0)``."""
+    if ":" not in value:  # node names never contain ":", so this is output 0
+        return value, 0
     node, sep, index = value.rpartition(":")
     if sep and index.isdigit():
         return node, int(index)

@@ -45,6 +45,18 @@ class RuleError(Exception):
         self.kind = kind
 
 
+class InputValueError(Exception):
+    """Raised by a kernel when input number ``index`` holds a value it cannot use (a label or index out
+    of range). Forward kernels check before any update runs (passes/schedule.py), so the step is refused
+    whole; the executor raises ExecutionError naming the node, op, input and value."""
+
+    def __init__(self, index: int, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.index = index
+        self.message = message
+        self.hint = hint
+
+
 def fail(message: str, hint: str = "") -> None:
     """Reject the inputs of a shape rule with a message and a hint saying what to do."""
     raise RuleError(message, hint)

@@ -16,6 +16,13 @@ class Tensor:
     """A handle on one value of a graph; supports NumPy-style operators that add nodes.
 
     ``name`` is the value's reference: the node's name, or ``node:k`` for output k of a multi-output node.
+
+    Arithmetic promotes mixed dtypes as PyTorch does (graphdl.dtypes); ``/`` is true division (integers
+    give floats), ``//`` and ``%`` follow Python (the remainder has the divisor's sign). ``<``, ``<=``,
+    ``>``, ``>=`` give bool values; ``&``, ``|``, ``^``, ``~`` work on bool and integer values.
+    ``==`` and ``!=`` compare the handles themselves, as in TF1, so tensors can be dict keys and set
+    members: elementwise equality is ``gd.ops.equal`` / ``gd.ops.not_equal``. Indexing follows NumPy
+    (see graphdl/getitem.py).
     """
 
     __slots__ = ("graph", "name")
@@ -168,6 +175,16 @@ class Tensor:
         from graphdl.getitem import getitem
 
         return getitem(self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise GraphError(f"graph values are immutable: cannot assign into '{self.name}'; build the new value with "
+                         "gd.ops.where(mask, new, x) or gd.ops.scatter")
+
+    def __len__(self) -> int:
+        if not self.shape or self.shape[0] is None:
+            raise GraphError(f"len() of '{self.name}' {format_shape(self.shape)} is unknown: its first dimension is "
+                             "not fixed; use x.shape")
+        return self.shape[0]
 
     # -- methods ----------------------------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from graphdl import distributed
 from graphdl.data import DataLoader
@@ -98,6 +99,13 @@ class History:
             return cls(rows, objective)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise GraphDLError(f"cannot read history file '{path}': {e}") from None
+
+
+class ProgressBar(tqdm):
+    """A tqdm bar without tqdm's monitor thread: that thread outlives every bar (it would run, and allocate,
+    for the rest of the process), and a bar updated on every batch does not need it."""
+
+    monitor_interval = 0
 
 
 def _number(v: Any) -> float | int:
@@ -261,8 +269,6 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     (``on_nonfinite="stop"``), or skips that batch without changing the model (``"skip"``).
     ``history`` continues an earlier History (after a resume).
     """
-    from tqdm.auto import tqdm
-
     if not train.training:
         raise GraphDLError("fit needs a training executable: gd.compile([loss], optimizer=...)")
     if on_nonfinite not in ("stop", "skip"):
@@ -300,7 +306,8 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
                 cb.on_epoch_begin(epoch, {})
             tracker.reset()
             skipped = 0
-            with tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress, unit="batch") as bar:
+            with ProgressBar(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
+                              unit="batch") as bar:
                 for step, batch in enumerate(loader, start=1):
                     before = {k: v.copy() for k, v in train.values.items()} if snapshot_each_step else None
                     try:
@@ -341,9 +348,8 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
             if skipped:
                 record["skipped_batches"] = skipped
             history.epochs.append(record)
-            shared = dict(record)  # one dict for every callback, as in Keras: a callback may add values
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, shared)
+            for cb in callbacks:  # one dict for every callback, as in Keras: values a callback adds are recorded
+                cb.on_epoch_end(epoch, record)
             if checkpoint is not None and lead:
                 save_if_finite(train, checkpoint)
             if any(cb.stop_training for cb in callbacks):

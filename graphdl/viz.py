@@ -137,18 +137,20 @@ def to_dot(obj: Any, *, show_scalars: bool = False, group: str = "auto", hide: t
 
 def layer_of(name: str, forward: set[str]) -> str:
     """The layer a node belongs to, from graphdl's naming: ``fc.W``, ``fc.W/adam_m``, ``grad/fc/matmul`` and
-    ``update/fc.W`` belong to layer ``fc``; the optimizer's own nodes to ``optimizer``; others to themselves."""
-    stem = name
+    ``update/fc.W`` belong to layer ``fc``; the optimizer's own nodes to ``optimizer``; others to themselves.
+    A gradient of a layer the compiler folded away (a no-op reshape) keeps that layer's name."""
+    stem, derived = name, False
     for prefix in ("grad/", "update/"):
         if stem.startswith(prefix):
-            stem = stem[len(prefix):]
+            stem, derived = stem[len(prefix):], True
             break
-    for candidate in (stem.split("/")[0], stem.split("/")[0].split(".")[0]):
+    head = stem.split("/")[0]
+    for candidate in (head, head.split(".")[0]):
         if candidate in forward:
             return candidate
         if candidate == "optimizer":
             return "optimizer"
-    return name
+    return head if derived and "/" in stem else name
 
 
 def _grouped_dot(ir: IR, drawn: list[Any], through: dict[str, str]) -> Any:
@@ -185,16 +187,16 @@ def _grouped_dot(ir: IR, drawn: list[Any], through: dict[str, str]) -> Any:
             i = parse_ref(through.get(ref, ref))[0]
             if i not in where or where[i] == where[n.name]:
                 continue
-            # Gradients and updates mirror the forward edges backwards; drawing them too would tangle the
-            # picture, so only data flowing forward (and the optimizer's learning rate) connects boxes.
-            src = by_name[i]
-            if src.kind in (NodeKind.GRADIENT, NodeKind.UPDATE) and where[i] != "optimizer":
+            # Gradients and updates mirror the forward edges backwards, and the optimizer's learning rate
+            # feeds every update; drawing those too would tangle the picture, so only data flowing
+            # forward connects boxes (an orange border marks a box with update nodes).
+            if by_name[i].kind in (NodeKind.GRADIENT, NodeKind.UPDATE) or where[i] == "optimizer":
                 continue
             edges.add((where[i], where[n.name]))
     for a, b in sorted(edges):
-        style = {"style": "dashed", "constraint": "false"} if a == "optimizer" else {}
-        dot.edge(_node_id(a), _node_id(b), **style)
-    _legend(dot, kinds, "one box per layer: forward node with its\nparameters, gradients and updates")
+        dot.edge(_node_id(a), _node_id(b))
+    _legend(dot, kinds, "one box per layer: forward node with its parameters,\ngradients and updates "
+                        "(orange border: updated by the optimizer)")
     return dot
 
 
@@ -220,19 +222,21 @@ def to_svg(obj: Any, path: str | os.PathLike[str] | None = None, **kwargs: Any) 
 
 
 def memory_rows(plan: Any) -> tuple[list[tuple[int, list[tuple[str, int, int, int]]]], list[int]]:
-    """The arena as rows: one per buffer offset, each with its values (name, bytes, first step, last step), and
-    the bytes live at each step (values sharing a buffer in place are counted once, kernels' workspace included)."""
+    """The arena as rows: one per buffer offset, each with its values (name, bytes, first step, last step) and
+    kernels' scratch space, and the bytes live at each step (values sharing a buffer in place count once)."""
     rows: dict[int, list[tuple[str, int, int, int]]] = {}
     for name, slot in plan.slots.items():
         first, last = plan.live_ranges[name]
         rows.setdefault(slot.offset, []).append((name, slot.nbytes, first, last))
+    step_of = {s.node: i for i, s in enumerate(plan.steps)}
+    for node, slots in getattr(plan, "workspace", {}).items():  # a kernel's scratch, live during its step
+        for k, slot in enumerate(slots):
+            i = step_of[node]
+            rows.setdefault(slot.offset, []).append((f"{node} scratch{k if len(slots) > 1 else ''}", slot.nbytes, i, i))
     live = [0] * (len(plan.steps) + 1)
     for values in rows.values():
         for step in range(len(live)):
             live[step] += max((b for _, b, f, la in values if f <= step <= la), default=0)
-    index = {s.node: i for i, s in enumerate(plan.steps)}
-    for node, scratch in getattr(plan, "workspace", {}).items():  # kernels' scratch: live in their own step
-        live[index[node]] += sum(slot.nbytes for slot in scratch)
     return sorted((o, sorted(v, key=lambda x: x[2])) for o, v in rows.items()), live
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from graphdl.builder import Builder, Tensor
 from graphdl.errors import CompileError, GraphDLError
+from graphdl.gctools import paused_gc
 from graphdl.ir import IR, NodeKind, node_of, value_info
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
@@ -145,6 +146,11 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
 def compile_graph(ir: IR, spec: CompileSpec, *, check: bool = True,
                   pipeline: tuple[tuple[str, Pass], ...] = PIPELINE) -> IR:
     """Run the pipeline; a failure names the failing pass and the passes that ran before it."""
+    with paused_gc():
+        return _run_pipeline(ir, spec, check, pipeline)
+
+
+def _run_pipeline(ir: IR, spec: CompileSpec, check: bool, pipeline: tuple[tuple[str, Pass], ...]) -> IR:
     done: list[str] = []
     for name, fn in pipeline:
         try:
@@ -160,7 +166,8 @@ def compile_graph(ir: IR, spec: CompileSpec, *, check: bool = True,
 
 def specialize(ir: IR, feed_shapes: Mapping[str, tuple[int, ...]], *, reuse: bool = True) -> Plan:
     """A plan for concrete feed shapes: concrete shape inference, then buffer planning."""
-    return plan_buffers(ir, concrete_shapes(ir, feed_shapes), reuse=reuse)
+    with paused_gc():
+        return plan_buffers(ir, concrete_shapes(ir, feed_shapes), reuse=reuse)
 
 
 __all__ = ["PIPELINE", "CompileSpec", "build_gradients", "choose_objective", "compile_graph", "specialize"]

@@ -94,9 +94,11 @@ def build_gradients(
         for k, (inp, r) in enumerate(zip(node.inputs, results, strict=False)):
             if r is None or node_of(inp) not in on_path or k in op.nondiff:
                 continue
-            target = value_info(by_name, inp)[0]
+            target, dtype = value_info(by_name, inp)
             if r.shape != target:
                 r = b.apply("sum_to", [r], {"shape": target})
+            if r.dtype != dtype:  # a promoted op (float32 * float64): the gradient takes the input's dtype
+                r = b.apply("astype", [r], {"dtype": dtype})
             contributions.setdefault(inp, []).append(r)
 
     b.scope = f"grad/{obj.name}/"

@@ -11,13 +11,29 @@ the step counter) move with them, so they never hold an update back.
 
 from __future__ import annotations
 
-from graphdl.ir import IR, STORED_KINDS, NodeKind, node_of
+from graphdl.ir import COMPUTED_KINDS, IR, STORED_KINDS, Node, NodeKind, node_of
 from passes.rewrite import writes
+
+#: Kinds of the forward computation, whose checks must all run before any state is written.
+FORWARD_KINDS = frozenset({NodeKind.OP, NodeKind.LOSS})
+
+
+def forward_end(ir: IR) -> int:
+    """Position of the last forward node (op, loss or requested output): no write may come before it."""
+    outputs = {node_of(o) for o in ir.outputs}
+    return max((i for i, n in enumerate(ir.nodes) if n.kind in FORWARD_KINDS or n.name in outputs), default=-1)
+
+
+def writes_state(node: Node) -> bool:
+    """Whether a node's op writes into one of its inputs (an update of a parameter, moment or counter)."""
+    return node.kind in COMPUTED_KINDS and bool(writes(node))
 
 
 def schedule_updates_early(ir: IR) -> IR:
-    """Reorder a topologically sorted IR: each update right after the last node it must follow."""
+    """Reorder a topologically sorted IR: each update right after the last node it must follow, and
+    each writing update after the last forward node."""
     position = {n.name: i for i, n in enumerate(ir.nodes)}
+    floor = forward_end(ir)
     # Leaves (feeds, parameters, optimizer state) exist from the start: they go first, and never
     # hold an update back (optimizers add their state nodes after the backward pass).
     leaves = {n.name for n in ir.nodes if n.kind in STORED_KINDS or n.kind is NodeKind.PLACEHOLDER}
@@ -48,8 +64,10 @@ def schedule_updates_early(ir: IR) -> IR:
         for k in writes(n):
             if k < len(inputs):
                 deps.extend(r for r in readers.get(inputs[k], ()) if r < i)
+        if writes_state(n):
+            deps.append(floor)
         anchor = max((effective.get(d, d) for d in deps), default=-1)
-        if anchor < i - 1 or any(v in leaves and position[v] > anchor for v in inputs):
+        if anchor != i - 1 or any(v in leaves and position[v] > anchor for v in inputs):
             after.setdefault(anchor, []).append(i)
             moved.add(i)
             effective[i] = anchor
@@ -66,3 +84,12 @@ def schedule_updates_early(ir: IR) -> IR:
             order.append(i)
             stack.extend(reversed(after.get(i, ())))
     return ir.replace(nodes=tuple(ir.nodes[i] for i in order))
+
+
+def schedule_updates_last(ir: IR) -> IR:
+    """Move every writing update to the end (same relative order): every value of the step, gradients
+    included, exists before anything is written, so all of them can be checked first."""
+    writes = [n for n in ir.nodes if writes_state(n)]
+    if not writes:
+        return ir
+    return ir.replace(nodes=(*(n for n in ir.nodes if not writes_state(n)), *writes))

@@ -19,16 +19,21 @@ def _check_ref(value: str, seen: dict[str, Node], reader: str) -> None:
 def verify(ir: IR) -> IR:
     """Raise CompileError if the graph is malformed; return it unchanged otherwise."""
     seen: dict[str, Node] = {}
+    defined: set[str] = set()  # every reference to an output seen so far: the fast, common case
     for n in ir.nodes:
         if n.name in seen:
             raise CompileError(f"node name '{n.name}' appears twice")
         for i in n.inputs:
-            _check_ref(i, seen, f"node {n.describe()}")
+            if i not in defined:
+                _check_ref(i, seen, f"node {n.describe()}")
         if n.kind not in STORED_KINDS and n.kind is not NodeKind.PLACEHOLDER:
             op = get_op(n.op)
             if op.arity is not None and len(n.inputs) != op.arity:
                 raise CompileError(f"node {n.describe()} has {len(n.inputs)} inputs; {n.op} takes {op.arity}")
         seen[n.name] = n
+        defined.add(n.name)
+        if n.extra:
+            defined.update(n.refs)
     for o in ir.outputs:
         if parse_ref(o)[0] not in seen:
             raise CompileError(f"output '{o}' is not a node of graph '{ir.name}'")

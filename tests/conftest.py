@@ -8,9 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from hypothesis import settings
+from tqdm import tqdm
 
 import graphdl as gd
 from graphdl import layers, losses
+
+# tqdm's monitor thread wakes up and allocates while other tests measure allocations (tracemalloc sees
+# every thread); progress bars work without it.
+tqdm.monitor_interval = 0
 
 # CI runs must be reproducible: the same examples on every run (locally, hypothesis explores anew).
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
@@ -48,3 +53,8 @@ def mlp() -> MLP:
 def batch() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     return rng.standard_normal((32, 64)).astype("float32"), rng.integers(0, 10, 32)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-cases", type=int, default=2000,
+                     help="cases for tests/test_fuzz_model_files.py (default 2000; use 20000+ for a deep run)")

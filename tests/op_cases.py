@@ -193,6 +193,7 @@ CASES: list[Case] = [
     Case("reshape", [(3, 4)], {"shape": (2, 6)}),
     Case("reshape", [(3, 4)], {"shape": (-1,)}, id="reshape-flat"),
     Case("reshape_like", [(3, 4), (2, 6)]),
+    Case("flatten", [(2, 3, 4, 2)], {"start_dim": 2}),
     # elementwise
     Case("where", make=lambda r: [r.random((3, 4)) > 0.5, r.standard_normal((3, 4)), r.standard_normal((4,))]),
     Case("where", make=lambda r: [r.random((2, 1, 4)) > 0.5, r.standard_normal((3, 1)), r.standard_normal(())],

@@ -116,7 +116,6 @@ def test_model_checkpoint_keeps_the_earlier_best_after_a_resume(setup, tmp_path)
     path = tmp_path / "best.gdl"
     first = Scripted([0.5, 0.3], name="val_score")
     h = gd.fit(train, loader, epochs=2, callbacks=[first, ModelCheckpoint(path, "val_score")], progress=False)
-    h.epochs[0]["val_score"], h.epochs[1]["val_score"] = 0.5, 0.3  # what the scripted callback reported
     before = path.read_bytes()
     resumed = gd.load(path)
     again = ModelCheckpoint(path, "val_score")
@@ -150,6 +149,7 @@ def test_csv_logger_writes_rows_and_appends_after_resume(setup, tmp_path) -> Non
     assert float(rows[2][h.objective]) == pytest.approx(h["loss"][2])
 
 
+@pytest.mark.slow
 def test_learning_rate_finder_sweeps_and_restores_everything(mlp, tmp_path) -> None:
     x, y = _data(256)
     train = gd.compile([mlp.loss], optimizer=gd.optim.Adam(lr=1e-3))
@@ -171,3 +171,14 @@ def test_learning_rate_finder_sweeps_and_restores_everything(mlp, tmp_path) -> N
     assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
     with pytest.raises(gd.GraphDLError, match="min_lr < max_lr"):
         LearningRateFinder(1.0, 0.1)
+
+
+def test_early_stopping_continues_counting_after_a_resume(setup) -> None:
+    train, loader = setup
+    h = gd.fit(train, loader, epochs=3, callbacks=[Scripted([0.5, 0.3, 0.4], name="val_score")], progress=False)
+    assert h["val_score"] == [0.5, 0.3, 0.4]  # values a callback adds to the logs are recorded
+    stop = EarlyStopping("val_score", patience=2)  # a fresh object, as in a new process
+    gd.fit(train, loader, epochs=10, initial_epoch=3, history=h,
+           callbacks=[Scripted([0, 0, 0, 0.35, 0.35, 0.35, 0.35, 0.35, 0.35, 0.35], name="val_score"), stop],
+           progress=False)
+    assert stop.best == 0.3 and stop.best_epoch == 2 and stop.stopped_epoch == 4 and h["epoch"][-1] == 4

@@ -86,6 +86,7 @@ def test_predict_errors_are_one_line(saved, tmp_path, capsys, make, args, patter
     assert err.startswith("graphdl: error:") and err.count("\n") == 1 and pattern in err, err
 
 
+@pytest.mark.slow
 def test_plot_command_and_exit_code(mlp, tmp_path) -> None:
     x = np.random.default_rng(0).standard_normal((32, 64)).astype("float32")
     y = np.arange(32) % 10

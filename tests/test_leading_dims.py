@@ -34,8 +34,16 @@ def _log_softmax_mid_axis(x: gd.Tensor) -> gd.Tensor:
     return gd.ops.log_softmax(gd.layers.Linear(x.shape[-1], 4, name="fc")(x), axis=1)
 
 
+def _activations(x: gd.Tensor) -> gd.Tensor:
+    h = gd.layers.Linear(x.shape[-1], 5, name="fc")(x)
+    return (gd.layers.LeakyReLU(0.1)(h) + gd.layers.ELU(0.7)(h) + gd.layers.Softplus(beta=2.0)(h)
+            + gd.layers.LogSoftmax(dim=-1)(h) + gd.ops.logsumexp(h, dim=-1, keepdim=True)
+            + h.var(axis=-1, keepdims=True)
+            + h[..., ::-1] * h[..., 1:2] + gd.ops.cumsum(h, axis=-1))
+
+
 MODELS: dict[str, Build] = {"linear": _linear, "layer_norm": _layer_norm, "mlp": _mlp,
-                            "log_softmax_axis1": _log_softmax_mid_axis}
+                            "log_softmax_axis1": _log_softmax_mid_axis, "activations": _activations}
 SHAPES = [(None, 5, 6), (None, None, 3, 6)]
 
 
@@ -138,3 +146,30 @@ def test_reshape_with_several_unknown_dims_has_an_exact_gradient() -> None:
         (dx,) = gd.grad(gd.ops.sum(y * y), [x])
     assert dx.shape == (None, None, 6)
     assert gd.compile([dx]).run({x: np.ones((2, 3, 6))})[0].shape == (2, 3, 6)
+
+
+def test_flatten_keeps_several_unknown_leading_dims() -> None:
+    with gd.Graph("flat", dtype="float64") as g:
+        x = gd.placeholder("x", (None, None, 3, 4))
+        y = gd.layers.Linear(12, 2, name="fc")(gd.layers.Flatten(start_dim=2)(x))
+        z = gd.layers.Flatten()(gd.placeholder("w", (None, 3, 4)))
+        loss = gd.ops.sum(y * y)
+    assert (y.shape, z.shape) == ((None, None, 2), (None, 12))
+    _fd_check(g, x, loss, np.random.default_rng(0).standard_normal((2, 3, 3, 4)))
+
+
+def test_broadcast_gradient_over_an_unknown_batch_builds_saves_and_loads(tmp_path) -> None:
+    with gd.Graph("bcast", dtype="float64") as g:
+        x = gd.placeholder("x", (None, 3))
+        s = gd.layers.Linear(3, 1, name="gate")(x)  # (?, 1), broadcast against (?, 3)
+        y = gd.layers.Linear(3, 2, name="fc")(x * s).reshape(-1, 1, 2)
+        loss = gd.ops.mean(y * y)
+    (ds,) = gd.grad(loss, [s])
+    assert ds.shape == (None, 1)
+    step = gd.compile([loss], optimizer=gd.optim.SGD(lr=0.05))
+    xv = np.random.default_rng(0).standard_normal((4, 3))
+    first = step.run({x: xv})[0]
+    step.save(str(tmp_path / "m.gdl"))
+    again = gd.load(str(tmp_path / "m.gdl"))
+    assert again.run({"x": xv})[0] == step.run({x: xv})[0] < first
+    del g

@@ -109,6 +109,11 @@ def test_indexing_mistakes_are_graph_errors() -> None:
             x[:, np.array([True, False])]
         with pytest.raises(gd.GraphError, match="cannot iterate"):
             list(x)
+        with pytest.raises(gd.GraphError, match="immutable.*where"):
+            x[0] = 1.0
+        with pytest.raises(gd.GraphError, match="len\\(\\) of 'x'.*unknown"):
+            len(x)
+        assert len(x[0]) == 3
         y = x[5]
     with pytest.raises(gd.ShapeError, match=rf"slice at node '{y.name}'.*out of range"):
         _run([y], {x: np.zeros((2, 3), np.float32)})
@@ -157,3 +162,39 @@ def test_old_single_axis_slice_attributes_still_run() -> None:
         x = gd.placeholder("x", (2, 5))
         y = g.apply("slice", [x], {"axis": 1, "start": 1, "stop": 4})
     np.testing.assert_array_equal(_run([y], {x: np.arange(10.0).reshape(2, 5)})[0], [[1, 2, 3], [6, 7, 8]])
+
+
+def test_gradients_take_each_inputs_dtype_through_promoted_ops() -> None:
+    with gd.Graph("mixed") as g:
+        x = gd.placeholder("x", (None, 3))  # float32
+        y = gd.placeholder("y", (None, 3), dtype="float64")
+        k = gd.placeholder("k", (None, 3), dtype="int64")
+        h = gd.layers.Linear(3, 2, name="fc")(x * k)
+        z = gd.ops.sum(h) + gd.ops.sum(x * y)
+        dx, dw = gd.grad(z, [x, g.tensor("fc.W")])
+    assert (z.dtype, dx.dtype, dw.dtype) == ("float64", "float32", "float32")
+    rng = np.random.default_rng(0)
+    xv, yv = rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 3))
+    kv = rng.integers(-2, 3, (2, 3))
+    got_dx, got_dw = _run([dx, dw], {x: xv, y: yv, k: kv})
+    w = g.parameters()["fc.W"]
+    np.testing.assert_allclose(got_dx, (yv + kv * w.sum(axis=1)).astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(got_dw, np.repeat((xv * kv).sum(axis=0)[:, None], 2, axis=1), rtol=1e-6)
+    step = gd.compile([z], optimizer=gd.optim.SGD(lr=0.1))
+    first = step.run({x: xv, y: yv, k: kv})[0]
+    assert step.run({x: xv, y: yv, k: kv})[0] < first
+
+
+def test_reductions_over_empty_axes_follow_numpy() -> None:
+    with gd.Graph("empty_reduce", dtype="float64"):
+        x = gd.placeholder("x", (None, 4))
+        outs = [gd.ops.sum(x), gd.ops.mean(x, axis=0), gd.ops.prod(x, axis=0), gd.ops.any(x > 0), gd.ops.all(x > 0),
+                gd.ops.logsumexp(x, axis=0), gd.ops.cumsum(x, axis=0)]
+        m = gd.ops.max(x, axis=0)
+    with np.errstate(all="ignore"):
+        want = [0.0, np.full(4, np.nan), np.ones(4), False, True, np.full(4, -np.inf), np.zeros((0, 4))]
+        for got, w in zip(_run(outs, {x: np.zeros((0, 4))}), want, strict=True):
+            np.testing.assert_array_equal(got, w)
+    run = gd.compile([m])
+    with pytest.raises(gd.ShapeError, match=rf"max at node '{m.name}'.*axis 0 of \(0, 4\), which is empty"):
+        run.run({x: np.zeros((0, 4))})

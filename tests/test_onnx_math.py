@@ -38,6 +38,7 @@ CASES: dict[str, Callable[[gd.Tensor], gd.Tensor]] = {
     "reduce_batch": lambda x: x - ops.var(x, axis=0, keepdims=True) + ops.std(x, axis=(0, 1), keepdims=True),
     "any_all_arg": lambda x: (ops.any(x > 1, axis=2).astype(x.dtype) + ops.all(x > -1, axis=2).astype(x.dtype)
                               + ops.argmax(x, axis=2).astype(x.dtype) + ops.argmin(x, axis=2).astype(x.dtype)),
+    "sum_bool": lambda x: (x > 0).sum(axis=2).astype(x.dtype) + ops.sum(x > 0.5).astype(x.dtype) + x.sum(axis=2),
     "argmax_flat": lambda x: ops.argmax(x[0]).astype(x.dtype) + ops.argmin(x[0], keepdims=True).astype(x.dtype),
     "scans": lambda x: ops.cumsum(x, axis=2) + ops.cumsum(x, axis=1, reverse=True)
     + ops.cumprod(ops.where(abs(x) < 0.3, 0.0, x), axis=2),
@@ -72,3 +73,15 @@ def test_math_op_matches_onnxruntime(name: str, dtype: str, tmp_path) -> None:
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-4 if dtype == "float32" else 1e-10,
                                    atol=1e-5 if dtype == "float32" else 1e-12, err_msg=name)
+
+
+def test_flatten_with_two_unknown_leading_dims_exports(tmp_path) -> None:
+    with gd.Graph("flat") as g:
+        x = gd.placeholder("x", (None, None, 4, 6))
+        out = gd.layers.Flatten(start_dim=2)(x)
+    assert g.nodes[out.name].op == "flatten"
+    path = str(tmp_path / "flat.onnx")
+    gd.onnx.export(g, path, outputs=[out])
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    xv = np.random.default_rng(0).standard_normal((2, 3, 4, 6)).astype(np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": xv})[0], xv.reshape(2, 3, 24))

@@ -101,6 +101,14 @@ ROWS: list[Row] = [
         (_a(0.0, 1.0),)),
     Row("asin-atanh-at-one", lambda a: ops.asin(a) + ops.atanh(a * 0.5), lambda a: a.asin() + (a * 0.5).atanh(),
         (_a(1.0, -1.0, 0.5),)),
+    Row("log-log1p-at-edges", lambda a: ops.log(abs(a)) + ops.log1p(-abs(a)),
+        lambda a: a.abs().log() + (-a.abs()).log1p(), (_a(0.0, 1.0, 0.5),)),
+    Row("saturating-at-inf", lambda a: ops.tanh(a) + ops.sigmoid(a) + ops.atan(a) + ops.relu(a) + ops.exp(-abs(a)),
+        lambda a: a.tanh() + a.sigmoid() + a.atan() + a.relu() + (-a.abs()).exp(), (_a(np.inf, -np.inf, 0.0, 2.0),)),
+    Row("acosh-at-one", ops.acosh, T.acosh, (_a(1.0, 2.0),)),
+    Row("softmax-with-minus-inf", lambda a: ops.softmax(a, axis=1) + ops.log_softmax(a * 0.5, axis=1) * 0.0,
+        lambda a: a.softmax(1) + (a * 0.5).log_softmax(1) * 0.0, (_a([0.0, -np.inf, 1.0], [2.0, 3.0, -np.inf]),)),
+    Row("div-by-zero", lambda a, b: a / b, lambda a, b: a / b, (_a(1.0, -1.0, 2.0), _a(0.0, 0.0, 4.0))),
     Row("max-ties", lambda a: ops.max(a, dim=1), lambda a: T.amax(a, dim=1), (TIES,)),
     Row("min-ties-all", lambda a: ops.min(a), lambda a: T.amin(a), (TIES,)),
     Row("maximum-ties", ops.maximum, T.maximum, (TIES, TIES.T.reshape(3, 4))),
@@ -156,3 +164,41 @@ def test_forward_and_gradient_match_torch(row: Row) -> None:
     assert len(our_grads) == len(their_grads)
     for k, (g, t) in enumerate(zip(our_grads, their_grads, strict=True)):
         np.testing.assert_allclose(g, t, rtol=1e-10, atol=1e-12, err_msg=f"{row.id}: gradient of input {k}")
+
+
+DTYPES = ["bool", "int32", "int64", "float32", "float64"]
+BINARY = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "truediv": lambda a, b: a / b,
+    "floordiv": lambda a, b: a // b, "mod": lambda a, b: a % b, "pow": lambda a, b: a ** b,
+    "lt": lambda a, b: a < b, "ge": lambda a, b: a >= b, "and": lambda a, b: a & b,
+    "max": lambda a, b: ops.maximum(a, b) if isinstance(a, gd.Tensor) else torch.maximum(a, b),
+}
+
+
+def _values(dtype: str, rng: np.random.Generator) -> np.ndarray:
+    if dtype == "bool":
+        return np.array([True, False, True, True])
+    return rng.integers(1, 4, 4).astype(dtype) * np.array([1, -1, 1, 1], dtype=dtype)
+
+
+@pytest.mark.parametrize("op", list(BINARY))
+@pytest.mark.parametrize("left", DTYPES)
+@pytest.mark.parametrize("right", DTYPES)
+def test_binary_promotion_matches_torch(op: str, left: str, right: str) -> None:
+    rng = np.random.default_rng(0)
+    a, b = _values(left, rng), np.abs(_values(right, rng)) if right != "bool" else np.ones(4, bool)  # no 0 divisor
+    fn = BINARY[op]
+    try:
+        want = fn(torch.tensor(a), torch.tensor(b))
+    except RuntimeError:  # torch refuses (bool - bool, float & float, ...): graphdl must refuse too
+        with pytest.raises(gd.GraphDLError), gd.Graph("p"):
+            fn(gd.placeholder("a", (4,), dtype=left), gd.placeholder("b", (4,), dtype=right))
+        return
+    with gd.Graph("p"):
+        ta, tb = gd.placeholder("a", (4,), dtype=left), gd.placeholder("b", (4,), dtype=right)
+        out = fn(ta, tb)
+    expected_dtype = str(want.dtype).removeprefix("torch.")
+    assert out.dtype == expected_dtype, f"{left} {op} {right}: {out.dtype} vs torch {expected_dtype}"
+    with np.errstate(all="ignore"):
+        (got,) = gd.compile([out]).run({ta: a, tb: b})
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)

@@ -92,6 +92,7 @@ def test_inference_picture_draws_what_the_plan_runs() -> None:
     assert "dropout" in train_texts and "dropout.counter" in train_texts
 
 
+@pytest.mark.slow
 def test_memory_plan_rows_bars_and_lower_bound(tmp_path) -> None:
     logits, loss = _cnn()
     train = gd.compile([loss, logits], optimizer=gd.optim.SGD(lr=0.1))
@@ -103,8 +104,9 @@ def test_memory_plan_rows_bars_and_lower_bound(tmp_path) -> None:
 
     plan = specialize(train.ir, train._batch_shapes(16))
     rows, live = gd.viz.memory_rows(plan)
-    assert len(rows) == info["buffers"] == len({s.offset for s in plan.slots.values()})
-    assert sum(len(v) for _, v in rows) == len(plan.slots)
+    scratch = [s for slots in plan.workspace.values() for s in slots]
+    assert len(rows) == info["buffers"] == len({s.offset for s in [*plan.slots.values(), *scratch]})
+    assert sum(len(v) for _, v in rows) == len(plan.slots) + len(scratch)
     root = ET.parse(tmp_path / "plan.svg").getroot()
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
     assert "lower bound" in texts and f"arena {report['arena_bytes']:,} B" in texts

@@ -51,6 +51,8 @@ class Flatten(Layer):
         tail = x.shape[self.start_dim:]
         if None in tail:
             raise GraphError(f"Flatten '{self.name}': dimensions {self.start_dim}.. of {x.shape} must be known")
+        if x.shape[:self.start_dim].count(None) > 1:  # reshape's one -1 cannot keep them: flatten keeps them
+            return self._apply("flatten", [x], {"start_dim": self.start_dim})
         head = tuple(-1 if d is None else d for d in x.shape[:self.start_dim])
         return self._apply("reshape", [x], {"shape": (*head, math.prod(tail))})
 

@@ -506,9 +506,17 @@ def _flatten(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | 
 def _squeeze(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     axes = ctx.const(1) if ctx.has(1) else a.get("axes")
     axis = None if axes is None else tuple(int(i) for i in np.asarray(axes).reshape(-1))
+    x = ctx.input(0)
     if node.op_type == "Unsqueeze":
-        return [ctx.apply("expand_dims", [ctx.input(0)], {"axis": axis})]
-    return [ctx.apply("squeeze", [ctx.input(0)], {"axis": axis})]
+        return [ctx.apply("expand_dims", [x], {"axis": axis})]
+    if axis is not None and any(x.shape[a] is None for a in axis):
+        # ONNX requires size 1, which graphdl cannot see for an unknown size: read position 0 instead
+        from graphdl.ops.indexing import INT, SLICE
+
+        drop = {a % len(x.shape) for a in axis}
+        entries = tuple((INT, 0) if k in drop else (SLICE, None, None, 1) for k in range(len(x.shape)))
+        return [ctx.apply("slice", [x], {"index": entries})]
+    return [ctx.apply("squeeze", [x], {"axis": axis})]
 
 
 @importer("Expand")
@@ -610,26 +618,25 @@ def _concat(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | N
 
 @importer("Slice")
 def _slice(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    from graphdl.ops.indexing import SLICE
+
     x = ctx.input(0)
+    nd = len(x.shape)
     starts, ends = ctx.const(1), ctx.const(2)
     axes = ctx.const(3, list(range(len(starts))))
     steps = ctx.const(4, [1] * len(starts))
     if all(int(s) == -1 for s in steps) and all(int(b) == -1 for b in starts) and all(
             int(e) <= -(2**31) for e in ends):  # a full reversal of each axis
-        return [ctx.apply("flip", [x], {"axis": tuple(int(i) % len(x.shape) for i in axes)})]
-    if any(int(s) != 1 for s in steps):
-        raise ctx.refuse("Slice with steps other than 1 (or a full reversal) is not supported")
-    out = x
-    parts = list(zip(axes, starts, ends))
-    for k, (axis, start, stop) in enumerate(parts):
-        axis = int(axis) % len(x.shape)
-        size = out.shape[axis]
-        if size is None:
-            raise ctx.refuse(f"slicing axis {axis}, whose size is unknown, is not supported")
-        start, stop = (int(v) + size if v < 0 else int(v) for v in (start, stop))
-        attrs = {"axis": axis, "start": min(max(start, 0), size), "stop": min(max(stop, 0), size)}
-        out = ctx.apply("slice", [out], attrs) if k == len(parts) - 1 else ctx.part("slice", [out], attrs)
-    return [out]
+        return [ctx.apply("flip", [x], {"axis": tuple(int(i) % nd for i in axes)})]
+    entries = [(SLICE, None, None, 1)] * nd
+    for axis, start, stop, step in zip(axes, starts, ends, steps):
+        start, stop, step = int(start), int(stop), int(step)
+        if step == 0:
+            raise ctx.refuse("a Slice step of 0")
+        # ONNX clamps like Python slicing; the int64 extremes mean "to the end"
+        entries[int(axis) % nd] = (SLICE, None if abs(start) >= 2**62 else start,
+                                   None if abs(stop) >= 2**62 else stop, step)
+    return [ctx.apply("slice", [x], {"index": tuple(entries)})]
 
 
 # -- reductions and lookups -----------------------------------------------------------------
@@ -803,8 +810,79 @@ def _sized_arith(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[int |
     return [None if p is None or q is None else int(fn(p, q)) for p, q in zip(x, y)]
 
 
+def _div(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x, y = ctx.input(0), ctx.input(1)
+    integer = all(np.dtype(t.dtype).kind in "iu" for t in (x, y))
+    return [ctx.apply("trunc_divide" if integer else "div", [x, y])]  # ONNX's integer Div truncates
+
+
+IMPORTERS["Div"] = _div
 for _onnx_op, _sized in (("Gather", _sized_gather), ("Unsqueeze", _sized_same), ("Squeeze", _sized_same),
                          ("Identity", _sized_same), ("Concat", _sized_concat), ("Slice", _sized_slice),
                          ("Mul", _sized_arith), ("Add", _sized_arith), ("Sub", _sized_arith),
                          ("Div", _sized_arith)):
     IMPORTERS[_onnx_op] = _on_sizes(IMPORTERS[_onnx_op], _sized)
+
+
+# -- math ops -------------------------------------------------------------------------------
+for _onnx_op, _op in {"Sin": "sin", "Cos": "cos", "Tan": "tan", "Asin": "asin", "Acos": "acos", "Atan": "atan",
+                      "Sinh": "sinh", "Cosh": "cosh", "Asinh": "asinh", "Acosh": "acosh", "Atanh": "atanh",
+                      "Floor": "floor", "Ceil": "ceil", "Round": "round", "Reciprocal": "reciprocal",
+                      "IsNaN": "isnan", "Not": "logical_not", "And": "logical_and", "Or": "logical_or",
+                      "Xor": "logical_xor"}.items():
+    IMPORTERS[_onnx_op] = _same(_op)
+
+
+@importer("IsInf")
+def _isinf(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if not (a.get("detect_negative", 1) and a.get("detect_positive", 1)):
+        raise ctx.refuse("IsInf detecting one sign only is not supported")
+    return [ctx.apply("isinf", [ctx.input(0)])]
+
+
+@importer("Cast")
+def _cast(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if node.input[0] in ctx.shape_values:  # sizes stay sizes
+        ctx.shape_values[node.output[0]] = list(ctx.shape_values[node.input[0]])
+        return [None]
+    dtype = _DTYPES.get(int(a["to"]))
+    if dtype is None:
+        raise ctx.refuse(f"Cast to ONNX type {a['to']} (graphdl has float32/64, int32/64, bool)")
+    x = ctx.input(0)
+    if np.dtype(x.dtype) == np.dtype(dtype):
+        return [x]
+    return [ctx.apply("astype", [x], {"dtype": np.dtype(dtype).name})]
+
+
+@importer("ReduceMin", "ReduceProd", "ReduceLogSumExp")
+def _reduce_more(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    op = {"ReduceMin": "min", "ReduceProd": "prod", "ReduceLogSumExp": "logsumexp"}[node.op_type]
+    axes = ctx.const(1) if ctx.has(1) else a.get("axes")
+    if axes is not None and len(axes) == 0:
+        axes = None
+    if axes is None and a.get("noop_with_empty_axes", 0):
+        return [ctx.input(0)]
+    attrs = {"axis": None if axes is None else tuple(int(i) for i in axes), "keepdims": bool(a.get("keepdims", 1))}
+    return [ctx.apply(op, [ctx.input(0)], attrs)]
+
+
+@importer("ArgMax", "ArgMin")
+def _arg(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if a.get("select_last_index", 0):
+        raise ctx.refuse("select_last_index=1 is not supported (graphdl picks the first extremum)")
+    op = "argmax" if node.op_type == "ArgMax" else "argmin"
+    return [ctx.apply(op, [ctx.input(0)], {"axis": int(a.get("axis", 0)), "keepdims": bool(a.get("keepdims", 1))})]
+
+
+@importer("CumSum")
+def _cumsum(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    if a.get("exclusive", 0):
+        raise ctx.refuse("exclusive=1 is not supported")
+    axis = int(np.asarray(ctx.const(1)).reshape(-1)[0])
+    return [ctx.apply("cumsum", [ctx.input(0)], {"axis": axis, "reverse": bool(a.get("reverse", 0))})]
+
+
+@importer("Mod")
+def _mod(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    # fmod=1: C's fmod (sign of the dividend); fmod=0: Python's % (sign of the divisor)
+    return [ctx.apply("fmod" if a.get("fmod", 0) else "remainder", [ctx.input(0), ctx.input(1)])]

@@ -262,6 +262,12 @@ def _slice(ctx: ExportContext, n: Node) -> None:
             x = ctx.helper(n, part, op_type, [x, *extra])
 
 
+@_exporter("flatten")
+def _flatten(ctx: ExportContext, n: Node) -> None:
+    start = n.attr["start_dim"]  # Reshape's 0 copies the input's size: the leading dimensions stay
+    ctx.emit("Reshape", [n.inputs[0], ctx.const(n, "shape", [0] * start + [int(n.shape[-1])])], n.name)
+
+
 @_exporter("index")
 def _index(ctx: ExportContext, n: Node) -> None:
     x, idx = n.inputs
@@ -292,6 +298,12 @@ def _reduce_op(ctx: ExportContext, n: Node, op_type: str, x: str, part: str | No
     if part is None:
         return ctx.emit(op_type, ins, n.name, keepdims=keepdims, **attrs)
     return ctx.helper(n, part, op_type, ins, keepdims=keepdims, **attrs)
+
+
+@_exporter("sum")
+def _sum(ctx: ExportContext, n: Node) -> None:
+    # bool and integer values sum to int64 (ONNX ReduceSum takes no bool): cast first
+    _reduce_op(ctx, n, "ReduceSum", _cast(ctx, n, "x", n.inputs[0], n.dtype))
 
 
 @_exporter("min", "prod", "logsumexp")

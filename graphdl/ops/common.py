@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ir import Shape
-from graphdl.registry import fail
+from graphdl.registry import InputValueError, fail
 
 
 def broadcast(*shapes: Shape) -> Shape:
@@ -72,3 +72,26 @@ def ufunc_kernel(ufunc: np.ufunc) -> Callable[..., Callable[..., None]]:
         return ufunc
 
     return factory
+
+
+#: The unsigned type of each integer width: viewed as unsigned, a negative index is a huge one.
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def check_index_range(a: np.ndarray, k: int, index: int, what: str, hint: str) -> None:
+    """Raise InputValueError unless every entry of the integer array ``a`` (input ``index``) is in [0, k).
+
+    One reduction over ``a`` viewed as unsigned (negatives become huge), no array allocated; the first
+    offending entry is looked up only when there is one.
+    """
+    if a.size and a.view(_UNSIGNED[a.dtype.itemsize]).max() >= k:
+        pos = np.unravel_index(int(np.flatnonzero((a < 0) | (a >= k))[0]), a.shape)
+        bad = int(a[pos])
+        at = pos[0] if len(pos) == 1 else pos
+        raise InputValueError(index, f"holds {what} {bad} at index {at}, outside [0, {k})", hint)
+
+
+def label_hint(k: int) -> str:
+    """What to do about a class label outside [0, k)."""
+    return (f"Labels are class ids 0..{k - 1}: check how the labels are encoded, or give the last layer "
+            f"as many outputs as there are classes")

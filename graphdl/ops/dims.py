@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ops.common import norm_axes
+from graphdl.ops.common import check_index_range, label_hint, norm_axes
 from graphdl.registry import DTYPES, REQUIRED, Axes, Int, Ints, OpDef, RuleError, Str, fail, register
 
 
@@ -145,9 +145,10 @@ def _one_hot_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
     k = out_shape[-1]
     classes = np.arange(k)
 
+    hint = label_hint(k)
+
     def one_hot(ids: np.ndarray, out: np.ndarray) -> None:
-        if ids.size and (ids.min() < 0 or ids.max() >= k):
-            raise IndexError(f"class ids must be in [0, {k}); got values from {ids.min()} to {ids.max()}")
+        check_index_range(ids, k, 0, "class id", hint)
         np.equal(ids[..., None], classes, out=out, casting="unsafe")
 
     return one_hot

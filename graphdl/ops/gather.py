@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.ops.common import check_index_range, label_hint
 from graphdl.registry import OpDef, RuleError, fail, register
 
 
@@ -26,15 +27,27 @@ def _embedding_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     return (*ids, w[1])
 
 
+def _id_hint(k: int) -> str:
+    return f"The ids index the table's {k} rows: map them to 0..{k - 1}, or build the Embedding with more rows"
+
+
 def _embedding_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    k = in_shapes[1][0]
+    hint = _id_hint(k)
+
     def embedding(ids: np.ndarray, w: np.ndarray, out: np.ndarray) -> None:
+        check_index_range(ids, k, 0, "id", hint)  # np.take would wrap negative ids
         np.take(w, ids, axis=0, out=out, mode="raise")
 
     return embedding
 
 
 def _embedding_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    k = out_shape[0]
+    hint = _id_hint(k)
+
     def embedding_grad(ids: np.ndarray, g: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
+        check_index_range(ids, k, 0, "id", hint)
         out.fill(0)
         np.add.at(out, ids.reshape(-1), g.reshape(-1, out.shape[1]))
 
@@ -67,8 +80,10 @@ def _pick_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
     n, k = in_shapes[0]
     rows = np.arange(n) * k
     idx = np.empty(n, dtype=np.int64)
+    hint = label_hint(k)
 
     def pick(x: np.ndarray, labels: np.ndarray, out: np.ndarray) -> None:
+        check_index_range(labels, k, 1, "label", hint)  # else a label would pick from another row
         np.add(rows, labels, out=idx)
         np.take(x.reshape(-1), idx, out=out)
 
@@ -79,8 +94,10 @@ def _unpick_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dt
     n, k = out_shape
     rows = np.arange(n) * k
     idx = np.empty(n, dtype=np.int64)
+    hint = label_hint(k)
 
     def unpick(g: np.ndarray, labels: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
+        check_index_range(labels, k, 1, "label", hint)
         out.fill(0)
         np.add(rows, labels, out=idx)
         out.reshape(-1)[idx] = g

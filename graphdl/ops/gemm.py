@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import logging
 import os
 from collections.abc import Callable
 
@@ -23,10 +24,15 @@ Gemm = Callable[..., None]
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
 
-def _find_cblas() -> dict[np.dtype, Callable[..., None]]:
-    """NumPy's bundled OpenBLAS gemm functions by dtype, or {} when this NumPy has none we know."""
-    libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-    for path in sorted(glob.glob(os.path.join(libdir, "libscipy_openblas64_*.so"))):
+#: Where the fast path looks for NumPy's OpenBLAS: the wheel's bundled-library directory.
+PATTERN = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs", "libscipy_openblas64_*.so")
+_log = logging.getLogger("graphdl")
+
+
+def _find_cblas(pattern: str = PATTERN) -> tuple[dict[np.dtype, Callable[..., None]], str | None]:
+    """NumPy's bundled OpenBLAS gemm functions by dtype and the library's path, or ({}, None) when
+    this NumPy has none we know."""
+    for path in sorted(glob.glob(pattern)):
         try:
             lib = ctypes.CDLL(path)
             fns = {np.dtype(np.float32): (lib.scipy_cblas_sgemm64_, ctypes.c_float),
@@ -39,11 +45,25 @@ def _find_cblas() -> dict[np.dtype, Callable[..., None]]:
             fn.argtypes = [i32, i32, i32, i64, i64, i64, scalar, ptr, i64, ptr, i64, scalar, ptr, i64]
             fn.restype = None
             found[dt] = fn
-        return found
-    return {}
+        return found, path
+    return {}, None
 
 
-_CBLAS = _find_cblas()
+_CBLAS, _CBLAS_PATH = _find_cblas()
+_warned: list[bool] = []  # whether the missing fast path was reported (once per process)
+
+
+def blas_status() -> dict[str, object]:
+    """The GEMM fast path: whether NumPy's OpenBLAS CBLAS was found, the library used, and the
+    pattern searched (shown by ``graphdl info --system``)."""
+    return {"found": bool(_CBLAS), "library": _CBLAS_PATH, "searched": PATTERN}
+
+
+def _report_missing() -> None:
+    if not _warned:
+        _warned.append(True)
+        _log.warning("graphdl: NumPy's OpenBLAS CBLAS was not found at %s; GEMMs that accumulate (linear "
+                     "layers, fused SGD updates) use a NumPy fallback with an extra pass over memory", PATTERN)
 
 
 def make_gemm(dtype: np.dtype, c_shape: tuple[int, int], *, alpha: float = 1.0, beta: float = 0.0,
@@ -71,6 +91,8 @@ def make_gemm(dtype: np.dtype, c_shape: tuple[int, int], *, alpha: float = 1.0, 
 
     fn = _CBLAS.get(dtype) if use_blas else None
     if fn is None:
+        if use_blas and not _CBLAS:
+            _report_missing()
         return fallback
     m, n = c_shape
     ta, tb = (_TRANS if trans_a else _NO_TRANS), (_TRANS if trans_b else _NO_TRANS)

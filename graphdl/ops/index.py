@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import Bool, Float, GradContext, Int, OpDef, RuleError, fail, register
+from graphdl.registry import Bool, Float, GradContext, InputValueError, Int, OpDef, RuleError, fail, register
 
 GATHER_ATTRS = {"axis": Int(), "wrap": Bool(False)}
 
@@ -58,7 +58,9 @@ class _Where:
         if index.size:
             lo, hi = int(index.min()), int(index.max())
             if hi >= self.size or lo < (-self.size if self.wrap else 0):
-                raise IndexError(f"indices from {lo} to {hi} are out of range for an axis of size {self.size}")
+                low = -self.size if self.wrap else 0
+                raise InputValueError(1, f"holds indices from {lo} to {hi}, out of range [{low}, {self.size}) for "
+                                         f"an axis of size {self.size}", "Keep the indices within the axis")
             if self.wrap and lo < 0:
                 index = np.where(index < 0, index + self.size, index)
         return tuple(index if d == self.axis else g for d, g in enumerate(self.grid))

@@ -51,7 +51,8 @@ register(OpDef(
     "reshape", _reshape_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("shape",),
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
     doc="x with the same elements in a new shape; one -1 takes the remaining size (it may split or "
-        "merge an unknown batch dimension, checked when the batch size is known).", attr_schema={"shape": Ints(low=-1)},
+        "merge an unknown batch dimension, checked when the batch size is known).",
+    attr_schema={"shape": Ints(low=-1, unknown=True)},
 ))
 
 
@@ -67,6 +68,24 @@ register(OpDef(
     grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0]), None],
     doc="g reshaped to the shape of x (the gradient of reshape; exact for any number of unknown dimensions).",
     attr_schema={},
+))
+
+
+def _flatten_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    (x,), start = shapes, attrs["start_dim"]
+    if not 0 <= start < max(len(x), 1):
+        fail(f"start_dim {start} is out of range for {x}")
+    tail = x[start:]
+    if None in tail:
+        fail(f"dimensions {start}.. of {x} must be known to flatten them")
+    return (*x[:start], math.prod(tail))
+
+
+register(OpDef(
+    "flatten", _flatten_shape, _reshape_kernel, arity=1, inplace=(0,), label_attrs=("start_dim",),
+    grad=lambda c: [c.apply("reshape_like", c.gout, c.inputs[0])],
+    doc="x with dimensions start_dim.. merged into one; the leading dimensions stay as they are, known or not.",
+    attr_schema={"start_dim": Int(low=0)},
 ))
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.ops.common import check_index_range, label_hint
 from graphdl.registry import GradContext, Int, OpDef, RuleError, fail, register
 
 
@@ -45,19 +46,13 @@ class _RowSoftmax:
         self.ones_row = np.ones((1, k), dtype=dtype)
         self.ones_n = np.ones(n, dtype=dtype)
         self.flat_rows = np.arange(n) * k
+        self.hint = label_hint(k)
         self.arg = np.empty(n, dtype=np.int64)
         self.idx = np.empty(n, dtype=np.int64)
-        self.ok = np.empty(n, dtype=bool)
-        self.zero, self.classes = np.zeros((), np.int64), np.full((), k, np.int64)
 
     def label_index(self, labels: np.ndarray) -> np.ndarray:
-        """Flat indices of the labelled entries; raises if a label is outside [0, k)."""
-        np.less(labels, self.classes, out=self.ok)
-        bad = self.n - np.count_nonzero(self.ok)
-        np.greater_equal(labels, self.zero, out=self.ok)
-        bad += self.n - np.count_nonzero(self.ok)
-        if bad:
-            raise IndexError(f"{bad} labels are outside [0, {self.k})")
+        """Flat indices of the labelled entries; raises InputValueError if a label is outside [0, k)."""
+        check_index_range(labels, self.k, 1, "label", self.hint)
         return np.add(self.flat_rows, labels, out=self.idx)
 
     def exp_shifted(self, x: np.ndarray, out: np.ndarray) -> None:
@@ -184,6 +179,7 @@ class _Labels:
         self.valid = np.empty(n, dtype=bool)
         self.safe = np.empty(n, dtype=np.int64)
         self.w = np.empty(n, dtype=dtype)
+        self.hint = label_hint(k) + ("" if ignore is None else f" (or use ignore_index {ignore} for no label)")
 
     def __call__(self, labels: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
         """Fills safe/valid and returns w: weight[label] (or 1), 0 for ignored samples."""
@@ -192,10 +188,7 @@ class _Labels:
         else:
             np.not_equal(labels, self.ignore, out=self.valid)
         np.multiply(labels, self.valid, out=self.safe)
-        if self.safe.size and (self.safe.min() < 0 or self.safe.max() >= self.k):
-            bad = labels[(self.safe < 0) | (self.safe >= self.k)]
-            raise IndexError(f"labels {sorted(set(bad.tolist()))[:5]} are outside [0, {self.k})"
-                             + ("" if self.ignore is None else f" and are not ignore_index {self.ignore}"))
+        check_index_range(self.safe, self.k, 1, "label", self.hint)  # ignored labels are 0 in safe
         if weight is None:
             np.copyto(self.w, self.valid)
         else:

@@ -81,7 +81,8 @@ register(OpDef("square", same_shape, ufunc_kernel(np.square), arity=1, inplace=(
 def _copysign_grad(c: GradContext) -> list:
     # PyTorch: d/da = out / a, taken as 0 where a == 0; no gradient for the sign source b.
     a = c.inputs[0]
-    ratio = where(c, c.apply("equal", a, 0.0), 0.0, c.out / a)
+    zero = c.apply("equal", a, 0.0)
+    ratio = where(c, zero, 0.0, c.out / where(c, zero, 1.0, a))  # no 0/0 computed where it is masked
     return [c.gout * ratio, None]
 
 

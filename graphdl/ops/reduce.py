@@ -29,8 +29,9 @@ def _reduce_kernel(ufunc_reduce: str):
         fn = getattr(np, ufunc_reduce)
         shape, nd = in_shapes[0], len(in_shapes[0])
         lead = axes == tuple(range(len(axes)))
+        empty_mean = ufunc_reduce == "mean" and any(shape[i] == 0 for i in axes)  # nan, from np.mean
         if (ufunc_reduce in ("sum", "mean") and axes and (lead or axes == tuple(range(nd - len(axes), nd)))
-                and np.dtype(dtype).kind == "f"):
+                and np.dtype(dtype).kind == "f" and not empty_mean):
             # Summing leading (or trailing) axes is a matrix-vector product with ones: BLAS, no
             # iterator buffers (a bias gradient is the sum over the batch axis).
             m = math.prod(shape[i] for i in axes)
@@ -145,7 +146,7 @@ register(OpDef(
     "sum_to", _sum_to_shape, _sum_to_kernel, arity=1, label_attrs=("shape",),
     grad=lambda c: [c.apply("expand_like", c.gout, c.inputs[0])],
     doc="Sum a broadcast gradient back to `shape` (None dims keep the input's size).",
-    attr_schema={"shape": Ints(low=0)},
+    attr_schema={"shape": Ints(low=0, unknown=True)},  # autodiff passes symbolic shapes (None)
 ))
 
 
@@ -176,12 +177,21 @@ def _extremum_grad(c: GradContext) -> list:
     return [c.apply("broadcast_like", c.gout, x, **spread) * hit / count]
 
 
-register(OpDef("max", _reduce_shape, _reduce_kernel("max"), arity=1, label_attrs=("axis",), grad=_extremum_grad,
-               dtype=_same, doc="Largest entry over axis (torch.amax); ties share the gradient evenly.",
-               attr_schema=REDUCE_ATTRS))
-register(OpDef("min", _reduce_shape, _reduce_kernel("min"), arity=1, label_attrs=("axis",), grad=_extremum_grad,
-               dtype=_same, doc="Smallest entry over axis (torch.amin); ties share the gradient evenly.",
-               attr_schema=REDUCE_ATTRS))
+def _nonempty_reduce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    x = shapes[0]
+    empty = [i for i in norm_axes(attrs.get("axis"), len(x)) if x[i] == 0]
+    if empty:
+        fail(f"the maximum or minimum over axis {empty[0]} of {x}, which is empty, is undefined",
+             "reduce a non-empty axis, or use sum (0 over an empty axis)")
+    return _reduce_shape(shapes, attrs)
+
+
+register(OpDef("max", _nonempty_reduce_shape, _reduce_kernel("max"), arity=1, label_attrs=("axis",),
+               grad=_extremum_grad, dtype=_same,
+               doc="Largest entry over axis (torch.amax); ties share the gradient evenly.", attr_schema=REDUCE_ATTRS))
+register(OpDef("min", _nonempty_reduce_shape, _reduce_kernel("min"), arity=1, label_attrs=("axis",),
+               grad=_extremum_grad, dtype=_same,
+               doc="Smallest entry over axis (torch.amin); ties share the gradient evenly.", attr_schema=REDUCE_ATTRS))
 register(OpDef("any", _reduce_shape, _reduce_kernel("any"), arity=1, label_attrs=("axis",), dtype=boolean,
                doc="Whether any entry over axis is true (nonzero); bool, no gradient.", attr_schema=REDUCE_ATTRS))
 register(OpDef("all", _reduce_shape, _reduce_kernel("all"), arity=1, label_attrs=("axis",), dtype=boolean,

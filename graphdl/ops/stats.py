@@ -119,7 +119,7 @@ register(OpDef("var", _reduce_shape, _moment_kernel(np.var), arity=1, dtype=floa
 def _std_grad(c: GradContext) -> list:
     # d std = d var / (2 std); PyTorch takes it as 0 where std == 0
     zero = c.apply("equal", c.out, 0.0)
-    return [_var_grad_of(c, where(c, zero, 0.0, c.gout / (c.out * 2.0)))]
+    return [_var_grad_of(c, where(c, zero, 0.0, c.gout / (where(c, zero, 1.0, c.out) * 2.0)))]
 
 
 register(OpDef("std", _reduce_shape, _moment_kernel(np.std), arity=1, dtype=floating,

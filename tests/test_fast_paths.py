@@ -1,0 +1,118 @@
+"""No silent slow paths: erf without SciPy, the GEMM fast path (found or reported), BLAS threads."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl.cli import main
+from graphdl.ops import gemm, special
+from graphdl.ops.elementwise import erf_function
+
+
+def _ulps(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return np.abs(got.astype(np.float64) - ref) / np.spacing(np.abs(ref).astype(ref.dtype) + np.finfo(ref.dtype).tiny)
+
+
+def _erf_inputs() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.concatenate([rng.standard_normal(20000) * 2, rng.uniform(-7, 7, 20000), np.logspace(-300, 0.9, 2000),
+                           -np.logspace(-20, 0.9, 2000), np.arange(-6.5, 6.5, 0.125),
+                           [0.0, -0.0, 6.0, np.inf, -np.inf]])
+
+
+def test_numpy_erf_matches_scipy_to_a_few_ulp() -> None:
+    scipy_special = pytest.importorskip("scipy.special")
+    x = _erf_inputs()
+    ulps = _ulps(special.erf(x), scipy_special.erf(x))
+    assert ulps.max() <= 4 and np.mean(ulps <= 1) >= 0.98, (ulps.max(), np.mean(ulps <= 1))
+    x32 = x.astype(np.float32)
+    got32 = special.erf(x32)
+    assert got32.dtype == np.float32
+    assert _ulps(got32, scipy_special.erf(x32)).max() <= 1
+
+
+def test_numpy_erf_special_values_and_out() -> None:
+    x = np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 7.0, -7.0])
+    got = special.erf(x)
+    np.testing.assert_array_equal(got[1:], [-0.0, 0.0, 1.0, -1.0, 1.0, -1.0])
+    assert np.isnan(got[0]) and np.signbit(got[1])
+    out = np.empty(3, np.float32)
+    assert special.erf(np.array([0.5, 1.0, 2.0], np.float32), out) is out
+    np.testing.assert_allclose(out, [0.5204999, 0.8427008, 0.9953223], rtol=1e-7)
+
+
+def test_without_scipy_erf_and_gelu_use_the_numpy_erf(monkeypatch) -> None:
+    import math
+
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # "import scipy.special" now fails
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    fn = erf_function()
+    assert fn is special.erf
+    with gd.Graph("gelu", dtype="float64"):
+        x = gd.placeholder("x", (None, 5))
+        y = gd.ops.gelu(x)
+    ex = gd.compile([y])
+    xb = np.linspace(-3, 3, 10).reshape(2, 5)
+    expected = np.array([[v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in row] for row in xb])
+    # 1 + erf(x) cancels for negative x: compare absolutely at the level of erf's own rounding
+    np.testing.assert_allclose(ex.run({"x": xb})[0], expected, rtol=1e-13, atol=1e-15)
+
+
+def test_gemm_fast_path_status_names_the_library() -> None:
+    status = gemm.blas_status()
+    assert status["searched"] == gemm.PATTERN
+    if status["found"]:
+        assert str(status["library"]).endswith(".so") and "openblas" in str(status["library"])
+    else:
+        assert status["library"] is None
+
+
+def test_missing_gemm_fast_path_is_reported_once_and_falls_back(monkeypatch, caplog, tmp_path) -> None:
+    assert gemm._find_cblas(str(tmp_path / "libnothing*.so")) == ({}, None)
+    monkeypatch.setattr(gemm, "_CBLAS", {})
+    monkeypatch.setattr(gemm, "_CBLAS_PATH", None)
+    monkeypatch.setattr(gemm, "_warned", [])
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 5))
+    with caplog.at_level(logging.WARNING, logger="graphdl"):
+        k1 = gemm.make_gemm(np.float64, (4, 5))
+        k2 = gemm.make_gemm(np.float64, (4, 5), beta=1.0)
+    warnings = [r for r in caplog.records if "OpenBLAS CBLAS was not found" in r.getMessage()]
+    assert len(warnings) == 1 and gemm.PATTERN in warnings[0].getMessage()
+    c = np.empty((4, 5))
+    k1(a, b, c)
+    np.testing.assert_allclose(c, a @ b)
+    k2(a, b, c)
+    np.testing.assert_allclose(c, 2 * (a @ b))
+    assert not gemm.blas_status()["found"]
+
+
+def test_info_system_prints_blas_and_fast_paths(capsys) -> None:
+    assert main(["info", "--system"]) == 0
+    text = capsys.readouterr().out
+    assert "GEMM fast path" in text and "erf:" in text and "BLAS threads:" in text
+
+
+def test_info_without_file_or_system_is_an_error() -> None:
+    with pytest.raises(SystemExit):
+        main(["info"])
+
+
+def test_blas_threads_set_and_restored() -> None:
+    before = gd.get_num_threads()
+    with gd.num_threads(1):
+        assert gd.get_num_threads() == 1
+    assert gd.get_num_threads() == before
+    try:
+        gd.set_num_threads(1)
+        assert gd.get_num_threads() == 1
+    finally:
+        gd.set_num_threads(before)
+    assert gd.get_num_threads() == before
+    with pytest.raises(gd.GraphError, match="integer >= 1"):
+        gd.set_num_threads(0)

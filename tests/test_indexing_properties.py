@@ -1,0 +1,55 @@
+"""Property: a NumPy index (slices with any bounds and steps, ints, None, ..., one integer list) gives
+NumPy's result through ``Tensor.__getitem__``, on known or unknown dimensions, and its gradient scatters back
+exactly where the entries came from."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphdl as gd
+
+
+@st.composite
+def shape_and_key(draw: st.DrawFn) -> tuple[tuple[int, ...], tuple, tuple[bool, ...]]:
+    shape = tuple(draw(st.lists(st.integers(0, 4), min_size=1, max_size=3)))
+    unknown = tuple(draw(st.lists(st.booleans(), min_size=len(shape), max_size=len(shape))))
+    key: list = []
+    axis = 0
+    while axis < len(shape) and draw(st.booleans()):
+        kind = draw(st.sampled_from(["slice", "int", "new", "array"]))
+        if kind == "new":
+            key.append(None)
+            continue
+        if kind == "array" and shape[axis] > 0 and not any(isinstance(k, int | list) for k in key):
+            key.append(draw(st.lists(st.integers(-shape[axis], shape[axis] - 1), max_size=4)))
+        elif kind == "int" and shape[axis] > 0 and not any(isinstance(k, list) for k in key):
+            key.append(draw(st.integers(-shape[axis], shape[axis] - 1)))
+        else:
+            bound = st.one_of(st.none(), st.integers(-6, 6))
+            step = draw(st.one_of(st.none(), st.integers(-3, 3).filter(lambda s: s != 0)))
+            key.append(slice(draw(bound), draw(bound), step))
+        axis += 1
+    if draw(st.booleans()):  # anywhere when every axis is indexed (it stands for none), else last
+        key.insert(draw(st.integers(0, len(key))) if axis == len(shape) else len(key), Ellipsis)
+    return shape, tuple(key), unknown
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape_and_key())
+def test_basic_indexing_matches_numpy(case) -> None:
+    shape, key, unknown = case
+    xv = np.random.default_rng(0).standard_normal(shape)
+    with gd.Graph("prop", dtype="float64"):
+        x = gd.placeholder("x", tuple(None if u else d for d, u in zip(shape, unknown, strict=True)))
+        y = x[key]
+        w = gd.constant(np.random.default_rng(1).standard_normal(xv[key].shape))
+        (dx,) = gd.grad(gd.ops.sum(y * w), [x])
+    assert len(y.shape) == xv[key].ndim
+    assert all(d is None or d == e for d, e in zip(y.shape, xv[key].shape, strict=True))
+    got, grad = gd.compile([y, dx]).run({x: xv})
+    np.testing.assert_array_equal(got, xv[key])
+    want = np.zeros_like(xv)
+    np.add.at(want, key, w.graph.values[w.name])  # repeated array entries add up
+    np.testing.assert_array_equal(grad, want)
