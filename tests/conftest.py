@@ -8,9 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from hypothesis import settings
+from tqdm import tqdm
 
 import graphdl as gd
 from graphdl import layers, losses
+
+# tqdm's monitor thread wakes up and allocates while other tests measure allocations (tracemalloc sees
+# every thread); progress bars work without it.
+tqdm.monitor_interval = 0
 
 # CI runs must be reproducible: the same examples on every run (locally, hypothesis explores anew).
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)

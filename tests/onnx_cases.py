@@ -141,6 +141,16 @@ def _index(values: list[list[int]]) -> gd.Tensor:
 
 #: Ops exported to ONNX that the importer does not map back (checked against onnxruntime only).
 EXPORT_ONLY: dict[str, Case] = {
+    "attention_causal": ((None, 5, 4), lambda x: ops.scaled_dot_product_attention(x, x * 0.5, ops.tanh(x),
+                                                                                    is_causal=True)),
+    "multihead_attention": ((None, 5, 8), lambda x: L.MultiheadAttention(8, 2, batch_first=True)(
+        x, x, x, key_padding_mask=np.array([False] * 4 + [True]))[0]),
+    "multihead_attention_weights": ((None, 5, 8), lambda x: L.MultiheadAttention(8, 2)(x, x, x)[1]),
+    "transformer_encoder": ((None, 5, 8), lambda x: L.TransformerEncoderLayer(
+        8, 2, 16, dropout=0.1, batch_first=True, norm_first=True)(x, src_mask=~np.tril(np.ones((5, 5), bool)))),
+    "transformer_decoder": ((None, 5, 8), lambda x: L.TransformerDecoderLayer(8, 2, 16, batch_first=True)(
+        x, ops.tanh(x))),
+    "positional": ((None, 5, 8), lambda x: L.SinusoidalPositionalEncoding(16, 8)(L.PositionalEmbedding(16, 8)(x))),
     "logsigmoid": ((None, 6), lambda x: ops.logsigmoid(x * 10.0)),
     "expand_squeeze": ((None, 6), lambda x: ops.squeeze(ops.expand_dims(x, (1, 3)), 1) * 2.0),
     "squeeze_all": ((None, 1, 6, 1), lambda x: ops.squeeze(ops.tanh(x), None)),

@@ -567,20 +567,20 @@ def _attention(ctx: ExportContext, n: Node) -> None:
     # softmax(q k^T * scale + mask) v from standard ops (opset 17 has no Attention); the log-sum-exp output
     # (read only by the gradient) is written under "<node>:1".
     q, k, v, *mask = n.inputs
-    qn = ctx.nodes[q]
-    nd = len(qn.shape)
+    q_shape, dt = ctx.shape(q), ctx.dtype(q)
+    nd = len(q_shape)
     kt = ctx.helper(n, "kt", "Transpose", [k], perm=[*range(nd - 2), nd - 1, nd - 2])
     s = ctx.helper(n, "scores", "MatMul", [q, kt])
     scale = n.attr.get("scale")
-    scale = 1.0 / float(np.sqrt(qn.shape[-1])) if scale is None else float(scale)
-    s = ctx.helper(n, "scaled", "Mul", [s, ctx.const(n, "scale", scale, qn.dtype)])
+    scale = 1.0 / float(np.sqrt(q_shape[-1])) if scale is None else float(scale)
+    s = ctx.helper(n, "scaled", "Mul", [s, ctx.const(n, "scale", scale, dt)])
     if n.attr.get("causal"):
-        L, S = qn.shape[-2], ctx.nodes[k].shape[-2]
+        L, S = q_shape[-2], ctx.shape(k)[-2]
         bias = np.where(np.tril(np.ones((L, S), dtype=bool)), 0.0, -np.inf)
-        s = ctx.helper(n, "causal", "Add", [s, ctx.const(n, "causal_bias", bias, qn.dtype)])
+        s = ctx.helper(n, "causal", "Add", [s, ctx.const(n, "causal_bias", bias, dt)])
     if mask:
-        if ctx.nodes[mask[0]].dtype == "bool":
-            s = ctx.helper(n, "masked", "Where", [mask[0], s, ctx.const(n, "neg_inf", -np.inf, qn.dtype)])
+        if ctx.dtype(mask[0]) == np.bool_:
+            s = ctx.helper(n, "masked", "Where", [mask[0], s, ctx.const(n, "neg_inf", -np.inf, dt)])
         else:
             s = ctx.helper(n, "masked", "Add", [s, mask[0]])
     p = ctx.helper(n, "softmax", "Softmax", [s], axis=-1)
