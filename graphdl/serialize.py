@@ -9,6 +9,7 @@ is re-inferred, and every size is bounded by ``Limits`` before anything is read 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import io
@@ -514,11 +515,16 @@ def _reinfer(ir: IR) -> IR:
             message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             raise ModelFileError(f"graph.json: node {n.describe()} is inconsistent with its inputs "
                                  f"({', '.join(format_shape(s) for s, _ in ins)}): {str(message)[:300]}") from None
+        if not n.extra and len(shapes) > 1 and (shapes[0], dtypes[0]) == (n.shape, n.dtype):
+            # Written before the op had several outputs (batch_norm, dropout, max_pool2d): the file's
+            # output is output 0; the others are new and read by nothing in the file.
+            n = dataclasses.replace(n, extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)))
+            by_name[n.name] = n
         if shapes != n.shapes or dtypes != n.dtypes:
             stored = ", ".join(f"{format_shape(s)} {t}" for s, t in zip(n.shapes, n.dtypes, strict=True))
             given = ", ".join(f"{format_shape(s)} {t}" for s, t in zip(shapes, dtypes, strict=True))
             raise ModelFileError(f"graph.json: node {n.describe()} is stored as {stored}, but its op gives {given}")
-    return ir
+    return ir.replace(nodes=tuple(by_name[n.name] for n in ir.nodes))
 
 
 # -- weights ------------------------------------------------------------------------------------
