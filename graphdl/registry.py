@@ -254,16 +254,19 @@ class Effects:
     stream, so two nodes with equal inputs are not interchangeable: never merged, folded or recomputed.
     ``advances``: inputs holding random-number state (a counter) that a training plan must advance once
     per step; ``set_mode`` adds one ``increment`` per such state unless a node already writes it.
+    ``communicates``: the kernel exchanges data with other processes (an MPI all-reduce): every rank must run
+    it exactly once per step in the same order, so it is never merged, folded or recomputed.
     """
 
     writes: tuple[int, ...] = ()
     random: bool = False
     advances: tuple[int, ...] = ()
+    communicates: bool = False
 
     @property
     def pure(self) -> bool:
         """Whether the outputs depend only on the inputs and attributes (safe to merge, fold, drop, recompute)."""
-        return not self.writes and not self.random
+        return not self.writes and not self.random and not self.communicates
 
 
 PURE = Effects()

@@ -9,6 +9,7 @@ is re-inferred, and every size is bounded by ``Limits`` before anything is read 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import io
@@ -503,6 +504,7 @@ def _reinfer(ir: IR) -> IR:
     except GraphDLError as e:
         raise ModelFileError(f"graph.json: {e}") from None
     by_name: dict[str, Node] = {}
+    upgraded: dict[str, Node] = {}
     for n in ir.nodes:
         by_name[n.name] = n
         if (n.kind in STORED_KINDS and n.op != "scalar") or n.kind is NodeKind.PLACEHOLDER:
@@ -514,10 +516,17 @@ def _reinfer(ir: IR) -> IR:
             message = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             raise ModelFileError(f"graph.json: node {n.describe()} is inconsistent with its inputs "
                                  f"({', '.join(format_shape(s) for s, _ in ins)}): {str(message)[:300]}") from None
+        if not n.extra and len(shapes) > 1 and (shapes[0], dtypes[0]) == (n.shape, n.dtype):
+            # Written before the op gained outputs (batch_norm's batch statistics): the file reads output 0 only.
+            n = dataclasses.replace(n, extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)))
+            by_name[n.name] = n
+            upgraded[n.name] = n
         if shapes != n.shapes or dtypes != n.dtypes:
             stored = ", ".join(f"{format_shape(s)} {t}" for s, t in zip(n.shapes, n.dtypes, strict=True))
             given = ", ".join(f"{format_shape(s)} {t}" for s, t in zip(shapes, dtypes, strict=True))
             raise ModelFileError(f"graph.json: node {n.describe()} is stored as {stored}, but its op gives {given}")
+    if upgraded:
+        ir = ir.replace(nodes=tuple(upgraded.get(n.name, n) for n in ir.nodes))
     return ir
 
 

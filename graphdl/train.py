@@ -298,7 +298,6 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
         cb.set_context(train, history)
     for cb in callbacks:
         cb.on_train_begin({"initial_epoch": initial_epoch, "epochs": epochs})
-    snapshot_each_step = on_nonfinite == "skip"
     logs: dict[str, float] = {}
     try:
         for epoch in range(initial_epoch + 1, epochs + 1):
@@ -309,19 +308,19 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
             with ProgressBar(total=len(loader), desc=f"epoch {epoch}/{epochs}", disable=not progress,
                               unit="batch") as bar:
                 for step, batch in enumerate(loader, start=1):
-                    before = {k: v.copy() for k, v in train.values.items()} if snapshot_each_step else None
+                    applied = False
                     try:
+                        # Executable.run refuses a step whose objective (or a feed) is non-finite before any
+                        # update: the model is unchanged, so the batch can be skipped.
                         outs = train.run(tracker.feeds(batch), copy=False)
                         value = float(outs[objective]) if objective is not None else 0.0
-                        if not math.isfinite(value):
+                        if not math.isfinite(value):  # not refused by run: the update may have been applied
+                            applied = True
                             raise NonFiniteError(f"objective '{train.objective}' is {value}")
                     except NonFiniteError as e:
-                        if before is not None:  # undo a step that was applied before the value was seen
-                            for k, v in before.items():
-                                train.values[k][...] = v
                         message = (f"non-finite training objective at epoch {epoch}, step {step} (batch of "
                                    f"{len(batch[0])}): {e}")
-                        if on_nonfinite == "stop":
+                        if on_nonfinite == "stop" or applied:
                             raise NonFiniteError(message + "; check the inputs and the learning rate, or pass "
                                                  "on_nonfinite='skip' to skip such batches") from e
                         warnings.warn(message + "; batch skipped", RuntimeWarning, stacklevel=2)

@@ -247,3 +247,20 @@ def test_batch_norm_statistics_are_not_differentiable() -> None:
         loss = gd.ops.sum(y) + gd.ops.sum(mean)
     with pytest.raises(gd.GradientError, match=r"batch statistics of 'bn'.*not differentiable"):
         gd.grad(loss, [x])
+
+
+def test_max_pool_gradient_reads_the_saved_indices_and_matches_the_rescan() -> None:
+    with gd.Graph("pool", dtype="float64"):
+        x = gd.placeholder("x", (2, 2, 6, 6))
+        w = gd.layers.Conv2D(2, 2, 3, padding=1, name="conv")
+        loss = gd.ops.mean(gd.ops.tanh(gd.layers.MaxPool2D(3, stride=2, padding=1, name="pool")(w(x))))
+    train = gd.compile([loss], gd.optim.SGD(0.1))
+    grad = next(n for n in train.ir.nodes if n.op == "max_pool2d_grad")
+    assert grad.inputs[2] == "pool:1" and grad.attr["training"] is True
+    assert train.ir.node_map()["pool"].dtypes == ("float64", "uint8")
+    (dw,) = gd.grad(loss, [gd.Tensor(w.graph, "conv.W")])
+    rescan = gd.compile([dw])  # an inference plan: the gradient scans x itself
+    assert next(n for n in rescan.ir.nodes if n.op == "max_pool2d_grad").attr["training"] is False
+    x0 = np.random.default_rng(0).permutation(144).reshape(2, 2, 6, 6) * 0.1
+    saved = gd.compile([dw], training=True).run({x: x0})[0]
+    np.testing.assert_allclose(saved, rescan.run({x: x0})[0], rtol=1e-12)

@@ -26,7 +26,9 @@ import numpy as np
 
 from graphdl.errors import ExecutionError
 from graphdl.ops.common import same_shape
-from graphdl.registry import Float, Int, Ints, OpDef, register
+from graphdl.registry import Effects, Float, Int, Ints, OpDef, register
+
+COMMUNICATES = Effects(communicates=True)
 
 
 class _Progress:
@@ -144,10 +146,11 @@ def _slice_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dty
     return bucket_slice
 
 
-register(OpDef("allreduce_start", _start_shape, _start_kernel, label_attrs=("bucket",),
+register(OpDef("allreduce_start", _start_shape, _start_kernel, label_attrs=("bucket",), effects=COMMUNICATES,
                doc="Pack gradients into one flat bucket and start summing it over all MPI ranks (non-blocking).",
                attr_schema={"bucket": Int(low=0)}))
 register(OpDef("allreduce_wait", same_shape, _wait_kernel, arity=1, inplace=(0,), label_attrs=("bucket",),
+               effects=COMMUNICATES,
                doc="Complete a bucket's all-reduce and divide by the number of ranks: the mean gradient.",
                attr_schema={"bucket": Int(low=0), "timeout": Float(low=0.0)}))
 register(OpDef("bucket_slice", _slice_shape, _slice_kernel, arity=1, label_attrs=("offset",),

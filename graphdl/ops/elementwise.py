@@ -78,10 +78,9 @@ def _relu_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype:
 def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                       workspace: list[np.ndarray] | None = None):
     # A float mask min(max(ceil(y), 0), 1): 1 where y > 0, else 0 (NaN stays NaN), in same-type
-    # ufunc passes (np.clip goes through Python wrappers that allocate on every call). Comparing into
-    # a bool mask and multiplying by it casts through a freshly allocated buffer, and heaviside/sign
-    # are several times slower. The mask is planned workspace, because
-    # ``out`` may be g's own buffer (in place).
+    # ufunc passes (np.clip goes through Python wrappers that allocate on every call). Comparing into a
+    # bool mask and multiplying by it casts through a freshly allocated buffer, and heaviside/sign are
+    # several times slower. The mask is planned workspace, because ``out`` may be g's own buffer.
     (fmask,) = scratch(workspace, _relu_grad_workspace(attrs, in_shapes, out_shape, dtype))
 
     def relu_grad(g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:

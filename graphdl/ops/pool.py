@@ -1,5 +1,9 @@
 """2-d pooling over NCHW images: max (gradient to the first maximum, as PyTorch) and average
-(padding counts as zeros, PyTorch's ``count_include_pad=True``)."""
+(padding counts as zeros, PyTorch's ``count_include_pad=True``).
+
+max_pool2d has two outputs: the maxima and, in training plans, the index of each window's first maximum
+(in kernel scan order), which its gradient reads instead of scanning x again. In inference plans the
+index is not computed but zero (``training`` is False; a gradient built there scans x itself)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ops.window import WINDOW_ATTRS, Padded, check_image, geometry, offset_slices, out_hw, padded_shape
-from graphdl.registry import GradContext, OpDef, fail, register, scratch
+from graphdl.registry import Bool, GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding")
 
@@ -50,17 +54,35 @@ def _padded_part(name: str, shape: tuple, attrs: dict[str, Any], dtype: np.dtype
     return (name, padded_shape(shape, padding), dtype) if any(padding) else None
 
 
-def _max_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> dict:
+def _index_dtype(attrs: dict[str, Any]) -> type:
+    return np.uint8 if math.prod(geometry(attrs)[0]) < 256 else np.int64
+
+
+def _max_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    out = _pool_shape(shapes, attrs)
+    return out, out
+
+
+def _max_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: Any) -> dict:
+    dtype = dtype[0] if isinstance(dtype, tuple) else dtype  # the op has two outputs
+    if attrs.get("training", False):  # the argmax scan, whose maxima and indices are the outputs
+        return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), ("step", out_shape[0], _index_dtype(attrs)),
+                        ("mask", out_shape[0], np.bool_))
     return _declare(_padded_part("xp", in_shapes[0], attrs, dtype))
 
 
-def _max_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
+def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
                 workspace: list[np.ndarray] | None = None):
-    ws = _bind(workspace, _max_decl(attrs, in_shapes, out_shape, dtype))
+    ws = _bind(workspace, _max_decl(attrs, in_shapes, out_shapes, dtypes))
     padded = Padded(in_shapes[0], geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
-    offsets = offset_slices(attrs, out_shape[2:])
+    offsets = offset_slices(attrs, out_shapes[0][2:])
+    argmax = _Argmax(in_shapes[0], attrs, out_shapes[0], ws) if attrs.get("training", False) else None
 
-    def max_pool2d(x: np.ndarray, out: np.ndarray) -> None:
+    def max_pool2d(x: np.ndarray, out: np.ndarray, idx: np.ndarray) -> None:
+        if argmax is not None:  # training: the maxima and where they are, in one scan
+            argmax(x, best=out, idx=idx)
+            return
+        idx.fill(0)  # not computed in inference plans (nothing reads it); zeros rather than stale bytes
         # one strided slice per kernel offset: kh * kw vectorised maxima over the whole output
         xp = padded.load(x)
         np.copyto(out, xp[offsets[0][2]])
@@ -109,19 +131,22 @@ class _Argmax:
     def __init__(self, x_shape: tuple, attrs: dict[str, Any], pooled: tuple, ws: dict[str, np.ndarray]) -> None:
         self.padded = Padded(x_shape, geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
         self.offsets = offset_slices(attrs, pooled[2:])
-        self.best, self.idx, self.step, self.mask = ws["best"], ws["idx"], ws["step"], ws["mask"]
+        self.best, self.idx, self.step, self.mask = ws.get("best"), ws.get("idx"), ws["step"], ws["mask"]
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None) -> np.ndarray:
+        """The indices (into ``idx``, else the workspace); the maxima land in ``best`` if given."""
+        best = self.best if best is None else best
+        idx = self.idx if idx is None else idx
         xp = self.padded.load(x)
-        np.copyto(self.best, xp[self.offsets[0][2]])
-        self.idx.fill(0)
+        np.copyto(best, xp[self.offsets[0][2]])
+        idx.fill(0)
         for k, (_, _, index) in enumerate(self.offsets[1:], start=1):
-            np.greater(xp[index], self.best, out=self.mask)
-            np.maximum(self.best, xp[index], out=self.best)
+            np.greater(xp[index], best, out=self.mask)
+            np.maximum(best, xp[index], out=best)
             np.copyto(self.step, self.mask)
             np.multiply(self.step, k, out=self.step)
-            np.maximum(self.idx, self.step, out=self.idx)
-        return self.idx
+            np.maximum(idx, self.step, out=idx)
+        return idx
 
 
 def _max_grad_geometry(attrs: dict, g_shape: tuple, x_shape: tuple) -> tuple[bool, bool]:
@@ -135,24 +160,34 @@ def _max_grad_geometry(attrs: dict, g_shape: tuple, x_shape: tuple) -> tuple[boo
     return disjoint, tiled
 
 
+def _saved_index(attrs: dict, in_shapes: tuple) -> bool:
+    """Whether a max_pool2d_grad node reads the forward node's indices (inputs g, x, idx in a training
+    plan) rather than scanning x again (inference plans, and format-v1 files with inputs g, x)."""
+    return len(in_shapes) == 3 and attrs.get("training", False)
+
+
 def _max_grad_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> dict:
-    g_shape, x_shape = in_shapes
+    g_shape, x_shape = in_shapes[:2]
     disjoint, _ = _max_grad_geometry(attrs, g_shape, x_shape)
-    return _declare(*_argmax_parts(x_shape, attrs, g_shape, dtype), ("fmask", g_shape, dtype),
+    scan = [] if _saved_index(attrs, in_shapes) else _argmax_parts(x_shape, attrs, g_shape, dtype)
+    if scan == []:
+        scan = [("mask", g_shape, np.bool_)]
+    return _declare(*scan, ("fmask", g_shape, dtype),
                     None if disjoint else ("part", g_shape, dtype), _padded_part("dxp", x_shape, attrs, dtype))
 
 
 def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                      workspace: list[np.ndarray] | None = None):
-    g_shape, x_shape = in_shapes
+    g_shape, x_shape = in_shapes[:2]
     ws = _bind(workspace, _max_grad_decl(attrs, in_shapes, out_shape, dtype))
-    argmax = _Argmax(x_shape, attrs, g_shape, ws)
+    argmax = None if _saved_index(attrs, in_shapes) else _Argmax(x_shape, attrs, g_shape, ws)
     mask, fmask, part = ws["mask"], ws["fmask"], ws.get("part")
     scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), ws.get("dxp"))
     disjoint, tiled = _max_grad_geometry(attrs, g_shape, x_shape)
 
-    def max_pool2d_grad(g: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-        idx = argmax(x)
+    def max_pool2d_grad(g: np.ndarray, x: np.ndarray, *rest: np.ndarray) -> None:
+        out = rest[-1]
+        idx = argmax(x) if argmax is not None else rest[0]
         dst = (scatter.dxp if scatter.padded else out) if tiled else scatter.target(out)
         for k, (_, _, index) in enumerate(scatter.offsets):
             np.equal(idx, k, out=mask)
@@ -199,15 +234,38 @@ def _pick_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     return _pool_shape((x,), attrs)
 
 
-register(OpDef("max_pool2d", _pool_shape, _max_kernel, arity=1, label_attrs=LABEL, workspace=_rule(_max_decl),
-               grad=lambda c: [c.apply("max_pool2d_grad", c.gout, c.inputs[0], **c.attrs)],
-               doc="Largest value of each window (padding never wins).", attr_schema=WINDOW_ATTRS))
+def _window(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k != "training"}
+
+
+def _max_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+    if len(shapes) not in (2, 3):
+        fail(f"max_pool2d_grad takes (g, x) or (g, x, indices), got {len(shapes)} inputs")
+    if len(shapes) == 3 and tuple(shapes[2]) != tuple(shapes[0]):
+        fail(f"indices {shapes[2]} do not match the gradient {shapes[0]}")
+    return _like_shape(shapes[:2], attrs)
+
+
+def _max_pool_grad(c: GradContext) -> list:
+    if c.gout is None:  # only the indices are read: they are no function of x
+        return [None]
+    return [c.apply("max_pool2d_grad", c.gout, c.inputs[0], c.outs[1], **c.attrs)]
+
+
+MAX_POOL_ATTRS = {**WINDOW_ATTRS, "training": Bool(False)}
+register(OpDef("max_pool2d", _max_shape, _max_kernel, arity=1, label_attrs=LABEL, workspace=_rule(_max_decl),
+               grad=_max_pool_grad, modal=True, multi_output=True,
+               dtype=lambda d, a: (d[0], np.dtype(_index_dtype(a)).name),
+               doc="Largest value of each window (padding never wins). Output 1: in training plans, the index of "
+                   "each window's first maximum in kernel scan order, which the gradient reads (zeros otherwise).",
+               attr_schema=MAX_POOL_ATTRS))
 # max_pool2d_grad is linear in g and max_pool2d_pick is its transpose, so each is the other's gradient.
-register(OpDef("max_pool2d_grad", _like_shape, _max_grad_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
-               workspace=_rule(_max_grad_decl),
-               grad=lambda c: [c.apply("max_pool2d_pick", c.gout, c.inputs[1], **c.attrs), None],
-               doc="Gradient of max_pool2d: g routed to the first maximum of each window of x.",
-               attr_schema=WINDOW_ATTRS))
+register(OpDef("max_pool2d_grad", _max_grad_shape, _max_grad_kernel, nondiff=(1, 2), label_attrs=LABEL,
+               workspace=_rule(_max_grad_decl), modal=True, dtype=lambda d, a: d[0],
+               grad=lambda c: [c.apply("max_pool2d_pick", c.gout, c.inputs[1], **_window(c.attrs)), None, None],
+               doc="Gradient of max_pool2d: g routed to the first maximum of each window of x (inputs g, x and, "
+                   "in training plans, the forward node's indices).",
+               attr_schema=MAX_POOL_ATTRS))
 register(OpDef("max_pool2d_pick", _pick_shape, _max_pick_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
                workspace=_rule(_max_pick_decl),
                grad=lambda c: [c.apply("max_pool2d_grad", c.gout, c.inputs[1], **c.attrs), None],
