@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -95,6 +95,32 @@ class ExportContext:
     def shape(self, ref: str) -> tuple:
         """The (symbolic) shape of the value ``ref``."""
         return tuple(value_info(self.nodes, ref)[0])
+
+
+Exporter = Callable[[ExportContext, Node], None]
+
+
+def registrar(table: dict[str, Exporter]) -> Callable[..., Callable[[Exporter], Exporter]]:
+    """A decorator factory: ``@exporter("add", "sub")`` puts the function in ``table`` under those op names."""
+
+    def exporter(*ops: str) -> Callable[[Exporter], Exporter]:
+        def register(fn: Exporter) -> Exporter:
+            for op in ops:
+                table[op] = fn
+            return fn
+
+        return register
+
+    return exporter
+
+
+def same(op_type: str) -> Exporter:
+    """An exporter writing one ONNX node of ``op_type`` with the graphdl node's inputs and name."""
+
+    def export(ctx: ExportContext, n: Node) -> None:
+        ctx.emit(op_type, n.inputs, n.name)
+
+    return export
 
 
 def _tensor_type(onnx: Any, dtype: str) -> int:

@@ -9,15 +9,13 @@ one of the two.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, ExportError
+from graphdl.onnx.export import ExportContext, Exporter, ExportError, registrar, same
 from graphdl.ops.common import norm_axes
 
-Exporter = Callable[[ExportContext, Node], None]
 EXPORTERS: dict[str, Exporter] = {}
 
 #: Ops that exist only in training plans: gradients, optimizer updates, step counters, schedules.
@@ -33,20 +31,8 @@ TRAINING_ONLY = frozenset({
 })
 
 
-def exporter(*ops: str) -> Callable[[Exporter], Exporter]:
-    def register(fn: Exporter) -> Exporter:
-        for op in ops:
-            EXPORTERS[op] = fn
-        return fn
-
-    return register
-
-
-def _same(op_type: str) -> Exporter:
-    def export(ctx: ExportContext, n: Node) -> None:
-        ctx.emit(op_type, n.inputs, n.name)
-
-    return export
+exporter = registrar(EXPORTERS)
+_same = same
 
 
 for _op, _onnx in {

@@ -8,17 +8,15 @@ spells the op out from ONNX primitives with graphdl's semantics.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, ExportError
+from graphdl.onnx.export import ExportContext, Exporter, ExportError, registrar, same
 from graphdl.ops.common import norm_axes
 from graphdl.ops.indexing import INT, NEW, SLICE, index_entries
 
-Exporter = Callable[[ExportContext, Node], None]
 MATH_EXPORTERS: dict[str, Exporter] = {}
 
 #: Gradient helpers of these ops: they never appear in an inference plan.
@@ -27,20 +25,8 @@ MATH_TRAINING_ONLY = frozenset({"index_grad", "prod_grad", "cumprod_grad"})
 INT64_MAX, INT64_MIN = 2**63 - 1, -(2**63)
 
 
-def _exporter(*ops: str) -> Callable[[Exporter], Exporter]:
-    def register(fn: Exporter) -> Exporter:
-        for op in ops:
-            MATH_EXPORTERS[op] = fn
-        return fn
-
-    return register
-
-
-def _same(op_type: str) -> Exporter:
-    def export(ctx: ExportContext, n: Node) -> None:
-        ctx.emit(op_type, n.inputs, n.name)
-
-    return export
+_exporter = registrar(MATH_EXPORTERS)
+_same = same
 
 
 for _op, _onnx in {"sin": "Sin", "cos": "Cos", "tan": "Tan", "asin": "Asin", "acos": "Acos", "atan": "Atan",
