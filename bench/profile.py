@@ -34,7 +34,7 @@ def profile(workload: str = "cnn_train", steps: int = 20) -> str:
         feeds = {xt: x}
     ex.run(feeds, copy=False)
     bound = ex.bound_plan({xt.name: x.shape, **({} if len(feeds) == 1 else {yt.name: y.shape})})
-    calls, plan_steps = bound.calls, bound.plan.steps
+    calls, plan_steps = bound.calls, bound.steps  # the plan's steps plus the guard steps added at binding
     samples: list[list[float]] = [[] for _ in calls]
     for _ in range(steps):
         for k, call in enumerate(calls):
