@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,26 +55,33 @@ def _batch(workload: str) -> int:
     return int(workload.rsplit("_", 1)[1]) if workload.startswith("cnn_infer") else models.CNN_BATCH
 
 
-@competitor("graphdl")
-def graphdl_step(workload: str) -> Step | None:
+def graphdl_workload(workload: str) -> tuple[Any, dict] | None:
+    """The graphdl executable of a workload and its feeds (None for a workload graphdl does not run)."""
     if workload == "mlp_train":
         x, y = models.mlp_data()
         ex, xt, yt = models.graphdl_mlp()
-        feeds = {xt: x, yt: y}
-    elif workload == "cnn_train":
+        return ex, {xt: x, yt: y}
+    if workload == "cnn_train":
         x, y = models.cnn_data()
         ex, xt, yt = models.graphdl_cnn()
-        feeds = {xt: x, yt: y}
-    elif workload.startswith("cnn_infer"):
+        return ex, {xt: x, yt: y}
+    if workload.startswith("cnn_infer"):
         x, _ = models.cnn_data(_batch(workload))
         ex, xt = models.graphdl_cnn_inference()
-        feeds = {xt: x}
-    elif workload == "chain":
+        return ex, {xt: x}
+    if workload == "chain":
         x = models.chain_data()
         ex, xt = models.graphdl_chain()
-        feeds = {xt: x}
-    else:
+        return ex, {xt: x}
+    return None
+
+
+@competitor("graphdl")
+def graphdl_step(workload: str) -> Step | None:
+    made = graphdl_workload(workload)
+    if made is None:
         return None
+    ex, feeds = made
     return lambda: ex.run(feeds, copy=False)
 
 

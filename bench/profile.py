@@ -18,22 +18,14 @@ from bench.common import table
 def profile(workload: str = "cnn_train", steps: int = 20) -> str:
     """Median over ``steps`` runs of each step's CPU time (this process, all threads: run it with one
     BLAS thread for a per-op split unaffected by other processes' load), summed by op."""
-    from bench import models
+    from bench.competitors import graphdl_workload
 
-    if workload == "cnn_train":
-        x, y = models.cnn_data()
-        ex, xt, yt = models.graphdl_cnn()
-        feeds = {xt: x, yt: y}
-    elif workload == "mlp_train":
-        x, y = models.mlp_data()
-        ex, xt, yt = models.graphdl_mlp()
-        feeds = {xt: x, yt: y}
-    else:
-        x, _ = models.cnn_data(int(workload.rsplit("_", 1)[1]))
-        ex, xt = models.graphdl_cnn_inference()
-        feeds = {xt: x}
+    made = graphdl_workload(workload)
+    if made is None:
+        raise SystemExit(f"unknown workload {workload!r}")
+    ex, feeds = made
     ex.run(feeds, copy=False)
-    bound = ex.bound_plan({xt.name: x.shape, **({} if len(feeds) == 1 else {yt.name: y.shape})})
+    bound = ex.bound_plan({t.name: v.shape for t, v in feeds.items()})
     calls, plan_steps = bound.calls, bound.steps  # the plan's steps plus the guard steps added at binding
     samples: list[list[float]] = [[] for _ in calls]
     for _ in range(steps):

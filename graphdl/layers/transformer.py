@@ -31,11 +31,28 @@ def _activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tenso
 
 
 class _Block(Layer):
+    """What both layers share: PyTorch's constructor arguments, self-attention, the feed-forward block and
+    the first two norms; ``_extra`` adds what a subclass has more."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation: str | Callable[[Tensor], Tensor] = "relu", layer_norm_eps: float = 1e-5,
+                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
+                 name: str | None = None) -> None:
+        super().__init__(name)
+        self.norm_first = norm_first
+        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, bias)
+        self.ff_dropout = self.dropout2  # the feed-forward block's residual dropout
+        self._extra(d_model, nhead, dropout, layer_norm_eps, batch_first, bias)
+
+    def _extra(self, d_model: int, nhead: int, dropout: float, layer_norm_eps: float, batch_first: bool,
+               bias: bool) -> None:
+        """Sub-layers beyond the encoder's (none here)."""
+
     def _sub(self, kind: type, *args: Any, suffix: str, **kw: Any) -> Any:
         return kind(*args, name=f"{self.name}.{suffix}", **kw)
 
     def _ff(self, x: Tensor) -> Tensor:
-        return self.dropout2_or3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return self.ff_dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
     def _drop(self, p: float, suffix: str) -> Callable[[Tensor], Tensor]:
         return self._sub(Dropout, p, suffix=suffix) if p else (lambda t: t)
@@ -65,15 +82,6 @@ class TransformerEncoderLayer(_Block):
     (after each block, or before it with ``norm_first=True``). ``layer(src, src_mask=None,
     src_key_padding_mask=None, is_causal=False)``."""
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable[[Tensor], Tensor] = "relu", layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
-                 name: str | None = None) -> None:
-        super().__init__(name)
-        self.norm_first = norm_first
-        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, bias)
-        self.dropout2_or3 = self.dropout2
-
     def __call__(self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None,
                  is_causal: bool = False) -> Tensor:
         self.graph.reserved.discard(self.name)
@@ -92,18 +100,13 @@ class TransformerDecoderLayer(_Block):
     a residual connection and LayerNorm. ``layer(tgt, memory, tgt_mask=None, memory_mask=None,
     tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False)``."""
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Callable[[Tensor], Tensor] = "relu", layer_norm_eps: float = 1e-5,
-                 batch_first: bool = False, norm_first: bool = False, bias: bool = True,
-                 name: str | None = None) -> None:
-        super().__init__(name)
-        self.norm_first = norm_first
-        self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, bias)
+    def _extra(self, d_model: int, nhead: int, dropout: float, layer_norm_eps: float, batch_first: bool,
+               bias: bool) -> None:
         self.multihead_attn = self._sub(MultiheadAttention, d_model, nhead, dropout=dropout, bias=bias,
                                         batch_first=batch_first, suffix="multihead_attn")
         self.norm3 = self._sub(LayerNorm, d_model, eps=layer_norm_eps, suffix="norm3")
         self.dropout3 = self._drop(dropout, "dropout3")
-        self.dropout2_or3 = self.dropout3
+        self.ff_dropout = self.dropout3
 
     def _mha(self, x: Tensor, memory: Tensor, mask: Any, kpm: Any, causal: bool) -> Tensor:
         out, _ = self.multihead_attn(x, memory, memory, attn_mask=mask, key_padding_mask=kpm, need_weights=False,

@@ -640,9 +640,14 @@ def _slice(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | No
 
 
 # -- reductions and lookups -----------------------------------------------------------------
-@importer("ReduceSum", "ReduceMean", "ReduceMax")
+#: ONNX reductions and the graphdl ops they become (same axes/keepdims/noop_with_empty_axes rules).
+REDUCTIONS = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max", "ReduceMin": "min",
+              "ReduceProd": "prod", "ReduceLogSumExp": "logsumexp"}
+
+
+@importer(*REDUCTIONS)
 def _reduce(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
-    op = {"ReduceSum": "sum", "ReduceMean": "mean", "ReduceMax": "max"}[node.op_type]
+    op = REDUCTIONS[node.op_type]
     axes = ctx.const(1) if ctx.has(1) else a.get("axes")
     if axes is not None and len(axes) == 0:
         axes = None
@@ -852,18 +857,6 @@ def _cast(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | Non
     if np.dtype(x.dtype) == np.dtype(dtype):
         return [x]
     return [ctx.apply("astype", [x], {"dtype": np.dtype(dtype).name})]
-
-
-@importer("ReduceMin", "ReduceProd", "ReduceLogSumExp")
-def _reduce_more(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
-    op = {"ReduceMin": "min", "ReduceProd": "prod", "ReduceLogSumExp": "logsumexp"}[node.op_type]
-    axes = ctx.const(1) if ctx.has(1) else a.get("axes")
-    if axes is not None and len(axes) == 0:
-        axes = None
-    if axes is None and a.get("noop_with_empty_axes", 0):
-        return [ctx.input(0)]
-    attrs = {"axis": None if axes is None else tuple(int(i) for i in axes), "keepdims": bool(a.get("keepdims", 1))}
-    return [ctx.apply(op, [ctx.input(0)], attrs)]
 
 
 @importer("ArgMax", "ArgMin")
