@@ -277,7 +277,9 @@ def _reduce_op(ctx: ExportContext, n: Node, op_type: str, x: str, part: str | No
                keep: bool | None = None) -> str:
     keepdims = int(bool(n.attr.get("keepdims", False)) if keep is None else keep)
     axes = _axes(n, len(ctx.nodes[n.inputs[0]].shape))
-    if op_type == "ReduceSum" or ctx.opset >= 18:
+    if n.attr.get("axis") is None:  # all axes: no axes input, so an importer reads back axis=None
+        ins, attrs = [x], {}
+    elif op_type == "ReduceSum" or ctx.opset >= 18:
         ins, attrs = [x, ctx.const(n, f"{part or 'reduce'}_axes", axes)], {}
     else:
         ins, attrs = [x], {"axes": axes}
