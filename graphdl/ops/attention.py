@@ -106,7 +106,6 @@ def _forward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tu
     scores = np.empty((*_lead(in_shapes), q_shape[-2], k_shape[-2]), dtype=dtype)
     rowmax = np.empty((*scores.shape[:-1], 1), dtype=dtype)
     total = np.empty_like(rowmax)
-    qs = np.empty(q_shape, dtype=dtype)  # q * scale: one pass over q instead of one over the scores
     add_mask = _bias_fn(attrs, in_shapes, dtype)
     n, slice_mask = _split(in_shapes, len(in_shapes) == 4)
 
@@ -115,8 +114,9 @@ def _forward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tu
 
         def part(i: slice) -> None:
             s, m, t = scores[i], rowmax[i], total[i]
-            np.multiply(q[i], scale, out=qs[i])
-            np.matmul(qs[i], np.swapaxes(k[i], -1, -2), out=s)
+            # the same operations as the spelled-out form (exported to ONNX): equal to the last bit
+            np.matmul(q[i], np.swapaxes(k[i], -1, -2), out=s)
+            np.multiply(s, scale, out=s)
             if add_mask is not None:
                 add_mask(s, (mask[0][i] if slice_mask else mask[0]) if mask else None)
             np.max(s, axis=-1, keepdims=True, out=m)
@@ -126,8 +126,7 @@ def _forward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tu
             np.sum(s, axis=-1, keepdims=True, out=t)
             np.log(t[..., 0], out=lse[i])
             np.add(lse[i], m[..., 0], out=lse[i])
-            np.divide(1.0, t, out=t)
-            np.multiply(s, t, out=s)
+            np.divide(s, t, out=s)
             np.matmul(s, v[i], out=out[i])
 
         _run(part, n)
@@ -145,7 +144,6 @@ def _backward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: t
     dp = np.empty_like(p)
     prod = np.empty((*lead, q_shape[-2], in_shapes[2][-1]), dtype=dtype)
     rowsum = np.empty((*lead, q_shape[-2], 1), dtype=dtype)
-    qs = np.empty(q_shape, dtype=dtype)
     add_mask = _bias_fn(attrs, in_shapes[:4] if has_mask else in_shapes[:3], dtype)
     n, slice_mask = _split(in_shapes, has_mask)
 
@@ -157,8 +155,8 @@ def _backward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: t
 
         def part(i: slice) -> None:
             pi, di, rs = p[i], dp[i], rowsum[i]
-            np.multiply(q[i], scale, out=qs[i])
-            np.matmul(qs[i], np.swapaxes(k[i], -1, -2), out=pi)  # the probabilities, from the log-sum-exp
+            np.matmul(q[i], np.swapaxes(k[i], -1, -2), out=pi)  # the probabilities, from the log-sum-exp
+            np.multiply(pi, scale, out=pi)
             if add_mask is not None:
                 add_mask(pi, mask[i] if slice_mask else mask)
             with np.errstate(invalid="ignore"):
@@ -170,10 +168,10 @@ def _backward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: t
             np.sum(prod[i], axis=-1, keepdims=True, out=rs)
             np.subtract(rs, glse[i][..., None], out=rs)
             np.subtract(di, rs, out=di)  # D_i = sum_j dO_ij O_ij = sum_j P_ij dP_ij; d lse_i / d s_ij = P_ij
-            np.multiply(di, pi, out=di)  # dS / scale: the scale goes on dq, and on dk through q * scale
+            np.multiply(di, pi, out=di)
+            np.multiply(di, scale, out=di)
             _matmul_into(di, k[i], dq[i])
-            np.multiply(dq[i], scale, out=dq[i])
-            _matmul_into(np.swapaxes(di, -1, -2), qs[i], dk[i])
+            _matmul_into(np.swapaxes(di, -1, -2), q[i], dk[i])
 
         _run(part, n)
 
