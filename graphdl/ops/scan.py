@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, value_info
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, make_attrs, value_info
 from graphdl.registry import AttrSpec, Bool, GradContext, Int, OpDef, RuleError, fail, get_op, infer, register
 
 
@@ -56,8 +56,12 @@ def body_values(body: IR, in_shapes: Sequence[Shape], in_dtypes: Sequence[str] |
         elif n.kind is NodeKind.PLACEHOLDER or (n.kind in STORED_KINDS and n.op != "scalar"):
             fail(f"body node '{n.name}' ({n.kind.value}) is not an input; a body reads outer values as inputs")
         else:
+            op = get_op(n.op)
+            if not op.effects.pure or op.modal:
+                fail(f"body node '{n.name}' ({n.op}) has effects or depends on the training mode; a body must be "
+                     "pure (apply dropout and updates outside the scan)")
             ins = [info[i] if i in info else value_info(by_name, i) for i in n.inputs]
-            shapes, dtypes = infer(get_op(n.op), tuple(s for s, _ in ins), tuple(d for _, d in ins), n.attr)
+            shapes, dtypes = infer(op, tuple(s for s, _ in ins), tuple(d for _, d in ins), n.attr)
             info.update(zip(n.refs, zip(shapes, dtypes, strict=True), strict=True))
     return info
 
@@ -173,11 +177,46 @@ def _floating(dtype: str) -> bool:
     return np.issubdtype(np.dtype(dtype), np.floating)
 
 
-def _grad(c: GradContext) -> list[Any]:
-    """The reverse scan: carries are the carries' cotangents and the captures' accumulated gradients;
-    its xs are the forward's per-step carries (the history), the xs and the ys' cotangents."""
-    from graphdl.builder import Builder  # the reverse body is built like any graph (tests/test_imports.py)
+class _Nodes:
+    """A sub-graph under construction from plain nodes (the reverse body): fresh names, and each new node's
+    shape and dtype from its op's rules."""
 
+    def __init__(self, nodes: Sequence[Node] = (), reserved: Sequence[str] = ()) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self.reserved = set(reserved)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.nodes or name in self.reserved:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def placeholder(self, base: str, shape: Shape, dtype: str, origin: str) -> str:
+        name = self.fresh(base)
+        self.nodes[name] = Node(name, NodeKind.PLACEHOLDER, "placeholder", shape=shape, dtype=dtype, origin=origin)
+        return name
+
+    def apply(self, op: str, inputs: Sequence[str | float], origin: str) -> str:
+        dtype = next(value_info(self.nodes, i)[1] for i in inputs if isinstance(i, str))
+        refs = [i if isinstance(i, str) else self.scalar(i, dtype) for i in inputs]
+        infos = [value_info(self.nodes, i) for i in refs]
+        shapes, dtypes = infer(get_op(op), tuple(s for s, _ in infos), tuple(d for _, d in infos), {})
+        name = self.fresh(f"acc/{op}")
+        self.nodes[name] = Node(name, NodeKind.GRADIENT, op, tuple(refs), (), shapes[0], dtypes[0], origin)
+        return name
+
+    def scalar(self, value: float, dtype: str) -> str:
+        name = self.fresh("acc/scalar")
+        self.nodes[name] = Node(name, NodeKind.CONSTANT, "scalar", (), make_attrs({"value": value, "dtype": dtype}),
+                                (), dtype)
+        return name
+
+
+def _grad(c: GradContext) -> list[Any]:
+    """The reverse scan: its carries are the carries' cotangents and the captures' gradients summed over
+    time; its xs are the forward's carries entering each step (the history), the xs and the cotangents of
+    the ys (and of the history, when this scan is itself a forward differentiated again)."""
     if c.vjp is None:
         raise RuleError("the scan gradient needs the autodiff pass's vjp")
     a = c.attrs
@@ -188,69 +227,54 @@ def _grad(c: GradContext) -> list[Any]:
     if a.get("history"):
         hist = list(c.outs[nc + ny:])
     else:  # the same loop again, keeping its carries; passes/scan_history.py merges the two forward nodes
-        outs = c.apply_multi("scan", *c.inputs, **{**a, "history": True})
-        hist = outs[nc + ny:]
+        hist = c.apply_multi("scan", *c.inputs, **{**a, "history": True})[nc + ny:]
     inputs = body_inputs(body, n_in)
     fc = [k for k in range(nc) if _floating(inputs[k].dtype)]
     fx = [k for k in range(nc, nc + nx) if _floating(inputs[k].dtype)]
     fp = [k for k in range(nc + nx, n_in) if _floating(inputs[k].dtype)]
     fy = [k for k in range(ny) if c.gouts[nc + k] is not None and _floating(c.outs[nc + k].dtype)]
+    # With history the stacked carries are outputs too: their cotangent at step t adds to the cotangent
+    # of the carry entering step t.
+    fh = [k for k in fc if a.get("history") and c.gouts[nc + ny + k] is not None]
 
-    # The reverse body: cotangent placeholders first, then the forward body, then its VJP.
-    b = Builder(f"{body.name}/vjp", body.nodes[0].dtype if body.nodes else "float32")
-    b.default_kind = NodeKind.GRADIENT
-
-    def slot(base: str, like: Node) -> str:
-        name = b.fresh(base)
-        b.add_node(Node(name, NodeKind.PLACEHOLDER, "placeholder", shape=like.shape, dtype=like.dtype,
-                        origin=like.origin))
-        return name
-
-    g_carry = [slot("d_" + inputs[k].name, inputs[k]) for k in fc]
-    g_acc = [slot("sum_d_" + inputs[k].name, inputs[k]) for k in fp]
+    # The reverse body: new inputs (cotangents, running sums), the forward body, then its VJP.
+    origin = c.node.origin
+    b = _Nodes(reserved=[n.name for n in body.nodes])
+    g_carry = [b.placeholder("d_" + inputs[k].name, inputs[k].shape, inputs[k].dtype, origin) for k in fc]
+    g_acc = [b.placeholder("sum_d_" + inputs[k].name, inputs[k].shape, inputs[k].dtype, origin) for k in fp]
     info = body_values(body, [n.shape for n in inputs])
-    g_y = []
-    for k in fy:
-        shape, dtype = info[body.outputs[nc + k]]
-        g_y.append(slot(f"d_y{k}", Node("y", NodeKind.PLACEHOLDER, "placeholder", shape=shape, dtype=dtype)))
-    for n in body.nodes:
-        if n.name in b.nodes:
-            raise RuleError(f"body node name '{n.name}' clashes with a gradient input")
-        b.add_node(n)
+    g_y = [b.placeholder(f"d_y{k}", *info[body.outputs[nc + k]], origin) for k in fy]
+    g_hist = [b.placeholder("d_hist_" + inputs[k].name, inputs[k].shape, inputs[k].dtype, origin) for k in fh]
+    news = list(b.nodes.values())
     pairs = [(body.outputs[k], g) for k, g in zip(fc, g_carry)] + [(body.outputs[nc + k], g) for k, g in zip(fy, g_y)]
     wrt = [inputs[k].name for k in (*fc, *fx, *fp)]
+    ir = IR(f"{body.name}/vjp", (*news, *body.nodes))
+    grads: dict[str, str] = {}
     if pairs:
-        ir, grads = c.vjp(b.freeze(), pairs, wrt)
-    else:
-        ir, grads = b.freeze(), {}
-    b2 = Builder(ir.name, b.dtype, ir.nodes)
-    b2.default_kind = NodeKind.GRADIENT
-    b2.scope = "acc/"
+        ir, grads = c.vjp(ir, pairs, wrt)  # a gradient for every wrt (zeros where none flows)
+    b = _Nodes(ir.nodes)
 
     def grad_of(k: int) -> str:
-        if inputs[k].name in grads:
-            return grads[inputs[k].name]
-        return b2.apply("expand_like", [0.0, b2.tensor(inputs[k].name)]).name
+        return grads[inputs[k].name] if inputs[k].name in grads else b.apply("expand_like", [0.0, inputs[k].name],
+                                                                             origin)
 
-    outputs = [grad_of(k) for k in fc]
-    outputs += [b2.apply("add", [b2.tensor(acc), b2.tensor(grad_of(k))]).name for acc, k in zip(g_acc, fp)]
+    hist_of = dict(zip(fh, g_hist, strict=True))
+    outputs = [b.apply("add", [grad_of(k), hist_of[k]], origin) if k in hist_of else grad_of(k) for k in fc]
+    outputs += [b.apply("add", [acc, grad_of(k)], origin) for acc, k in zip(g_acc, fp)]
     outputs += [grad_of(k) for k in fx]
     # Placeholders first, in the reverse scan's input order: carries, xs, captures.
     order = [*g_carry, *g_acc, *(inputs[k].name for k in fc), *(inputs[k].name for k in range(nc, nc + nx)),
-             *g_y, *(inputs[k].name for k in range(nc + nx, n_in))]
-    nodes = b2.nodes
-    firsts = [nodes[name] for name in order]
-    rest = [n for n in nodes.values() if n.name not in set(order)]
-    rev = IR(f"{body.name}/vjp", tuple(firsts + rest), tuple(outputs))
-    if any(n.kind is NodeKind.PLACEHOLDER for n in rest):  # a body input no step reads
-        raise RuleError("the reverse scan body has an unexpected placeholder")
+             *g_y, *g_hist, *(inputs[k].name for k in range(nc + nx, n_in))]
+    first = set(order)
+    rest = [n for n in b.nodes.values() if n.name not in first]
+    rev = IR(f"{body.name}/vjp", (*(b.nodes[name] for name in order), *rest), tuple(outputs))
 
     def zero_like(t: Any) -> Any:
         return c.apply("expand_like", 0.0, t)
 
     init = [c.gouts[k] if c.gouts[k] is not None else zero_like(c.outs[k]) for k in fc]
     init += [zero_like(caps[k - nc - nx]) for k in fp]
-    seq = [hist[k] for k in fc] + list(xs) + [c.gouts[nc + k] for k in fy]
+    seq = [hist[k] for k in fc] + list(xs) + [c.gouts[nc + k] for k in fy] + [c.gouts[nc + ny + k] for k in fh]
     res = c.apply_multi("scan", *init, *seq, *caps, body=rev, carries=len(init), xs=len(seq), reverse=not a["reverse"],
                         length=a.get("length"), history=False)
     result: list[Any] = [None] * n_in
