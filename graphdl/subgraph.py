@@ -165,7 +165,7 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     others = [n for n in b.nodes.values() if n.kind is not NodeKind.PLACEHOLDER]
     ir = IR(b.name, tuple(placeholders + others), tuple(t.name for t in (*new_c, *ys)))
     attrs = {"body": ir, "carries": len(carries), "xs": len(seqs), "reverse": bool(reverse),
-             "length": length, "history": False}
+             "length": length}
     outs = outer.apply_multi("scan", [*carries, *seqs, *captures], attrs, name=name)
     final = tuple(outs[:len(carries)])
     stacked = tuple(outs[len(carries):])

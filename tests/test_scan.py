@@ -217,11 +217,13 @@ def test_gradient_is_a_reverse_scan_and_training_runs_the_loop_once() -> None:
     train = gd.compile([loss], gd.optim.SGD(0.01))
     forward = [n for n in train.ir.nodes if n.op == "scan" and not n.attr["reverse"]]
     backward = [n for n in train.ir.nodes if n.op == "scan" and n.attr["reverse"]]
-    assert len(forward) == 1 and forward[0].attr["history"], "the training forward keeps its carries, once"
-    assert len(backward) == 1 and not backward[0].attr["history"]
     infer = gd.compile([loss])
     (only,) = [n for n in infer.ir.nodes if n.op == "scan"]
-    assert not only.attr["history"] and len(only.shapes) == 3, "an inference plan stores no per-step history"
+    assert len(only.shapes) == 3, "an inference plan stores no per-step residuals"
+    assert len(forward) == 1 and len(forward[0].shapes) > 3, "the training forward runs once, keeping residuals"
+    assert len(backward) == 1
+    assert "tanh" not in {n.op for n in backward[0].attr["body"].nodes}, \
+        "the reverse body reads the forward's residuals instead of recomputing them"
     x, hv = RNG.standard_normal((4, 2, 3)), RNG.standard_normal((2, 4))
     before = infer.run({"xs": x, "h0": hv})[0]
     for _ in range(5):
@@ -229,7 +231,7 @@ def test_gradient_is_a_reverse_scan_and_training_runs_the_loop_once() -> None:
     assert infer.run({"xs": x, "h0": hv})[0] < before
 
 
-def test_training_plan_arena_grows_with_history_but_inference_does_not() -> None:
+def test_training_plan_arena_grows_with_residuals_but_inference_does_not() -> None:
     g, xs, h0, W, U, loss = _rnn_loss_graph()
     infer, train = gd.compile([loss]), gd.compile([loss], gd.optim.SGD(0.01))
 
@@ -238,7 +240,7 @@ def test_training_plan_arena_grows_with_history_but_inference_does_not() -> None
 
         return specialize(exe.ir, {"xs": (T, 2, 3), "h0": (2, 4)}).arena_bytes
 
-    # Training also keeps both carries of every step: at least 2 x 56 more steps of (2, 4) float64.
+    # Training also keeps residuals of every step: at least 2 x 56 more steps of (2, 4) float64.
     history = 2 * 56 * 2 * 4 * 8
     assert (arena(train, 64) - arena(train, 8)) - (arena(infer, 64) - arena(infer, 8)) >= history
 

@@ -8,22 +8,22 @@ the body in graphdl/subgraph.py). Its attributes hold the body as data, an ``IR`
 - ``carries`` (how many inputs are initial carries), ``xs`` (how many are scanned sequences); the
   remaining inputs are captures: outer values the body reads, the same at every step.
 - ``reverse``: scan from the last time step; ``length``: the number of steps when there are no ``xs``.
-- ``history``: also output, per carry, the stacked carries entering each step (what the gradient needs).
 
-Outputs: the final carries, the stacked ``y`` (a new leading axis aligned with ``xs``), then with
-``history`` the stacked carries. The kernel binds the body once for its concrete shapes (its own plan
-and arena, through the ``binder`` the executor passes in) and runs that bound plan once per step.
+Outputs: the final carries, then the stacked ``y`` (a new leading axis aligned with ``xs``). The kernel
+binds the body once for its concrete shapes (its own plan and arena, through the ``binder`` the executor
+passes in) and runs that bound plan once per step.
 The gradient is another scan, running the other way, whose body is the body's vector-Jacobian product.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, make_attrs, value_info
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, make_attrs, node_of, parse_ref, value_info
 from graphdl.registry import AttrSpec, Bool, GradContext, Int, OpDef, RuleError, fail, get_op, infer, register
 
 
@@ -100,11 +100,7 @@ def _scan_info(shapes: Sequence[Shape], dtypes: Sequence[str] | None, attrs: dic
             fail(f"the body's carry {k} comes out {format_shape(shape)} but goes in {format_shape(want)}",
                  "return a new carry of the same shape as the old one")
     out_shapes = [shapes[k] for k in range(nc)] + [(steps, *s) for s, _ in outs[nc:]]
-    out_dtypes = [d for _, d in outs]
-    if attrs.get("history"):
-        out_shapes += [(steps, *shapes[k]) for k in range(nc)]
-        out_dtypes += out_dtypes[:nc]
-    return out_shapes, out_dtypes
+    return out_shapes, [d for _, d in outs]
 
 
 def _shape(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
@@ -123,6 +119,8 @@ Binder = Callable[[IR, dict[str, tuple[int, ...]]], Any]
 
 def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_shapes: tuple[tuple[int, ...], ...],
             dtypes: tuple[np.dtype, ...], binder: Binder | None = None) -> Callable[..., None]:
+    """Bind the body once for these shapes; each call copies the captures and initial carries in, then per
+    step copies the time slices in, runs the bound body and copies its ys and new carries out."""
     if binder is None:
         raise RuleError("the scan kernel needs the executor's binder to compile its body")
     body: IR = attrs["body"]
@@ -134,40 +132,38 @@ def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_s
     bound = binder(body, feed)
     slots = [bound.arrays[n.name] for n in inputs]
     carry_in, x_in, cap_in = slots[:nc], slots[nc:nc + nx], slots[nc + nx:]
-    body_out = bound.outputs
-    new_carry, y_out = body_out[:nc], body_out[nc:]
-    # A new carry that is another carry's input slot (a swap) must be staged before the copies.
-    staged = any(o is c for o in new_carry for c in carry_in) and [np.empty_like(c) for c in carry_in]
+    new_carry, y_out = bound.outputs[:nc], bound.outputs[nc:]
+    carry_copies = [(slot, value) for slot, value in zip(carry_in, new_carry) if slot is not value]
+    if any(value is c for _, value in carry_copies for c in carry_in):  # carries swap: stage them first
+        staged = [np.empty_like(value) for _, value in carry_copies]
+        carry_copies = [*zip(staged, (v for _, v in carry_copies)), *zip((s for s, _ in carry_copies), staged)]
     run_body = bound.compute
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     copyto = np.copyto
+    # Per step, the (destination, source) copies before and after the body, as views of the arrays the
+    # kernel is called with; a bound plan always passes the same arrays, so they are built once.
+    cached: list[Any] = [(), []]
+
+    def schedule(xs: tuple[np.ndarray, ...], ys: tuple[np.ndarray, ...]) -> list[tuple[list, list]]:
+        return [([(slot, x[t, ...]) for slot, x in zip(x_in, xs)],
+                 [(y[t, ...], value) for y, value in zip(ys, y_out)] + carry_copies) for t in order]
 
     def scan(*args: np.ndarray) -> None:
-        init, xs, caps = args[:nc], args[nc:nc + nx], args[nc + nx:n_in]
-        outs = args[n_in:]
-        final, ys, hist = outs[:nc], outs[nc:nc + ny], outs[nc + ny:]
-        for slot, value in zip(cap_in, caps):
+        key, plan = cached
+        if len(key) != len(args) or any(a is not b for a, b in zip(key, args)):
+            plan = schedule(args[nc:nc + nx], args[n_in + nc:])
+            cached[:] = [args, plan]
+        for slot, value in zip(cap_in, args[nc + nx:n_in]):
             copyto(slot, value)
-        for slot, value in zip(carry_in, init):
+        for slot, value in zip(carry_in, args[:nc]):
             copyto(slot, value)
-        for t in order:
-            for h, c in zip(hist, carry_in):
-                h[t] = c
-            for slot, x in zip(x_in, xs):
-                slot[...] = x[t]
+        for before, after in plan:  # ``dst[...] = src`` costs about half of np.copyto on small arrays
+            for dst, src in before:
+                dst[...] = src
             run_body()
-            for y, value in zip(ys, y_out):
-                y[t] = value
-            if staged:
-                for s, value in zip(staged, new_carry):
-                    copyto(s, value)
-                for slot, s in zip(carry_in, staged):
-                    copyto(slot, s)
-            else:
-                for slot, value in zip(carry_in, new_carry):
-                    if slot is not value:
-                        copyto(slot, value)
-        for out, c in zip(final, carry_in):
+            for dst, src in after:
+                dst[...] = src
+        for out, c in zip(args[n_in:n_in + nc], carry_in):
             copyto(out, c)
 
     return scan
@@ -214,74 +210,102 @@ class _Nodes:
 
 
 def _grad(c: GradContext) -> list[Any]:
-    """The reverse scan: its carries are the carries' cotangents and the captures' gradients summed over
-    time; its xs are the forward's carries entering each step (the history), the xs and the cotangents of
-    the ys (and of the history, when this scan is itself a forward differentiated again)."""
+    """The reverse scan. Its body is the forward body's VJP with the forward values it reads (the
+    residuals, as in JAX's partial evaluation) fed in per step instead of recomputed: the forward scan is
+    repeated with the residuals as extra stacked ys (passes/scan_history.py then runs that copy in the
+    original's place, so a training plan loops forward once). Its carries are the carries' cotangents
+    and the captures' gradients summed over time; its xs the stacked residuals, the xs it reads and the
+    ys' cotangents."""
     if c.vjp is None:
         raise RuleError("the scan gradient needs the autodiff pass's vjp")
     a = c.attrs
     body: IR = a["body"]
     nc, nx = a["carries"], a["xs"]
     n_in, ny = len(c.inputs), len(body.outputs) - nc
-    xs, caps = c.inputs[nc:nc + nx], c.inputs[nc + nx:]
-    if a.get("history"):
-        hist = list(c.outs[nc + ny:])
-    else:  # the same loop again, keeping its carries; passes/scan_history.py merges the two forward nodes
-        hist = c.apply_multi("scan", *c.inputs, **{**a, "history": True})[nc + ny:]
     inputs = body_inputs(body, n_in)
+    names = [n.name for n in inputs]
     fc = [k for k in range(nc) if _floating(inputs[k].dtype)]
-    fx = [k for k in range(nc, nc + nx) if _floating(inputs[k].dtype)]
-    fp = [k for k in range(nc + nx, n_in) if _floating(inputs[k].dtype)]
+    # The carries' cotangents always flow back through time; the xs' and captures' only where needed.
+    needed = c.needed or (True,) * n_in
+    fx = [k for k in range(nc, nc + nx) if _floating(inputs[k].dtype) and needed[k]]
+    fp = [k for k in range(nc + nx, n_in) if _floating(inputs[k].dtype) and needed[k]]
     fy = [k for k in range(ny) if c.gouts[nc + k] is not None and _floating(c.outs[nc + k].dtype)]
-    # With history the stacked carries are outputs too: their cotangent at step t adds to the cotangent
-    # of the carry entering step t.
-    fh = [k for k in fc if a.get("history") and c.gouts[nc + ny + k] is not None]
-
-    # The reverse body: new inputs (cotangents, running sums), the forward body, then its VJP.
     origin = c.node.origin
+
+    # 1. The VJP of one step: new inputs (cotangents, running sums of the captures' gradients), then it.
     b = _Nodes(reserved=[n.name for n in body.nodes])
-    g_carry = [b.placeholder("d_" + inputs[k].name, inputs[k].shape, inputs[k].dtype, origin) for k in fc]
-    g_acc = [b.placeholder("sum_d_" + inputs[k].name, inputs[k].shape, inputs[k].dtype, origin) for k in fp]
     info = body_values(body, [n.shape for n in inputs])
+    g_carry = [b.placeholder("d_" + names[k], inputs[k].shape, inputs[k].dtype, origin) for k in fc]
+    g_acc = [b.placeholder("sum_d_" + names[k], inputs[k].shape, inputs[k].dtype, origin) for k in fp]
     g_y = [b.placeholder(f"d_y{k}", *info[body.outputs[nc + k]], origin) for k in fy]
-    g_hist = [b.placeholder("d_hist_" + inputs[k].name, inputs[k].shape, inputs[k].dtype, origin) for k in fh]
     news = list(b.nodes.values())
     pairs = [(body.outputs[k], g) for k, g in zip(fc, g_carry)] + [(body.outputs[nc + k], g) for k, g in zip(fy, g_y)]
-    wrt = [inputs[k].name for k in (*fc, *fx, *fp)]
-    ir = IR(f"{body.name}/vjp", (*news, *body.nodes))
-    grads: dict[str, str] = {}
+    ir, grads = IR(body.name, (*news, *body.nodes)), {}
     if pairs:
-        ir, grads = c.vjp(ir, pairs, wrt)  # a gradient for every wrt (zeros where none flows)
+        ir, grads = c.vjp(ir, pairs, [names[k] for k in (*fc, *fx, *fp)])  # zeros where nothing flows
     b = _Nodes(ir.nodes)
 
     def grad_of(k: int) -> str:
-        return grads[inputs[k].name] if inputs[k].name in grads else b.apply("expand_like", [0.0, inputs[k].name],
-                                                                             origin)
+        return grads.get(names[k]) or b.apply("expand_like", [0.0, names[k]], origin)
 
-    hist_of = dict(zip(fh, g_hist, strict=True))
-    outputs = [b.apply("add", [grad_of(k), hist_of[k]], origin) if k in hist_of else grad_of(k) for k in fc]
+    outputs = [grad_of(k) for k in fc]
     outputs += [b.apply("add", [acc, grad_of(k)], origin) for acc, k in zip(g_acc, fp)]
     outputs += [grad_of(k) for k in fx]
-    # Placeholders first, in the reverse scan's input order: carries, xs, captures.
-    order = [*g_carry, *g_acc, *(inputs[k].name for k in fc), *(inputs[k].name for k in range(nc, nc + nx)),
-             *g_y, *g_hist, *(inputs[k].name for k in range(nc + nx, n_in))]
-    first = set(order)
-    rest = [n for n in b.nodes.values() if n.name not in first]
-    rev = IR(f"{body.name}/vjp", (*(b.nodes[name] for name in order), *rest), tuple(outputs))
+
+    # 2. Residuals: the forward values the VJP reads, other than the xs' slices and the captures.
+    forward = body.node_map()
+    live = set(map(node_of, outputs))  # the VJP's nodes the outputs need (a rule may build more)
+    for n in reversed(list(b.nodes.values())):
+        if n.name in live and n.name not in forward:
+            live.update(map(node_of, n.inputs))
+    added = [n for n in b.nodes.values() if n.name not in forward and n.name in live]
+    read = dict.fromkeys([*(i for n in added for i in n.inputs), *outputs])
+    fixed = set(names[nc:])
+    residuals = [r for r in read if parse_ref(r)[0] in forward and parse_ref(r)[0] not in fixed
+                 and forward[parse_ref(r)[0]].op != "scalar"]
+    used = {parse_ref(r)[0] for r in read}
+    used_x = [k for k in range(nc, nc + nx) if names[k] in used] or list(range(nc, min(nc + 1, nc + nx)))
+    used_p = [k for k in range(nc + nx, n_in) if names[k] in used]
+    ys_now = list(body.outputs[nc:])
+    extra = [r for r in residuals if r not in ys_now]
+    stacked = list(c.outs[nc:])
+    if extra:
+        twin = IR(body.name, body.nodes, (*body.outputs, *extra))
+        stacked = c.apply_multi("scan", *c.inputs, **{**a, "body": twin})[nc:]
+        ys_now += extra
+
+    # 3. The reverse body: residuals become placeholders (a carry entering the step already is one).
+    rename: dict[str, str] = {}
+    res_nodes = []
+    for r in residuals:
+        node, k = parse_ref(r)
+        if forward[node].kind is NodeKind.PLACEHOLDER:
+            res_nodes.append(forward[node])
+            continue
+        name = node if k == 0 else b.fresh(f"{node}.{k}")
+        rename[r] = name
+        res_nodes.append(Node(name, NodeKind.PLACEHOLDER, "placeholder", shape=info[r][0], dtype=info[r][1],
+                              origin=forward[node].origin))
+    scalars = [forward[n] for n in used if n in forward and forward[n].op == "scalar"]
+    body_nodes = [
+        *(b.nodes[n] for n in (*g_carry, *g_acc)), *res_nodes, *(forward[names[k]] for k in used_x),
+        *(b.nodes[n] for n in g_y), *(forward[names[k]] for k in used_p), *scalars,
+        *(n if not rename else dataclasses.replace(n, inputs=tuple(rename.get(i, i) for i in n.inputs))
+          for n in added if n.kind is not NodeKind.PLACEHOLDER)]
+    rev = IR(f"{body.name}/vjp", tuple(body_nodes), tuple(rename.get(o, o) for o in outputs))
 
     def zero_like(t: Any) -> Any:
         return c.apply("expand_like", 0.0, t)
 
     init = [c.gouts[k] if c.gouts[k] is not None else zero_like(c.outs[k]) for k in fc]
-    init += [zero_like(caps[k - nc - nx]) for k in fp]
-    seq = [hist[k] for k in fc] + list(xs) + [c.gouts[nc + k] for k in fy] + [c.gouts[nc + ny + k] for k in fh]
-    res = c.apply_multi("scan", *init, *seq, *caps, body=rev, carries=len(init), xs=len(seq), reverse=not a["reverse"],
-                        length=a.get("length"), history=False)
+    init += [zero_like(c.inputs[k]) for k in fp]
+    seq = [stacked[ys_now.index(r)] for r in residuals] + [c.inputs[k] for k in used_x]
+    seq += [c.gouts[nc + k] for k in fy]
+    res = c.apply_multi("scan", *init, *seq, *(c.inputs[k] for k in used_p), body=rev, carries=len(init),
+                        xs=len(seq), reverse=not a["reverse"], length=a.get("length"))
     result: list[Any] = [None] * n_in
-    for j, k in enumerate(fc):
+    for j, k in enumerate((*fc, *fp)):
         result[k] = res[j]
-    for j, k in enumerate(fp):
-        result[k] = res[len(fc) + j]
     for j, k in enumerate(fx):
         result[k] = res[len(init) + j]
     return result
@@ -291,6 +315,6 @@ SCAN = register(OpDef(
     "scan", _shape, _kernel, grad=_grad, dtype=_dtype, multi_output=True, bodies=("body",),
     attr_schema={"body": AttrSpec("graph"),
                  "carries": Int(low=0), "xs": Int(low=0), "reverse": Bool(False),
-                 "length": Int(None, low=0, nullable=True), "history": Bool(False)},
+                 "length": Int(None, low=0, nullable=True)},
     doc="A loop over the leading axis of ``xs`` with a sub-graph body (see gd.ops.scan).",
 ))
