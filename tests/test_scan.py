@@ -455,3 +455,32 @@ def test_dtype_mismatch_of_a_carry_is_refused() -> None:
         xs = gd.placeholder("xs", (None, 3))
         with pytest.raises(gd.DTypeError, match="carry goes in as float32 but the body returns it as float64"):
             gd.ops.scan(lambda c, x: ((c + x).astype("float64"), None), gd.constant(np.zeros(3, np.float32)), xs)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_onnx_export_matches_onnxruntime(reverse: bool, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    W0, U0 = RNG.standard_normal((4, 4)).astype(np.float32), RNG.standard_normal((3, 4)).astype(np.float32)
+    with gd.Graph("rnn_onnx") as g:
+        xs = gd.placeholder("xs", (None, 2, 3))
+        h0 = gd.placeholder("h0", (2, 4))
+        W, U = g.stored("W", W0), g.stored("U", U0)
+        h, ys = gd.ops.scan(lambda h, x: (gd.ops.tanh(h @ W + x @ U),) * 2, h0, xs, reverse=reverse)
+        out = ys * 2.0
+    exe = gd.compile([h, out])
+    gd.onnx.export(exe, tmp_path / "s.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"xs": RNG.standard_normal((5, 2, 3)).astype(np.float32),
+             "h0": RNG.standard_normal((2, 4)).astype(np.float32)}
+    for a, b in zip(exe.run(feeds), sess.run(None, feeds), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_export_of_a_scan_without_xs_is_refused(tmp_path) -> None:
+    with gd.Graph("gen") as g:
+        c0 = gd.placeholder("c0", (3,))
+        h, _ = gd.ops.scan(lambda c, x: (c * 2.0, None), c0, length=3)
+    from graphdl.onnx.export import ExportError
+
+    with pytest.raises(ExportError, match="without xs"):
+        gd.onnx.export(g, tmp_path / "g.onnx", outputs=[h])
