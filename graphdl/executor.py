@@ -3,7 +3,7 @@
 Binding allocates one aligned arena, takes a view of it for every computed value, builds each op's
 kernel for its concrete shapes, and generates Python with one line per step, e.g.
 ``k3(v0, v4, v5, v7)  # linear_1 (linear)`` (long plans in chunks of CHUNK steps). Kernels and
-arrays are closure variables of that code, so a step costs one call: no planning, no dictionary
+arrays are globals of each chunk (loads CPython caches), so a step costs one call: no planning, no dictionary
 lookups, no allocation. ``run_loop`` runs the same bound kernels in a plain loop; tests check that both agree.
 
 A step is all-or-nothing. The schedule puts every writing update after the forward pass, so a kernel
@@ -54,15 +54,16 @@ def comment_text(label: str) -> str:
     return ascii(str(label))[1:-1]
 
 
-#: Steps per generated function: CPython compiles one function with thousands of closure variables
-#: in time quadratic in their number, so long plans are split into chunks called in turn.
+#: Steps per generated function: CPython compiles a function in time that grows faster than its
+#: length, so long plans are split into chunks called in turn.
 CHUNK = 256
 
 
 def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None) -> list[tuple[str, list[int]]]:
-    """One function maker per chunk of steps, with the indices of the values it uses; ``k<j>`` is
-    step j's kernel, ``v<i>`` the array bound to ``value_names[i]``. Each step is one line with its
-    node's name and op in a comment.
+    """One function per chunk of steps, with the indices of the values it uses; ``k<j>`` is step j's
+    kernel, ``v<i>`` the array bound to ``value_names[i]``, both globals of the chunk's namespace
+    (no closure: a function with thousands of free variables compiles slowly, and a global load costs
+    the same at run time). Each step is one line with its node's name and op in a comment.
 
     Nothing from the graph becomes code: kernels and arrays are named by index only, and the comment
     is escaped to printable ASCII (``comment_text``), so no name can end the line it is on."""
@@ -70,25 +71,19 @@ def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None
     index = {name: i for i, name in enumerate(value_names)}
     sources = []
     for c0 in range(0, max(len(plan.steps), 1), chunk):
-        steps = plan.steps[c0:c0 + chunk]
         used: dict[int, None] = {}
-        lines = []
-        for j, s in enumerate(steps, start=c0):
-            args = [f"v{index[i]}" for i in (*s.inputs, *s.outputs)]
-            for a in args:
-                used[int(a[1:])] = None
-            lines.append(f"        k{j}({', '.join(args)})  # {comment_text(f'{s.node} ({s.op})')}")
-        ks = ", ".join(f"k{j}" for j in range(c0, c0 + len(steps)))
-        vs = ", ".join(f"v{i}" for i in used)
-        head = [f"def make_chunk_{c0 // chunk}(k, v):",
-                f"    {ks}, = k" if ks else "    pass",
-                f"    {vs}, = v" if vs else "    pass",
-                "    def step():"]
-        sources.append(("\n".join([*head, *(lines or ["        pass"]), "    return step"]) + "\n", list(used)))
+        lines = [f"def chunk_{c0 // chunk}():"]
+        for j, s in enumerate(plan.steps[c0:c0 + chunk], start=c0):
+            args = [index[i] for i in (*s.inputs, *s.outputs)]
+            used.update(dict.fromkeys(args))
+            lines.append(f"    k{j}({', '.join([f'v{a}' for a in args])})  # {comment_text(f'{s.node} ({s.op})')}")
+        if len(lines) == 1:
+            lines.append("    pass")
+        sources.append(("\n".join(lines) + "\n", list(used)))
     return sources
 
 
-_FIRST_STEP_LINE = 5  # line of a chunk's first step in its generated source
+_FIRST_STEP_LINE = 2  # line of a chunk's first step in its generated source
 
 
 def _sequence(chunks: list[Callable[[], None]]) -> Callable[[], None]:
@@ -215,12 +210,11 @@ class BoundPlan:
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
             linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
-            namespace: dict[str, object] = {}
-            exec(compile(src, filename, "exec"), namespace)  # our own generated text only
             first = c * CHUNK
-            ks = kernels[first:first + CHUNK]
-            vs = [arrays[value_names[i]] for i in used]
-            chunks.append(namespace[f"make_chunk_{c}"](ks, vs))
+            namespace: dict[str, object] = {f"k{j}": kernels[j] for j in range(first, min(first + CHUNK, len(kernels)))}
+            namespace.update({f"v{i}": arrays[value_names[i]] for i in used})
+            exec(compile(src, filename, "exec"), namespace)  # our own generated text only
+            chunks.append(namespace[f"chunk_{c}"])
             self._filenames[filename] = first
         self.source = "".join(src for src, _ in generated)
         self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
