@@ -15,7 +15,6 @@ Ctrl-C during a step that writes state is deferred to its end (``run``), so a st
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import linecache
@@ -60,27 +59,38 @@ CHUNK = 256
 
 
 def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None) -> list[tuple[str, list[int]]]:
-    """One function per chunk of steps, with the indices of the values it uses; ``k<j>`` is step j's
-    kernel, ``v<i>`` the array bound to ``value_names[i]``, both globals of the chunk's namespace
-    (no closure: a function with thousands of free variables compiles slowly, and a global load costs
-    the same at run time). Each step is one line with its node's name and op in a comment.
+    """One function per chunk of steps, with the indices (into ``value_names``) of the values it uses.
+
+    In chunk c, ``k<j>`` is the kernel of its j-th step (plan step ``c * chunk + j``) and ``v<i>`` the
+    i-th value it uses (``value_names[used[i]]``, in order of first use), both globals of the chunk's
+    own namespace: no closure (a function with thousands of free variables compiles slowly; a global
+    load costs the same at run time), and chunks of a repeated pattern of steps (stacked layers) have
+    the same code, compiled once (``BoundPlan``). Each step is one line with its node's name and op in
+    a comment.
 
     Nothing from the graph becomes code: kernels and arrays are named by index only, and the comment
     is escaped to printable ASCII (``comment_text``), so no name can end the line it is on."""
-    chunk = chunk or CHUNK
+    return [(src, used) for src, _, used in _chunk_sources(plan.steps, value_names, chunk or CHUNK)]
+
+
+def _chunk_sources(steps: tuple[Step, ...], value_names: list[str], chunk: int) -> list[tuple[str, str, list[int]]]:
+    """Per chunk: (source with comments, the same code without them, indices of the values used)."""
     index = {name: i for i, name in enumerate(value_names)}
-    sources = []
-    for c0 in range(0, max(len(plan.steps), 1), chunk):
-        used: dict[int, None] = {}
-        lines = [f"def chunk_{c0 // chunk}():"]
-        for j, s in enumerate(plan.steps[c0:c0 + chunk], start=c0):
-            args = [index[i] for i in (*s.inputs, *s.outputs)]
-            used.update(dict.fromkeys(args))
-            lines.append(f"    k{j}({', '.join([f'v{a}' for a in args])})  # {comment_text(f'{s.node} ({s.op})')}")
-        if len(lines) == 1:
-            lines.append("    pass")
-        sources.append(("\n".join(lines) + "\n", list(used)))
-    return sources
+    out = []
+    for c0 in range(0, max(len(steps), 1), chunk):
+        local: dict[int, int] = {}  # value index -> its number in this chunk
+        code = ["def chunk():"]
+        comments = [f"def chunk_{c0 // chunk}():"]
+        for j, s in enumerate(steps[c0:c0 + chunk]):
+            args = ", ".join([f"v{local.setdefault(index[i], len(local))}" for i in (*s.inputs, *s.outputs)])
+            line = f"    k{j}({args})"
+            code.append(line)
+            comments.append(f"{line}  # {comment_text(f'{s.node} ({s.op})')}")
+        if len(code) == 1:
+            code.append("    pass")
+            comments.append("    pass")
+        out.append(("\n".join(comments) + "\n", "\n".join(code) + "\n", list(local)))
+    return out
 
 
 _FIRST_STEP_LINE = 2  # line of a chunk's first step in its generated source
@@ -205,18 +215,24 @@ class BoundPlan:
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
         chunks = []
-        generated = generate_source(dataclasses.replace(plan, steps=tuple(self.steps)), value_names)
-        for c, (src, used) in enumerate(generated):
+        generated = _chunk_sources(tuple(self.steps), value_names, CHUNK)
+        compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
+        for c, (src, code, used) in enumerate(generated):
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
             linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+            fn_code = compiled.get(code)
+            if fn_code is None:  # our own generated text only
+                module = compile(code, filename, "exec")
+                fn_code = compiled[code] = next(k for k in module.co_consts if isinstance(k, types.CodeType))
             first = c * CHUNK
-            namespace: dict[str, object] = {f"k{j}": kernels[j] for j in range(first, min(first + CHUNK, len(kernels)))}
-            namespace.update({f"v{i}": arrays[value_names[i]] for i in used})
-            exec(compile(src, filename, "exec"), namespace)  # our own generated text only
-            chunks.append(namespace[f"chunk_{c}"])
+            namespace: dict[str, object] = {f"k{j}": k for j, k in enumerate(kernels[first:first + CHUNK])}
+            namespace.update({f"v{i}": arrays[value_names[u]] for i, u in enumerate(used)})
+            name = f"chunk_{c}"
+            chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
+                                             namespace, name))
             self._filenames[filename] = first
-        self.source = "".join(src for src, _ in generated)
+        self.source = "".join(src for src, _, _ in generated)
         self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
         #: The generated step function, for a caller that writes the feeds into ``arrays`` itself and
         #: reads ``outputs`` afterwards (a scan kernel running its body once per time step).
