@@ -35,7 +35,7 @@ from graphdl.errors import ExecutionError, GraphDLError, NonFiniteError
 from graphdl.gctools import paused_gc
 from graphdl.ir import IR, Node, NodeKind, format_shape
 from graphdl.plan import Plan, Step
-from graphdl.registry import InputValueError, get_op
+from graphdl.registry import InputValueError, OpDef, get_op
 
 ALIGN = 64
 
@@ -169,12 +169,15 @@ class BoundPlan:
         nodes = ir.node_map()
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
+        arena, slots, shapes, ndarray = self.arena, plan.slots, plan.shapes, np.ndarray
+        dtypes: dict[str, np.dtype] = {}
         for n in ir.nodes:
-            if n.name in plan.slots:
-                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output
-                    shape, dtype, slot = plan.shapes[r], np.dtype(d), plan.slots[r]
-                    nbytes = math.prod(shape) * dtype.itemsize
-                    arrays[r] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
+            if n.name in slots:
+                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output: a view of the arena
+                    dtype = dtypes.get(d)
+                    if dtype is None:
+                        dtype = dtypes[d] = np.dtype(d)
+                    arrays[r] = ndarray(shapes[r], dtype, arena, slots[r].offset)
                 continue
             shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.kind is NodeKind.PLACEHOLDER:
@@ -199,6 +202,7 @@ class BoundPlan:
         kernels: list[Callable[..., None]] = []
         calls: list[Callable[[], None]] = []
         counter = values.get("optimizer.t")
+        ops: dict[str, OpDef] = {}
         for step in self.steps:
             node = nodes[step.node]
             if step.op == "check_finite":
@@ -206,7 +210,10 @@ class BoundPlan:
             elif step.op == "check_numerics":
                 kernel = _numerics_guard(node, plan.shapes[step.inputs[0]])
             else:
-                kernel = self._kernel(plan, node, step)
+                op = ops.get(step.op)
+                if op is None:
+                    op = ops[step.op] = get_op(step.op)
+                kernel = self._kernel(plan, node, step, op, dtypes)
             args = [arrays[i] for i in (*step.inputs, *step.outputs)]
             kernels.append(kernel)
             calls.append(functools.partial(kernel, *args))
@@ -238,14 +245,18 @@ class BoundPlan:
         #: reads ``outputs`` afterwards (a scan kernel running its body once per time step).
         self.compute = self._step
 
-    def _kernel(self, plan: Plan, node: Node, step: Step) -> Callable[..., None]:
-        in_shapes = tuple(plan.shapes[i] for i in step.inputs)
-        op = get_op(step.op)
+    def _kernel(self, plan: Plan, node: Node, step: Step, op: OpDef,
+                dtypes: dict[str, np.dtype]) -> Callable[..., None]:
+        shapes = plan.shapes
+        in_shapes = tuple([shapes[i] for i in step.inputs])
         if op.multi_output:
-            factory_args = (node.attr, in_shapes, tuple(plan.shapes[r] for r in node.refs),
+            factory_args = (node.attr, in_shapes, tuple(shapes[r] for r in node.refs),
                             tuple(np.dtype(d) for d in node.dtypes))
         else:
-            factory_args = (node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+            dtype = dtypes.get(node.dtype)
+            if dtype is None:
+                dtype = dtypes[node.dtype] = np.dtype(node.dtype)
+            factory_args = (node.attr, in_shapes, shapes[step.node], dtype)
         extra: dict[str, object] = {"binder": bind_body} if op.bodies else {}
         if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
             extra["workspace"] = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
