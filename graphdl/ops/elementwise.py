@@ -64,9 +64,31 @@ register(OpDef("log", same_shape, ufunc_kernel(np.log), arity=1, inplace=(0,), g
 
 
 # ReLU: the gradient is its own op, so that it stays one pass over memory and has a gradient itself.
+def _row_length(shape: tuple) -> int | None:
+    """A row length dividing the element count, for comparing against a row of constants: NumPy's SIMD
+    loops take two contiguous arrays, while a scalar operand runs a loop about twice as slow (0.59 vs
+    0.26 ms for max(x, 0) on 1.6M float32). None for sizes with no such row of at least 256."""
+    row = math.gcd(math.prod(shape), 4096)
+    return row if row >= 256 else None
+
+
+def _rows(*arrays: np.ndarray, row: int | None) -> tuple[np.ndarray, ...] | None:
+    """The arrays viewed as (-1, row) rows, or None when a row length or contiguity is missing."""
+    if row is None or not all(a.flags.c_contiguous for a in arrays):
+        return None
+    return tuple(a.reshape(-1, row) for a in arrays)
+
+
 def _relu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
+    row = _row_length(out_shape) if tuple(in_shapes[0]) == tuple(out_shape) else None
+    zeros = np.zeros(row or 1, dtype)
+
     def relu(x: np.ndarray, out: np.ndarray) -> None:
-        np.maximum(x, 0, out=out)
+        rows = _rows(x, out, row=row)
+        if rows is None:
+            np.maximum(x, 0, out=out)
+        else:
+            np.maximum(rows[0], zeros, out=rows[1])
 
     return relu
 
@@ -81,12 +103,21 @@ def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np
     # ufunc passes (np.clip goes through Python wrappers that allocate on every call). Comparing into a
     # bool mask and multiplying by it casts through a freshly allocated buffer, and heaviside/sign are
     # several times slower. The mask is planned workspace, because ``out`` may be g's own buffer.
+    # The clamps take rows of zeros and ones (see _row_length) when the shapes allow it.
     (fmask,) = scratch(workspace, _relu_grad_workspace(attrs, in_shapes, out_shape, dtype))
+    same = all(tuple(s) == tuple(out_shape) for s in in_shapes)
+    row = _row_length(out_shape) if same else None
+    zeros, ones = np.zeros(row or 1, dtype), np.ones(row or 1, dtype)
 
     def relu_grad(g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
         np.ceil(y, out=fmask)
-        np.maximum(fmask, 0, out=fmask)
-        np.minimum(fmask, 1, out=fmask)
+        rows = _rows(fmask, row=row)
+        if rows is None:
+            np.maximum(fmask, 0, out=fmask)
+            np.minimum(fmask, 1, out=fmask)
+        else:
+            np.maximum(rows[0], zeros, out=rows[0])
+            np.minimum(rows[0], ones, out=rows[0])
         np.multiply(g, fmask, out=out)
 
     return relu_grad
