@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from graphdl.ops import conv
 from graphdl.registry import get_op
 
 
@@ -65,8 +66,11 @@ GEOMETRIES = [
 ]
 
 
+@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
 @pytest.mark.parametrize("x_shape,co,attrs", GEOMETRIES)
-def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict) -> None:
+def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas: bool, monkeypatch) -> None:
+    if not blas:  # the forward adds the bias in its transposing copy, as without NumPy's OpenBLAS
+        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((co, x_shape[1] // attrs["groups"], *attrs["kernel"]))

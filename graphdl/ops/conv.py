@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.ops.gemm import has_blas, make_gemm
 from graphdl.ops.window import WINDOW_ATTRS, check_image, geometry, out_hw
 from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
@@ -195,20 +196,30 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
     cols = cols_buf.reshape(columns.shape)
     cols_g = cols_buf.reshape(groups, -1, n * ho * wo)
     y = y_buf[0].reshape(groups, co // groups, n * ho * wo) if y_buf else None
+    # With a bias and BLAS, the GEMM accumulates onto the bias broadcast into its output (beta = 1):
+    # a fill and a plain transposing copy are cheaper than adding a per-channel bias in that copy.
+    fused = len(in_shapes) == 3 and has_blas(dtype)
+    gemm = make_gemm(dtype, (co // groups, n * ho * wo), beta=1.0) if fused else None
 
     def conv2d(x: np.ndarray, w: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]
         columns.im2col(x, cols)
         # one GEMM per group over the whole batch: (Cout/G, K) @ (K, N*Ho*Wo)
         dst = y if y is not None else out.reshape(groups, co // groups, ho * wo)
-        np.matmul(w.reshape(groups, co // groups, -1), cols_g, out=dst)
-        if y is not None:  # (Cout, N, Ho*Wo) -> NCHW, adding the bias in the same pass
+        w_g = w.reshape(groups, co // groups, -1)
+        if gemm is not None:
+            np.copyto(dst.reshape(co, -1), rest[0].reshape(co, 1))
+            for k in range(groups):
+                gemm(w_g[k], cols_g[k], dst[k])
+        else:
+            np.matmul(w_g, cols_g, out=dst)
+        if y is not None:  # (Cout, N, Ho*Wo) -> NCHW, adding the bias in the same pass unless done
             src = y.reshape(co, n, ho * wo).transpose(1, 0, 2)
-            if len(rest) == 2:
+            if len(rest) == 2 and gemm is None:
                 np.add(src, rest[0].reshape(1, co, 1), out=out.reshape(n, co, ho * wo))
             else:
                 np.copyto(out.reshape(n, co, ho * wo), src)
-        elif len(rest) == 2:
+        elif len(rest) == 2 and gemm is None:
             np.add(out, rest[0].reshape(co, 1, 1), out=out)
 
     return conv2d
