@@ -61,7 +61,9 @@ GEOMETRIES = [
     ((2, 2, 4, 5), 2, _attrs((2, 2), pad=(0, 1, 1, 0))),                     # even kernel, asymmetric pad
     ((2, 4, 5, 5), 6, _attrs((3, 3), pad=(1, 1, 1, 1), groups=2)),           # groups, same size
     ((2, 3, 1, 1), 2, _attrs((3, 3), pad=(1, 1, 1, 1))),                     # 1x1 image: every shift leaves it
+    ((2, 1, 6, 5), 12, _attrs((3, 3), pad=(1, 1, 1, 1))),                    # Cout > K: dW as g @ columns^T
     ((2, 3, 5, 6), 4, _attrs((3, 3))),                                       # valid: general path
+    ((2, 2, 7, 6), 9, _attrs((2, 2), 2)),                                    # strided, Cout > K
     ((1, 4, 7, 5), 6, _attrs((3, 2), 2, (1, 1, 0, 1), groups=2)),            # strided: general path
 ]
 
