@@ -52,6 +52,9 @@ def num_threads(n: int) -> Iterator[None]:
         yield
 
 
+#: Kernels hand slices to threads only from this many elements of work up (below, the hand-off costs more).
+SPLIT_MIN = 1 << 16
+
 # Found once per process: NumPy's BLAS controller and the worker threads (made on first use).
 _BLAS: list[Any] = []
 _POOL: list[ThreadPoolExecutor] = []

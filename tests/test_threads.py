@@ -86,8 +86,8 @@ def test_split_over_threads_covers_every_index_once_and_restores_the_blas_thread
     for blas in (1, 3):
         with gd.num_threads(blas):
             seen: list[tuple[int, int, str, int | None]] = []
-            split_over_threads(lambda s: seen.append((s.start, s.stop, threading.current_thread().name,
-                                                      numpy_blas.get_num_threads())), 7)
+            split_over_threads(lambda s, seen=seen: seen.append((s.start, s.stop, threading.current_thread().name,
+                                                                 numpy_blas.get_num_threads())), 7)
             assert numpy_blas.get_num_threads() == blas
         assert sorted(i for a, b, *_ in seen for i in range(a, b)) == list(range(7))
         assert len(seen) == blas  # one slice per BLAS thread, each run with one BLAS thread
@@ -108,8 +108,10 @@ def test_split_over_threads_raises_a_slice_error_and_still_restores_the_threads(
         assert _blas().get_num_threads() == 2
 
 
-def test_attention_split_over_threads_equals_the_one_thread_kernels() -> None:
-    """The attention kernels run slices of the batch in threads when BLAS has several: same values."""
+def test_attention_split_over_threads_equals_the_one_thread_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attention and layer_norm kernels run slices of the batch in threads when BLAS has several (here
+    from any size on): the same values."""
+    monkeypatch.setattr(gd.threads, "SPLIT_MIN", 1)
     rng = np.random.default_rng(0)
     qa, ka, va = (rng.standard_normal((5, 2, 6, 4)) for _ in range(3))
     mask = rng.standard_normal((5, 1, 6, 6))  # per sample: sliced with the batch
@@ -117,8 +119,9 @@ def test_attention_split_over_threads_equals_the_one_thread_kernels() -> None:
         q, k, v = (gd.placeholder(n, (None, 2, 6, 4)) for n in "qkv")
         o = gd.ops.scaled_dot_product_attention(q, k, v, attn_mask=gd.placeholder("m", (None, 1, 6, 6)))
         oc = gd.ops.scaled_dot_product_attention(q, k, v, is_causal=True)
-        grads = gd.grad(gd.ops.sum(o * o) + gd.ops.sum(oc * q), [q, k, v])
-    ex = gd.compile([o, oc, *grads])
+        ln = gd.layers.LayerNorm(4)(o)
+        grads = gd.grad(gd.ops.sum(o * o) + gd.ops.sum(oc * q) + gd.ops.sum(ln * q), [q, k, v])
+    ex = gd.compile([o, oc, ln, *grads])
     feeds = {"q": qa, "k": ka, "v": va, "m": mask}
     with gd.num_threads(1):
         one = ex.run(feeds)

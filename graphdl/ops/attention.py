@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from graphdl import threads
 from graphdl.ops.common import broadcast
 from graphdl.registry import Bool, Float, GradContext, OpDef, fail, register
-from graphdl.threads import split_over_threads
 
 ATTENTION_ATTRS = {"causal": Bool(False), "scale": Float(None, nullable=True)}
 
@@ -88,13 +88,15 @@ def _split(in_shapes: tuple, has_mask: bool) -> tuple[int, bool]:
     and v share it (0: they broadcast, so one call on everything); the mask is sliced when it has that axis."""
     q, k, v = in_shapes[:3]
     n = q[0] if len(q) >= 3 and q[0] == k[0] == v[0] else 0
+    if math.prod(q[:-1]) * k[-2] < threads.SPLIT_MIN:  # too little work to hand to threads
+        n = 0
     mask = in_shapes[3] if has_mask else ()
     return n, bool(n) and len(mask) == len(q) and mask[0] == n
 
 
 def _run(part: Callable[[slice], None], n: int) -> None:
     if n:
-        split_over_threads(part, n)
+        threads.split_over_threads(part, n)
     else:
         part(slice(None))
 

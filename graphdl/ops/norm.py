@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from graphdl import threads
 from graphdl.errors import GradientError
 from graphdl.registry import Bool, Float, GradContext, Int, OpDef, Str, fail, register
-from graphdl.threads import split_over_threads
 
 BATCH_NORM_ATTRS = {"eps": Float(1e-5, low=0.0), "momentum": Float(0.1), "training": Bool(False)}
 
@@ -293,7 +293,7 @@ def _layer_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
     # One feature axis: the sum of squares is one einsum pass (no squared copy); else a scratch square.
     sq = np.empty(out_shape, dtype=dtype) if k > 1 else None
     count = math.prod(out_shape[nd - k:])
-    n = out_shape[0] if nd > k else 0  # leading rows split over threads
+    n = out_shape[0] if nd > k and math.prod(out_shape) >= threads.SPLIT_MIN else 0  # leading rows split over threads
 
     def layer_norm(x: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]
@@ -317,7 +317,7 @@ def _layer_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
                 np.add(o, rest[1], out=o)
 
         if n:
-            split_over_threads(part, n)
+            threads.split_over_threads(part, n)
         else:
             part(slice(None))
 
