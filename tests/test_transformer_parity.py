@@ -1,5 +1,6 @@
 """Training parity with PyTorch: the same small decoder-only transformer, the same initial weights (copied
-from torch) and the same batches give the same float32 loss curve over 100 optimizer steps."""
+from torch) and the same batches give the same float32 loss curve over 100 optimizer steps (to 1e-4 relative;
+float64 to 1e-10)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ class TorchLM(torch.nn.Module):
         return self.head(h)
 
 
-def _graphdl_lm(norm_first: bool, activation: str) -> tuple[gd.Graph, dict]:
+def _graphdl_lm(norm_first: bool, activation: str, dtype: str) -> tuple[gd.Graph, dict]:
     causal = ~np.tril(np.ones((T, T), dtype=bool))  # True = may not attend, as torch's src_mask
-    with gd.Graph("lm", seed=0) as g:
+    with gd.Graph("lm", seed=0, dtype=dtype) as g:
         tokens = gd.placeholder("tokens", (None, T), dtype="int64")
         targets = gd.placeholder("targets", (None, T), dtype="int64")
         h = layers.PositionalEmbedding(T, D, name="pos")(layers.Embedding(VOCAB, D, name="embed")(tokens))
@@ -94,18 +95,23 @@ def one_torch_thread() -> object:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
-@pytest.mark.parametrize(("opt", "norm_first", "activation"), [("adam", True, "relu"), ("sgd", False, "gelu")])
-def test_training_loss_curve_matches_pytorch(opt: str, norm_first: bool, activation: str) -> None:
+@pytest.mark.parametrize(("opt", "norm_first", "activation", "dtype", "rtol"), [
+    ("adam", True, "relu", "float32", 1e-4), ("sgd", False, "gelu", "float32", 1e-4),
+    # float64: the curves agree to rounding, so float32's gap is rounding amplified by training, not a
+    # difference in the maths (op order, eps, Adam's bias correction)
+    ("adam", True, "relu", "float64", 1e-10)])
+def test_training_loss_curve_matches_pytorch(opt: str, norm_first: bool, activation: str, dtype: str,
+                                             rtol: float) -> None:
     torch.manual_seed(0)
-    model = TorchLM(norm_first, activation)
-    g, t = _graphdl_lm(norm_first, activation)
+    model = TorchLM(norm_first, activation).to(getattr(torch, dtype))
+    g, t = _graphdl_lm(norm_first, activation, dtype)
     weights = _torch_weights(model)
     assert set(weights) == set(g.parameters()), "every parameter is copied"
     g.load_parameters(weights)
     if opt == "adam":
         ours, theirs = optim.Adam(lr=3e-3), torch.optim.Adam(model.parameters(), lr=3e-3)
     else:
-        ours, theirs = optim.SGD(0.1, momentum=0.9), torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        ours, theirs = optim.SGD(0.1, momentum=0.5), torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     step = gd.compile([t["loss"]], ours)
     batches = _batches()
     got, want = [], []
@@ -119,4 +125,4 @@ def test_training_loss_curve_matches_pytorch(opt: str, norm_first: bool, activat
         theirs.step()
         want.append(loss.item())
     assert want[-1] < 0.6 * want[0], "the model learns, so the curves are not flat"
-    np.testing.assert_allclose(got, want, rtol=1e-4, err_msg="graphdl's loss curve departs from PyTorch's")
+    np.testing.assert_allclose(got, want, rtol=rtol, err_msg="graphdl's loss curve departs from PyTorch's")
