@@ -58,6 +58,7 @@ SPLIT_MIN = 1 << 16
 # Found once per process: NumPy's BLAS controller and the worker threads (made on first use).
 _BLAS: list[Any] = []
 _POOL: list[ThreadPoolExecutor] = []
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of the parent's threads: new ones
 
 
 def _blas() -> Any:
