@@ -231,6 +231,32 @@ def test_gradient_is_a_reverse_scan_and_training_runs_the_loop_once() -> None:
     assert infer.run({"xs": x, "h0": hv})[0] < before
 
 
+def test_inference_plans_made_from_a_training_model_store_no_residuals() -> None:
+    g, xs, h0, W, U, loss = _rnn_loss_graph()
+    train = gd.compile([loss], gd.optim.SGD(0.01))
+    (forward,) = [n for n in train.ir.nodes if n.op == "scan" and not n.attr["reverse"]]
+    assert len(forward.shapes) > 3
+    infer = train.inference([loss])
+    (only,) = [n for n in infer.ir.nodes if n.op == "scan"]
+    assert len(only.shapes) == 3 and len(only.attr["body"].outputs) == 3
+    feeds = {"xs": RNG.standard_normal((4, 2, 3)), "h0": RNG.standard_normal((2, 4))}
+    Wv, Uv = g.values["W"], g.values["U"]
+    np.testing.assert_allclose(infer.run(feeds)[0], _rnn_loss_numpy(Wv, Uv, feeds["h0"], feeds["xs"]), rtol=1e-12)
+
+
+def test_unread_ys_are_not_stored_and_remat_keeps_gradients_exact() -> None:
+    g, xs, h0, W, U, loss = _rnn_loss_graph()
+    with g:
+        final = gd.ops.scan(lambda c, x: (c + x, c * x), h0 * 0.0 + 1.0, xs @ U)[0]
+    (only,) = [n for n in gd.compile([final]).ir.nodes if n.op == "scan"]
+    assert len(only.shapes) == 1, "the ys nothing reads are dropped"
+    feeds = {"xs": RNG.standard_normal((4, 2, 3)), "h0": RNG.standard_normal((2, 4))}
+    plain = gd.compile([loss, *gd.grad(loss, [W, U])])
+    remat = gd.compile([loss, *gd.grad(loss, [W, U])], remat=1)
+    for a, b in zip(plain.run(feeds), remat.run(feeds), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 def test_training_plan_arena_grows_with_residuals_but_inference_does_not() -> None:
     g, xs, h0, W, U, loss = _rnn_loss_graph()
     infer, train = gd.compile([loss]), gd.compile([loss], gd.optim.SGD(0.01))
