@@ -336,6 +336,15 @@ def _grad(c: GradContext) -> list[Any]:
     return result
 
 
+def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, length: int | None = None,
+         reverse: bool = False, name: str | None = None) -> tuple[Any, Any]:
+    """Loop ``body(carry, x) -> (new_carry, y)`` over the leading axis of ``xs`` (JAX's ``lax.scan``) and
+    return ``(final_carry, ys)``; the body is traced once into one ``scan`` node. See graphdl.subgraph.scan."""
+    from graphdl.subgraph import scan as trace  # the tracing Builder sits a layer above the op table
+
+    return trace(body, init, xs, length=length, reverse=reverse, name=name)
+
+
 SCAN = register(OpDef(
     "scan", _shape, _kernel, grad=_grad, dtype=_dtype, multi_output=True, bodies=("body",),
     attr_schema={"body": AttrSpec("graph"),
