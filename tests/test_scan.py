@@ -257,6 +257,33 @@ def test_unread_ys_are_not_stored_and_remat_keeps_gradients_exact() -> None:
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
+def test_remat_stores_only_carries_and_recomputes_steps() -> None:
+    x, hv = RNG.standard_normal((6, 2, 3)), RNG.standard_normal((2, 4))
+    results, plans = [], []
+    for remat in (False, True):
+        W0, U0 = np.full((4, 4), 0.1) + np.eye(4) * 0.3, np.linspace(-1, 1, 12).reshape(3, 4)
+        with gd.Graph("remat", dtype="float64") as g:
+            xs = gd.placeholder("xs", (None, 2, 3))
+            h0 = gd.placeholder("h0", (2, 4))
+            W, U = g.stored("W", W0), g.stored("U", U0)
+
+            def step(h, x, W=W, U=U):
+                h = gd.ops.tanh(gd.ops.sigmoid(h @ W) * 2.0 + x @ U)
+                return h, h
+
+            h, ys = gd.ops.scan(step, h0, xs, remat=remat)
+            loss = gd.ops.sum(ys * ys) + gd.ops.sum(h)
+        grads = gd.grad(loss, [W, U, h0, xs])
+        results.append(gd.compile([loss, *grads]).run({"xs": x, "h0": hv}))
+        plans.append(gd.compile([loss], gd.optim.SGD(0.1)))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    stored, remat = (next(n for n in p.ir.nodes if n.op == "scan" and not n.attr["reverse"]) for p in plans)
+    assert len(remat.shapes) < len(stored.shapes), "remat keeps fewer per-step values"
+    (back,) = [n for n in plans[1].ir.nodes if n.op == "scan" and n.attr["reverse"]]
+    assert {"tanh", "sigmoid"} <= {n.op for n in back.attr["body"].nodes}, "the reverse body recomputes the step"
+
+
 def test_training_plan_arena_grows_with_residuals_but_inference_does_not() -> None:
     g, xs, h0, W, U, loss = _rnn_loss_graph()
     infer, train = gd.compile([loss]), gd.compile([loss], gd.optim.SGD(0.01))

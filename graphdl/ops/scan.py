@@ -8,6 +8,7 @@ the body in graphdl/subgraph.py). Its attributes hold the body as data, an ``IR`
 - ``carries`` (how many inputs are initial carries), ``xs`` (how many are scanned sequences); the
   remaining inputs are captures: outer values the body reads, the same at every step.
 - ``reverse``: scan from the last time step; ``length``: the number of steps when there are no ``xs``.
+- ``remat``: the gradient recomputes each step from its carry instead of storing the step's residuals.
 
 Outputs: the final carries, then the stacked ``y`` (a new leading axis aligned with ``xs``). The kernel
 binds the body once for its concrete shapes (its own plan and arena, through the ``binder`` the executor
@@ -265,14 +266,19 @@ def _grad(c: GradContext) -> list[Any]:
 
     # 2. Residuals: the forward values the VJP reads, other than the xs' slices and the captures.
     forward = body.node_map()
-    live = set(map(node_of, [*outputs, *operands]))  # the VJP's nodes needed (a rule may build more)
+    # The nodes needed (a rule may build more); with ``remat`` the forward step is recomputed in the
+    # reverse body from the carry entering it, so only the carries are stored (jax.checkpoint).
+    remat = a.get("remat", False)
+    live = set(map(node_of, [*outputs, *operands]))
     for n in reversed(list(b.nodes.values())):
-        if n.name in live and n.name not in forward:
+        if n.name in live and (n.name not in forward or remat):
             live.update(map(node_of, n.inputs))
-    added = [n for n in b.nodes.values() if n.name not in forward and n.name in live]
+    added = [n for n in b.nodes.values() if n.name in live and (n.name not in forward or (
+        remat and n.kind is not NodeKind.PLACEHOLDER and n.op != "scalar"))]
+    in_body = {n.name for n in added}
     read = dict.fromkeys([*(i for n in added for i in n.inputs), *outputs, *operands])
     fixed = set(names[nc:])
-    residuals = [r for r in read if parse_ref(r)[0] in forward and parse_ref(r)[0] not in fixed
+    residuals = [r for r in read if parse_ref(r)[0] in forward and parse_ref(r)[0] not in fixed | in_body
                  and forward[parse_ref(r)[0]].op != "scalar"]
     used = {parse_ref(r)[0] for r in read}
     used_x = [k for k in range(nc, nc + nx) if names[k] in used]
@@ -337,18 +343,18 @@ def _grad(c: GradContext) -> list[Any]:
 
 
 def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, length: int | None = None,
-         reverse: bool = False, name: str | None = None) -> tuple[Any, Any]:
+         reverse: bool = False, name: str | None = None, remat: bool = False) -> tuple[Any, Any]:
     """Loop ``body(carry, x) -> (new_carry, y)`` over the leading axis of ``xs`` (JAX's ``lax.scan``) and
     return ``(final_carry, ys)``; the body is traced once into one ``scan`` node. See graphdl.subgraph.scan."""
     from graphdl.subgraph import scan as trace  # the tracing Builder sits a layer above the op table
 
-    return trace(body, init, xs, length=length, reverse=reverse, name=name)
+    return trace(body, init, xs, length=length, reverse=reverse, name=name, remat=remat)
 
 
 SCAN = register(OpDef(
     "scan", _shape, _kernel, grad=_grad, dtype=_dtype, multi_output=True, bodies=("body",),
     attr_schema={"body": AttrSpec("graph"),
                  "carries": Int(low=0), "xs": Int(low=0), "reverse": Bool(False),
-                 "length": Int(None, low=0, nullable=True)},
+                 "length": Int(None, low=0, nullable=True), "remat": Bool(False)},
     doc="A loop over the leading axis of ``xs`` with a sub-graph body (see gd.ops.scan).",
 ))
