@@ -537,3 +537,16 @@ def test_onnx_export_of_a_scan_without_xs_is_refused(tmp_path) -> None:
 
     with pytest.raises(ExportError, match="without xs"):
         gd.onnx.export(g, tmp_path / "g.onnx", outputs=[h])
+
+
+def test_closing_a_plan_closes_its_bodies_plans() -> None:
+    import linecache
+
+    with gd.Graph("close", dtype="float64"):
+        xs = gd.placeholder("xs", (None, 3))
+        h, _ = gd.ops.scan(lambda c, x: (c + x, None), gd.constant(np.zeros(3)), xs, name="loop")
+    bound = gd.compile([h]).bound_plan({"xs": (4, 3)})
+    (body,) = bound._bodies
+    assert body._filenames and all(f in linecache.cache for f in body._filenames)
+    bound.close()
+    assert not any(f in linecache.cache for f in body._filenames)
