@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, node_of, parse_ref, ref
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, node_of, parse_ref, ref, replace_node
 from graphdl.registry import get_op
 
 LEAF_KINDS = STORED_KINDS | {NodeKind.PLACEHOLDER}
@@ -57,5 +56,5 @@ def redirect(ir: IR, forward: Mapping[str, str], replace: Mapping[str, Node] | N
             continue
         n = replace.get(n.name, n)
         inputs = tuple([target(i) for i in n.inputs])
-        nodes.append(n if inputs == n.inputs else dataclasses.replace(n, inputs=inputs))
+        nodes.append(n if inputs == n.inputs else replace_node(n, inputs=inputs))
     return ir.replace(nodes=tuple(nodes))
