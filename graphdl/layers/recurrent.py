@@ -1,8 +1,10 @@
 """Recurrent layers: RNN, LSTM and GRU with PyTorch's arguments, parameter names, layouts and gate order.
 
 Each layer and direction is one ``gd.ops.scan`` node. The input projection ``x @ W_ih^T + b`` of all time
-steps is one GEMM before the scan (as cuDNN and PyTorch do), so the loop body only multiplies the hidden
-state by ``W_hh^T`` and applies the gates. Time-major inside: ``batch_first`` inputs are transposed once.
+steps is one GEMM before the scan (as cuDNN and PyTorch do), so the loop body only applies the gates and
+multiplies the new hidden state by ``W_hh^T``. That product is carried to the next step with h (and c):
+the reverse scan then reads it from the stored carries instead of recomputing the step's GEMM (a matmul's
+gradient needs its inputs, not its output). Time-major inside: ``batch_first`` inputs are transposed once.
 """
 
 from __future__ import annotations
@@ -82,12 +84,22 @@ class _Recurrent(Layer):
                              f"pass {what} of shape {format_shape(want)} or None for zeros")
 
     def _cell(self, sfx: str) -> Any:
-        """The scan body for one layer and direction: (carry, projected x_t) -> (new carry, h)."""
+        """The scan body for one layer and direction: ((*states, h W_hh^T), projected x_t) -> (new carry, h)."""
         raise NotImplementedError
 
     def _input_bias(self, sfx: str) -> Tensor | None:
         """The bias added to the hoisted input projection (both biases where they simply add)."""
         return self.params[f"bias_ih{sfx}"] + self.params[f"bias_hh{sfx}"] if self.bias else None
+
+    def _hidden_bias(self, sfx: str) -> Tensor | None:
+        """The bias added to h W_hh^T inside the loop (none where it went into the input projection)."""
+        return None
+
+    def _project(self, sfx: str, h: Tensor) -> Tensor:
+        """h W_hh^T (+ the hidden bias): what the next step's gates read, carried along with h."""
+        p = ops.matmul(h, self.params[f"weight_hh{sfx}"], transpose_b=True)
+        b = self._hidden_bias(sfx)
+        return p if b is None else p + b
 
     def __call__(self, x: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
         self._check_input(x)
@@ -133,9 +145,13 @@ class _Recurrent(Layer):
                             init.append(zero)
                         else:
                             init.append(ops.squeeze(gv[k], 0))
-                    carry, ys = ops.scan(self._cell(sfx), init[0] if self.states == 1 else tuple(init), xp,
-                                         reverse=d == 1)
-                    for f, c in zip(finals, (carry,) if self.states == 1 else carry):
+                    if given[0] is None:  # h0 = 0: h0 W_hh^T is 0 (or the hidden bias), no GEMM needed
+                        hb = self._hidden_bias(sfx)
+                        init.append(g.apply("expand_like", [0.0 if hb is None else hb, xp[0]]))
+                    else:
+                        init.append(self._project(sfx, init[0]))
+                    carry, ys = ops.scan(self._cell(sfx), tuple(init), xp, reverse=d == 1)
+                    for f, c in zip(finals, carry):
                         f.append(c)
                     outs.append(ys)
                 x = outs[0] if len(outs) == 1 else ops.concat(outs, axis=-1)
@@ -164,11 +180,12 @@ class RNN(_Recurrent):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, name)
 
     def _cell(self, sfx: str) -> Any:
-        w_hh, act = self.params[f"weight_hh{sfx}"], ops.tanh if self.nonlinearity == "tanh" else ops.relu
+        act = ops.tanh if self.nonlinearity == "tanh" else ops.relu
 
-        def rnn_cell(h: Tensor, xp: Tensor) -> tuple[Tensor, Tensor]:
-            h = act(xp + ops.matmul(h, w_hh, transpose_b=True))
-            return h, h
+        def rnn_cell(carry: tuple[Tensor, Tensor], xp: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
+            _, hp = carry
+            h = act(xp + hp)
+            return (h, self._project(sfx, h)), h
 
         return rnn_cell
 
@@ -182,15 +199,14 @@ class LSTM(_Recurrent):
     gates, states = 4, 2
 
     def _cell(self, sfx: str) -> Any:
-        w_hh, H = self.params[f"weight_hh{sfx}"], self.hidden_size
+        H = self.hidden_size
 
-        def lstm_cell(carry: tuple[Tensor, Tensor], xp: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
-            h, c = carry
-            gates = xp + ops.matmul(h, w_hh, transpose_b=True)
-            i, f, g, o = ops.split(gates, H, axis=-1)
+        def lstm_cell(carry: tuple[Tensor, ...], xp: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+            _, c, hp = carry
+            i, f, g, o = ops.split(xp + hp, H, axis=-1)
             c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
             h = ops.sigmoid(o) * ops.tanh(c)
-            return (h, c), h
+            return (h, c, self._project(sfx, h)), h
 
         return lstm_cell
 
@@ -203,26 +219,22 @@ class GRU(_Recurrent):
     gates = 3
 
     def _input_bias(self, sfx: str) -> Tensor | None:
-        # b_hr and b_hz simply add to the input projection; b_hn sits inside r * (...), so it stays in the loop
-        if not self.bias:
-            return None
-        H = self.hidden_size
-        b_hh = self.params[f"bias_hh{sfx}"]
-        return self.params[f"bias_ih{sfx}"] + ops.pad(b_hh[: 2 * H], (0, H))
+        return self.params[f"bias_ih{sfx}"] if self.bias else None
+
+    def _hidden_bias(self, sfx: str) -> Tensor | None:
+        # b_hn sits inside r * (W_hn h + b_hn), so b_hh stays with the hidden projection
+        return self.params[f"bias_hh{sfx}"] if self.bias else None
 
     def _cell(self, sfx: str) -> Any:
-        w_hh, H = self.params[f"weight_hh{sfx}"], self.hidden_size
-        b_hn = self.params[f"bias_hh{sfx}"][2 * H:] if self.bias else None
+        H = self.hidden_size
 
-        def gru_cell(h: Tensor, xp: Tensor) -> tuple[Tensor, Tensor]:
-            hp = ops.matmul(h, w_hh, transpose_b=True)
+        def gru_cell(carry: tuple[Tensor, Tensor], xp: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
+            h, hp = carry
             x_rz, x_n = ops.split(xp, (2 * H, H), axis=-1)
             h_rz, h_n = ops.split(hp, (2 * H, H), axis=-1)
             r, z = ops.split(ops.sigmoid(x_rz + h_rz), H, axis=-1)
-            if b_hn is not None:
-                h_n = h_n + b_hn
             n = ops.tanh(x_n + r * h_n)
             h = n + z * (h - n)
-            return h, h
+            return (h, self._project(sfx, h)), h
 
         return gru_cell
