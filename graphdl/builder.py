@@ -45,6 +45,9 @@ class Builder:
         self.scope = ""
         self.default_kind = NodeKind.OP
         self.default_origin: str | None = None
+        #: While a scan body is traced (graphdl/subgraph.py), the body's builder: nodes built on this
+        #: builder go there instead, so outer tensors used in the body become its captured inputs.
+        self.redirect: Builder | None = None
 
     # -- naming ---------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -81,6 +84,19 @@ class Builder:
         kind: NodeKind | None = None,
     ) -> Tensor:
         """Add one node computing ``op`` of ``inputs``; Python numbers become scalar constants."""
+        target = self.redirect or self
+        return target.build(op, inputs, attrs, name=name, kind=kind)
+
+    def build(
+        self,
+        op: str,
+        inputs: Sequence[Tensor | float | int],
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        kind: NodeKind | None = None,
+    ) -> Tensor:
+        """``apply`` on this very builder, ignoring ``redirect``."""
         opdef = get_op(op)
         attrs = dict(attrs or {})
         problems = attr_problems(opdef, attrs)
@@ -121,8 +137,8 @@ class Builder:
         kind: NodeKind | None = None,
     ) -> list[Tensor]:
         """Add one node computing ``op`` of ``inputs``; a handle on each of its outputs."""
-        node = self.apply(op, inputs, attrs, name=name, kind=kind).node
-        return [Tensor(self, r) for r in node.refs]
+        t = self.apply(op, inputs, attrs, name=name, kind=kind)
+        return [Tensor(t.graph, r) for r in t.node.refs]
 
     @staticmethod
     def rule_error(
@@ -140,7 +156,7 @@ class Builder:
 
     def scalar(self, value: float, dtype: str) -> Tensor:
         """A 0-d constant whose value lives in the node's attributes."""
-        return self.apply("scalar", [], {"value": float(value), "dtype": dtype}, kind=NodeKind.CONSTANT)
+        return self.build("scalar", [], {"value": float(value), "dtype": dtype}, kind=NodeKind.CONSTANT)
 
     def _as_tensor(self, t: Tensor | float | int, like: Tensor | None) -> Tensor:
         if isinstance(t, Tensor):

@@ -224,6 +224,9 @@ class BoundPlan:
             self._filenames[filename] = first
         self.source = "".join(src for src, _ in generated)
         self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
+        #: The generated step function, for a caller that writes the feeds into ``arrays`` itself and
+        #: reads ``outputs`` afterwards (a scan kernel running its body once per time step).
+        self.compute = self._step
 
     def _kernel(self, plan: Plan, node: Node, step: Step) -> Callable[..., None]:
         in_shapes = tuple(plan.shapes[i] for i in step.inputs)
@@ -233,10 +236,10 @@ class BoundPlan:
                             tuple(np.dtype(d) for d in node.dtypes))
         else:
             factory_args = (node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+        extra: dict[str, object] = {"binder": bind_body} if op.bodies else {}
         if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
-            ws = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
-            return op.kernel(*factory_args, workspace=ws)
-        return op.kernel(*factory_args)
+            extra["workspace"] = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
+        return op.kernel(*factory_args, **extra)
 
     def _with_guards(self, plan: Plan, nodes: Mapping[str, Node], objective: str | None) -> list[Step]:
         """The plan's steps with guard steps: ``check_finite`` right after the objective's step (every
@@ -346,6 +349,15 @@ class BoundPlan:
         written = "" if index < self.first_write else f"; {state}"
         return ExecutionError(
             f"{step.op} at node '{step.node}' failed: {type(e).__name__}: {e}; inputs: {shapes}{written}")
+
+
+def bind_body(body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
+    """A sub-graph (a scan's body) planned and bound for concrete input shapes, with its own arena:
+    what a kernel of an op with ``bodies`` receives as ``binder``."""
+    from passes.buffers import plan_buffers
+    from passes.shapes import concrete_shapes
+
+    return BoundPlan(plan_buffers(body, concrete_shapes(body, feed_shapes)), body, {})
 
 
 _MAIN = threading.main_thread()

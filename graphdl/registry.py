@@ -77,6 +77,9 @@ class GradContext:
     attrs: dict[str, Any]
     outs: tuple[Tensor, ...] = ()
     gouts: tuple[Tensor | None, ...] = ()
+    #: The autodiff pass itself, for rules that differentiate a sub-graph (scan):
+    #: ``vjp(ir, cotangents, wrt) -> (ir, {wrt: gradient value})`` (see passes/autodiff.py).
+    vjp: Callable[..., Any] | None = None
 
     def apply(self, op: str, *inputs: Tensor | float, **attrs: Any) -> Tensor:
         """Add a gradient node computing ``op`` of ``inputs``."""
@@ -178,6 +181,10 @@ class AttrSpec:
             if len(value) > 64:
                 return f"has {len(value)} entries; at most 64 are allowed"
             return next((p for p in map(self._bounds, (v for v in value if v is not None)) if p), None)
+        if self.kind == "graph":  # a sub-graph (a scan body): the file format validates its nodes
+            from graphdl.ir import IR
+
+            return None if isinstance(value, IR) else f"must be a sub-graph (IR), got {_show(value)}"
         if self.kind == "entries":  # a list of short lists of ints, None and short strings (index entries)
             ok = isinstance(value, tuple | list) and len(value) <= 64 and all(
                 isinstance(e, tuple | list) and len(e) <= 8 and all(
@@ -202,7 +209,8 @@ class AttrSpec:
         text = {"bool": "a bool", "int": "an int", "float": "a number", "str": "a string",
                 "ints": "a list of ints" + (" or nulls" if self.unknown else ""),
                 "axes": "an int or a list of ints",
-                "entries": "a list of index entries (lists of ints, nulls and short strings)"}[self.kind]
+                "entries": "a list of index entries (lists of ints, nulls and short strings)",
+                "graph": "a sub-graph"}[self.kind]
         return text + (" or None" if self.nullable else "")
 
 
@@ -312,6 +320,10 @@ class OpDef:
     #: Scratch buffers the kernel declares (see WorkspaceRule); its factory then takes ``workspace=``.
     workspace: WorkspaceRule | None = None
     effects: Effects = PURE
+    #: Attributes holding sub-graphs (``IR``, e.g. a scan's body). The kernel factory then takes
+    #: ``binder=``: (IR, feed shapes) -> a bound plan of that sub-graph (graphdl/executor.py); the file
+    #: format, printing and drawing recurse into them.
+    bodies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         writes = tuple(sorted({*self.writes, *self.effects.writes}))

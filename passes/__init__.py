@@ -26,6 +26,7 @@ from passes.distribute import allreduce_gradients, schedule_collectives
 from passes.fuse import fuse_sgd_matmul
 from passes.mode import set_mode
 from passes.remat import rematerialize
+from passes.scan_history import merge_scan_history
 from passes.schedule import schedule_updates_early
 from passes.shapes import concrete_shapes, infer_shapes
 from passes.simplify import simplify_algebra
@@ -130,6 +131,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("select_outputs", select_outputs),
     ("set_mode", lambda ir, spec: set_mode(ir, spec.options.get("training"))),
     ("add_training", add_training),
+    ("merge_scan_history", lambda ir, spec: merge_scan_history(ir)),
     ("fold_constants", lambda ir, spec: fold_constants(ir)),
     ("simplify_algebra", lambda ir, spec: simplify_algebra(ir)),
     ("eliminate_common_subexpressions", lambda ir, spec: eliminate_common_subexpressions(ir)),

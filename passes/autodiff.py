@@ -37,7 +37,55 @@ def build_gradients(
     obj_shape, obj_dtype = value_info(by_name, objective)
     if not np.issubdtype(np.dtype(obj_dtype), np.floating):
         raise GradientError(f"cannot differentiate {obj.describe()}: its dtype {obj_dtype} is not floating")
-    ancestors = ancestors_of(by_name, obj.name)
+    b = Builder(ir.name, obj_dtype, ir.nodes)
+    b.default_kind = NodeKind.GRADIENT
+    b.scope = f"grad/{obj.name}/"
+    b.default_origin = obj.origin
+    seed = b.scalar(1.0, obj_dtype)
+    if obj_shape != ():  # like tf.gradients: differentiate the sum of a non-scalar objective
+        seed = b.apply("expand_like", [seed, Tensor(b, objective)])
+    total = _backprop(ir, b, {objective: [seed]}, wrt, unconnected, f"'{objective}'")
+    b.scope = f"grad/{obj.name}/"
+    grads: dict[str, str] = {}
+    for w in wrt:
+        if w in total:
+            grads[w] = total[w].name
+        else:  # unconnected == "zero"
+            shape = value_info(by_name, w)[0]
+            if None in shape:
+                raise GradientError(f"cannot build a zero gradient for '{w}' of unknown shape "
+                                    f"{format_shape(shape)}")
+            grads[w] = b.apply("mul", [Tensor(b, w), 0.0]).name
+    return b.freeze(ir.outputs), grads
+
+
+def vjp(ir: IR, cotangents: Sequence[tuple[str, str]], wrt: Sequence[str]) -> tuple[IR, dict[str, str]]:
+    """Add nodes computing the vector-Jacobian product: the gradient of the sum over ``cotangents``
+    pairs ``(v, c)`` of ``sum(v * c)`` w.r.t. each of ``wrt`` (``c`` is a value of ``ir`` shaped like ``v``;
+    a value may appear in several pairs).
+    A ``wrt`` nothing flows into gets zeros. Gradient rules of ops with sub-graphs (scan) receive this
+    function as ``GradContext.vjp``, so graphdl itself never imports the passes."""
+    by_name = ir.node_map()
+    b = Builder(ir.name, value_info(by_name, cotangents[0][1])[1], ir.nodes)
+    b.default_kind = NodeKind.GRADIENT
+    b.scope = "vjp/"
+    seeds: dict[str, list[Tensor]] = {}
+    for v, c in cotangents:
+        seeds.setdefault(v, []).append(Tensor(b, c))
+    total = _backprop(ir, b, seeds, wrt, "zero", "the body outputs")
+    b.scope = "vjp/"
+    grads = {w: (total[w] if w in total else b.apply("expand_like", [0.0, Tensor(b, w)])).name for w in wrt}
+    return b.freeze(ir.outputs), grads
+
+
+def _backprop(ir: IR, b: Builder, contributions: dict[str, list[Tensor]], wrt: Sequence[str], unconnected: str,
+              objective: str) -> dict[str, Tensor]:
+    """Walk back from the seeded values (``contributions``) to ``wrt``, adding gradient nodes to ``b``;
+    return the total gradient of every value reached."""
+    by_name = ir.node_map()
+    ancestors: set[str] = set()
+    for v in contributions:
+        ancestors |= ancestors_of(by_name, node_of(v))
     # Nodes on a path from some wrt to the objective, through floating-point values only.
     on_path: set[str] = {node_of(w) for w in wrt}
     for n in ir.nodes:
@@ -48,18 +96,10 @@ def build_gradients(
     missing = [w for w in wrt if node_of(w) not in ancestors]
     if missing and unconnected == "error":
         raise GradientError(
-            f"'{objective}' does not depend on {missing}, so their gradient is undefined; "
+            f"{objective} does not depend on {missing}, so their gradient is undefined; "
             "remove them from the list, or pass unconnected='zero' to get zeros"
         )
 
-    b = Builder(ir.name, obj_dtype, ir.nodes)
-    b.default_kind = NodeKind.GRADIENT
-    b.scope = f"grad/{obj.name}/"
-    b.default_origin = obj.origin
-    seed = b.scalar(1.0, obj_dtype)
-    if obj_shape != ():  # like tf.gradients: differentiate the sum of a non-scalar objective
-        seed = b.apply("expand_like", [seed, Tensor(b, objective)])
-    contributions: dict[str, list[Tensor]] = {objective: [seed]}  # value -> gradient parts
     total: dict[str, Tensor] = {}
     for node in reversed([n for n in ir.nodes if n.name in on_path and n.name in ancestors]):
         b.scope, b.default_origin = f"grad/{node.name}/", node.origin
@@ -84,12 +124,12 @@ def build_gradients(
         if op.grad is None:
             raise GradientError(
                 f"op '{node.op}' at node {node.describe()} has no gradient rule, but the gradient of "
-                f"'{objective}' with respect to {list(wrt)} flows through it (into {wanted}); "
+                f"{objective} with respect to {list(wrt)} flows through it (into {wanted}); "
                 "differentiate a different objective or stop the path before this node"
             )
         outs = tuple(Tensor(b, r) for r in node.refs)
         ctx = GradContext(node, tuple(Tensor(b, i) for i in node.inputs), outs[0], gouts[0],
-                          dict(node.attrs), outs=outs, gouts=tuple(gouts))
+                          dict(node.attrs), outs=outs, gouts=tuple(gouts), vjp=vjp)
         results = list(op.grad(ctx))
         for k, (inp, r) in enumerate(zip(node.inputs, results, strict=False)):
             if r is None or node_of(inp) not in on_path or k in op.nondiff:
@@ -101,15 +141,4 @@ def build_gradients(
                 r = b.apply("astype", [r], {"dtype": dtype})
             contributions.setdefault(inp, []).append(r)
 
-    b.scope = f"grad/{obj.name}/"
-    grads: dict[str, str] = {}
-    for w in wrt:
-        if w in total:
-            grads[w] = total[w].name
-        else:  # unconnected == "zero"
-            shape = value_info(by_name, w)[0]
-            if None in shape:
-                raise GradientError(f"cannot build a zero gradient for '{w}' of unknown shape "
-                                    f"{format_shape(shape)}")
-            grads[w] = b.apply("mul", [Tensor(b, w), 0.0]).name
-    return b.freeze(ir.outputs), grads
+    return total

@@ -7,7 +7,8 @@ parameters or state; the functions here cover the stateless ops.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from graphdl.errors import GraphError, ShapeError
 from graphdl.ops import (  # noqa: F401  (register ops)
@@ -32,6 +33,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     pool,
     reduce,
     remap,
+    scan,
     stats,
     updates,
 )
@@ -203,3 +205,12 @@ def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
 
 # Fused ops the compiler substitutes (passes/fuse.py), registered after the ops they fuse.
 from graphdl.ops import fused  # noqa: E402,F401
+
+
+def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,  # noqa: F811  (the op's module)
+         length: int | None = None, reverse: bool = False, name: str | None = None) -> tuple[Any, Any]:
+    """Loop ``body(carry, x) -> (new_carry, y)`` over the leading axis of ``xs``; returns
+    ``(final_carry, ys)``. See graphdl.subgraph.scan (the op itself: graphdl/ops/scan.py)."""
+    from graphdl.subgraph import scan as trace_scan
+
+    return trace_scan(body, init, xs, length=length, reverse=reverse, name=name)
