@@ -7,10 +7,8 @@ import pytest
 
 import graphdl as gd
 from graphdl import layers
-from tests import scan_standin
 
 torch = pytest.importorskip("torch")
-scan_standin.install()
 
 T, N, IN, H = 4, 3, 5, 4
 KINDS = {"rnn_tanh": (layers.RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),

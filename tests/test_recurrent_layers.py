@@ -8,9 +8,6 @@ import pytest
 
 import graphdl as gd
 from graphdl import layers
-from tests import scan_standin
-
-scan_standin.install()
 
 
 def test_input_of_wrong_size_or_rank_names_layer_shapes_and_fix() -> None:
@@ -61,6 +58,20 @@ def test_parameters_have_pytorch_names_shapes_and_init_range() -> None:
     bound = 1 / np.sqrt(8)
     assert all(np.abs(values[t.name]).max() <= bound for t in gru.params.values())
     assert max(np.abs(values[t.name]).max() for t in gru.params.values()) > 0.9 * bound
+
+
+@pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
+def test_one_scan_per_layer_and_direction_with_the_input_projection_hoisted(cls: type) -> None:
+    with gd.Graph("m") as g:
+        x = gd.placeholder("x", (None, 2, 3))  # the time dimension unknown until run time
+        out, _ = cls(3, 4, num_layers=2, bidirectional=True, name="rec")(x)
+    scans = [n for n in g.nodes.values() if n.op == "scan"]
+    assert len(scans) == 4
+    for n in scans:  # the body multiplies by W_hh once; W_ih is applied before the loop
+        assert [b.op for b in n.attr["body"].nodes].count("matmul") == 1
+    ex = gd.compile([out])
+    assert ex.run({"x": np.zeros((5, 2, 3), np.float32)})[0].shape == (5, 2, 8)
+    assert ex.run({"x": np.zeros((9, 2, 3), np.float32)})[0].shape == (9, 2, 8)
 
 
 def test_unbatched_input_matches_a_batch_of_one() -> None:
