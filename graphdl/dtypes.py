@@ -9,6 +9,7 @@ integers), else bool. Python numbers are "weak": they take the dtype of the tens
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from graphdl.registry import RuleError
 
 
+@functools.cache  # a pure function of a handful of dtype names, asked once per node built
 def kind(dtype: str) -> str:
     """'b' (bool), 'i' (signed or unsigned integer) or 'f' (floating)."""
     k = np.dtype(dtype).kind
@@ -26,6 +28,7 @@ def is_float(dtype: str) -> bool:
     return kind(dtype) == "f"
 
 
+@functools.cache  # pure; NumPy's promotion and dtype naming cost microseconds per call
 def result_dtype(*dtypes: str) -> str:
     """The promoted dtype of operands of these dtypes (see the module docstring)."""
     for k in ("f", "i"):

@@ -3,7 +3,7 @@
 Binding allocates one aligned arena, takes a view of it for every computed value, builds each op's
 kernel for its concrete shapes, and generates Python with one line per step, e.g.
 ``k3(v0, v4, v5, v7)  # linear_1 (linear)`` (long plans in chunks of CHUNK steps). Kernels and
-arrays are closure variables of that code, so a step costs one call: no planning, no dictionary
+arrays are globals of each chunk (loads CPython caches), so a step costs one call: no planning, no dictionary
 lookups, no allocation. ``run_loop`` runs the same bound kernels in a plain loop; tests check that both agree.
 
 A step is all-or-nothing. The schedule puts every writing update after the forward pass, so a kernel
@@ -15,7 +15,6 @@ Ctrl-C during a step that writes state is deferred to its end (``run``), so a st
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import linecache
@@ -36,7 +35,7 @@ from graphdl.errors import ExecutionError, GraphDLError, NonFiniteError
 from graphdl.gctools import paused_gc
 from graphdl.ir import IR, Node, NodeKind, format_shape
 from graphdl.plan import Plan, Step
-from graphdl.registry import InputValueError, get_op
+from graphdl.registry import InputValueError, OpDef, get_op
 
 ALIGN = 64
 
@@ -54,41 +53,47 @@ def comment_text(label: str) -> str:
     return ascii(str(label))[1:-1]
 
 
-#: Steps per generated function: CPython compiles one function with thousands of closure variables
-#: in time quadratic in their number, so long plans are split into chunks called in turn.
+#: Steps per generated function: CPython compiles a function in time that grows faster than its
+#: length, so long plans are split into chunks called in turn.
 CHUNK = 256
 
 
 def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None) -> list[tuple[str, list[int]]]:
-    """One function maker per chunk of steps, with the indices of the values it uses; ``k<j>`` is
-    step j's kernel, ``v<i>`` the array bound to ``value_names[i]``. Each step is one line with its
-    node's name and op in a comment.
+    """One function per chunk of steps, with the indices (into ``value_names``) of the values it uses.
+
+    In chunk c, ``k<j>`` is the kernel of its j-th step (plan step ``c * chunk + j``) and ``v<i>`` the
+    i-th value it uses (``value_names[used[i]]``, in order of first use), both globals of the chunk's
+    own namespace: no closure (a function with thousands of free variables compiles slowly; a global
+    load costs the same at run time), and chunks of a repeated pattern of steps (stacked layers) have
+    the same code, compiled once (``BoundPlan``). Each step is one line with its node's name and op in
+    a comment.
 
     Nothing from the graph becomes code: kernels and arrays are named by index only, and the comment
     is escaped to printable ASCII (``comment_text``), so no name can end the line it is on."""
-    chunk = chunk or CHUNK
+    return [(src, used) for src, _, used in _chunk_sources(plan.steps, value_names, chunk or CHUNK)]
+
+
+def _chunk_sources(steps: tuple[Step, ...], value_names: list[str], chunk: int) -> list[tuple[str, str, list[int]]]:
+    """Per chunk: (source with comments, the same code without them, indices of the values used)."""
     index = {name: i for i, name in enumerate(value_names)}
-    sources = []
-    for c0 in range(0, max(len(plan.steps), 1), chunk):
-        steps = plan.steps[c0:c0 + chunk]
-        used: dict[int, None] = {}
-        lines = []
-        for j, s in enumerate(steps, start=c0):
-            args = [f"v{index[i]}" for i in (*s.inputs, *s.outputs)]
-            for a in args:
-                used[int(a[1:])] = None
-            lines.append(f"        k{j}({', '.join(args)})  # {comment_text(f'{s.node} ({s.op})')}")
-        ks = ", ".join(f"k{j}" for j in range(c0, c0 + len(steps)))
-        vs = ", ".join(f"v{i}" for i in used)
-        head = [f"def make_chunk_{c0 // chunk}(k, v):",
-                f"    {ks}, = k" if ks else "    pass",
-                f"    {vs}, = v" if vs else "    pass",
-                "    def step():"]
-        sources.append(("\n".join([*head, *(lines or ["        pass"]), "    return step"]) + "\n", list(used)))
-    return sources
+    out = []
+    for c0 in range(0, max(len(steps), 1), chunk):
+        local: dict[int, int] = {}  # value index -> its number in this chunk
+        code = ["def chunk():"]
+        comments = [f"def chunk_{c0 // chunk}():"]
+        for j, s in enumerate(steps[c0:c0 + chunk]):
+            args = ", ".join([f"v{local.setdefault(index[i], len(local))}" for i in (*s.inputs, *s.outputs)])
+            line = f"    k{j}({args})"
+            code.append(line)
+            comments.append(f"{line}  # {comment_text(f'{s.node} ({s.op})')}")
+        if len(code) == 1:
+            code.append("    pass")
+            comments.append("    pass")
+        out.append(("\n".join(comments) + "\n", "\n".join(code) + "\n", list(local)))
+    return out
 
 
-_FIRST_STEP_LINE = 5  # line of a chunk's first step in its generated source
+_FIRST_STEP_LINE = 2  # line of a chunk's first step in its generated source
 
 
 def _sequence(chunks: list[Callable[[], None]]) -> Callable[[], None]:
@@ -164,12 +169,15 @@ class BoundPlan:
         nodes = ir.node_map()
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
+        arena, slots, shapes, ndarray = self.arena, plan.slots, plan.shapes, np.ndarray
+        dtypes: dict[str, np.dtype] = {}
         for n in ir.nodes:
-            if n.name in plan.slots:
-                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output
-                    shape, dtype, slot = plan.shapes[r], np.dtype(d), plan.slots[r]
-                    nbytes = math.prod(shape) * dtype.itemsize
-                    arrays[r] = self.arena[slot.offset:slot.offset + nbytes].view(dtype).reshape(shape)
+            if n.name in slots:
+                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output: a view of the arena
+                    dtype = dtypes.get(d)
+                    if dtype is None:
+                        dtype = dtypes[d] = np.dtype(d)
+                    arrays[r] = ndarray(shapes[r], dtype, arena, slots[r].offset)
                 continue
             shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.kind is NodeKind.PLACEHOLDER:
@@ -194,6 +202,7 @@ class BoundPlan:
         kernels: list[Callable[..., None]] = []
         calls: list[Callable[[], None]] = []
         counter = values.get("optimizer.t")
+        ops: dict[str, OpDef] = {}
         for step in self.steps:
             node = nodes[step.node]
             if step.op == "check_finite":
@@ -201,7 +210,10 @@ class BoundPlan:
             elif step.op == "check_numerics":
                 kernel = _numerics_guard(node, plan.shapes[step.inputs[0]])
             else:
-                kernel = self._kernel(plan, node, step)
+                op = ops.get(step.op)
+                if op is None:
+                    op = ops[step.op] = get_op(step.op)
+                kernel = self._kernel(plan, node, step, op, dtypes)
             args = [arrays[i] for i in (*step.inputs, *step.outputs)]
             kernels.append(kernel)
             calls.append(functools.partial(kernel, *args))
@@ -210,32 +222,41 @@ class BoundPlan:
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
         chunks = []
-        generated = generate_source(dataclasses.replace(plan, steps=tuple(self.steps)), value_names)
-        for c, (src, used) in enumerate(generated):
+        generated = _chunk_sources(tuple(self.steps), value_names, CHUNK)
+        compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
+        for c, (src, code, used) in enumerate(generated):
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
             linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
-            namespace: dict[str, object] = {}
-            exec(compile(src, filename, "exec"), namespace)  # our own generated text only
+            fn_code = compiled.get(code)
+            if fn_code is None:  # our own generated text only
+                module = compile(code, filename, "exec")
+                fn_code = compiled[code] = next(k for k in module.co_consts if isinstance(k, types.CodeType))
             first = c * CHUNK
-            ks = kernels[first:first + CHUNK]
-            vs = [arrays[value_names[i]] for i in used]
-            chunks.append(namespace[f"make_chunk_{c}"](ks, vs))
+            namespace: dict[str, object] = {f"k{j}": k for j, k in enumerate(kernels[first:first + CHUNK])}
+            namespace.update({f"v{i}": arrays[value_names[u]] for i, u in enumerate(used)})
+            name = f"chunk_{c}"
+            chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
+                                             namespace, name))
             self._filenames[filename] = first
-        self.source = "".join(src for src, _ in generated)
+        self.source = "".join(src for src, _, _ in generated)
         self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
         #: The generated step function, for a caller that writes the feeds into ``arrays`` itself and
         #: reads ``outputs`` afterwards (a scan kernel running its body once per time step).
         self.compute = self._step
 
-    def _kernel(self, plan: Plan, node: Node, step: Step) -> Callable[..., None]:
-        in_shapes = tuple(plan.shapes[i] for i in step.inputs)
-        op = get_op(step.op)
+    def _kernel(self, plan: Plan, node: Node, step: Step, op: OpDef,
+                dtypes: dict[str, np.dtype]) -> Callable[..., None]:
+        shapes = plan.shapes
+        in_shapes = tuple([shapes[i] for i in step.inputs])
         if op.multi_output:
-            factory_args = (node.attr, in_shapes, tuple(plan.shapes[r] for r in node.refs),
+            factory_args = (node.attr, in_shapes, tuple(shapes[r] for r in node.refs),
                             tuple(np.dtype(d) for d in node.dtypes))
         else:
-            factory_args = (node.attr, in_shapes, plan.shapes[step.node], np.dtype(node.dtype))
+            dtype = dtypes.get(node.dtype)
+            if dtype is None:
+                dtype = dtypes[node.dtype] = np.dtype(node.dtype)
+            factory_args = (node.attr, in_shapes, shapes[step.node], dtype)
         extra: dict[str, object] = {"binder": bind_body} if op.bodies else {}
         if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
             extra["workspace"] = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]

@@ -11,17 +11,27 @@ def format_node_line(n: Node) -> str:
     """``fc1 = linear(x, fc1.W, fc1.b)  (?, 128) float32  # op @ model.py:12``; a multi-output node
     names each output: ``s, s:1 = split(x, axis=1, sizes=(2, 3))  (?, 2) float32, (?, 3) float32``."""
     args = ", ".join(n.inputs)
-    attrs = ", ".join(f"{k}={v}" for k, v in n.attrs)
+    attrs = ", ".join(f"{k}={_attr_text(v)}" for k, v in n.attrs)
     call = f"{n.op}({args}{', ' if args and attrs else ''}{attrs})"
     types = ", ".join(f"{format_shape(s)} {d}" for s, d in zip(n.shapes, n.dtypes, strict=True))
     return f"{', '.join(n.refs)} = {call}  {types}  # {n.kind.value} @ {n.origin}"
 
 
-def format_ir(ir: IR) -> str:
-    """Every node on one line, in order, then the outputs."""
-    lines = [f"graph {ir.name} ({len(ir.nodes)} nodes)"]
-    lines += ["  " + format_node_line(n) for n in ir.nodes if n.op != "scalar"]
-    lines.append(f"  outputs: {', '.join(ir.outputs)}")
+def _attr_text(v: object) -> object:
+    """An attribute as printed: a sub-graph by name and size (``format_ir`` prints it below its node)."""
+    return f"<{v.name}: {len(v.nodes)} nodes>" if isinstance(v, IR) else v
+
+
+def format_ir(ir: IR, indent: str = "") -> str:
+    """Every node on one line, in order, then the outputs; a node's sub-graphs (a scan's body) follow
+    it, indented."""
+    lines = [f"{indent}graph {ir.name} ({len(ir.nodes)} nodes)"]
+    for n in ir.nodes:
+        if n.op == "scalar":
+            continue
+        lines.append(f"{indent}  {format_node_line(n)}")
+        lines += [format_ir(v, indent + "    ") for _, v in n.attrs if isinstance(v, IR)]
+    lines.append(f"{indent}  outputs: {', '.join(ir.outputs)}")
     return "\n".join(lines)
 
 

@@ -80,6 +80,8 @@ class GradContext:
     #: The autodiff pass itself, for rules that differentiate a sub-graph (scan):
     #: ``vjp(ir, cotangents, wrt) -> (ir, {wrt: gradient value})`` (see passes/autodiff.py).
     vjp: Callable[..., Any] | None = None
+    #: Per input, whether the autodiff pass uses its gradient (empty: all); a rule may skip the others.
+    needed: tuple[bool, ...] = ()
 
     def apply(self, op: str, *inputs: Tensor | float, **attrs: Any) -> Tensor:
         """Add a gradient node computing ``op`` of ``inputs``."""

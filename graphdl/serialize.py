@@ -73,6 +73,8 @@ _CHUNK = 1 * MiB
 def _jsonable(v: Any) -> Any:
     if isinstance(v, tuple | list):
         return [_jsonable(x) for x in v]
+    if isinstance(v, IR):  # a sub-graph (a scan's body): an object like graph.json's top level
+        return graph_to_json(v)
     return v
 
 
@@ -373,7 +375,23 @@ def _check_shape(where: str, shape: Any, limits: Limits, known: bool) -> tuple[i
     return tuple(shape)
 
 
-def _check_node(d: Any, index: int, version: int, limits: Limits) -> Node:
+#: How deeply sub-graphs (a scan inside a scan's body) may nest in a file.
+MAX_NESTING = 8
+
+
+def _body_from_json(where: str, key: str, value: Any, version: int, limits: Limits, depth: int) -> IR:
+    """A sub-graph attribute, checked like the top-level graph (same schema, shapes re-derived)."""
+    if depth >= MAX_NESTING:
+        raise ValueError(f"{where}: sub-graphs nest more than {MAX_NESTING} deep")
+    if not isinstance(value, dict) or "objective" in value:
+        raise ValueError(f"{where}: attribute '{key}' must be a sub-graph object with name, nodes and outputs")
+    try:
+        return _reinfer(graph_from_json(value, version, limits, depth=depth + 1))
+    except ModelFileError as e:
+        raise ValueError(f"{where}: in its sub-graph '{key}': {e}") from None
+
+
+def _check_node(d: Any, index: int, version: int, limits: Limits, depth: int = 0) -> Node:
     if not isinstance(d, dict):
         raise ValueError(f"node #{index} must be an object, got {type(d).__name__}")
     problem = name_problem(d.get("name"))
@@ -430,6 +448,8 @@ def _check_node(d: Any, index: int, version: int, limits: Limits) -> Node:
             raise ValueError(f"{where}: {op.name} takes {op.arity} inputs, got {len(inputs)}")
         if op.writes and kind is not NodeKind.UPDATE:
             raise ValueError(f"{where}: {op.name} writes into its inputs, so its kind must be 'update'")
+        attrs = {k: _body_from_json(where, k, v, version, limits, depth) if k in op.bodies else v
+                 for k, v in attrs.items()}
         problems = attr_problems(op, attrs, complete=version >= 2)
         if problems:
             raise ValueError(f"{where} ({op.name}): {'; '.join(problems)}")
@@ -451,7 +471,8 @@ def _check_node(d: Any, index: int, version: int, limits: Limits) -> Node:
                 dtype=dtype, origin=origin, extra=tuple(extra))
 
 
-def graph_from_json(data: Any, version: int = FORMAT_VERSION, limits: Limits = DEFAULT_LIMITS) -> IR:
+def graph_from_json(data: Any, version: int = FORMAT_VERSION, limits: Limits = DEFAULT_LIMITS, *,
+                    depth: int = 0) -> IR:
     """Rebuild the IR from ``graph_to_json`` data, checking it against the schema in docs/FORMAT.md:
     every key and type, node kinds and ops, attributes per op, unique names, inputs that exist.
     Anything else raises ModelFileError (without a path; ``read`` adds it)."""
@@ -466,7 +487,7 @@ def graph_from_json(data: Any, version: int = FORMAT_VERSION, limits: Limits = D
         raw = data["nodes"]
         if not isinstance(raw, list) or not 0 < len(raw) <= limits.nodes:
             raise ValueError(f"nodes must be a non-empty list of at most {limits.nodes:,} nodes")
-        nodes = tuple(_check_node(d, i, version, limits) for i, d in enumerate(raw))
+        nodes = tuple(_check_node(d, i, version, limits, depth) for i, d in enumerate(raw))
         names = {n.name: 1 + len(n.extra) for n in nodes}  # name -> number of outputs
         if len(names) != len(nodes):
             seen: set[str] = set()
@@ -482,7 +503,10 @@ def graph_from_json(data: Any, version: int = FORMAT_VERSION, limits: Limits = D
             if absent:
                 raise ValueError(f"node {n.describe()} reads '{absent[0][:60]}', which is not a value of the graph")
         outputs = data["outputs"]
-        if (not isinstance(outputs, list) or not outputs or not all(exists(o) for o in outputs)
+        if depth:  # a sub-graph's outputs (a scan body's new carries and ys) may repeat a value or be none
+            if not isinstance(outputs, list) or not all(exists(o) for o in outputs):
+                raise ValueError("outputs must be a list of values of the sub-graph (node or node:k)")
+        elif (not isinstance(outputs, list) or not outputs or not all(exists(o) for o in outputs)
                 or len(set(outputs)) != len(outputs)):
             raise ValueError("outputs must be a non-empty list of distinct values of the graph (node or node:k)")
         objective = data.get("objective")

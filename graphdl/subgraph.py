@@ -117,11 +117,9 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     seqs, xs_seq = ([], False) if xs is None else _as_list(xs, "xs", where)
     if xs is None and length is None:
         raise GraphError(f"scan{where}: without xs, give the number of steps as length=")
-    outer = (carries + seqs)[0].graph if carries + seqs else None
-    if outer is None:
-        from graphdl.graph import current_graph
-
-        outer = current_graph()
+    if not carries + seqs:
+        raise GraphError(f"scan{where}: give at least one Tensor as init or xs")
+    outer = (carries + seqs)[0].graph
     outer = outer.redirect or outer  # a scan inside a body being traced
     steps = length
     for k, s in enumerate(seqs):
@@ -167,7 +165,7 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     others = [n for n in b.nodes.values() if n.kind is not NodeKind.PLACEHOLDER]
     ir = IR(b.name, tuple(placeholders + others), tuple(t.name for t in (*new_c, *ys)))
     attrs = {"body": ir, "carries": len(carries), "xs": len(seqs), "reverse": bool(reverse),
-             "length": length, "history": False}
+             "length": length}
     outs = outer.apply_multi("scan", [*carries, *seqs, *captures], attrs, name=name)
     final = tuple(outs[:len(carries)])
     stacked = tuple(outs[len(carries):])

@@ -131,8 +131,35 @@ def to_dot(obj: Any, *, show_scalars: bool = False, group: str = "auto", hide: t
             if src not in hidden:  # an edge from a multi-output node is labelled with the output it carries
                 port = {"taillabel": f":{k}", "fontsize": "8"} if by_name[src].extra else {}
                 dot.edge(_node_id(src), _node_id(n.name), **port)
+        _draw_bodies(dot, n, _node_id(n.name))
     _legend(dot, {n.kind for n in drawn})
     return dot
+
+
+def _draw_bodies(dot: Any, owner: Any, owner_id: str) -> None:
+    """Each sub-graph of ``owner`` (a scan's body) as a cluster of its own nodes, tied to ``owner`` by
+    dashed edges into the body's inputs; nested bodies recurse."""
+    for key, body in owner.attrs:
+        if not isinstance(body, IR):
+            continue
+        prefix = f"{owner_id}__{key}__"
+        inner = body.node_map()
+        with dot.subgraph(name=f"cluster_{prefix}") as sub:
+            sub.attr(label=f"{key} of {owner.name} ({body.name})", style="dashed", fontsize="10")
+            for m in body.nodes:
+                if m.op == "scalar":
+                    continue
+                extra = {"penwidth": "2"} if m.name in body.outputs else {}
+                sub.node(prefix + _node_id(m.name), _label(m), fillcolor=COLORS[m.kind],
+                         tooltip=f"{m.kind.value} @ {m.origin}", **extra)
+                for i in m.inputs:
+                    src = parse_ref(i)[0]
+                    if inner[src].op != "scalar":
+                        sub.edge(prefix + _node_id(src), prefix + _node_id(m.name))
+                _draw_bodies(sub, m, prefix + _node_id(m.name))
+            for m in body.nodes:
+                if m.kind is NodeKind.PLACEHOLDER:
+                    sub.edge(owner_id, prefix + _node_id(m.name), style="dashed", arrowhead="none")
 
 
 def layer_of(name: str, forward: set[str]) -> str:

@@ -128,8 +128,9 @@ def _backprop(ir: IR, b: Builder, contributions: dict[str, list[Tensor]], wrt: S
                 "differentiate a different objective or stop the path before this node"
             )
         outs = tuple(Tensor(b, r) for r in node.refs)
+        needed = tuple(node_of(i) in on_path and k not in op.nondiff for k, i in enumerate(node.inputs))
         ctx = GradContext(node, tuple(Tensor(b, i) for i in node.inputs), outs[0], gouts[0],
-                          dict(node.attrs), outs=outs, gouts=tuple(gouts), vjp=vjp)
+                          dict(node.attrs), outs=outs, gouts=tuple(gouts), vjp=vjp, needed=needed)
         results = list(op.grad(ctx))
         for k, (inp, r) in enumerate(zip(node.inputs, results, strict=False)):
             if r is None or node_of(inp) not in on_path or k in op.nondiff:

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from graphdl.ir import COMPUTED_KINDS, IR
+from graphdl.ir import COMPUTED_KINDS, IR, Node, NodeKind
 from graphdl.plan import BufferSlot, Plan, Step
-from graphdl.registry import get_op
+from graphdl.registry import OpDef, get_op
 
 ALIGN = 64
 
@@ -124,12 +124,14 @@ def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, 
     return offset, top
 
 
-def _workspace(nodes: list, steps: list[Step], shapes: Mapping[str, tuple[int, ...]]
+def _workspace(nodes: list, steps: list[Step], shapes: Mapping[str, tuple[int, ...]], ops: Mapping[str, OpDef]
                ) -> dict[int, list[tuple[tuple[str, str, int], int]]]:
     """Per step index, the scratch buffers its op declares: ((kind, node, k) key, aligned bytes)."""
     out: dict[int, list[tuple[tuple[str, str, int], int]]] = {}
+    if all(op.workspace is None for op in ops.values()):
+        return out
     for i, (n, step) in enumerate(zip(nodes, steps)):
-        op = get_op(step.op)
+        op = ops[step.op]
         if op.workspace is None:
             continue
         in_shapes = tuple(tuple(shapes[v]) for v in step.inputs)
@@ -145,45 +147,69 @@ def _workspace(nodes: list, steps: list[Step], shapes: Mapping[str, tuple[int, .
 
 def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool = True) -> Plan:
     """Schedule the computed nodes of ``ir`` (already in topological order) and give each an arena slot."""
-    nodes = [n for n in ir.nodes if n.kind in COMPUTED_KINDS]
+    nodes: list[Node] = []
+    feeds: list[str] = []
+    dtypes: dict[str, str] = {}  # of every value
+    for n in ir.nodes:
+        if n.kind in COMPUTED_KINDS:
+            nodes.append(n)
+            continue
+        dtypes.update(zip(n.refs, n.dtypes))
+        if n.kind is NodeKind.PLACEHOLDER:
+            feeds.append(n.name)
+    ops: dict[str, OpDef] = {}  # each op looked up once
+    itemsize: dict[str, int] = {}
     steps: list[Step] = []
     produced: dict[str, int] = {}
     last_use: dict[str, int] = {}
+    size: dict[str, int] = {}
+    buffer_of: dict[str, str] = {}  # value -> name of the value that first owned its buffer
     for i, n in enumerate(nodes):
-        op = get_op(n.op)
+        op = ops.get(n.op)
+        if op is None:
+            op = ops[n.op] = get_op(n.op)
         outs = () if op.effects.writes else n.refs  # one slot per output; a writing op has no output
         steps.append(Step(n.name, n.op, n.inputs, outs))
-        for out in outs:
-            produced[out] = i
-            last_use[out] = i
-        for k, v in enumerate(n.inputs):
-            if k not in op.shape_only:  # a shape-only read keeps nothing alive
+        if not outs:
+            dtypes.update(zip(n.refs, n.dtypes))
+        if op.shape_only:  # a shape-only read keeps nothing alive
+            for k, v in enumerate(n.inputs):
+                if k not in op.shape_only:
+                    last_use[v] = i
+        else:
+            for v in n.inputs:
                 last_use[v] = i
+        for out, d in zip(outs, n.dtypes):
+            produced[out] = last_use[out] = i
+            dtypes[out] = d
+            item = itemsize.get(d)
+            if item is None:
+                item = itemsize[d] = np.dtype(d).itemsize
+            size[out] = _align(math.prod(shapes[out]) * item)
+            buffer_of[out] = out
     end = len(steps)
     for o in ir.outputs:
         if o in produced:
             last_use[o] = end  # what the user can see is never reused
-    dtypes = {r: d for n in ir.nodes for r, d in zip(n.refs, n.dtypes, strict=True)}
-    size = {v: _align(_nbytes(shapes[v], dtypes[v])) for v in produced}
     # Kernels' scratch buffers: live during their own step only, so they share bytes with dead values
     # and with other steps' scratch, never with anything live at that step.
-    workspace = _workspace(nodes, steps, shapes)
+    workspace = _workspace(nodes, steps, shapes, ops)
 
-    # 1. In place: an output takes the buffer of an input that dies at this step, if its op allows.
-    buffer_of: dict[str, str] = {}  # value -> name of the value that first owned its buffer
-    for i, step in enumerate(steps):
-        for v in step.outputs:
-            buffer_of[v] = v
-        v = step.output  # only the first output may take an input's buffer
-        if v is None or not reuse:
-            continue
-        for k in get_op(step.op).inplace:
-            src = step.inputs[k] if k < len(step.inputs) else None
-            if (src in produced and last_use[src] == i and size[src] == size[v]
-                    and dtypes[src] == dtypes[v]
-                    and step.inputs.count(src) == 1):
-                buffer_of[v] = buffer_of[src]
-                break
+    # 1. In place: an output takes the buffer of an input that dies at this step, if its op allows
+    # (only the first output may take an input's buffer).
+    if reuse:
+        for i, step in enumerate(steps):
+            inplace = ops[step.op].inplace
+            if not inplace or not step.outputs:
+                continue
+            v = step.outputs[0]
+            for k in inplace:
+                src = step.inputs[k] if k < len(step.inputs) else None
+                if (src in produced and last_use[src] == i and size[src] == size[v]
+                        and dtypes[src] == dtypes[v]
+                        and step.inputs.count(src) == 1):
+                    buffer_of[v] = buffer_of[src]
+                    break
     # 2. Liveness of buffers: from the first writer to the last reader of any value they hold.
     start: dict[str, int] = {}
     stop: dict[str, int] = {}
@@ -245,7 +271,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         naive_bytes=sum(size.values()),
         workspace={steps[i].node: tuple(BufferSlot(offset[key], n) for key, n in ws) for i, ws in workspace.items()},
         lower_bound_bytes=lower,
-        feeds=tuple(n.name for n in ir.nodes if n.kind.value == "placeholder"),
+        feeds=tuple(feeds),
         outputs=ir.outputs,
         live_ranges={v: (produced[v], last_use[v]) for v in produced},
     )

@@ -1,9 +1,10 @@
-"""Run each training scan once: merge a scan with the copy its gradient made to keep the carries.
+"""Run each training scan once: merge a scan with the copy its gradient made to keep the residuals.
 
-The gradient rule of ``scan`` (graphdl/ops/scan.py) needs the carries entering every step, so it adds a
-copy of the forward node with ``history=True`` (same inputs, same body; extra outputs). This pass puts that
-copy in the place of the original and points the original's readers at it, so a training plan runs the
-loop once and stores its history, while an inference plan (no gradient) never stores any.
+The gradient rule of ``scan`` (graphdl/ops/scan.py) needs, per step, the forward values its VJP reads, so
+it adds a copy of the forward node whose body also outputs them (same inputs, same body nodes, the same
+outputs followed by the residuals, stacked like any ``y``). This pass puts that copy in the place of the
+original and points the original's readers at it, so a training plan runs the loop once and stores the
+residuals, while an inference plan (no gradient, so dead-code elimination dropped the copy) stores none.
 """
 
 from __future__ import annotations
@@ -14,32 +15,49 @@ from graphdl.ir import IR, Node, parse_ref, ref
 
 
 def _key(node: Node) -> tuple:
-    return node.inputs, tuple((k, v) for k, v in node.attrs if k != "history")
+    body = node.attr["body"]
+    return node.inputs, tuple((k, v) for k, v in node.attrs if k != "body"), body.name, body.nodes
 
 
 def merge_scan_history(ir: IR) -> IR:
-    """Replace each ``scan`` node by its ``history=True`` twin, moved to the original's position."""
-    keeping = {_key(n): n for n in ir.nodes if n.op == "scan" and n.attr.get("history")}
-    if not keeping:
-        return ir
-    moved: dict[str, Node] = {}  # original name -> twin
+    """Replace each ``scan`` node by the copy whose body gives the same outputs and more, moved to the
+    original's position under the original's name (the copy's inputs are the original's, so they are
+    defined there)."""
+    groups: dict[tuple, list[Node]] = {}
     for n in ir.nodes:
-        twin = keeping.get(_key(n)) if n.op == "scan" and not n.attr.get("history") else None
-        if twin is not None and twin.name not in {t.name for t in moved.values()}:
-            moved[n.name] = twin
+        if n.op == "scan":
+            groups.setdefault(_key(n), []).append(n)
+    moved: dict[str, Node] = {}  # original name -> the longer copy
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        longest = max(members, key=lambda m: len(m.attr["body"].outputs))
+        outs = longest.attr["body"].outputs
+        for m in members:
+            own = m.attr["body"].outputs
+            if m is not longest and outs[:len(own)] == own:
+                moved[m.name] = longest
     if not moved:
         return ir
-    skip = {t.name for t in moved.values()}
+    # The copy takes the place, name and kind of its first original; readers of either read it there.
+    keep: dict[str, Node] = {}  # original name -> the merged node
+    alias: dict[str, str] = {}  # node name -> the merged node's name
+    for name, twin in moved.items():
+        if twin.name not in alias:
+            orig = next(n for n in ir.nodes if n.name == name)
+            keep[name] = dataclasses.replace(twin, name=name, kind=orig.kind, origin=orig.origin)
+            alias[twin.name] = name
+        alias[name] = alias[twin.name]
 
     def target(value: str) -> str:
         node, k = parse_ref(value)
-        return ref(moved[node].name, k) if node in moved else value
+        return ref(alias[node], k) if node in alias else value
 
     nodes = []
     for n in ir.nodes:
-        if n.name in skip:
+        if n.name in alias and n.name not in keep:
             continue
-        n = moved.get(n.name, n)
+        n = keep.get(n.name, n)
         inputs = tuple(target(i) for i in n.inputs)
         nodes.append(n if inputs == n.inputs else dataclasses.replace(n, inputs=inputs))
     return ir.replace(nodes=tuple(nodes), outputs=tuple(target(o) for o in ir.outputs))

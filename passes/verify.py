@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from graphdl.errors import CompileError
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, parse_ref, ref
+from graphdl.ir import COMPUTED_KINDS, IR, Node, parse_ref, ref
 from graphdl.registry import get_op
+
+_UNSEEN = object()
 
 
 def _check_ref(value: str, seen: dict[str, Node], reader: str) -> None:
@@ -17,25 +19,33 @@ def _check_ref(value: str, seen: dict[str, Node], reader: str) -> None:
 
 
 def verify(ir: IR) -> IR:
-    """Raise CompileError if the graph is malformed; return it unchanged otherwise."""
-    seen: dict[str, Node] = {}
-    defined: set[str] = set()  # every reference to an output seen so far: the fast, common case
-    for n in ir.nodes:
-        if n.name in seen:
-            raise CompileError(f"node name '{n.name}' appears twice")
+    """Raise CompileError if the graph is malformed; return it unchanged otherwise.
+
+    One pass over the nodes with one set of the references defined so far (node names and ``node:k``):
+    the common case costs a set lookup per input. Anything unexpected is explained by ``_check_ref``
+    from the nodes before the offending one."""
+    defined: set[str] = set()
+    arity: dict[str, object] = {}  # op name -> its arity, looked up once per op
+    for position, n in enumerate(ir.nodes):
+        name = n.name
+        if name in defined:
+            raise CompileError(f"node name '{name}' appears twice")
         for i in n.inputs:
             if i not in defined:
-                _check_ref(i, seen, f"node {n.describe()}")
-        if n.kind not in STORED_KINDS and n.kind is not NodeKind.PLACEHOLDER:
-            op = get_op(n.op)
-            if op.arity is not None and len(n.inputs) != op.arity:
-                raise CompileError(f"node {n.describe()} has {len(n.inputs)} inputs; {n.op} takes {op.arity}")
-        seen[n.name] = n
-        defined.add(n.name)
+                _check_ref(i, {m.name: m for m in ir.nodes[:position]}, f"node {n.describe()}")
+        if n.kind in COMPUTED_KINDS:
+            expected = arity.get(n.op, _UNSEEN)
+            if expected is _UNSEEN:
+                expected = arity[n.op] = get_op(n.op).arity
+            if expected is not None and len(n.inputs) != expected:
+                raise CompileError(f"node {n.describe()} has {len(n.inputs)} inputs; {n.op} takes {expected}")
+        defined.add(name)
         if n.extra:
             defined.update(n.refs)
     for o in ir.outputs:
-        if parse_ref(o)[0] not in seen:
-            raise CompileError(f"output '{o}' is not a node of graph '{ir.name}'")
-        _check_ref(o, seen, "the output list")
+        if o not in defined:
+            seen = {m.name: m for m in ir.nodes}
+            if parse_ref(o)[0] not in seen:
+                raise CompileError(f"output '{o}' is not a node of graph '{ir.name}'")
+            _check_ref(o, seen, "the output list")
     return ir

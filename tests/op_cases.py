@@ -409,3 +409,21 @@ CASES += [
     Case("avg_pool2d_grad", [(1, 2, 3, 3), (1, 2, 7, 8)], {**_conv_attrs((2, 2), 3, (1, 1, 1, 1)), "ceil_mode": True,
                                                            "count_include_pad": False}, id="avg_pool2d_grad-ceil-excl"),
 ]
+
+
+def _scan_attrs(reverse: bool) -> dict:
+    """A traced body (a tanh RNN step reading a captured weight; y = h * x) as the scan node's attributes."""
+    import graphdl as gd
+
+    with gd.Graph("scan_case", dtype="float64"):
+        h = gd.placeholder("h", (2, 3))
+        xs = gd.placeholder("xs", (4, 2, 3))
+        w = gd.placeholder("w", (3, 3))
+        out, _ = gd.ops.scan(lambda c, x: (gd.ops.tanh(c @ w + x), c * x), h, xs, reverse=reverse)
+    return out.node.attr
+
+
+CASES += [
+    Case("scan", [(2, 3), (4, 2, 3), (3, 3)], _scan_attrs(False), id="scan-rnn"),
+    Case("scan", [(2, 3), (4, 2, 3), (3, 3)], _scan_attrs(True), id="scan-rnn-reverse"),
+]

@@ -118,11 +118,41 @@ def test_long_plans_run_in_chunks_with_the_same_results_and_errors(monkeypatch) 
         bad = gd.ops.log(gd.ops.neg(gd.ops.exp(h)))
     ex = gd.compile([h, bad])
     bound = ex.bound_plan({"x": (4,)})
-    assert bound.source.count("def make_chunk_") == -(-len(bound.plan.steps) // 3) > 2
+    assert bound.source.count("def chunk_") == -(-len(bound.plan.steps) // 3) > 2
     xv = np.linspace(-1, 1, 4)
     with np.errstate(invalid="ignore"):
         gen = [a.copy() for a in bound.run({"x": xv})]
         loop = [a.copy() for a in bound.run_loop({"x": xv})]
     np.testing.assert_array_equal(gen[0], loop[0])
     with np.errstate(invalid="raise"), pytest.raises(gd.ExecutionError, match=r"log at node 'log'"):
+        bound.run({"x": xv})
+
+
+def test_chunks_with_the_same_code_are_compiled_once_and_errors_name_their_own_node(monkeypatch) -> None:
+    import builtins
+
+    from graphdl import executor
+
+    compiled: list[str] = []
+
+    def counting_compile(src, filename, mode):
+        compiled.append(filename)
+        return builtins.compile(src, filename, mode)
+
+    monkeypatch.setattr(executor, "CHUNK", 2)
+    monkeypatch.setattr(executor, "compile", counting_compile, raising=False)
+    with gd.Graph("blocks", dtype="float64"):
+        x = gd.placeholder("x", (3,))
+        h = x
+        for c in (0.25, 0.5, 1.0, 0.125, 0.75):  # one chunk per block: sub, then sqrt
+            h = gd.ops.sqrt(h - c)
+    ex = gd.compile([h])
+    bound = ex.bound_plan({"x": (3,)})
+    assert [s.op for s in bound.steps] == ["sub", "sqrt"] * 5
+    assert bound.source.count("def chunk_") == 5 and len(compiled) == 1
+    xv = np.full(3, 100.0)
+    with np.errstate(invalid="raise"):
+        np.testing.assert_array_equal(bound.run({"x": xv})[0].copy(), bound.run_loop({"x": xv})[0])
+    xv = np.full(3, 2.0)  # sqrt(sqrt(2 - .25) - .5) - 1 < 0: the third block's sqrt fails, in chunk 2
+    with np.errstate(invalid="raise"), pytest.raises(gd.ExecutionError, match=r"sqrt at node 'sqrt_2' failed"):
         bound.run({"x": xv})

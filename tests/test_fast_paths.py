@@ -116,3 +116,29 @@ def test_blas_threads_set_and_restored() -> None:
     assert gd.get_num_threads() == before
     with pytest.raises(gd.GraphError, match="integer >= 1"):
         gd.set_num_threads(0)
+
+
+@pytest.mark.parametrize("shape", [(4, 64, 32), (3, 5, 7)], ids=["rows", "scalar"])
+def test_relu_and_relu_grad_row_and_scalar_paths_agree(shape: tuple) -> None:
+    """relu and relu_grad compare against a row of constants when the size allows (4*64*32 = 8192), else
+    against scalars (105 elements): same values, NaN kept, negative y masked, aliasing allowed."""
+    from graphdl.registry import get_op
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.flat[[0, 7]] = [np.nan, -0.0]
+    g = rng.standard_normal(shape).astype(np.float32)
+    dtype = np.dtype(np.float32)
+    relu = get_op("relu").kernel({}, (shape,), shape, dtype)
+    out = np.empty_like(x)
+    relu(x, out)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    relu_grad = get_op("relu_grad").kernel({}, (shape, shape), shape, dtype)
+    expected = np.where(x > 0, g, 0).astype(np.float32)
+    expected.flat[0] = np.nan
+    got = g.copy()
+    relu_grad(got, x, got)  # in place over g, y arbitrary (negative values too)
+    np.testing.assert_array_equal(got, expected)
+    strided = np.empty((*shape[:-1], 2 * shape[-1]), np.float32)[..., ::2]  # not contiguous: the scalar path
+    relu(x, strided)
+    np.testing.assert_array_equal(strided, np.maximum(x, 0))

@@ -22,7 +22,7 @@ LAYERS = {
     "graphdl.ir": 1, "graphdl.plan": 1,
     "graphdl.registry": 2, "graphdl.tensor": 2, "graphdl.dtypes": 2,
     "graphdl.ops": 3,
-    "graphdl.builder": 4,
+    "graphdl.builder": 4, "graphdl.subgraph": 4,
     "graphdl.printing": 5, "graphdl.graph": 5,
     "passes": 6, "graphdl.executor": 6, "graphdl.serialize": 6,
     "graphdl.executable": 7,
@@ -37,6 +37,8 @@ KNOWN_UPWARD = {
     ("graphdl.tensor", "graphdl.ops"),
     # gd.ops.scaled_dot_product_attention builds a constant mask with the user's Graph helpers.
     ("graphdl.ops.attention", "graphdl.graph"),
+    # gd.ops.scan traces its body with a sub-graph Builder (graphdl/subgraph.py) when called.
+    ("graphdl.ops", "graphdl.subgraph"),
 }
 
 

@@ -26,4 +26,5 @@ def test_failing_pass_is_named(mlp) -> None:
     with pytest.raises(gd.CompileError) as e:
         compile_graph(mlp.g.freeze(), CompileSpec((h.name,), gd.optim.SGD()))
     assert "must be a scalar" in str(e.value)
-    assert "compiler pass 'add_training' (after: select_outputs, set_mode)" in "".join(e.value.__notes__)
+    notes = "".join(e.value.__notes__)
+    assert "compiler pass 'add_training' (after: select_outputs, set_mode, pool_before_relu)" in notes

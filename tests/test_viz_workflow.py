@@ -87,7 +87,8 @@ def test_inference_picture_draws_what_the_plan_runs() -> None:
     assert "dropout" not in texts and "dropout.counter" not in texts
     assert "bn1.running_mean" in texts  # BatchNorm reads its running statistics at inference: drawn
     edges = [g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g") if g.get("class") == "edge"]
-    assert "n_pool->n_flatten" in edges  # dropout's input goes straight to its consumer
+    # dropout's input goes straight to its consumer (the ReLU: it runs after the pool, passes/reorder.py)
+    assert "n_relu->n_flatten" in edges and "n_pool->n_relu" in edges
     train_texts = _texts(gd.viz.to_svg(gd.compile([loss], optimizer=gd.optim.SGD(lr=0.1)), group="none"))
     assert "dropout" in train_texts and "dropout.counter" in train_texts
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graphdl.errors import GraphDLError, GraphError
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, node_of, value_info
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, node_of, parse_ref, ref, value_info
 from graphdl.registry import get_op
 
 if TYPE_CHECKING:
@@ -123,6 +123,50 @@ def same(op_type: str) -> Exporter:
     return export
 
 
+def export_body(ctx: ExportContext, owner: Node, body: IR, exporters: dict[str, Exporter]) -> Any:
+    """A sub-graph (a scan's body) as an ONNX GraphProto: node names prefixed by ``owner``'s so they never
+    meet outer names; the inputs after the scanned ones (captures) are Identity nodes reading the owner's
+    inputs from the outer scope; every output an Identity of its own (outputs may repeat a value)."""
+    prefix = f"{owner.name}/"
+
+    def rename(value: str) -> str:
+        node, k = parse_ref(value)
+        return ref(prefix + node, k)
+
+    nodes = tuple(dataclasses.replace(m, name=prefix + m.name, inputs=tuple(map(rename, m.inputs))) for m in body.nodes)
+    inner = ExportContext(ctx.onnx, ctx.opset, {m.name: m for m in nodes})
+    inner._names |= ctx._names
+    placeholders = [m for m in nodes if m.kind is NodeKind.PLACEHOLDER]
+    n_state = owner.attr["carries"] + owner.attr["xs"]
+    inputs = [_value_info(ctx.onnx, m.name, m.shape, m.dtype, [None] * len(m.shape)) for m in placeholders[:n_state]]
+    for m, outer in zip(placeholders[n_state:], owner.inputs[n_state:], strict=True):
+        inner.emit("Identity", [outer], m.name)
+    for m in nodes:
+        if m.kind is not NodeKind.PLACEHOLDER:
+            if m.op not in exporters:
+                raise ExportError(f"{owner.describe()}: its body's node {m.describe()} has no ONNX exporter")
+            exporters[m.op](inner, m)
+    outputs = []
+    for k, value in enumerate(map(rename, body.outputs)):
+        name = inner.emit("Identity", [value], inner.fresh(f"{prefix}out{k}"))
+        shape, dtype = value_info(inner.nodes, value)
+        outputs.append(_value_info(ctx.onnx, name, shape, dtype, [None] * len(shape)))
+    ctx._names |= inner._names
+    return ctx.onnx.helper.make_graph(inner.onnx_nodes, prefix + "body", inputs, outputs,
+                                      initializer=inner.initializers)
+
+
+def _reads(onnx_nodes: Sequence[Any]) -> set[str]:
+    """Every value name the nodes read, including from inside their sub-graphs (a Scan body's captures)."""
+    names = set()
+    for node in onnx_nodes:
+        names.update(node.input)
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                names |= _reads(attr.g.node)
+    return names
+
+
 def _tensor_type(onnx: Any, dtype: str) -> int:
     return onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
@@ -217,7 +261,7 @@ def to_model(source: Any, outputs: Sequence[Tensor | str] | None = None, opset: 
         shape, dtype = value_info(nodes, o)
         outs.append(_value_info(onnx, o, shape, dtype, _output_dims(shape)))
     # State only training reads (Dropout's counter) is not part of the inference model.
-    read = {i for node in ctx.onnx_nodes for i in node.input} | set(ir.outputs)
+    read = _reads(ctx.onnx_nodes) | set(ir.outputs)
     inits = [t for t in ctx.initializers if t.name in read]
     graph = onnx.helper.make_graph(ctx.onnx_nodes, ir.name, inputs, outs, initializer=inits)
     opsets = [onnx.helper.make_opsetid("", opset)]

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, Exporter, ExportError, registrar, same
+from graphdl.onnx.export import ExportContext, Exporter, ExportError, export_body, registrar, same
 from graphdl.ops.common import norm_axes
 
 EXPORTERS: dict[str, Exporter] = {}
@@ -599,3 +599,19 @@ from graphdl.onnx.math_exporters import MATH_EXPORTERS, MATH_TRAINING_ONLY  # no
 
 EXPORTERS.update(MATH_EXPORTERS)
 TRAINING_ONLY = TRAINING_ONLY | MATH_TRAINING_ONLY
+
+
+@exporter("scan")
+def _scan(ctx: ExportContext, n: Node) -> None:
+    """ONNX Scan: the body becomes its sub-graph (node names prefixed by the scan's), captures are read
+    from the outer scope through Identity nodes, and ``reverse`` scans inputs and stacks outputs backwards
+    (so ys stay aligned with xs, as in graphdl)."""
+    a = n.attr
+    nc, nx = a["carries"], a["xs"]
+    if nx == 0:
+        raise ExportError(f"{n.describe()}: a scan without xs (length={a['length']}) has no ONNX Scan form; "
+                          "pass the steps as xs")
+    body = export_body(ctx, n, a["body"], EXPORTERS)
+    ny = len(a["body"].outputs) - nc
+    ctx.emit("Scan", n.inputs[:nc + nx], n.name, outputs=list(n.refs), body=body, num_scan_inputs=nx,
+             scan_input_directions=[int(a["reverse"])] * nx, scan_output_directions=[int(a["reverse"])] * ny)

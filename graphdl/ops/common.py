@@ -13,6 +13,11 @@ from graphdl.registry import InputValueError, fail
 
 def broadcast(*shapes: Shape) -> Shape:
     """NumPy broadcasting over symbolic shapes (``None`` = unknown batch dimension)."""
+    arrays = [s for s in shapes if s]
+    if not arrays:
+        return ()
+    if all(s == arrays[0] for s in arrays):  # the common case: equal shapes and scalars broadcast to it
+        return tuple(arrays[0])
     ndim = max(len(s) for s in shapes)
     out: list[int | None] = []
     for i in range(ndim):

@@ -59,6 +59,11 @@ def blas_status() -> dict[str, object]:
     return {"found": bool(_CBLAS), "library": _CBLAS_PATH, "searched": PATTERN}
 
 
+def has_blas(dtype: np.dtype) -> bool:
+    """Whether ``make_gemm`` calls BLAS for this dtype (else it falls back to NumPy with a temporary)."""
+    return np.dtype(dtype) in _CBLAS
+
+
 def _report_missing() -> None:
     if not _warned:
         _warned.append(True)

@@ -8,22 +8,22 @@ the body in graphdl/subgraph.py). Its attributes hold the body as data, an ``IR`
 - ``carries`` (how many inputs are initial carries), ``xs`` (how many are scanned sequences); the
   remaining inputs are captures: outer values the body reads, the same at every step.
 - ``reverse``: scan from the last time step; ``length``: the number of steps when there are no ``xs``.
-- ``history``: also output, per carry, the stacked carries entering each step (what the gradient needs).
 
-Outputs: the final carries, the stacked ``y`` (a new leading axis aligned with ``xs``), then with
-``history`` the stacked carries. The kernel binds the body once for its concrete shapes (its own plan
-and arena, through the ``binder`` the executor passes in) and runs that bound plan once per step.
+Outputs: the final carries, then the stacked ``y`` (a new leading axis aligned with ``xs``). The kernel
+binds the body once for its concrete shapes (its own plan and arena, through the ``binder`` the executor
+passes in) and runs that bound plan once per step.
 The gradient is another scan, running the other way, whose body is the body's vector-Jacobian product.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, value_info
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, make_attrs, node_of, parse_ref, value_info
 from graphdl.registry import AttrSpec, Bool, GradContext, Int, OpDef, RuleError, fail, get_op, infer, register
 
 
@@ -56,8 +56,12 @@ def body_values(body: IR, in_shapes: Sequence[Shape], in_dtypes: Sequence[str] |
         elif n.kind is NodeKind.PLACEHOLDER or (n.kind in STORED_KINDS and n.op != "scalar"):
             fail(f"body node '{n.name}' ({n.kind.value}) is not an input; a body reads outer values as inputs")
         else:
+            op = get_op(n.op)
+            if not op.effects.pure or op.modal:
+                fail(f"body node '{n.name}' ({n.op}) has effects or depends on the training mode; a body must be "
+                     "pure (apply dropout and updates outside the scan)")
             ins = [info[i] if i in info else value_info(by_name, i) for i in n.inputs]
-            shapes, dtypes = infer(get_op(n.op), tuple(s for s, _ in ins), tuple(d for _, d in ins), n.attr)
+            shapes, dtypes = infer(op, tuple(s for s, _ in ins), tuple(d for _, d in ins), n.attr)
             info.update(zip(n.refs, zip(shapes, dtypes, strict=True), strict=True))
     return info
 
@@ -96,11 +100,7 @@ def _scan_info(shapes: Sequence[Shape], dtypes: Sequence[str] | None, attrs: dic
             fail(f"the body's carry {k} comes out {format_shape(shape)} but goes in {format_shape(want)}",
                  "return a new carry of the same shape as the old one")
     out_shapes = [shapes[k] for k in range(nc)] + [(steps, *s) for s, _ in outs[nc:]]
-    out_dtypes = [d for _, d in outs]
-    if attrs.get("history"):
-        out_shapes += [(steps, *shapes[k]) for k in range(nc)]
-        out_dtypes += out_dtypes[:nc]
-    return out_shapes, out_dtypes
+    return out_shapes, [d for _, d in outs]
 
 
 def _shape(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> tuple[Shape, ...]:
@@ -119,6 +119,8 @@ Binder = Callable[[IR, dict[str, tuple[int, ...]]], Any]
 
 def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_shapes: tuple[tuple[int, ...], ...],
             dtypes: tuple[np.dtype, ...], binder: Binder | None = None) -> Callable[..., None]:
+    """Bind the body once for these shapes; each call copies the captures and initial carries in, then per
+    step copies the time slices in, runs the bound body and copies its ys and new carries out."""
     if binder is None:
         raise RuleError("the scan kernel needs the executor's binder to compile its body")
     body: IR = attrs["body"]
@@ -130,40 +132,38 @@ def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_s
     bound = binder(body, feed)
     slots = [bound.arrays[n.name] for n in inputs]
     carry_in, x_in, cap_in = slots[:nc], slots[nc:nc + nx], slots[nc + nx:]
-    body_out = bound.outputs
-    new_carry, y_out = body_out[:nc], body_out[nc:]
-    # A new carry that is another carry's input slot (a swap) must be staged before the copies.
-    staged = any(o is c for o in new_carry for c in carry_in) and [np.empty_like(c) for c in carry_in]
+    new_carry, y_out = bound.outputs[:nc], bound.outputs[nc:]
+    carry_copies = [(slot, value) for slot, value in zip(carry_in, new_carry) if slot is not value]
+    if any(value is c for _, value in carry_copies for c in carry_in):  # carries swap: stage them first
+        staged = [np.empty_like(value) for _, value in carry_copies]
+        carry_copies = [*zip(staged, (v for _, v in carry_copies)), *zip((s for s, _ in carry_copies), staged)]
     run_body = bound.compute
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     copyto = np.copyto
+    # Per step, the (destination, source) copies before and after the body, as views of the arrays the
+    # kernel is called with; a bound plan always passes the same arrays, so they are built once.
+    cached: list[Any] = [(), []]
+
+    def schedule(xs: tuple[np.ndarray, ...], ys: tuple[np.ndarray, ...]) -> list[tuple[list, list]]:
+        return [([(slot, x[t, ...]) for slot, x in zip(x_in, xs)],
+                 [(y[t, ...], value) for y, value in zip(ys, y_out)] + carry_copies) for t in order]
 
     def scan(*args: np.ndarray) -> None:
-        init, xs, caps = args[:nc], args[nc:nc + nx], args[nc + nx:n_in]
-        outs = args[n_in:]
-        final, ys, hist = outs[:nc], outs[nc:nc + ny], outs[nc + ny:]
-        for slot, value in zip(cap_in, caps):
+        key, plan = cached
+        if len(key) != len(args) or any(a is not b for a, b in zip(key, args)):
+            plan = schedule(args[nc:nc + nx], args[n_in + nc:])
+            cached[:] = [args, plan]
+        for slot, value in zip(cap_in, args[nc + nx:n_in]):
             copyto(slot, value)
-        for slot, value in zip(carry_in, init):
+        for slot, value in zip(carry_in, args[:nc]):
             copyto(slot, value)
-        for t in order:
-            for h, c in zip(hist, carry_in):
-                h[t] = c
-            for slot, x in zip(x_in, xs):
-                slot[...] = x[t]
+        for before, after in plan:  # ``dst[...] = src`` costs about half of np.copyto on small arrays
+            for dst, src in before:
+                dst[...] = src
             run_body()
-            for y, value in zip(ys, y_out):
-                y[t] = value
-            if staged:
-                for s, value in zip(staged, new_carry):
-                    copyto(s, value)
-                for slot, s in zip(carry_in, staged):
-                    copyto(slot, s)
-            else:
-                for slot, value in zip(carry_in, new_carry):
-                    if slot is not value:
-                        copyto(slot, value)
-        for out, c in zip(final, carry_in):
+            for dst, src in after:
+                dst[...] = src
+        for out, c in zip(args[n_in:n_in + nc], carry_in):
             copyto(out, c)
 
     return scan
@@ -173,91 +173,139 @@ def _floating(dtype: str) -> bool:
     return np.issubdtype(np.dtype(dtype), np.floating)
 
 
-def _grad(c: GradContext) -> list[Any]:
-    """The reverse scan: carries are the carries' cotangents and the captures' accumulated gradients;
-    its xs are the forward's per-step carries (the history), the xs and the ys' cotangents."""
-    from graphdl.builder import Builder  # the reverse body is built like any graph (tests/test_imports.py)
+class _Nodes:
+    """A sub-graph under construction from plain nodes (the reverse body): fresh names, and each new node's
+    shape and dtype from its op's rules."""
 
+    def __init__(self, nodes: Sequence[Node] = (), reserved: Sequence[str] = ()) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self.reserved = set(reserved)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.nodes or name in self.reserved:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def placeholder(self, base: str, shape: Shape, dtype: str, origin: str) -> str:
+        name = self.fresh(base)
+        self.nodes[name] = Node(name, NodeKind.PLACEHOLDER, "placeholder", shape=shape, dtype=dtype, origin=origin)
+        return name
+
+    def apply(self, op: str, inputs: Sequence[str | float], origin: str) -> str:
+        dtype = next(value_info(self.nodes, i)[1] for i in inputs if isinstance(i, str))
+        refs = [i if isinstance(i, str) else self.scalar(i, dtype) for i in inputs]
+        infos = [value_info(self.nodes, i) for i in refs]
+        shapes, dtypes = infer(get_op(op), tuple(s for s, _ in infos), tuple(d for _, d in infos), {})
+        name = self.fresh(f"acc/{op}")
+        self.nodes[name] = Node(name, NodeKind.GRADIENT, op, tuple(refs), (), shapes[0], dtypes[0], origin)
+        return name
+
+    def scalar(self, value: float, dtype: str) -> str:
+        name = self.fresh("acc/scalar")
+        self.nodes[name] = Node(name, NodeKind.CONSTANT, "scalar", (), make_attrs({"value": value, "dtype": dtype}),
+                                (), dtype)
+        return name
+
+
+def _grad(c: GradContext) -> list[Any]:
+    """The reverse scan. Its body is the forward body's VJP with the forward values it reads (the
+    residuals, as in JAX's partial evaluation) fed in per step instead of recomputed: the forward scan is
+    repeated with the residuals as extra stacked ys (passes/scan_history.py then runs that copy in the
+    original's place, so a training plan loops forward once). Its carries are the carries' cotangents
+    and the captures' gradients summed over time; its xs the stacked residuals, the xs it reads and the
+    ys' cotangents."""
     if c.vjp is None:
         raise RuleError("the scan gradient needs the autodiff pass's vjp")
     a = c.attrs
     body: IR = a["body"]
     nc, nx = a["carries"], a["xs"]
     n_in, ny = len(c.inputs), len(body.outputs) - nc
-    xs, caps = c.inputs[nc:nc + nx], c.inputs[nc + nx:]
-    if a.get("history"):
-        hist = list(c.outs[nc + ny:])
-    else:  # the same loop again, keeping its carries; passes/scan_history.py merges the two forward nodes
-        outs = c.apply_multi("scan", *c.inputs, **{**a, "history": True})
-        hist = outs[nc + ny:]
     inputs = body_inputs(body, n_in)
+    names = [n.name for n in inputs]
     fc = [k for k in range(nc) if _floating(inputs[k].dtype)]
-    fx = [k for k in range(nc, nc + nx) if _floating(inputs[k].dtype)]
-    fp = [k for k in range(nc + nx, n_in) if _floating(inputs[k].dtype)]
+    # The carries' cotangents always flow back through time; the xs' and captures' only where needed.
+    needed = c.needed or (True,) * n_in
+    fx = [k for k in range(nc, nc + nx) if _floating(inputs[k].dtype) and needed[k]]
+    fp = [k for k in range(nc + nx, n_in) if _floating(inputs[k].dtype) and needed[k]]
     fy = [k for k in range(ny) if c.gouts[nc + k] is not None and _floating(c.outs[nc + k].dtype)]
+    origin = c.node.origin
 
-    # The reverse body: cotangent placeholders first, then the forward body, then its VJP.
-    b = Builder(f"{body.name}/vjp", body.nodes[0].dtype if body.nodes else "float32")
-    b.default_kind = NodeKind.GRADIENT
-
-    def slot(base: str, like: Node) -> str:
-        name = b.fresh(base)
-        b.add_node(Node(name, NodeKind.PLACEHOLDER, "placeholder", shape=like.shape, dtype=like.dtype,
-                        origin=like.origin))
-        return name
-
-    g_carry = [slot("d_" + inputs[k].name, inputs[k]) for k in fc]
-    g_acc = [slot("sum_d_" + inputs[k].name, inputs[k]) for k in fp]
+    # 1. The VJP of one step: new inputs (cotangents, running sums of the captures' gradients), then it.
+    b = _Nodes(reserved=[n.name for n in body.nodes])
     info = body_values(body, [n.shape for n in inputs])
-    g_y = []
-    for k in fy:
-        shape, dtype = info[body.outputs[nc + k]]
-        g_y.append(slot(f"d_y{k}", Node("y", NodeKind.PLACEHOLDER, "placeholder", shape=shape, dtype=dtype)))
-    for n in body.nodes:
-        if n.name in b.nodes:
-            raise RuleError(f"body node name '{n.name}' clashes with a gradient input")
-        b.add_node(n)
+    g_carry = [b.placeholder("d_" + names[k], inputs[k].shape, inputs[k].dtype, origin) for k in fc]
+    g_acc = [b.placeholder("sum_d_" + names[k], inputs[k].shape, inputs[k].dtype, origin) for k in fp]
+    g_y = [b.placeholder(f"d_y{k}", *info[body.outputs[nc + k]], origin) for k in fy]
+    news = list(b.nodes.values())
     pairs = [(body.outputs[k], g) for k, g in zip(fc, g_carry)] + [(body.outputs[nc + k], g) for k, g in zip(fy, g_y)]
-    wrt = [inputs[k].name for k in (*fc, *fx, *fp)]
+    ir, grads = IR(body.name, (*news, *body.nodes)), {}
     if pairs:
-        ir, grads = c.vjp(b.freeze(), pairs, wrt)
-    else:
-        ir, grads = b.freeze(), {}
-    b2 = Builder(ir.name, b.dtype, ir.nodes)
-    b2.default_kind = NodeKind.GRADIENT
-    b2.scope = "acc/"
+        ir, grads = c.vjp(ir, pairs, [names[k] for k in (*fc, *fx, *fp)])  # zeros where nothing flows
+    b = _Nodes(ir.nodes)
 
     def grad_of(k: int) -> str:
-        if inputs[k].name in grads:
-            return grads[inputs[k].name]
-        return b2.apply("expand_like", [0.0, b2.tensor(inputs[k].name)]).name
+        return grads.get(names[k]) or b.apply("expand_like", [0.0, names[k]], origin)
 
     outputs = [grad_of(k) for k in fc]
-    outputs += [b2.apply("add", [b2.tensor(acc), b2.tensor(grad_of(k))]).name for acc, k in zip(g_acc, fp)]
+    outputs += [b.apply("add", [acc, grad_of(k)], origin) for acc, k in zip(g_acc, fp)]
     outputs += [grad_of(k) for k in fx]
-    # Placeholders first, in the reverse scan's input order: carries, xs, captures.
-    order = [*g_carry, *g_acc, *(inputs[k].name for k in fc), *(inputs[k].name for k in range(nc, nc + nx)),
-             *g_y, *(inputs[k].name for k in range(nc + nx, n_in))]
-    nodes = b2.nodes
-    firsts = [nodes[name] for name in order]
-    rest = [n for n in nodes.values() if n.name not in set(order)]
-    rev = IR(f"{body.name}/vjp", tuple(firsts + rest), tuple(outputs))
-    if any(n.kind is NodeKind.PLACEHOLDER for n in rest):  # a body input no step reads
-        raise RuleError("the reverse scan body has an unexpected placeholder")
+
+    # 2. Residuals: the forward values the VJP reads, other than the xs' slices and the captures.
+    forward = body.node_map()
+    live = set(map(node_of, outputs))  # the VJP's nodes the outputs need (a rule may build more)
+    for n in reversed(list(b.nodes.values())):
+        if n.name in live and n.name not in forward:
+            live.update(map(node_of, n.inputs))
+    added = [n for n in b.nodes.values() if n.name not in forward and n.name in live]
+    read = dict.fromkeys([*(i for n in added for i in n.inputs), *outputs])
+    fixed = set(names[nc:])
+    residuals = [r for r in read if parse_ref(r)[0] in forward and parse_ref(r)[0] not in fixed
+                 and forward[parse_ref(r)[0]].op != "scalar"]
+    used = {parse_ref(r)[0] for r in read}
+    used_x = [k for k in range(nc, nc + nx) if names[k] in used] or list(range(nc, min(nc + 1, nc + nx)))
+    used_p = [k for k in range(nc + nx, n_in) if names[k] in used]
+    ys_now = list(body.outputs[nc:])
+    extra = [r for r in residuals if r not in ys_now]
+    stacked = list(c.outs[nc:])
+    if extra:
+        twin = IR(body.name, body.nodes, (*body.outputs, *extra))
+        stacked = c.apply_multi("scan", *c.inputs, **{**a, "body": twin})[nc:]
+        ys_now += extra
+
+    # 3. The reverse body: residuals become placeholders (a carry entering the step already is one).
+    rename: dict[str, str] = {}
+    res_nodes = []
+    for r in residuals:
+        node, k = parse_ref(r)
+        if forward[node].kind is NodeKind.PLACEHOLDER:
+            res_nodes.append(forward[node])
+            continue
+        name = node if k == 0 else b.fresh(f"{node}.{k}")
+        rename[r] = name
+        res_nodes.append(Node(name, NodeKind.PLACEHOLDER, "placeholder", shape=info[r][0], dtype=info[r][1],
+                              origin=forward[node].origin))
+    scalars = [forward[n] for n in used if n in forward and forward[n].op == "scalar"]
+    body_nodes = [
+        *(b.nodes[n] for n in (*g_carry, *g_acc)), *res_nodes, *(forward[names[k]] for k in used_x),
+        *(b.nodes[n] for n in g_y), *(forward[names[k]] for k in used_p), *scalars,
+        *(n if not rename else dataclasses.replace(n, inputs=tuple(rename.get(i, i) for i in n.inputs))
+          for n in added if n.kind is not NodeKind.PLACEHOLDER)]
+    rev = IR(f"{body.name}/vjp", tuple(body_nodes), tuple(rename.get(o, o) for o in outputs))
 
     def zero_like(t: Any) -> Any:
         return c.apply("expand_like", 0.0, t)
 
     init = [c.gouts[k] if c.gouts[k] is not None else zero_like(c.outs[k]) for k in fc]
-    init += [zero_like(caps[k - nc - nx]) for k in fp]
-    seq = [hist[k] for k in fc] + list(xs) + [c.gouts[nc + k] for k in fy]
-    res = c.apply_multi("scan", *init, *seq, *caps, body=rev, carries=len(init), xs=len(seq), reverse=not a["reverse"],
-                        length=a.get("length"), history=False)
+    init += [zero_like(c.inputs[k]) for k in fp]
+    seq = [stacked[ys_now.index(r)] for r in residuals] + [c.inputs[k] for k in used_x]
+    seq += [c.gouts[nc + k] for k in fy]
+    res = c.apply_multi("scan", *init, *seq, *(c.inputs[k] for k in used_p), body=rev, carries=len(init),
+                        xs=len(seq), reverse=not a["reverse"], length=a.get("length"))
     result: list[Any] = [None] * n_in
-    for j, k in enumerate(fc):
+    for j, k in enumerate((*fc, *fp)):
         result[k] = res[j]
-    for j, k in enumerate(fp):
-        result[k] = res[len(fc) + j]
     for j, k in enumerate(fx):
         result[k] = res[len(init) + j]
     return result
@@ -267,6 +315,6 @@ SCAN = register(OpDef(
     "scan", _shape, _kernel, grad=_grad, dtype=_dtype, multi_output=True, bodies=("body",),
     attr_schema={"body": AttrSpec("graph"),
                  "carries": Int(low=0), "xs": Int(low=0), "reverse": Bool(False),
-                 "length": Int(None, low=0, nullable=True), "history": Bool(False)},
+                 "length": Int(None, low=0, nullable=True)},
     doc="A loop over the leading axis of ``xs`` with a sub-graph body (see gd.ops.scan).",
 ))

@@ -1,0 +1,90 @@
+"""conv2d and its two gradient kernels against a direct NumPy reference, on both im2col paths
+(same-size stride-1 runs, and the general strided one), with workspace full of stale values as the
+arena leaves it, and called twice (a kernel must not depend on what its last call left behind)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from graphdl.ops import conv
+from graphdl.registry import get_op
+
+
+def _attrs(k: tuple, stride: int = 1, pad: tuple = (0, 0, 0, 0), dil: int = 1, groups: int = 1) -> dict:
+    return {"kernel": k, "stride": (stride, stride), "padding": pad, "dilation": (dil, dil), "groups": groups}
+
+
+def reference(x: np.ndarray, w: np.ndarray, attrs: dict) -> np.ndarray:
+    """Cross-correlation by one einsum per kernel offset over a zero-padded copy."""
+    (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = (attrs["kernel"], attrs["stride"], attrs["dilation"],
+                                                      attrs["padding"])
+    g = attrs["groups"]
+    n, c, h, wd = x.shape
+    xp = np.zeros((n, c, h + pt + pb, wd + pl + pr))
+    xp[:, :, pt:pt + h, pl:pl + wd] = x
+    ho = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    wo = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    co = w.shape[0]
+    out = np.zeros((n, co, ho, wo))
+    for gi in range(g):
+        cin = slice(gi * c // g, (gi + 1) * c // g)
+        cout = slice(gi * co // g, (gi + 1) * co // g)
+        for i in range(kh):
+            for j in range(kw):
+                win = xp[:, cin, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+                out[:, cout] += np.einsum("nchw,oc->nohw", win, w[cout, :, i, j])
+    return out
+
+
+def _run(op: str, attrs: dict, inputs: list[np.ndarray], out_shape: tuple) -> np.ndarray:
+    """The op's kernel with its declared workspace prefilled with NaN (stale arena bytes), run twice."""
+    opdef = get_op(op)
+    shapes, dtype = tuple(a.shape for a in inputs), inputs[0].dtype
+    declared = opdef.workspace(attrs, shapes, out_shape, dtype)
+    ws = [np.full(math.prod(s), np.nan, np.dtype(d)) for s, d in declared]
+    kernel = opdef.kernel(attrs, shapes, out_shape, dtype, workspace=ws)
+    out = np.full(out_shape, np.nan, dtype)
+    kernel(*inputs, out)
+    out[...] = np.nan
+    kernel(*inputs, out)
+    return out
+
+
+GEOMETRIES = [
+    ((2, 3, 5, 6), 4, _attrs((3, 3), pad=(1, 1, 1, 1))),                     # same size: runs
+    ((1, 1, 7, 4), 2, _attrs((3, 3), pad=(1, 1, 1, 1))),                     # batch 1, one channel
+    ((3, 2, 6, 5), 3, _attrs((5, 5), pad=(2, 2, 2, 2))),                     # wider shifts
+    ((2, 2, 7, 7), 3, _attrs((3, 3), pad=(2, 2, 2, 2), dil=2)),              # dilated, same size
+    ((2, 2, 4, 5), 2, _attrs((2, 2), pad=(0, 1, 1, 0))),                     # even kernel, asymmetric pad
+    ((2, 4, 5, 5), 6, _attrs((3, 3), pad=(1, 1, 1, 1), groups=2)),           # groups, same size
+    ((2, 3, 1, 1), 2, _attrs((3, 3), pad=(1, 1, 1, 1))),                     # 1x1 image: every shift leaves it
+    ((2, 1, 6, 5), 12, _attrs((3, 3), pad=(1, 1, 1, 1))),                    # Cout > K: dW as g @ columns^T
+    ((2, 3, 5, 6), 4, _attrs((3, 3))),                                       # valid: general path
+    ((2, 2, 7, 6), 9, _attrs((2, 2), 2)),                                    # strided, Cout > K
+    ((1, 4, 7, 5), 6, _attrs((3, 2), 2, (1, 1, 0, 1), groups=2)),            # strided: general path
+]
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
+@pytest.mark.parametrize("x_shape,co,attrs", GEOMETRIES)
+def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas: bool, monkeypatch) -> None:
+    if not blas:  # the forward adds the bias in its transposing copy, as without NumPy's OpenBLAS
+        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((co, x_shape[1] // attrs["groups"], *attrs["kernel"]))
+    b = rng.standard_normal(co)
+    y = reference(x, w, attrs)
+    np.testing.assert_allclose(_run("conv2d", attrs, [x, w, b], y.shape), y + b[None, :, None, None], atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    # the gradients by the adjoint identities <g, conv(x, w)> = <dx, x> = <dw, w>, checked per element
+    # against the reference through unit vectors would be slow; compare with the exact linear maps instead
+    jac_x = np.stack([reference(e.reshape(x.shape), w, attrs).ravel() for e in np.eye(x.size)], axis=1)
+    jac_w = np.stack([reference(x, e.reshape(w.shape), attrs).ravel() for e in np.eye(w.size)], axis=1)
+    dx = _run("conv2d_input_grad", attrs, [g, w, x], x.shape)
+    dw = _run("conv2d_weight_grad", attrs, [x, g], w.shape)
+    np.testing.assert_allclose(dx.ravel(), jac_x.T @ g.ravel(), atol=1e-12)
+    np.testing.assert_allclose(dw.ravel(), jac_w.T @ g.ravel(), atol=1e-12)
