@@ -101,6 +101,24 @@ class _Recurrent(Layer):
         b = self._hidden_bias(sfx)
         return p if b is None else p + b
 
+    def _direction(self, x: Tensor, sfx: str, init: list[Tensor | None], reverse: bool) -> tuple[Any, Tensor]:
+        """One layer in one direction over time-major x: the hoisted input projection, then one scan whose
+        carry is (*states, h W_hh^T); returns (final carry, stacked h)."""
+        g = self.graph
+        xp = g.apply("matmul", [x, self.params[f"weight_ih{sfx}"]], {"transpose_b": True})
+        b = self._input_bias(sfx)
+        if b is not None:
+            xp = xp + b
+        if init[0] is None:  # h0 = 0: h0 W_hh^T is 0 (or the hidden bias), no GEMM needed
+            hb = self._hidden_bias(sfx)
+            proj = g.apply("expand_like", [0.0 if hb is None else hb, xp[0]])
+        else:
+            proj = self._project(sfx, init[0])
+        if any(s is None for s in init):  # zeros of shape (N, H), N known only at run time
+            zero = g.apply("expand_like", [0.0, xp[0, :, : self.hidden_size]])
+            init = [zero if s is None else s for s in init]
+        return ops.scan(self._cell(sfx), (*init, proj), xp, reverse=reverse)
+
     def __call__(self, x: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
         self._check_input(x)
         unbatched = x.ndim == 2
@@ -132,25 +150,8 @@ class _Recurrent(Layer):
                 outs = []
                 for d, sfx in enumerate(self._suffixes(layer)):
                     k = layer * self.directions + d
-                    xp = g.apply("matmul", [x, self.params[f"weight_ih{sfx}"]], {"transpose_b": True})
-                    b = self._input_bias(sfx)
-                    if b is not None:
-                        xp = xp + b
-                    zero = None
-                    init = []
-                    for gv in given:
-                        if gv is None:
-                            if zero is None:  # zeros of shape (N, H), N known only at run time
-                                zero = g.apply("expand_like", [0.0, xp[0, :, : self.hidden_size]])
-                            init.append(zero)
-                        else:
-                            init.append(ops.squeeze(gv[k], 0))
-                    if given[0] is None:  # h0 = 0: h0 W_hh^T is 0 (or the hidden bias), no GEMM needed
-                        hb = self._hidden_bias(sfx)
-                        init.append(g.apply("expand_like", [0.0 if hb is None else hb, xp[0]]))
-                    else:
-                        init.append(self._project(sfx, init[0]))
-                    carry, ys = ops.scan(self._cell(sfx), tuple(init), xp, reverse=d == 1)
+                    carry, ys = self._direction(x, sfx, [None if gv is None else ops.squeeze(gv[k], 0)
+                                                         for gv in given], reverse=d == 1)
                     for f, c in zip(finals, carry):
                         f.append(c)
                     outs.append(ys)
