@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 
 from bench.common import available, table
+from bench.lstm_models import TITLES as LSTM_TITLES
 from bench.seq_models import TITLES as SEQ_TITLES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +32,7 @@ TITLES = {
     "cnn_infer_256": "the same CNN, inference (logits), batch 256",
     "chain": "200 chained elementwise ops, 64x64 float32 (time per op)",
     **SEQ_TITLES,
+    **LSTM_TITLES,
 }
 FLOOR = "NumPy GEMM floor"
 
