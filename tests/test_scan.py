@@ -550,3 +550,19 @@ def test_closing_a_plan_closes_its_bodies_plans() -> None:
     assert body._filenames and all(f in linecache.cache for f in body._filenames)
     bound.close()
     assert not any(f in linecache.cache for f in body._filenames)
+
+
+def test_a_body_shape_error_found_at_run_time_names_the_body_line() -> None:
+    with gd.Graph("late", dtype="float64"):
+        xs = gd.placeholder("xs", (None, 2, None))  # the feature size is known only at run time
+        W = gd.constant(np.ones((3, 4)))
+
+        def step(c, x):
+            return c + x @ W, None
+
+        line = inspect.getsourcelines(step)[1] + 1
+        h, _ = gd.ops.scan(step, gd.constant(np.zeros((2, 4))), xs)
+    exe = gd.compile([h])
+    exe.run({"xs": np.ones((3, 2, 3))})
+    with pytest.raises(ShapeError, match=rf"in its body, matmul at node 'matmul' \(defined at .*test_scan.py:{line}\)"):
+        exe.run({"xs": np.ones((3, 2, 5))})
