@@ -566,3 +566,30 @@ def test_a_body_shape_error_found_at_run_time_names_the_body_line() -> None:
     exe.run({"xs": np.ones((3, 2, 3))})
     with pytest.raises(ShapeError, match=rf"in its body, matmul at node 'matmul' \(defined at .*test_scan.py:{line}\)"):
         exe.run({"xs": np.ones((3, 2, 5))})
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_property_any_length_matches_the_loop(reverse: bool) -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    with gd.Graph("prop", dtype="float64"):
+        xs = gd.placeholder("xs", (None, 2))
+        c0 = gd.placeholder("c0", (2,))
+        final, ys = gd.ops.scan(lambda c, x: (c * 0.5 + x, c - x), c0, xs, reverse=reverse)
+    exe = gd.compile([final, ys])  # one compiled model for every length
+
+    @hypothesis.settings(max_examples=25, deadline=None)
+    @hypothesis.given(st.integers(0, 9), st.integers(0, 2**31 - 1))
+    def check(T: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        x, c = rng.standard_normal((T, 2)), rng.standard_normal(2)
+        got_final, got_ys = exe.run({"xs": x, "c0": c})
+        want_ys = np.zeros((T, 2))
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            want_ys[t] = c - x[t]
+            c = c * 0.5 + x[t]
+        np.testing.assert_allclose(got_final, c, rtol=1e-12)
+        np.testing.assert_allclose(got_ys, want_ys, rtol=1e-12)
+
+    check()
