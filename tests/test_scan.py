@@ -425,8 +425,10 @@ def test_text_form_and_svg_show_the_body() -> None:
     assert "body=<scan/body:" in scan_line
     indented = [line for line in text.splitlines() if line.startswith("      ") and "tanh(" in line]
     assert indented, text
-    svg = gd.viz.to_svg(exe) if hasattr(gd, "viz") else __import__("graphdl.viz").viz.to_svg(exe)
+    svg = gd.viz.to_svg(exe)
     assert "body of scan" in svg and "tanh" in svg
+    grouped = gd.viz.to_svg(gd.compile([loss], gd.optim.SGD(0.1)), group="layer")  # one box per layer
+    assert "body of scan" in grouped
 
 
 # -- errors -------------------------------------------------------------------------------------
