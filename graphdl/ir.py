@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import os
 import re
 import sys
@@ -113,6 +114,19 @@ class Node:
     def describe(self) -> str:
         """Short human form used in error messages: ``'fc1' (linear, defined at x.py:12)``."""
         return f"'{self.name}' ({self.op}, defined at {self.origin})"
+
+
+_node_values = operator.attrgetter(*(f.name for f in dataclasses.fields(Node)))
+_FIELD_INDEX = {f.name: k for k, f in enumerate(dataclasses.fields(Node))}
+
+
+def replace_node(node: Node, **changes: Any) -> Node:
+    """``dataclasses.replace`` for a node, about twice as fast: passes copy thousands of nodes whose
+    inputs were redirected, and the generic version spends most of its time finding the fields."""
+    values = list(_node_values(node))
+    for key, value in changes.items():
+        values[_FIELD_INDEX[key]] = value
+    return Node(*values)
 
 
 #: Node names: letters, digits and ``_`` first, then also ``.``, ``-`` and ``/``; at most NAME_MAX_LEN

@@ -17,6 +17,7 @@ import bisect
 import math
 import random
 from collections.abc import Mapping
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from graphdl.plan import BufferSlot, Plan, Step
 from graphdl.registry import OpDef, get_op
 
 ALIGN = 64
+K = TypeVar("K")  # a buffer's key
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
@@ -94,13 +96,13 @@ RESTARTS = 64
 RESTART_LIMIT = 128
 
 
-def _place_by_size(size: dict[str, int], start: dict[str, int], stop: dict[str, int],
-                   order: str | list[str] = "size") -> tuple[dict[str, int], int]:
+def _place_by_size(size: dict[K, int], start: dict[K, int], stop: dict[K, int],
+                   order: str | list[K] = "size") -> tuple[dict[K, int], int]:
     """Offline placement (TFLite's greedy-by-size): biggest buffers first ("size", or "area" = size
     times lifetime, or an explicit list), each in the tightest gap where it overlaps no placed buffer
     live at the same time."""
     placed: list[tuple[int, int, int, int]] = []  # (start, stop, offset, size)
-    offset: dict[str, int] = {}
+    offset: dict[K, int] = {}
     top = 0
     if order == "area":
         sequence = sorted(size, key=lambda b: (-size[b] * (stop[b] - start[b] + 1), start[b]))
@@ -146,7 +148,11 @@ def _workspace(nodes: list, steps: list[Step], shapes: Mapping[str, tuple[int, .
 
 
 def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool = True) -> Plan:
-    """Schedule the computed nodes of ``ir`` (already in topological order) and give each an arena slot."""
+    """Schedule the computed nodes of ``ir`` (already in topological order) and give each an arena slot.
+
+    Values and buffers are numbered (a value in the order computed; a buffer by the value that first
+    owns it, then kernels' scratch buffers), so liveness and placement work on lists, not on dicts
+    keyed by name: this runs once per plan over every value of graphs with 100k nodes."""
     nodes: list[Node] = []
     feeds: list[str] = []
     dtypes: dict[str, str] = {}  # of every value
@@ -160,69 +166,78 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     ops: dict[str, OpDef] = {}  # each op looked up once
     itemsize: dict[str, int] = {}
     steps: list[Step] = []
-    produced: dict[str, int] = {}
-    last_use: dict[str, int] = {}
-    size: dict[str, int] = {}
-    buffer_of: dict[str, str] = {}  # value -> name of the value that first owned its buffer
+    index: dict[str, int] = {}  # computed value -> its number
+    values: list[str] = []  # number -> value
+    produced: list[int] = []  # step computing each value
+    last: list[int] = []  # last step reading it
+    size: list[int] = []  # aligned bytes, per value then per scratch buffer
     for i, n in enumerate(nodes):
         op = ops.get(n.op)
         if op is None:
             op = ops[n.op] = get_op(n.op)
         outs = () if op.effects.writes else n.refs  # one slot per output; a writing op has no output
         steps.append(Step(n.name, n.op, n.inputs, outs))
+        for k, v in enumerate(n.inputs):
+            j = index.get(v)
+            if j is not None and k not in op.shape_only:  # a shape-only read keeps nothing alive
+                last[j] = i
         if not outs:
             dtypes.update(zip(n.refs, n.dtypes))
-        if op.shape_only:  # a shape-only read keeps nothing alive
-            for k, v in enumerate(n.inputs):
-                if k not in op.shape_only:
-                    last_use[v] = i
-        else:
-            for v in n.inputs:
-                last_use[v] = i
         for out, d in zip(outs, n.dtypes):
-            produced[out] = last_use[out] = i
+            index[out] = len(values)
+            values.append(out)
+            produced.append(i)
+            last.append(i)
             dtypes[out] = d
             item = itemsize.get(d)
             if item is None:
                 item = itemsize[d] = np.dtype(d).itemsize
-            size[out] = _align(math.prod(shapes[out]) * item)
-            buffer_of[out] = out
+            size.append(_align(math.prod(shapes[out]) * item))
     end = len(steps)
     for o in ir.outputs:
-        if o in produced:
-            last_use[o] = end  # what the user can see is never reused
+        if o in index:
+            last[index[o]] = end  # what the user can see is never reused
     # Kernels' scratch buffers: live during their own step only, so they share bytes with dead values
     # and with other steps' scratch, never with anything live at that step.
     workspace = _workspace(nodes, steps, shapes, ops)
 
     # 1. In place: an output takes the buffer of an input that dies at this step, if its op allows
     # (only the first output may take an input's buffer).
+    nvalues = len(values)
+    owner = list(range(nvalues))  # value -> the value that first owned its buffer
     if reuse:
         for i, step in enumerate(steps):
             inplace = ops[step.op].inplace
             if not inplace or not step.outputs:
                 continue
-            v = step.outputs[0]
+            v = index[step.outputs[0]]
             for k in inplace:
-                src = step.inputs[k] if k < len(step.inputs) else None
-                if (src in produced and last_use[src] == i and size[src] == size[v]
-                        and dtypes[src] == dtypes[v]
-                        and step.inputs.count(src) == 1):
-                    buffer_of[v] = buffer_of[src]
+                src = index.get(step.inputs[k]) if k < len(step.inputs) else None
+                if (src is not None and last[src] == i and size[src] == size[v]
+                        and dtypes[values[src]] == dtypes[values[v]]
+                        and step.inputs.count(step.inputs[k]) == 1):
+                    owner[v] = owner[src]
                     break
-    # 2. Liveness of buffers: from the first writer to the last reader of any value they hold.
-    start: dict[str, int] = {}
-    stop: dict[str, int] = {}
-    for v, b in buffer_of.items():
-        start.setdefault(b, produced[v])
-        stop[b] = max(stop.get(b, 0), last_use[v])
+    # 2. Liveness of buffers: from the first writer to the last reader of any value they hold. Buffer
+    # b < nvalues is value b's (if it owns one); scratch buffers follow, numbered in step order.
+    start = produced + [0] * sum(len(ws) for ws in workspace.values())
+    stop = last[:] + [0] * (len(start) - nvalues)
+    for v in range(nvalues):
+        b = owner[v]
+        if b != v and last[v] > stop[b]:
+            stop[b] = last[v]
+    scratch: dict[int, list[int]] = {}  # step -> its scratch buffers
     for i, ws in workspace.items():
-        for key, nbytes in ws:
-            start[key] = stop[key] = i
-            size[key] = nbytes
+        scratch[i] = []
+        for _key, nbytes in ws:
+            b = len(size)
+            start[b] = stop[b] = i
+            size.append(nbytes)
+            scratch[i].append(b)
+    buffers = [b for b in range(len(start)) if b >= nvalues or owner[b] == b]
     # Lower bound for this order and aliasing: the most bytes live at any one step.
     delta = [0] * (end + 2)
-    for b in start:
+    for b in buffers:
         delta[start[b]] += size[b]
         delta[stop[b] + 1] -= size[b]
     live, lower = 0, 0
@@ -231,13 +246,12 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         lower = max(lower, live)
     # 3. Offsets. Online: allocate when a buffer's first value is written, free after its last read.
     arena = _Arena()
-    offset: dict[str, int] = {}
-    freed_at: dict[int, list[str]] = {}
-    for b in start:
+    offset = [0] * len(start)
+    freed_at: dict[int, list[int]] = {}
+    for b in buffers:
         freed_at.setdefault(stop[b], []).append(b)
     for i, step in enumerate(steps):
-        new = [key for key, _ in workspace.get(i, ())]
-        new += [v for v in step.outputs if buffer_of[v] == v]
+        new = [*scratch.get(i, ()), *(j for j in map(index.__getitem__, step.outputs) if owner[j] == j)]
         for b in new:
             if reuse:
                 offset[b] = arena.alloc(size[b])
@@ -248,30 +262,34 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
                 arena.release(offset[b], size[b])
     arena_bytes = arena.size
     # Offline: knowing every lifetime, place big buffers first; keep whichever arena is smaller.
-    if reuse and arena_bytes > lower and len(start) <= OFFLINE_LIMIT:
-        sizes = {b: size[b] for b in start}
-        orders: list[str | list[str]] = ["size", "area"]
-        if len(start) <= RESTART_LIMIT:
+    if reuse and arena_bytes > lower and len(buffers) <= OFFLINE_LIMIT:
+        sizes = {b: size[b] for b in buffers}
+        orders: list[str | list[int]] = ["size", "area"]
+        if len(buffers) <= RESTART_LIMIT:
             # Greedy orders can miss a packing that exists; jittered size orders (a fixed seed, so the
             # plan is deterministic) often find it. Stop as soon as one meets the lower bound.
             rng = random.Random(0)
             orders += [sorted(sizes, key=lambda b: -sizes[b] * rng.uniform(0.5, 1.5)) for _ in range(RESTARTS)]
         for order in orders:
-            placed, top = _place_by_size(sizes, start, stop, order)
+            placed, top = _place_by_size(sizes, dict(zip(buffers, map(start.__getitem__, buffers))),
+                                         dict(zip(buffers, map(stop.__getitem__, buffers))), order)
             if top < arena_bytes:
-                offset, arena_bytes = placed, top
+                arena_bytes = top
+                for b, off in placed.items():
+                    offset[b] = off
             if arena_bytes == lower:
                 break
+    slot = {b: BufferSlot(offset[b], size[b]) for b in buffers}  # values sharing a buffer share its slot
     return Plan(
         steps=tuple(steps),
         shapes=dict(shapes),
         dtypes=dtypes,
-        slots={v: BufferSlot(offset[b], size[v]) for v, b in buffer_of.items()},
+        slots={v: slot[b] for v, b in zip(values, owner)},
         arena_bytes=arena_bytes,
-        naive_bytes=sum(size.values()),
-        workspace={steps[i].node: tuple(BufferSlot(offset[key], n) for key, n in ws) for i, ws in workspace.items()},
+        naive_bytes=sum(size),
+        workspace={steps[i].node: tuple(slot[b] for b in bs) for i, bs in scratch.items()},
         lower_bound_bytes=lower,
         feeds=tuple(feeds),
         outputs=ir.outputs,
-        live_ranges={v: (produced[v], last_use[v]) for v in produced},
+        live_ranges={v: (p, q) for v, p, q in zip(values, produced, last)},
     )

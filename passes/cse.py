@@ -20,7 +20,7 @@ def eliminate_common_subexpressions(ir: IR) -> IR:
     for n in ir.nodes:
         if not is_pure(n):
             continue
-        key = (n.op, tuple(resolve(forward, i) for i in n.inputs), n.attrs, n.dtypes)
+        key = (n.op, tuple([resolve(forward, i) for i in n.inputs]), n.attrs, n.dtypes)
         seen = first.get(key)
         if seen is None:
             first[key] = n.name

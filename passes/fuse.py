@@ -25,6 +25,8 @@ def _readers(ir: IR) -> Counter[str]:
 def fuse_sgd_matmul(ir: IR) -> IR:
     """``sgd_update(p, matmul(a, b), lr, _)`` -> ``matmul_sgd_update(p, a, b, lr)`` for plain SGD on 2-d
     weights (the unused momentum input is left for dead-code elimination)."""
+    if not any(n.op == "sgd_update" for n in ir.nodes):
+        return ir  # e.g. Adam: without building the maps below
     by_name, readers, keep = ir.node_map(), _readers(ir), set(ir.outputs)
     fused: dict[str, Node] = {}
     dropped: set[str] = set()

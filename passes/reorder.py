@@ -22,6 +22,8 @@ from graphdl.ir import IR, Node, node_of
 
 def pool_before_relu(ir: IR) -> IR:
     """Swap every ``relu -> max_pool2d`` pair that only each other read (see the module docstring)."""
+    if not any(n.op == "max_pool2d" for n in ir.nodes):
+        return ir  # the common case, without building the maps below
     by_name = ir.node_map()
     readers = Counter(i for n in ir.nodes for i in n.inputs)
     keep = set(ir.outputs)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
-from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, node_of, parse_ref, ref
+from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, node_of, parse_ref, ref, replace_node
 from graphdl.registry import get_op
 
 LEAF_KINDS = STORED_KINDS | {NodeKind.PLACEHOLDER}
@@ -33,6 +32,8 @@ def resolve(forward: Mapping[str, str], value: str) -> str:
     ``forward`` maps a node name to the value that replaces it: any value for a single-output node,
     or the name of an equivalent node for a multi-output one (``a:1`` then becomes ``b:1``).
     """
+    if value not in forward and ":" not in value:
+        return value  # the common case: output 0 of a node that stays
     node, k = parse_ref(value)
     while node in forward:
         node, k = parse_ref(forward[node]) if k == 0 else (node_of(forward[node]), k)
@@ -54,6 +55,6 @@ def redirect(ir: IR, forward: Mapping[str, str], replace: Mapping[str, Node] | N
         if n.name in forward:
             continue
         n = replace.get(n.name, n)
-        inputs = tuple(target(i) for i in n.inputs)
-        nodes.append(n if inputs == n.inputs else dataclasses.replace(n, inputs=inputs))
+        inputs = tuple([target(i) for i in n.inputs])
+        nodes.append(n if inputs == n.inputs else replace_node(n, inputs=inputs))
     return ir.replace(nodes=tuple(nodes))

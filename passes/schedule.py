@@ -32,33 +32,55 @@ def writes_state(node: Node) -> bool:
 def schedule_updates_early(ir: IR) -> IR:
     """Reorder a topologically sorted IR: each update right after the last node it must follow, and
     each writing update after the last forward node."""
-    position = {n.name: i for i, n in enumerate(ir.nodes)}
-    floor = forward_end(ir)
+    nodes = ir.nodes
+    outputs = {node_of(o) for o in ir.outputs}
+    # One walk for what the rest needs: positions, leaves, updates, the forward end and the nodes
+    # that may feed updates only (pure, computed from leaves alone: the inputs come first, so the
+    # leaves among them are known by then).
+    position: dict[str, int] = {}
+    is_leaf = [False] * len(nodes)
     # Leaves (feeds, parameters, optimizer state) exist from the start: they go first, and never
     # hold an update back (optimizers add their state nodes after the backward pass).
-    leaves = {n.name for n in ir.nodes if n.kind in STORED_KINDS or n.kind is NodeKind.PLACEHOLDER}
+    leaves: set[str] = set()
+    updates: set[str] = set()
+    candidates: list[int] = []  # possible feeders
+    watched: set[str] = set()  # the nodes whose readers matter: written arrays and possible feeders
+    floor = -1  # position of the last forward node (op, loss or requested output)
+    for i, n in enumerate(nodes):
+        position[n.name] = i
+        if n.kind in FORWARD_KINDS or n.name in outputs:
+            floor = i
+        if n.kind in STORED_KINDS or n.kind is NodeKind.PLACEHOLDER:
+            leaves.add(n.name)
+            is_leaf[i] = True
+            continue
+        written = writes(n)
+        if written:
+            updates.add(n.name)
+            watched.update(node_of(n.inputs[k]) for k in written if k < len(n.inputs))
+        elif n.name not in outputs and all(node_of(v) in leaves for v in n.inputs):
+            candidates.append(i)
+            watched.add(n.name)
+    if not updates:
+        return ir  # nothing to move: feeders only ever move with updates
     readers: dict[str, list[int]] = {}
-    for i, n in enumerate(ir.nodes):
+    for i, n in enumerate(nodes):
         for v in n.inputs:
-            readers.setdefault(node_of(v), []).append(i)
-    outputs = {node_of(o) for o in ir.outputs}
-    updates = {n.name for n in ir.nodes if writes(n)}
+            v = node_of(v)
+            if v in watched:
+                readers.setdefault(v, []).append(i)
     # Pure nodes computed from leaves alone and read only by updates (or by other such nodes).
     feeders: set[str] = set()
-    for i in range(len(ir.nodes) - 1, -1, -1):
-        n = ir.nodes[i]
-        if (n.name in leaves or n.name in updates or n.name in outputs
-                or not all(node_of(v) in leaves for v in n.inputs)):
-            continue
-        users = {ir.nodes[r].name for r in readers.get(n.name, ())}
-        if users and users <= updates | feeders:
-            feeders.add(n.name)
+    for i in reversed(candidates):
+        name = nodes[i].name
+        users = {nodes[r].name for r in readers.get(name, ())}
+        if users and all(u in updates or u in feeders for u in users):
+            feeders.add(name)
     after: dict[int, list[int]] = {}  # anchor position -> updates to emit right after it
     moved: set[int] = set()
     effective: dict[int, int] = {}  # a moved update's position is, in effect, its anchor's
-    for i, n in enumerate(ir.nodes):
-        if n.name not in updates and n.name not in feeders:
-            continue
+    for i in sorted([position[u] for u in updates] + [position[f] for f in feeders]):
+        n = nodes[i]
         inputs = [node_of(v) for v in n.inputs]
         deps = [position[v] for v in inputs if v not in leaves]
         for k in writes(n):
@@ -74,16 +96,18 @@ def schedule_updates_early(ir: IR) -> IR:
     if not moved:
         return ir
     order: list[int] = []
-    first = [i for i, n in enumerate(ir.nodes) if n.name in leaves]
-    rest = [i for i, n in enumerate(ir.nodes) if n.name not in leaves and i not in moved]
-    roots = [*first, *after.get(-1, ()), *rest]
-    for root in roots:
+    first = [i for i in range(len(nodes)) if is_leaf[i]]
+    rest = [i for i in range(len(nodes)) if not is_leaf[i] and i not in moved]
+    for root in [*first, *after.get(-1, ()), *rest]:
+        if root not in after:
+            order.append(root)
+            continue
         stack = [root]  # a node, then the updates anchored to it (and theirs), in original order
         while stack:
             i = stack.pop()
             order.append(i)
             stack.extend(reversed(after.get(i, ())))
-    return ir.replace(nodes=tuple(ir.nodes[i] for i in order))
+    return ir.replace(nodes=tuple(nodes[i] for i in order))
 
 
 def schedule_updates_last(ir: IR) -> IR:

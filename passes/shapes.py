@@ -5,12 +5,11 @@ Shapes are per value: a multi-output node has one per output (keyed ``node``, ``
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
 from graphdl.builder import Builder, format_shape
 from graphdl.errors import ShapeError
-from graphdl.ir import COMPUTED_KINDS, IR, STORED_KINDS, Node, NodeKind, Shape, value_info
+from graphdl.ir import COMPUTED_KINDS, IR, STORED_KINDS, Node, NodeKind, Shape, replace_node, value_info
 from graphdl.registry import RuleError, get_op, infer
 
 
@@ -52,8 +51,8 @@ def infer_shapes(ir: IR) -> IR:
                     memo[key] = result
             shapes, dtypes = result
             if n.shapes != shapes or n.dtypes != dtypes:
-                n = dataclasses.replace(n, shape=shapes[0], dtype=dtypes[0],
-                                        extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)))
+                n = replace_node(n, shape=shapes[0], dtype=dtypes[0],
+                                 extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)))
                 changed = True
         by_name[n.name] = n
         out.append(n)

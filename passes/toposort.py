@@ -36,12 +36,33 @@ def dependency_edges(ir: IR) -> list[tuple[str, str]]:
     return edges
 
 
+def _in_order(ir: IR) -> bool:
+    """Whether the definition order already satisfies every edge of ``dependency_edges``, checked in
+    one walk without building the edges: each input defined earlier, and no node reads an array
+    after a node (other than itself) that writes it."""
+    writers: dict[str, list[int]] = {}  # array -> positions of the nodes writing it
+    for p, n in enumerate(ir.nodes):
+        for k in writes(n):
+            if k < len(n.inputs):
+                writers.setdefault(node_of(n.inputs[k]), []).append(p)
+    seen: set[str] = set()
+    for q, n in enumerate(ir.nodes):
+        for value in n.inputs:
+            i = value if value in seen else node_of(value)
+            if i not in seen:
+                return False
+            if i in writers and any(p < q for p in writers[i]):  # read after another node wrote it
+                return False
+        seen.add(n.name)
+    return True
+
+
 def toposort(ir: IR) -> IR:
     """Reorder nodes so every input comes before its readers; ties keep definition order."""
+    if _in_order(ir):
+        return ir  # already a topological order (and so acyclic)
     edges = dependency_edges(ir)
     position = {n.name: i for i, n in enumerate(ir.nodes)}
-    if all(position[u] < position[v] for u, v in edges):
-        return ir  # already a topological order (and so acyclic)
     import networkx as nx
 
     g = nx.DiGraph()
