@@ -124,3 +124,17 @@ def test_shape_rules_run_once_per_distinct_input_and_errors_still_name_the_node(
         z = gd.ops.reshape(y, (2, -1))
     with pytest.raises(gd.ShapeError, match=r"reshape at node 'reshape_1'"):
         concrete_shapes(bad.freeze((z.name,)), {"x": (5, 3)})
+
+
+def test_dead_code_elimination_does_not_depend_on_the_node_order() -> None:
+    from passes.dce import eliminate_dead_code
+
+    g, h = _chain(3)
+    with g:
+        unused = gd.ops.exp(h)
+    ir = g.freeze((h.name,))
+    kept = [n.name for n in eliminate_dead_code(ir).nodes]
+    assert unused.name not in kept and h.name in kept
+    shuffled = ir.replace(nodes=tuple(reversed(ir.nodes)))  # every input after its reader
+    assert {n.name for n in eliminate_dead_code(shuffled).nodes} == set(kept)
+    assert eliminate_dead_code(eliminate_dead_code(ir)) == eliminate_dead_code(ir)
