@@ -9,7 +9,9 @@ Workloads (the models are in ``bench.models``):
 - ``mlp_train``: MLP 784-1024-1024-10, batch 256, one SGD step;
 - ``cnn_train``: CNN conv32-pool-conv64-pool-dense10 on 28x28, batch 64, one SGD step;
 - ``cnn_infer_1`` / ``cnn_infer_256``: the same CNN's forward pass (logits) at batch 1 / 256;
-- ``chain``: 200 chained elementwise ops on 64x64 float32 (per-op overhead; time is per op).
+- ``chain``: 200 chained elementwise ops on 64x64 float32 (per-op overhead; time is per op);
+- ``transformer_train``: one TransformerEncoderLayer training step (``bench.seq_models``);
+- ``lstm_train``: one LSTM layer training step (``bench.lstm_models``).
 
 onnxruntime runs the CNN inference workloads from the file ``gd.onnx.export`` writes.
 """
@@ -23,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from bench import models
+from bench import lstm_models, models, seq_models
 
 Step = Callable[[], object]
-WORKLOADS = ("mlp_train", "cnn_train", "cnn_infer_1", "cnn_infer_256", "chain")
+WORKLOADS = ("mlp_train", "cnn_train", "cnn_infer_1", "cnn_infer_256", "chain", *seq_models.TITLES,
+             *lstm_models.TITLES)
 #: Per-step time is divided by this (the chain reports time per op).
 PER_CALL = {"chain": models.CHAIN_OPS}
 
@@ -73,7 +76,7 @@ def graphdl_workload(workload: str) -> tuple[Any, dict] | None:
         x = models.chain_data()
         ex, xt = models.graphdl_chain()
         return ex, {xt: x}
-    return None
+    return seq_models.graphdl_workload(workload) or lstm_models.graphdl_workload(workload)
 
 
 @competitor("graphdl")
@@ -183,7 +186,7 @@ def torch_step(workload: str) -> Step | None:
                 h = h * c if op == "mul" else h + c
 
         return chain
-    return None
+    return seq_models.torch_step(workload) or lstm_models.torch_step(workload)
 
 
 @competitor("JAX jit", needs="jax")

@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 
 from bench.common import available, table
+from bench.lstm_models import TITLES as LSTM_TITLES
+from bench.seq_models import TITLES as SEQ_TITLES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -29,6 +31,8 @@ TITLES = {
     "cnn_infer_1": "the same CNN, inference (logits), batch 1",
     "cnn_infer_256": "the same CNN, inference (logits), batch 256",
     "chain": "200 chained elementwise ops, 64x64 float32 (time per op)",
+    **SEQ_TITLES,
+    **LSTM_TITLES,
 }
 FLOOR = "NumPy GEMM floor"
 

@@ -1,4 +1,5 @@
 """Memory: peak RSS of 50 MLP training steps (one subprocess per framework) against the process floor,
+the char-LM training step's peak RSS against PyTorch's (``python -m bench.memory``),
 the planner's memory_report ratios, and rematerialisation on a 50-layer chain."""
 
 from __future__ import annotations
@@ -159,3 +160,94 @@ def first_run_rss(root: str) -> tuple[str, dict[str, int]]:
              f"{arena / MIB:.2f} MiB", f"{workspace / MIB:.2f} MiB", f"{added / arena:.2f}x"]]
     return table(["plan", "RSS before", "peak after first run", "added", "reported arena",
                   "of which workspace", "added / arena"], rows), data
+
+
+_CHAR_LM_PRELUDE = """
+import sys
+import numpy as np
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {root!r} + '/examples')
+import train_char_lm as lm
+STEPS, BATCH = {steps}, {batch}
+text = lm.corpus()
+alphabet = ''.join(sorted(set(text)))
+ids = np.searchsorted(np.frombuffer(alphabet.encode('ascii'), dtype=np.uint8),
+                      np.frombuffer(text.encode('ascii'), dtype=np.uint8)).astype(np.int64)
+starts = np.random.default_rng(0).integers(0, len(ids) - lm.CONTEXT - 1, (STEPS, BATCH))
+
+def _rss(key):
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key))
+"""
+
+#: examples/train_char_lm.py's training step (model, AdamW with clipping, batch) in each framework
+_CHAR_LM = {
+    "graphdl": """
+import graphdl as gd
+imported = _rss('VmRSS')
+g, t = lm.build(len(alphabet))
+step = gd.compile([t['loss']], optimizer=gd.optim.AdamW(lr=3e-3, weight_decay=0.01, clip_norm=1.0))
+for s in starts:
+    x, y = lm.windows(ids, s)
+    step.run({t['tokens']: x, t['targets']: y}, copy=False)
+""",
+    "PyTorch eager": """
+import torch
+from torch import nn
+imported = _rss('VmRSS')
+V, D, T = len(alphabet), 96, lm.CONTEXT
+
+class LM(nn.Module):  # lm.build: embeddings, 2 pre-norm causal blocks, final norm, head
+    def __init__(self):
+        super().__init__()
+        self.embed, self.pos = nn.Embedding(V, D), nn.Parameter(torch.randn(T, D))
+        self.blocks = nn.ModuleList(nn.TransformerEncoderLayer(D, 4, 4 * D, dropout=0.0, batch_first=True,
+                                                               norm_first=True) for _ in range(2))
+        self.norm, self.head = nn.LayerNorm(D), nn.Linear(D, V)
+        self.register_buffer('mask', torch.triu(torch.ones(T, T, dtype=torch.bool), 1))
+
+    def forward(self, x):
+        h = self.embed(x) * 0.1 + self.pos
+        for b in self.blocks:
+            h = b(h, src_mask=self.mask)
+        return self.head(self.norm(h))
+
+model = LM()
+opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+for s in starts:
+    x, y = (torch.from_numpy(a) for a in lm.windows(ids, s))
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+""",
+}
+
+
+def char_lm_rss(root: str, steps: int = 30, batch: int = 32) -> tuple[str, dict[str, tuple[float, float]]]:
+    """Peak RSS (VmHWM) of ``steps`` char-LM training steps (examples/train_char_lm.py's model, optimizer
+    and batch), each framework in its own fresh process, with the RSS right after importing it, and
+    graphdl's ratio to PyTorch's: ``{name: (peak MiB, after-import MiB)}``."""
+    results: dict[str, tuple[float, float]] = {}
+    for name, body in _CHAR_LM.items():
+        if name == "PyTorch eager" and not available("torch"):
+            continue
+        code = (textwrap.dedent(_CHAR_LM_PRELUDE.format(root=root, steps=steps, batch=batch)) + textwrap.dedent(body)
+                + "\nprint(_rss('VmHWM'), imported)\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        peak, imported = map(int, out.stdout.split()[-2:])  # kB
+        results[name] = (peak * 1024 / MIB, imported * 1024 / MIB)
+    ours = results["graphdl"][0]
+    rows = [[name, f"{peak:.1f} MiB", f"{imported:.1f} MiB", f"{peak - imported:.1f} MiB", f"{ours / peak:.2f}x"]
+            for name, (peak, imported) in results.items()]
+    text = table([f"char-LM training, {steps} steps, batch {batch}", "peak RSS", "RSS after import",
+                  "peak - import", "graphdl / this (peak)"], rows)
+    if "PyTorch eager" not in results:
+        text += "\n\nPyTorch eager: not installed, skipped"
+    return text, results
+
+
+if __name__ == "__main__":  # python -m bench.memory: the char-LM peak RSS against PyTorch
+    import os
+
+    print(char_lm_rss(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))[0])

@@ -1,11 +1,12 @@
 """Per-op time of one graphdl plan: each bound step timed alone, summed by op, as a Markdown table.
 
-``python -m bench.profile [cnn_train|mlp_train|cnn_infer_256] [--threads 1]``
+``python -m bench.profile [cnn_train|mlp_train|cnn_infer_256] [--threads 1] [--steps N]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -49,9 +50,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("workload", nargs="?", default="cnn_train")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, help="BLAS threads (default: as NumPy starts; 1 for a per-op split)")
     args = ap.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    print(profile(args.workload, args.steps))
+    from graphdl.threads import num_threads
+
+    with num_threads(args.threads) if args.threads else contextlib.nullcontext():
+        print(profile(args.workload, args.steps))
 
 
 if __name__ == "__main__":

@@ -166,6 +166,7 @@ class BoundPlan:
               check_numerics: bool) -> None:
         self.plan = plan
         self.check_numerics = check_numerics
+        self._bodies: list[BoundPlan] = []  # bound sub-graphs (scan bodies) of this plan's kernels
         nodes = ir.node_map()
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
@@ -255,7 +256,7 @@ class BoundPlan:
             factory_args = (node.attr, in_shapes, shapes[step.node], dtype)
         if not op.bodies and step.node not in plan.workspace:  # the common case
             return op.kernel(*factory_args)
-        extra: dict[str, object] = {"binder": bind_body} if op.bodies else {}
+        extra: dict[str, object] = {"binder": self._bind_body} if op.bodies else {}
         if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
             extra["workspace"] = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
         return op.kernel(*factory_args, **extra)
@@ -282,10 +283,18 @@ class BoundPlan:
                     steps.append(Step(s.node, "check_finite", (ref,), ()))
         return steps
 
+    def _bind_body(self, body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
+        bound = bind_body(body, feed_shapes)
+        self._bodies.append(bound)  # closed with this plan
+        return bound
+
     def close(self) -> None:
-        """Forget the generated source (for a plan dropped from a cache); the arrays go with the object."""
+        """Forget the generated source (for a plan dropped from a cache), its sub-graphs' too; the arrays
+        go with the object."""
         for filename in self._filenames:
             linecache.cache.pop(filename, None)
+        for body in self._bodies:
+            body.close()
 
     def _copy_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
         for name, buf in self.feeds:

@@ -102,7 +102,7 @@ def _source(fn: Callable[..., Any]) -> str:
 
 
 def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, length: int | None = None,
-         reverse: bool = False, name: str | None = None) -> tuple[Any, Any]:
+         reverse: bool = False, name: str | None = None, remat: bool = False) -> tuple[Any, Any]:
     """Loop ``body(carry, x) -> (new_carry, y)`` over the leading axis of ``xs`` (JAX's ``lax.scan``).
 
     ``init`` is a Tensor or a tuple/list of Tensors; each new carry must keep its shape and dtype. ``xs``
@@ -110,7 +110,9 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     Tensor, a tuple of Tensors or None; ``ys`` stacks them on a new leading axis, aligned with ``xs``
     (also with ``reverse=True``, which scans from the last step). ``body`` is traced once into one
     ``scan`` node's sub-graph; outer Tensors it reads become inputs of that node. Returns
-    ``(final_carry, ys)`` in the structure ``init`` and ``y`` had.
+    ``(final_carry, ys)`` in the structure ``init`` and ``y`` had. For the gradient, a training plan stores
+    per step the values the body's VJP reads; ``remat=True`` stores only the carries and recomputes each
+    step in the backward loop (less memory, one more forward pass; ``jax.checkpoint``).
     """
     where = "" if name is None else f" '{name}'"
     carries, carry_seq = _as_list(init, "init", where)
@@ -165,7 +167,7 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     others = [n for n in b.nodes.values() if n.kind is not NodeKind.PLACEHOLDER]
     ir = IR(b.name, tuple(placeholders + others), tuple(t.name for t in (*new_c, *ys)))
     attrs = {"body": ir, "carries": len(carries), "xs": len(seqs), "reverse": bool(reverse),
-             "length": length}
+             "length": length, "remat": bool(remat)}
     outs = outer.apply_multi("scan", [*carries, *seqs, *captures], attrs, name=name)
     final = tuple(outs[:len(carries)])
     stacked = tuple(outs[len(carries):])

@@ -9,7 +9,11 @@ OMP_NUM_THREADS) has to be set before NumPy is imported.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from graphdl.errors import GraphError
 
@@ -46,3 +50,43 @@ def num_threads(n: int) -> Iterator[None]:
 
     with threadpool_limits(limits=n, user_api="blas"):
         yield
+
+
+#: Kernels hand slices to threads only from this many elements of work up (below, the hand-off costs more).
+SPLIT_MIN = 1 << 16
+
+# Found once per process: NumPy's BLAS controller and the worker threads (made on first use).
+_BLAS: list[Any] = []
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _blas() -> Any:
+    if not _BLAS:
+        from threadpoolctl import ThreadpoolController
+
+        found = ThreadpoolController().select(user_api="blas").lib_controllers
+        _BLAS.append(found[0] if found else None)
+    return _BLAS[0]
+
+
+def split_over_threads(fn: Callable[[slice], None], n: int) -> None:
+    """Call ``fn`` on slices covering ``range(n)``: with BLAS set to k > 1 threads, k slices run in k
+    Python threads while BLAS uses one thread (NumPy releases the GIL in matmul and large ufunc loops),
+    then BLAS gets its k threads back; with one BLAS thread, ``fn(slice(0, n))`` here. Many small GEMMs
+    (a batched matmul is one BLAS call per matrix) run several times faster this way than threaded
+    inside BLAS, where each call's threads are started and synchronised for little work."""
+    blas = _blas()
+    before = blas.get_num_threads() if blas is not None else 1
+    k = min(before, n)
+    if k <= 1:
+        fn(slice(0, n))
+        return
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="graphdl"))
+    bounds = [n * i // k for i in range(k + 1)]
+    blas.set_num_threads(1)
+    try:
+        for done in [_POOL[0].submit(fn, slice(a, b)) for a, b in itertools.pairwise(bounds)]:
+            done.result()
+    finally:
+        blas.set_num_threads(before)

@@ -28,7 +28,7 @@ from passes.fuse import fuse_sgd_matmul
 from passes.mode import set_mode
 from passes.remat import rematerialize
 from passes.reorder import pool_before_relu
-from passes.scan_history import merge_scan_history
+from passes.scan_history import merge_scan_history, prune_scan_outputs
 from passes.schedule import schedule_updates_early
 from passes.shapes import concrete_shapes, infer_shapes
 from passes.simplify import simplify_algebra
@@ -140,6 +140,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("fuse_sgd_matmul", lambda ir, spec: fuse_sgd_matmul(ir)),
     ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
     ("merge_scan_history", lambda ir, spec: merge_scan_history(ir)),
+    ("prune_scan_outputs", lambda ir, spec: prune_scan_outputs(ir)),
     ("toposort", lambda ir, spec: toposort(ir)),
     ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
     ("rematerialize", lambda ir, spec: _remat(ir, spec.options.get("remat"))),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from graphdl.ir import IR, Node, parse_ref, ref
+from graphdl.ir import IR, Node, make_attrs, parse_ref, ref
 
 
 def _key(node: Node) -> tuple:
@@ -61,3 +61,31 @@ def merge_scan_history(ir: IR) -> IR:
         inputs = tuple(target(i) for i in n.inputs)
         nodes.append(n if inputs == n.inputs else dataclasses.replace(n, inputs=inputs))
     return ir.replace(nodes=tuple(nodes), outputs=tuple(target(o) for o in ir.outputs))
+
+
+def prune_scan_outputs(ir: IR) -> IR:
+    """Drop the stacked ys of a ``scan`` that nothing reads (a training plan's residuals in an inference
+    plan made from it, a ``y`` the user ignores), so no per-step value is stored for nothing."""
+    read = {i for n in ir.nodes for i in n.inputs} | set(ir.outputs)
+    renamed: dict[str, str] = {}
+    replace: dict[str, Node] = {}
+    for n in ir.nodes:
+        if n.op != "scan":
+            continue
+        body, nc = n.attr["body"], n.attr["carries"]
+        keep = [k for k, r in enumerate(n.refs) if k < nc or r in read]
+        if len(keep) == len(n.refs) or not keep:
+            continue
+        shapes, dtypes = [n.shapes[k] for k in keep], [n.dtypes[k] for k in keep]
+        attrs = make_attrs({**n.attr, "body": body.replace(outputs=tuple(body.outputs[k] for k in keep))})
+        replace[n.name] = dataclasses.replace(n, attrs=attrs, shape=shapes[0], dtype=dtypes[0],
+                                              extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)))
+        renamed.update({n.refs[k]: ref(n.name, j) for j, k in enumerate(keep)})
+    if not replace:
+        return ir
+    nodes = []
+    for n in ir.nodes:
+        n = replace.get(n.name, n)
+        inputs = tuple(renamed.get(i, i) for i in n.inputs)
+        nodes.append(n if inputs == n.inputs else dataclasses.replace(n, inputs=inputs))
+    return ir.replace(nodes=tuple(nodes), outputs=tuple(renamed.get(o, o) for o in ir.outputs))

@@ -88,3 +88,20 @@ def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas
     dw = _run("conv2d_weight_grad", attrs, [x, g], w.shape)
     np.testing.assert_allclose(dx.ravel(), jac_x.T @ g.ravel(), atol=1e-12)
     np.testing.assert_allclose(dw.ravel(), jac_w.T @ g.ravel(), atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (16, 17)], ids=["uint8-index", "int64-index"])
+def test_max_pool_training_indices_are_each_windows_first_maximum(kernel: tuple) -> None:
+    """The saved argmax (kernel scan order) for windows of 4 and of 272 > 255 offsets (int64 indices)."""
+    kh, kw = kernel
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 3, (2, 3, 2 * kh, 2 * kw)).astype(np.float64)  # many ties: the first one counts
+    attrs = {**_attrs(kernel, pad=(0, 0, 0, 0)), "stride": kernel, "training": True}
+    op = get_op("max_pool2d")
+    shapes = op.shape((x.shape,), attrs)
+    dtypes = op.dtype((np.dtype(np.float64),), attrs)
+    out, idx = np.empty(shapes[0]), np.empty(shapes[1], dtypes[1])
+    op.kernel(attrs, (x.shape,), shapes, tuple(np.dtype(d) for d in dtypes))(x, out, idx)
+    windows = x.reshape(2, 3, 2, kh, 2, kw).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 2, 2, kh * kw)
+    np.testing.assert_array_equal(out, windows.max(-1))
+    np.testing.assert_array_equal(idx, windows.argmax(-1))

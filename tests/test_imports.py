@@ -38,7 +38,7 @@ KNOWN_UPWARD = {
     # gd.ops.scaled_dot_product_attention builds a constant mask with the user's Graph helpers.
     ("graphdl.ops.attention", "graphdl.graph"),
     # gd.ops.scan traces its body with a sub-graph Builder (graphdl/subgraph.py) when called.
-    ("graphdl.ops", "graphdl.subgraph"),
+    ("graphdl.ops.scan", "graphdl.subgraph"),
 }
 
 

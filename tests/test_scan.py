@@ -231,6 +231,59 @@ def test_gradient_is_a_reverse_scan_and_training_runs_the_loop_once() -> None:
     assert infer.run({"xs": x, "h0": hv})[0] < before
 
 
+def test_inference_plans_made_from_a_training_model_store_no_residuals() -> None:
+    g, xs, h0, W, U, loss = _rnn_loss_graph()
+    train = gd.compile([loss], gd.optim.SGD(0.01))
+    (forward,) = [n for n in train.ir.nodes if n.op == "scan" and not n.attr["reverse"]]
+    assert len(forward.shapes) > 3
+    infer = train.inference([loss])
+    (only,) = [n for n in infer.ir.nodes if n.op == "scan"]
+    assert len(only.shapes) == 3 and len(only.attr["body"].outputs) == 3
+    feeds = {"xs": RNG.standard_normal((4, 2, 3)), "h0": RNG.standard_normal((2, 4))}
+    Wv, Uv = g.values["W"], g.values["U"]
+    np.testing.assert_allclose(infer.run(feeds)[0], _rnn_loss_numpy(Wv, Uv, feeds["h0"], feeds["xs"]), rtol=1e-12)
+
+
+def test_unread_ys_are_not_stored_and_remat_keeps_gradients_exact() -> None:
+    g, xs, h0, W, U, loss = _rnn_loss_graph()
+    with g:
+        final = gd.ops.scan(lambda c, x: (c + x, c * x), h0 * 0.0 + 1.0, xs @ U)[0]
+    (only,) = [n for n in gd.compile([final]).ir.nodes if n.op == "scan"]
+    assert len(only.shapes) == 1, "the ys nothing reads are dropped"
+    feeds = {"xs": RNG.standard_normal((4, 2, 3)), "h0": RNG.standard_normal((2, 4))}
+    plain = gd.compile([loss, *gd.grad(loss, [W, U])])
+    remat = gd.compile([loss, *gd.grad(loss, [W, U])], remat=1)
+    for a, b in zip(plain.run(feeds), remat.run(feeds), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_remat_stores_only_carries_and_recomputes_steps() -> None:
+    x, hv = RNG.standard_normal((6, 2, 3)), RNG.standard_normal((2, 4))
+    results, plans = [], []
+    for remat in (False, True):
+        W0, U0 = np.full((4, 4), 0.1) + np.eye(4) * 0.3, np.linspace(-1, 1, 12).reshape(3, 4)
+        with gd.Graph("remat", dtype="float64") as g:
+            xs = gd.placeholder("xs", (None, 2, 3))
+            h0 = gd.placeholder("h0", (2, 4))
+            W, U = g.stored("W", W0), g.stored("U", U0)
+
+            def step(h, x, W=W, U=U):
+                h = gd.ops.tanh(gd.ops.sigmoid(h @ W) * 2.0 + x @ U)
+                return h, h
+
+            h, ys = gd.ops.scan(step, h0, xs, remat=remat)
+            loss = gd.ops.sum(ys * ys) + gd.ops.sum(h)
+        grads = gd.grad(loss, [W, U, h0, xs])
+        results.append(gd.compile([loss, *grads]).run({"xs": x, "h0": hv}))
+        plans.append(gd.compile([loss], gd.optim.SGD(0.1)))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    stored, remat = (next(n for n in p.ir.nodes if n.op == "scan" and not n.attr["reverse"]) for p in plans)
+    assert len(remat.shapes) < len(stored.shapes), "remat keeps fewer per-step values"
+    (back,) = [n for n in plans[1].ir.nodes if n.op == "scan" and n.attr["reverse"]]
+    assert {"tanh", "sigmoid"} <= {n.op for n in back.attr["body"].nodes}, "the reverse body recomputes the step"
+
+
 def test_training_plan_arena_grows_with_residuals_but_inference_does_not() -> None:
     g, xs, h0, W, U, loss = _rnn_loss_graph()
     infer, train = gd.compile([loss]), gd.compile([loss], gd.optim.SGD(0.01))
@@ -484,3 +537,16 @@ def test_onnx_export_of_a_scan_without_xs_is_refused(tmp_path) -> None:
 
     with pytest.raises(ExportError, match="without xs"):
         gd.onnx.export(g, tmp_path / "g.onnx", outputs=[h])
+
+
+def test_closing_a_plan_closes_its_bodies_plans() -> None:
+    import linecache
+
+    with gd.Graph("close", dtype="float64"):
+        xs = gd.placeholder("xs", (None, 3))
+        h, _ = gd.ops.scan(lambda c, x: (c + x, None), gd.constant(np.zeros(3)), xs, name="loop")
+    bound = gd.compile([h]).bound_plan({"xs": (4, 3)})
+    (body,) = bound._bodies
+    assert body._filenames and all(f in linecache.cache for f in body._filenames)
+    bound.close()
+    assert not any(f in linecache.cache for f in body._filenames)

@@ -77,3 +77,55 @@ def test_training_steps_from_threads_are_whole_and_none_is_lost(fast_switching) 
         serial.run({x2: xb, y2: yb})
     for k, v in serial.parameters().items():
         np.testing.assert_array_equal(train.values[k], v, err_msg=k)
+
+
+def test_split_over_threads_covers_every_index_once_and_restores_the_blas_threads() -> None:
+    from graphdl.threads import _blas, split_over_threads
+
+    numpy_blas = _blas()  # NumPy's own (gd.get_num_threads also sees a BLAS that torch may have loaded)
+    for blas in (1, 3):
+        with gd.num_threads(blas):
+            seen: list[tuple[int, int, str, int | None]] = []
+            split_over_threads(lambda s, seen=seen: seen.append((s.start, s.stop, threading.current_thread().name,
+                                                                 numpy_blas.get_num_threads())), 7)
+            assert numpy_blas.get_num_threads() == blas
+        assert sorted(i for a, b, *_ in seen for i in range(a, b)) == list(range(7))
+        assert len(seen) == blas  # one slice per BLAS thread, each run with one BLAS thread
+        assert all(t == 1 for *_, t in seen)
+        assert all(name.startswith("graphdl") for _, _, name, _ in seen) == (blas > 1)
+
+
+def test_split_over_threads_raises_a_slice_error_and_still_restores_the_threads() -> None:
+    from graphdl.threads import _blas, split_over_threads
+
+    def fail_second(s: slice) -> None:
+        if s.start:
+            raise ValueError(f"slice {s.start}")
+
+    with gd.num_threads(2):
+        with pytest.raises(ValueError, match="slice"):
+            split_over_threads(fail_second, 4)
+        assert _blas().get_num_threads() == 2
+
+
+def test_attention_split_over_threads_equals_the_one_thread_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attention and layer_norm kernels run slices of the batch in threads when BLAS has several (here
+    from any size on): the same values."""
+    monkeypatch.setattr(gd.threads, "SPLIT_MIN", 1)
+    rng = np.random.default_rng(0)
+    qa, ka, va = (rng.standard_normal((5, 2, 6, 4)) for _ in range(3))
+    mask = rng.standard_normal((5, 1, 6, 6))  # per sample: sliced with the batch
+    with gd.Graph("a", dtype="float64"):
+        q, k, v = (gd.placeholder(n, (None, 2, 6, 4)) for n in "qkv")
+        o = gd.ops.scaled_dot_product_attention(q, k, v, attn_mask=gd.placeholder("m", (None, 1, 6, 6)))
+        oc = gd.ops.scaled_dot_product_attention(q, k, v, is_causal=True)
+        ln = gd.layers.LayerNorm(4)(o)
+        grads = gd.grad(gd.ops.sum(o * o) + gd.ops.sum(oc * q) + gd.ops.sum(ln * q), [q, k, v])
+    ex = gd.compile([o, oc, ln, *grads])
+    feeds = {"q": qa, "k": ka, "v": va, "m": mask}
+    with gd.num_threads(1):
+        one = ex.run(feeds)
+    with gd.num_threads(3):
+        three = ex.run(feeds)
+    for a, b in zip(one, three):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)

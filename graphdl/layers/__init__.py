@@ -3,7 +3,7 @@
 A layer is built inside ``with gd.Graph():``; its parameters (``<name>.W``, ``<name>.b``) become
 param nodes at construction, initialised from the graph's seeded generator as PyTorch does, and
 ``layer(x)`` adds one node (named after the layer) that reads ``x`` and the parameters. One file per
-family: base, dense, activations, conv (and pooling), norm, dropout.
+family: base, dense, activations, conv (and pooling), norm, dropout, attention, recurrent.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from graphdl.layers.conv_more import Conv1D, ConvTranspose2D
 from graphdl.layers.dense import Concat, Embedding, Flatten, Linear, Reshape
 from graphdl.layers.dropout import Dropout
 from graphdl.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm
+from graphdl.layers.recurrent import GRU, LSTM, RNN
 from graphdl.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
 __all__ = [
@@ -70,3 +71,4 @@ __all__ = [
 ]
 __all__ += ["Conv1D", "ConvTranspose2D"]
 __all__ += ["CELU", "SELU", "Hardsigmoid", "Hardswish", "LogSigmoid", "Mish", "ReLU6", "Softsign"]
+__all__ += ["GRU", "LSTM", "RNN"]

@@ -7,8 +7,7 @@ parameters or state; the functions here cover the stateless ops.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from graphdl.errors import GraphError, ShapeError
 from graphdl.ops import (  # noqa: F401  (register ops)
@@ -33,7 +32,6 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     pool,
     reduce,
     remap,
-    scan,
     stats,
     updates,
 )
@@ -50,6 +48,7 @@ from graphdl.ops.activations import (  # noqa: F401
 from graphdl.ops.api import *  # noqa: F403  (the math functions: sin, var, argmax, ...)
 from graphdl.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
+from graphdl.ops.scan import scan  # noqa: F401  (gd.ops.scan; the module registers the op)
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
 
@@ -205,12 +204,3 @@ def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
 
 # Fused ops the compiler substitutes (passes/fuse.py), registered after the ops they fuse.
 from graphdl.ops import fused  # noqa: E402,F401
-
-
-def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,  # noqa: F811  (the op's module)
-         length: int | None = None, reverse: bool = False, name: str | None = None) -> tuple[Any, Any]:
-    """Loop ``body(carry, x) -> (new_carry, y)`` over the leading axis of ``xs``; returns
-    ``(final_carry, ys)``. See graphdl.subgraph.scan (the op itself: graphdl/ops/scan.py)."""
-    from graphdl.subgraph import scan as trace_scan
-
-    return trace_scan(body, init, xs, length=length, reverse=reverse, name=name)

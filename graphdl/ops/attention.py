@@ -11,10 +11,12 @@ query whose keys are all masked gives NaN, as PyTorch's math kernel does.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from graphdl import threads
 from graphdl.ops.common import broadcast
 from graphdl.registry import Bool, Float, GradContext, OpDef, fail, register
 
@@ -81,29 +83,55 @@ def _lead(in_shapes: tuple) -> tuple:
     return tuple(np.broadcast_shapes(*(s[:-2] for s in in_shapes[:3])))
 
 
+def _split(in_shapes: tuple, has_mask: bool) -> tuple[int, bool]:
+    """(n, slice the mask): the kernels work on slices of the first axis (split over threads) when q, k
+    and v share it (0: they broadcast, so one call on everything); the mask is sliced when it has that axis."""
+    q, k, v = in_shapes[:3]
+    n = q[0] if len(q) >= 3 and q[0] == k[0] == v[0] else 0
+    if math.prod(q[:-1]) * k[-2] < threads.SPLIT_MIN:  # too little work to hand to threads
+        n = 0
+    mask = in_shapes[3] if has_mask else ()
+    return n, bool(n) and len(mask) == len(q) and mask[0] == n
+
+
+def _run(part: Callable[[slice], None], n: int) -> None:
+    if n:
+        threads.split_over_threads(part, n)
+    else:
+        part(slice(None))
+
+
 def _forward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple):
     q_shape, k_shape = in_shapes[0], in_shapes[1]
     dtype = np.dtype(dtypes[0])
     scale = _scale(attrs, q_shape[-1])
     scores = np.empty((*_lead(in_shapes), q_shape[-2], k_shape[-2]), dtype=dtype)
     rowmax = np.empty((*scores.shape[:-1], 1), dtype=dtype)
+    total = np.empty_like(rowmax)
     add_mask = _bias_fn(attrs, in_shapes, dtype)
+    n, slice_mask = _split(in_shapes, len(in_shapes) == 4)
 
     def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *rest: np.ndarray) -> None:
         *mask, out, lse = rest
-        np.matmul(q, np.swapaxes(k, -1, -2), out=scores)
-        np.multiply(scores, scale, out=scores)
-        if add_mask is not None:
-            add_mask(scores, mask[0] if mask else None)
-        np.max(scores, axis=-1, keepdims=True, out=rowmax)
-        with np.errstate(invalid="ignore"):
-            np.subtract(scores, rowmax, out=scores)
-            np.exp(scores, out=scores)
-        total = scores.sum(axis=-1, keepdims=True)
-        np.log(total[..., 0], out=lse)
-        lse += rowmax[..., 0]
-        np.divide(scores, total, out=scores)
-        np.matmul(scores, v, out=out)
+
+        def part(i: slice) -> None:
+            s, m, t = scores[i], rowmax[i], total[i]
+            # the same operations as the spelled-out form (exported to ONNX): equal to the last bit
+            np.matmul(q[i], np.swapaxes(k[i], -1, -2), out=s)
+            np.multiply(s, scale, out=s)
+            if add_mask is not None:
+                add_mask(s, (mask[0][i] if slice_mask else mask[0]) if mask else None)
+            np.max(s, axis=-1, keepdims=True, out=m)
+            with np.errstate(invalid="ignore"):
+                np.subtract(s, m, out=s)
+                np.exp(s, out=s)
+            np.sum(s, axis=-1, keepdims=True, out=t)
+            np.log(t[..., 0], out=lse[i])
+            np.add(lse[i], m[..., 0], out=lse[i])
+            np.divide(s, t, out=s)
+            np.matmul(s, v[i], out=out[i])
+
+        _run(part, n)
 
     return attention
 
@@ -119,29 +147,35 @@ def _backward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: t
     prod = np.empty((*lead, q_shape[-2], in_shapes[2][-1]), dtype=dtype)
     rowsum = np.empty((*lead, q_shape[-2], 1), dtype=dtype)
     add_mask = _bias_fn(attrs, in_shapes[:4] if has_mask else in_shapes[:3], dtype)
+    n, slice_mask = _split(in_shapes, has_mask)
 
     def attention_grad(q: np.ndarray, k: np.ndarray, v: np.ndarray, *rest: np.ndarray) -> None:
         if has_mask:
             mask, out, lse, gout, glse, dq, dk, dv = rest
         else:
             (out, lse, gout, glse, dq, dk, dv), mask = rest, None
-        np.matmul(q, np.swapaxes(k, -1, -2), out=p)  # recompute the probabilities from the log-sum-exp
-        np.multiply(p, scale, out=p)
-        if add_mask is not None:
-            add_mask(p, mask)
-        with np.errstate(invalid="ignore"):
-            np.subtract(p, lse[..., None], out=p)
-            np.exp(p, out=p)
-        _matmul_into(np.swapaxes(p, -1, -2), gout, dv)
-        np.matmul(gout, np.swapaxes(v, -1, -2), out=dp)
-        np.multiply(gout, out, out=prod)
-        np.sum(prod, axis=-1, keepdims=True, out=rowsum)
-        np.subtract(rowsum, glse[..., None], out=rowsum)
-        np.subtract(dp, rowsum, out=dp)  # D_i = sum_j dO_ij O_ij = sum_j P_ij dP_ij; d lse_i / d s_ij = P_ij
-        np.multiply(dp, p, out=dp)
-        np.multiply(dp, scale, out=dp)
-        _matmul_into(dp, k, dq)
-        _matmul_into(np.swapaxes(dp, -1, -2), q, dk)
+
+        def part(i: slice) -> None:
+            pi, di, rs = p[i], dp[i], rowsum[i]
+            np.matmul(q[i], np.swapaxes(k[i], -1, -2), out=pi)  # the probabilities, from the log-sum-exp
+            np.multiply(pi, scale, out=pi)
+            if add_mask is not None:
+                add_mask(pi, mask[i] if slice_mask else mask)
+            with np.errstate(invalid="ignore"):
+                np.subtract(pi, lse[i][..., None], out=pi)
+                np.exp(pi, out=pi)
+            _matmul_into(np.swapaxes(pi, -1, -2), gout[i], dv[i])
+            np.matmul(gout[i], np.swapaxes(v[i], -1, -2), out=di)
+            np.multiply(gout[i], out[i], out=prod[i])
+            np.sum(prod[i], axis=-1, keepdims=True, out=rs)
+            np.subtract(rs, glse[i][..., None], out=rs)
+            np.subtract(di, rs, out=di)  # D_i = sum_j dO_ij O_ij = sum_j P_ij dP_ij; d lse_i / d s_ij = P_ij
+            np.multiply(di, pi, out=di)
+            np.multiply(di, scale, out=di)
+            _matmul_into(di, k[i], dq[i])
+            _matmul_into(np.swapaxes(di, -1, -2), q[i], dk[i])
+
+        _run(part, n)
 
     return attention_grad
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl import threads
 from graphdl.errors import GradientError
 from graphdl.registry import Bool, Float, GradContext, Int, OpDef, Str, fail, register
 
@@ -284,24 +285,41 @@ def _layer_norm_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 def _layer_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):
     eps, k = attrs.get("eps", 1e-5), attrs["ndim"]
-    axes = tuple(range(len(out_shape) - k, len(out_shape)))
+    nd = len(out_shape)
+    axes = tuple(range(nd - k, nd))
     red = tuple(1 if i in axes else d for i, d in enumerate(out_shape))
     mean = np.empty(red, dtype=dtype)
     inv = np.empty(red, dtype=dtype)
-    sq = np.empty(out_shape, dtype=dtype)
+    # One feature axis: the sum of squares is one einsum pass (no squared copy); else a scratch square.
+    sq = np.empty(out_shape, dtype=dtype) if k > 1 else None
+    count = math.prod(out_shape[nd - k:])
+    n = out_shape[0] if nd > k and math.prod(out_shape) >= threads.SPLIT_MIN else 0  # leading rows split over threads
 
     def layer_norm(x: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]
-        np.mean(x, axis=axes, keepdims=True, out=mean)
-        np.subtract(x, mean, out=out)
-        np.multiply(out, out, out=sq)
-        np.mean(sq, axis=axes, keepdims=True, out=inv)
-        np.add(inv, eps, out=inv)
-        np.sqrt(inv, out=inv)
-        np.divide(out, inv, out=out)
-        if len(rest) == 3:
-            np.multiply(out, rest[0], out=out)
-            np.add(out, rest[1], out=out)
+
+        def part(i: slice) -> None:
+            o, m, v = out[i], mean[i], inv[i]
+            np.mean(x[i], axis=axes, keepdims=True, out=m)
+            np.subtract(x[i], m, out=o)
+            if sq is None:
+                np.einsum("...j,...j->...", o, o, out=v[..., 0])
+            else:
+                np.multiply(o, o, out=sq[i])
+                np.sum(sq[i], axis=axes, keepdims=True, out=v)
+            np.multiply(v, 1.0 / count, out=v)
+            np.add(v, eps, out=v)
+            np.sqrt(v, out=v)
+            np.divide(1.0, v, out=v)
+            np.multiply(o, v, out=o)
+            if len(rest) == 3:
+                np.multiply(o, rest[0], out=o)
+                np.add(o, rest[1], out=o)
+
+        if n:
+            threads.split_over_threads(part, n)
+        else:
+            part(slice(None))
 
     return layer_norm
 

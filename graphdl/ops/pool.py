@@ -176,6 +176,7 @@ class _Argmax:
         self.padded = Padded(x_shape, geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
         self.offsets = offset_slices(attrs, pooled[2:])
         self.best, self.idx, self.step, self.mask = ws.get("best"), ws.get("idx"), ws["step"], ws["mask"]
+        self.mask8 = self.mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
 
     def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None) -> np.ndarray:
         """The indices (into ``idx``, else the workspace); the maxima land in ``best`` if given."""
@@ -187,8 +188,7 @@ class _Argmax:
         for k, (_, _, index) in enumerate(self.offsets[1:], start=1):
             np.greater(xp[index], best, out=self.mask)
             np.maximum(best, xp[index], out=best)
-            np.copyto(self.step, self.mask)
-            np.multiply(self.step, k, out=self.step)
+            np.multiply(self.mask8, self.step.dtype.type(k), out=self.step)  # k typed: int64 past 255
             np.maximum(idx, self.step, out=idx)
         return idx
 

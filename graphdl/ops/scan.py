@@ -8,6 +8,7 @@ the body in graphdl/subgraph.py). Its attributes hold the body as data, an ``IR`
 - ``carries`` (how many inputs are initial carries), ``xs`` (how many are scanned sequences); the
   remaining inputs are captures: outer values the body reads, the same at every step.
 - ``reverse``: scan from the last time step; ``length``: the number of steps when there are no ``xs``.
+- ``remat``: the gradient recomputes each step from its carry instead of storing the step's residuals.
 
 Outputs: the final carries, then the stacked ``y`` (a new leading axis aligned with ``xs``). The kernel
 binds the body once for its concrete shapes (its own plan and arena, through the ``binder`` the executor
@@ -248,23 +249,41 @@ def _grad(c: GradContext) -> list[Any]:
     def grad_of(k: int) -> str:
         return grads.get(names[k]) or b.apply("expand_like", [0.0, names[k]], origin)
 
+    # A captured weight read as ``v @ W`` gets matmul(v, g, transpose_a=True) per step: rather than T small
+    # GEMMs and T running sums inside the loop, the reverse scan stacks v and g, and one GEMM after it sums.
+    deferred: dict[int, tuple[str, ...]] = {}
+    for k in fp:
+        n = b.nodes.get(grads.get(names[k], ""))
+        if (n is not None and n.op == "matmul" and n.attr.get("transpose_a") and not n.attr.get("transpose_b")
+                and len(inputs[k].shape) == 2 and None not in inputs[k].shape
+                and all(len(value_info(b.nodes, i)[0]) == 2 for i in n.inputs)):
+            deferred[k] = n.inputs
+    acc = [k for k in fp if k not in deferred]
     outputs = [grad_of(k) for k in fc]
-    outputs += [b.apply("add", [acc, grad_of(k)], origin) for acc, k in zip(g_acc, fp)]
+    outputs += [b.apply("add", [g_acc[fp.index(k)], grad_of(k)], origin) for k in acc]
     outputs += [grad_of(k) for k in fx]
+    operands = list(dict.fromkeys(r for k in deferred for r in deferred[k]))
 
     # 2. Residuals: the forward values the VJP reads, other than the xs' slices and the captures.
     forward = body.node_map()
-    live = set(map(node_of, outputs))  # the VJP's nodes the outputs need (a rule may build more)
+    # The nodes needed (a rule may build more); with ``remat`` the forward step is recomputed in the
+    # reverse body from the carry entering it, so only the carries are stored (jax.checkpoint).
+    remat = a.get("remat", False)
+    live = set(map(node_of, [*outputs, *operands]))
     for n in reversed(list(b.nodes.values())):
-        if n.name in live and n.name not in forward:
+        if n.name in live and (n.name not in forward or remat):
             live.update(map(node_of, n.inputs))
-    added = [n for n in b.nodes.values() if n.name not in forward and n.name in live]
-    read = dict.fromkeys([*(i for n in added for i in n.inputs), *outputs])
+    added = [n for n in b.nodes.values() if n.name in live and (n.name not in forward or (
+        remat and n.kind is not NodeKind.PLACEHOLDER and n.op != "scalar"))]
+    in_body = {n.name for n in added}
+    read = dict.fromkeys([*(i for n in added for i in n.inputs), *outputs, *operands])
     fixed = set(names[nc:])
-    residuals = [r for r in read if parse_ref(r)[0] in forward and parse_ref(r)[0] not in fixed
+    residuals = [r for r in read if parse_ref(r)[0] in forward and parse_ref(r)[0] not in fixed | in_body
                  and forward[parse_ref(r)[0]].op != "scalar"]
     used = {parse_ref(r)[0] for r in read}
-    used_x = [k for k in range(nc, nc + nx) if names[k] in used] or list(range(nc, min(nc + 1, nc + nx)))
+    used_x = [k for k in range(nc, nc + nx) if names[k] in used]
+    if not (residuals or used_x or fy):  # no sequence left to give the number of steps: keep the first xs
+        used_x = list(range(nc, min(nc + 1, nc + nx)))
     used_p = [k for k in range(nc + nx, n_in) if names[k] in used]
     ys_now = list(body.outputs[nc:])
     extra = [r for r in residuals if r not in ys_now]
@@ -288,33 +307,54 @@ def _grad(c: GradContext) -> list[Any]:
                               origin=forward[node].origin))
     scalars = [forward[n] for n in used if n in forward and forward[n].op == "scalar"]
     body_nodes = [
-        *(b.nodes[n] for n in (*g_carry, *g_acc)), *res_nodes, *(forward[names[k]] for k in used_x),
-        *(b.nodes[n] for n in g_y), *(forward[names[k]] for k in used_p), *scalars,
-        *(n if not rename else dataclasses.replace(n, inputs=tuple(rename.get(i, i) for i in n.inputs))
-          for n in added if n.kind is not NodeKind.PLACEHOLDER)]
-    rev = IR(f"{body.name}/vjp", tuple(body_nodes), tuple(rename.get(o, o) for o in outputs))
+        *(b.nodes[n] for n in (*g_carry, *(g_acc[fp.index(k)] for k in acc))), *res_nodes,
+        *(forward[names[k]] for k in used_x), *(b.nodes[n] for n in g_y), *(forward[names[k]] for k in used_p),
+        *scalars, *(n if not rename else dataclasses.replace(n, inputs=tuple(rename.get(i, i) for i in n.inputs))
+                    for n in added if n.kind is not NodeKind.PLACEHOLDER)]
 
     def zero_like(t: Any) -> Any:
         return c.apply("expand_like", 0.0, t)
 
     init = [c.gouts[k] if c.gouts[k] is not None else zero_like(c.outs[k]) for k in fc]
-    init += [zero_like(c.inputs[k]) for k in fp]
+    init += [zero_like(c.inputs[k]) for k in acc]
     seq = [stacked[ys_now.index(r)] for r in residuals] + [c.inputs[k] for k in used_x]
     seq += [c.gouts[nc + k] for k in fy]
+    # A deferred GEMM's operand is stacked already if it enters the reverse body as one of its xs.
+    source = dict(zip([*(rename.get(r, r) for r in residuals), *(names[k] for k in used_x), *g_y], seq, strict=True))
+    stack = [r for r in operands if rename.get(r, r) not in source]
+    rev = IR(f"{body.name}/vjp", tuple(body_nodes), tuple(rename.get(o, o) for o in (*outputs, *stack)))
     res = c.apply_multi("scan", *init, *seq, *(c.inputs[k] for k in used_p), body=rev, carries=len(init),
                         xs=len(seq), reverse=not a["reverse"], length=a.get("length"))
     result: list[Any] = [None] * n_in
-    for j, k in enumerate((*fc, *fp)):
+    for j, k in enumerate((*fc, *acc)):
         result[k] = res[j]
     for j, k in enumerate(fx):
         result[k] = res[len(init) + j]
+
+    def stacked_(r: str) -> Any:
+        name = rename.get(r, r)
+        return source[name] if name in source else res[len(init) + len(fx) + stack.index(r)]
+
+    for k, (v, g) in deferred.items():
+        rows, cols = inputs[k].shape
+        result[k] = c.apply("matmul", c.apply("reshape", stacked_(v), shape=(-1, rows)),
+                            c.apply("reshape", stacked_(g), shape=(-1, cols)), transpose_a=True)
     return result
+
+
+def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None, length: int | None = None,
+         reverse: bool = False, name: str | None = None, remat: bool = False) -> tuple[Any, Any]:
+    """Loop ``body(carry, x) -> (new_carry, y)`` over the leading axis of ``xs`` (JAX's ``lax.scan``) and
+    return ``(final_carry, ys)``; the body is traced once into one ``scan`` node. See graphdl.subgraph.scan."""
+    from graphdl.subgraph import scan as trace  # the tracing Builder sits a layer above the op table
+
+    return trace(body, init, xs, length=length, reverse=reverse, name=name, remat=remat)
 
 
 SCAN = register(OpDef(
     "scan", _shape, _kernel, grad=_grad, dtype=_dtype, multi_output=True, bodies=("body",),
     attr_schema={"body": AttrSpec("graph"),
                  "carries": Int(low=0), "xs": Int(low=0), "reverse": Bool(False),
-                 "length": Int(None, low=0, nullable=True)},
+                 "length": Int(None, low=0, nullable=True), "remat": Bool(False)},
     doc="A loop over the leading axis of ``xs`` with a sub-graph body (see gd.ops.scan).",
 ))
