@@ -208,6 +208,9 @@ def _grouped_dot(ir: IR, drawn: list[Any], through: dict[str, str]) -> Any:
         if "update" in counts and kind is not NodeKind.UPDATE:
             extra.update(color=COLORS[NodeKind.UPDATE], penwidth="3")
         dot.node(_node_id(g), "\n".join(lines), fillcolor=COLORS[kind], tooltip=f"{len(members)} nodes", **extra)
+        for m in members:  # a forward scan's body, as a cluster beside its layer's box
+            if m.kind in (NodeKind.OP, NodeKind.LOSS):
+                _draw_bodies(dot, m, _node_id(g))
     edges: set[tuple[str, str]] = set()
     for n in drawn:
         for ref in n.inputs:

@@ -425,8 +425,10 @@ def test_text_form_and_svg_show_the_body() -> None:
     assert "body=<scan/body:" in scan_line
     indented = [line for line in text.splitlines() if line.startswith("      ") and "tanh(" in line]
     assert indented, text
-    svg = gd.viz.to_svg(exe) if hasattr(gd, "viz") else __import__("graphdl.viz").viz.to_svg(exe)
+    svg = gd.viz.to_svg(exe)
     assert "body of scan" in svg and "tanh" in svg
+    grouped = gd.viz.to_svg(gd.compile([loss], gd.optim.SGD(0.1)), group="layer")  # one box per layer
+    assert "body of scan" in grouped
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -550,3 +552,46 @@ def test_closing_a_plan_closes_its_bodies_plans() -> None:
     assert body._filenames and all(f in linecache.cache for f in body._filenames)
     bound.close()
     assert not any(f in linecache.cache for f in body._filenames)
+
+
+def test_a_body_shape_error_found_at_run_time_names_the_body_line() -> None:
+    with gd.Graph("late", dtype="float64"):
+        xs = gd.placeholder("xs", (None, 2, None))  # the feature size is known only at run time
+        W = gd.constant(np.ones((3, 4)))
+
+        def step(c, x):
+            return c + x @ W, None
+
+        line = inspect.getsourcelines(step)[1] + 1
+        h, _ = gd.ops.scan(step, gd.constant(np.zeros((2, 4))), xs)
+    exe = gd.compile([h])
+    exe.run({"xs": np.ones((3, 2, 3))})
+    with pytest.raises(ShapeError, match=rf"in its body, matmul at node 'matmul' \(defined at .*test_scan.py:{line}\)"):
+        exe.run({"xs": np.ones((3, 2, 5))})
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_property_any_length_matches_the_loop(reverse: bool) -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+
+    with gd.Graph("prop", dtype="float64"):
+        xs = gd.placeholder("xs", (None, 2))
+        c0 = gd.placeholder("c0", (2,))
+        final, ys = gd.ops.scan(lambda c, x: (c * 0.5 + x, c - x), c0, xs, reverse=reverse)
+    exe = gd.compile([final, ys])  # one compiled model for every length
+
+    @hypothesis.settings(max_examples=25, deadline=None)
+    @hypothesis.given(st.integers(0, 9), st.integers(0, 2**31 - 1))
+    def check(T: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        x, c = rng.standard_normal((T, 2)), rng.standard_normal(2)
+        got_final, got_ys = exe.run({"xs": x, "c0": c})
+        want_ys = np.zeros((T, 2))
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            want_ys[t] = c - x[t]
+            c = c * 0.5 + x[t]
+        np.testing.assert_allclose(got_final, c, rtol=1e-12)
+        np.testing.assert_allclose(got_ys, want_ys, rtol=1e-12)
+
+    check()

@@ -62,7 +62,12 @@ def body_values(body: IR, in_shapes: Sequence[Shape], in_dtypes: Sequence[str] |
                 fail(f"body node '{n.name}' ({n.op}) has effects or depends on the training mode; a body must be "
                      "pure (apply dropout and updates outside the scan)")
             ins = [info[i] if i in info else value_info(by_name, i) for i in n.inputs]
-            shapes, dtypes = infer(op, tuple(s for s, _ in ins), tuple(d for _, d in ins), n.attr)
+            try:
+                shapes, dtypes = infer(op, tuple(s for s, _ in ins), tuple(d for _, d in ins), n.attr)
+            except RuleError as e:  # name the body's node and the user's line, not only the scan
+                seen = ", ".join(format_shape(s) for s, _ in ins)
+                raise RuleError(f"in its body, {n.op} at node '{n.name}' (defined at {n.origin}) with inputs "
+                                f"{seen}: {e.message}", e.hint, e.kind) from None
             info.update(zip(n.refs, zip(shapes, dtypes, strict=True), strict=True))
     return info
 
