@@ -15,6 +15,7 @@ from graphdl.dtypes import scalar_dtype
 from graphdl.errors import DTypeError, GraphError, ShapeError
 from graphdl.ir import (
     IR,
+    Attrs,
     Node,
     NodeKind,
     Shape,
@@ -48,6 +49,11 @@ class Builder:
         #: While a scan body is traced (graphdl/subgraph.py), the body's builder: nodes built on this
         #: builder go there instead, so outer tensors used in the body become its captured inputs.
         self.redirect: Builder | None = None
+        #: (op, attribute items with their exact types) -> the node's frozen attrs, for attributes
+        #: already checked against the op's schema; the frozen tuples are shared between nodes.
+        self._checked_attrs: dict[tuple, Attrs] = {}
+        #: One tuple per distinct shape: gradient graphs repeat a few shapes over thousands of nodes.
+        self._shapes: dict[Shape, Shape] = {}
 
     # -- naming ---------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -99,10 +105,16 @@ class Builder:
         """``apply`` on this very builder, ignoring ``redirect``."""
         opdef = get_op(op)
         attrs = dict(attrs or {})
-        problems = attr_problems(opdef, attrs)
-        if problems:
-            origin = self.default_origin or user_origin()
-            raise GraphError(f"{op} at node '{name or op}' (defined at {origin}): {'; '.join(problems)}")
+        key = _attrs_key(op, attrs)
+        frozen = self._checked_attrs.get(key) if key is not None else None
+        if frozen is None:
+            problems = attr_problems(opdef, attrs)
+            if problems:
+                origin = self.default_origin or user_origin()
+                raise GraphError(f"{op} at node '{name or op}' (defined at {origin}): {'; '.join(problems)}")
+            frozen = make_attrs(attrs)
+            if key is not None:
+                self._checked_attrs[key] = frozen
         like = next((t for t in inputs if isinstance(t, Tensor)), None)
         handles = [self._as_tensor(t, like) for t in inputs]
         if opdef.arity is not None and len(handles) != opdef.arity:
@@ -119,8 +131,8 @@ class Builder:
             kind=kind or (NodeKind.UPDATE if opdef.effects.writes else self.default_kind),
             op=op,
             inputs=tuple(i[0] for i in infos),
-            attrs=make_attrs(attrs),
-            shape=shapes[0],
+            attrs=frozen,
+            shape=self._shapes.setdefault(shapes[0], shapes[0]),
             dtype=dtypes[0],
             origin=origin,
             extra=tuple(zip(shapes[1:], dtypes[1:], strict=True)),
@@ -182,6 +194,31 @@ class Builder:
     def freeze(self, outputs: Sequence[str] = ()) -> IR:
         """The immutable IR of everything built so far."""
         return IR(self.name, tuple(self.nodes.values()), tuple(outputs))
+
+
+_PLAIN = frozenset({bool, int, float, str, type(None)})
+
+
+def _attrs_key(op: str, attrs: Mapping[str, Any]) -> tuple | None:
+    """A key equal only for attributes of the same values *and types* (``1``, ``True`` and
+    ``np.int64(1)`` are equal in Python but not to a schema; ``0.0`` and ``-0.0`` too, so float
+    zeros get no key), or None when a value is not a plain scalar or a flat tuple of them: such
+    attributes are checked in full every time."""
+    items = []
+    for k, v in attrs.items():
+        t = type(v)
+        if t is tuple:
+            types = tuple(map(type, v))
+            if not _PLAIN.issuperset(types) or (float in types and 0 in v):
+                return None
+            items.append((k, v, types))
+        elif t is float and v == 0:
+            return None
+        elif t in _PLAIN:
+            items.append((k, v, t))
+        else:
+            return None
+    return (op, *items)
 
 
 __all__ = ["FLOAT_DTYPES", "Builder", "Tensor", "format_shape"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 
+import numpy as np
 import pytest
 
 import graphdl as gd
@@ -138,3 +139,35 @@ def test_dead_code_elimination_does_not_depend_on_the_node_order() -> None:
     shuffled = ir.replace(nodes=tuple(reversed(ir.nodes)))  # every input after its reader
     assert {n.name for n in eliminate_dead_code(shuffled).nodes} == set(kept)
     assert eliminate_dead_code(eliminate_dead_code(ir)) == eliminate_dead_code(ir)
+
+
+def test_builder_checks_each_attribute_set_once_and_shares_the_frozen_tuple(monkeypatch) -> None:
+    import graphdl.builder as builder_module
+
+    calls: list[str] = []
+    real = builder_module.attr_problems
+    monkeypatch.setattr(builder_module, "attr_problems", lambda op, attrs: calls.append(op.name) or real(op, attrs))
+    with gd.Graph("g") as g:
+        x = gd.placeholder("x", (None, 3))
+        sums = [g.apply("sum", [x], {"axis": (0,), "keepdims": False}) for _ in range(4)]
+    assert calls.count("sum") == 1
+    assert len({id(s.node.attrs) for s in sums}) == 1
+    assert len({id(s.node.shape) for s in sums}) == 1
+
+
+@pytest.mark.parametrize("bad", [True, np.int64(0), (np.int64(0),), (True,), "0", 0.0])
+def test_a_checked_attribute_does_not_admit_a_lookalike_of_another_type(bad) -> None:
+    with gd.Graph("g") as g:
+        x = gd.placeholder("x", (None, 3))
+        g.apply("sum", [x], {"axis": (0,), "keepdims": False})
+        g.apply("sum", [x], {"axis": 0, "keepdims": False})
+        with pytest.raises(gd.GraphError, match=r"sum at node 'bad'.*attribute 'axis'"):
+            g.apply("sum", [x], {"axis": bad, "keepdims": False}, name="bad")
+
+
+def test_float_zeros_keep_their_sign_after_a_cached_check() -> None:
+    with gd.Graph("g") as g:
+        a = g.apply("scalar", [], {"value": 0.0, "dtype": "float32"})
+        b = g.apply("scalar", [], {"value": -0.0, "dtype": "float32"})
+    assert np.copysign(1.0, a.node.attr["value"]) == 1.0
+    assert np.copysign(1.0, b.node.attr["value"]) == -1.0
