@@ -167,6 +167,7 @@ class BoundPlan:
         self.plan = plan
         self.check_numerics = check_numerics
         self._bodies: list[BoundPlan] = []  # bound sub-graphs (scan bodies) of this plan's kernels
+        self._placeholders: set[str] = set()
         nodes = ir.node_map()
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
@@ -183,6 +184,7 @@ class BoundPlan:
             shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.kind is NodeKind.PLACEHOLDER:
                 arrays[n.name] = np.empty(shape, dtype)
+                self._placeholders.add(n.name)
             elif n.op == "scalar":
                 arrays[n.name] = np.full((), n.attr["value"], dtype)
             elif n.kind in (NodeKind.PARAM, NodeKind.STATE, NodeKind.CONSTANT):
@@ -290,6 +292,17 @@ class BoundPlan:
         self._bodies.append(bound)  # closed with this plan
         return bound
 
+    @property
+    def bodies(self) -> tuple[BoundPlan, ...]:
+        """The bound sub-graphs (scan bodies) of this plan's kernels, in binding order."""
+        return tuple(self._bodies)
+
+    def bytes(self) -> int:
+        """Bytes this bound plan allocated: its arena, its placeholders' buffers and its bodies' (nested
+        ones included); parameters, state and constants are the model's, not the plan's."""
+        inputs = sum(a.nbytes for n, a in self.arrays.items() if n in self._placeholders)
+        return self.arena.nbytes + inputs + sum(b.bytes() for b in self._bodies)
+
     def close(self) -> None:
         """Forget the generated source (for a plan dropped from a cache), its sub-graphs' too; the arrays
         go with the object."""
@@ -381,13 +394,37 @@ class BoundPlan:
             f"{step.op} at node '{step.node}' failed: {type(e).__name__}: {e}; inputs: {shapes}{written}")
 
 
-def bind_body(body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
-    """A sub-graph (a scan's body) planned and bound for concrete input shapes, with its own arena:
-    what a kernel of an op with ``bodies`` receives as ``binder``."""
+def plan_body(body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> Plan:
+    """The plan of a sub-graph (a scan's body) for concrete input shapes."""
     from passes.buffers import plan_buffers
     from passes.shapes import concrete_shapes
 
-    return BoundPlan(plan_buffers(body, concrete_shapes(body, feed_shapes)), body, {})
+    return plan_buffers(body, concrete_shapes(body, feed_shapes))
+
+
+def bind_body(body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
+    """A sub-graph (a scan's body) planned and bound for concrete input shapes, with its own arena:
+    what a kernel of an op with ``bodies`` receives as ``binder``."""
+    return BoundPlan(plan_body(body, feed_shapes), body, {})
+
+
+def body_bytes(plan: Plan, ir: IR) -> int:
+    """Bytes that binding ``plan`` allocates for its steps' sub-graphs (scan bodies) besides its own arena:
+    per body, its arena and input buffers and, recursively, its own bodies' (what ``BoundPlan.bytes``
+    counts once bound, computed here without allocating). Each body is bound once per step that runs it
+    and lives as long as the plan."""
+    nodes = ir.node_map()
+    total = 0
+    for step in plan.steps:
+        op = get_op(step.op)
+        if not op.bodies or op.body_feeds is None:
+            continue
+        for body, feed in op.body_feeds(nodes[step.node].attr, tuple(plan.shapes[i] for i in step.inputs)):
+            sub = plan_body(body, feed)
+            inputs = sum(math.prod(feed[n.name]) * np.dtype(n.dtype).itemsize
+                         for n in body.nodes if n.kind is NodeKind.PLACEHOLDER)
+            total += sub.arena_bytes + inputs + body_bytes(sub, body)
+    return total
 
 
 _MAIN = threading.main_thread()

@@ -123,6 +123,15 @@ def _dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> tuple[str, ...]:
 Binder = Callable[[IR, dict[str, tuple[int, ...]]], Any]
 
 
+def _body_feeds(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...]
+                ) -> list[tuple[IR, dict[str, tuple[int, ...]]]]:
+    """The body and the concrete shapes of its inputs: one time slice of each of xs."""
+    body: IR = attrs["body"]
+    nc, nx = attrs["carries"], attrs["xs"]
+    inputs = body_inputs(body, len(in_shapes))
+    return [(body, {n.name: (in_shapes[k][1:] if nc <= k < nc + nx else in_shapes[k]) for k, n in enumerate(inputs)})]
+
+
 def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_shapes: tuple[tuple[int, ...], ...],
             dtypes: tuple[np.dtype, ...], binder: Binder | None = None) -> Callable[..., None]:
     """Bind the body once for these shapes; each call copies the captures and initial carries in, then per
@@ -134,7 +143,7 @@ def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_s
     n_in, ny = len(in_shapes), len(body.outputs) - nc
     steps = out_shapes[nc][0] if ny else (in_shapes[nc][0] if nx else attrs["length"])
     inputs = body_inputs(body, n_in)
-    feed = {n.name: (in_shapes[k][1:] if nc <= k < nc + nx else in_shapes[k]) for k, n in enumerate(inputs)}
+    [(_, feed)] = _body_feeds(attrs, in_shapes)
     bound = binder(body, feed)
     slots = [bound.arrays[n.name] for n in inputs]
     carry_in, x_in, cap_in = slots[:nc], slots[nc:nc + nx], slots[nc + nx:]
@@ -358,6 +367,7 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 
 SCAN = register(OpDef(
     "scan", _shape, _kernel, grad=_grad, dtype=_dtype, multi_output=True, bodies=("body",),
+    body_feeds=_body_feeds,
     attr_schema={"body": AttrSpec("graph"),
                  "carries": Int(low=0), "xs": Int(low=0), "reverse": Bool(False),
                  "length": Int(None, low=0, nullable=True), "remat": Bool(False)},
