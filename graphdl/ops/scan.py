@@ -338,7 +338,7 @@ def _grad(c: GradContext) -> list[Any]:
     stack = [r for r in operands if rename.get(r, r) not in source]
     rev = IR(f"{body.name}/vjp", tuple(body_nodes), tuple(rename.get(o, o) for o in (*outputs, *stack)))
     res = c.apply_multi("scan", *init, *seq, *(c.inputs[k] for k in used_p), body=rev, carries=len(init),
-                        xs=len(seq), reverse=not a["reverse"], length=a.get("length"))
+                        xs=len(seq), reverse=not a["reverse"], length=a.get("length"), remat=remat)
     result: list[Any] = [None] * n_in
     for j, k in enumerate((*fc, *acc)):
         result[k] = res[j]
