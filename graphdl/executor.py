@@ -224,6 +224,7 @@ class BoundPlan:
         value_names = list(arrays)
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
+        self._pointers: dict[str, list[tuple[dict[str, object], str]]] = {}  # value -> where the code reads it
         chunks = []
         generated = _chunk_sources(tuple(self.steps), value_names, CHUNK)
         compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
@@ -238,6 +239,8 @@ class BoundPlan:
             first = c * CHUNK
             namespace: dict[str, object] = {f"k{j}": k for j, k in enumerate(kernels[first:first + CHUNK])}
             namespace.update({f"v{i}": arrays[value_names[u]] for i, u in enumerate(used)})
+            for i, u in enumerate(used):
+                self._pointers.setdefault(value_names[u], []).append((namespace, f"v{i}"))
             name = f"chunk_{c}"
             chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
                                              namespace, name))
@@ -291,6 +294,15 @@ class BoundPlan:
         bound = bind_body(body, feed_shapes)
         self._bodies.append(bound)  # closed with this plan
         return bound
+
+    def pointers(self, name: str) -> list[tuple[dict[str, object], str]]:
+        """Where the generated step function reads value ``name``'s array: (namespace, key) pairs, none if
+        no step uses it. Storing another C-contiguous array of the same shape and dtype under every pair
+        makes ``compute`` read, or write, that array instead: a scan points its body's inputs at each
+        step's time slice and its outputs at the stacked result. Only for a value no kernel writes in
+        place of another (placeholders, and outputs of the plan, which are never reused), and only for
+        ``compute`` (``calls`` and ``run_loop`` keep the bound arrays)."""
+        return self._pointers.get(name, [])
 
     @property
     def bodies(self) -> tuple[BoundPlan, ...]:
