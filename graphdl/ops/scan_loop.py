@@ -68,7 +68,8 @@ def scan_loop(bound: Any, body: IR, names: Sequence[str], nc: int, nx: int, step
         """Once per call: the captures' setters and copies; then per step (setters, copies before,
         copies after); and the copies into the final carries."""
         xs, ys, finals = args[nc:nc + nx], args[n_in + nc:], args[n_in:n_in + nc]
-        first: list[Setter] = []
+        # Whatever this call does not re-point reads and writes its own buffer, whatever an earlier call did.
+        first: list[Setter] = [p for n in {*names[nc:], *y_names} for p in point(n, bound.arrays[n])]
         copy_in: list[tuple[np.ndarray, np.ndarray]] = []
         base = {n: slot[k] for k, n in enumerate(names)}  # the array each input is in, unless re-pointed
         for k in range(nc + nx, n_in):
@@ -79,8 +80,6 @@ def scan_loop(bound: Any, body: IR, names: Sequence[str], nc: int, nx: int, step
                 first += point(names[k], slot[k])
                 copy_in.append((slot[k], args[k]))
         copy_in += [(slot[k], args[k]) for k in range(nc) if not pong[k]]
-        # Whatever a step does not re-point reads and writes its own buffer, whatever an earlier call did.
-        first += [p for n in (*names[nc:nc + nx], *y_names) for p in point(n, bound.arrays[n])]
         current = list(args[:nc])  # where each ping-pong carry's value is before the step
         staged: dict[int, np.ndarray] = {}  # carries that swap go through these, allocated once
         plan = []
