@@ -90,7 +90,7 @@ def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas
     np.testing.assert_allclose(dw.ravel(), jac_w.T @ g.ravel(), atol=1e-12)
 
 
-@pytest.mark.parametrize("kernel", [(2, 2), (16, 17)], ids=["uint8-index", "int64-index"])
+@pytest.mark.parametrize("kernel", [(1, 1), (2, 2), (2, 3), (16, 17)], ids=["one", "2x2", "2x3", "int64-index"])
 def test_max_pool_training_indices_are_each_windows_first_maximum(kernel: tuple) -> None:
     """The saved argmax (kernel scan order) for windows of 4 and of 272 > 255 offsets (int64 indices)."""
     kh, kw = kernel
