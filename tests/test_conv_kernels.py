@@ -68,11 +68,7 @@ GEOMETRIES = [
 ]
 
 
-@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
-@pytest.mark.parametrize("x_shape,co,attrs", GEOMETRIES)
-def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas: bool, monkeypatch) -> None:
-    if not blas:  # the forward adds the bias in its transposing copy, as without NumPy's OpenBLAS
-        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
+def _check_against_reference(x_shape: tuple, co: int, attrs: dict) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((co, x_shape[1] // attrs["groups"], *attrs["kernel"]))
@@ -88,6 +84,34 @@ def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas
     dw = _run("conv2d_weight_grad", attrs, [x, g], w.shape)
     np.testing.assert_allclose(dx.ravel(), jac_x.T @ g.ravel(), atol=1e-12)
     np.testing.assert_allclose(dw.ravel(), jac_w.T @ g.ravel(), atol=1e-12)
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
+@pytest.mark.parametrize("x_shape,co,attrs", GEOMETRIES)
+def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas: bool, monkeypatch) -> None:
+    if not blas:  # the forward adds the bias in its transposing copy, as without NumPy's OpenBLAS
+        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
+    _check_against_reference(x_shape, co, attrs)
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("x_shape,co,attrs", [((5, *s[1:]), co, a) for s, co, a in GEOMETRIES])
+def test_conv_kernels_split_over_threads_match_reference(x_shape: tuple, co: int, attrs: dict, threads: int,
+                                                         blas: bool, monkeypatch) -> None:
+    """Batch slices in 2 or 3 threads (from any size on), each weight-gradient slice into its own partial."""
+    import graphdl as gd
+
+    monkeypatch.setattr(gd.threads, "SPLIT_MIN", 1)
+    monkeypatch.setattr(gd.threads, "MAX_PARTS", 3)
+    if not blas:
+        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
+    seen = []
+    split = gd.threads.split_in_parts
+    monkeypatch.setattr(gd.threads, "split_in_parts", lambda fn, n, k: (seen.append(k), split(fn, n, k)))
+    with gd.num_threads(threads):
+        _check_against_reference(x_shape, co, attrs)
+    assert seen and set(seen) == {threads}
 
 
 @pytest.mark.parametrize("kernel", [(1, 1), (2, 2), (2, 3), (16, 17)], ids=["one", "2x2", "2x3", "int64-index"])
