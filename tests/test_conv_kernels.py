@@ -129,3 +129,33 @@ def test_max_pool_training_indices_are_each_windows_first_maximum(kernel: tuple)
     windows = x.reshape(2, 3, 2, kh, 2, kw).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 2, 2, kh * kw)
     np.testing.assert_array_equal(out, windows.max(-1))
     np.testing.assert_array_equal(idx, windows.argmax(-1))
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                  dict(kernel_size=3, stride=1, padding=1, ceil_mode=True)],
+                         ids=["tiled", "overlapping-padded", "stride1"])
+def test_cnn_split_over_threads_equals_one_thread(pool: dict, monkeypatch) -> None:
+    """A CNN's forward and gradients (conv2d, max_pool2d and their gradient kernels split over the batch,
+    from any size on) in 2 and 3 threads give the one-thread values; inference plans too."""
+    import graphdl as gd
+
+    monkeypatch.setattr(gd.threads, "SPLIT_MIN", 1)
+    monkeypatch.setattr(gd.threads, "MAX_PARTS", 3)
+    rng = np.random.default_rng(1)
+    xa = rng.standard_normal((5, 2, 10, 9))
+    with gd.Graph("cnn", dtype="float64"):
+        x = gd.placeholder("x", (None, 2, 10, 9))
+        c1, c2 = gd.layers.Conv2D(2, 4, 3, padding=1), gd.layers.Conv2D(4, 3, 2)
+        h = gd.layers.MaxPool2D(**pool)(gd.ops.relu(c1(x)))
+        p = gd.layers.MaxPool2D(2, stride=1)(c2(h))
+        loss = gd.ops.sum(p * p)
+        grads = gd.grad(loss, [x, *c1.params.values(), *c2.params.values()])
+    train = gd.compile([loss, *grads])
+    infer = gd.compile([p])
+    with gd.num_threads(1):
+        one = train.run({"x": xa}) + infer.run({"x": xa})
+    for k in (2, 3):
+        with gd.num_threads(k):
+            many = train.run({"x": xa}) + infer.run({"x": xa})
+        for a, b in zip(one, many):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

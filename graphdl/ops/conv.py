@@ -358,7 +358,8 @@ def _weight_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtyp
     x, g = in_shapes
     cols = (math.prod(_Columns(x, attrs).shape),)
     transposed = [((math.prod(out_shape),), dtype)] if _columns_first(out_shape, attrs.get("groups", 1)) else []
-    partials = [(((_weight_grad_parts(in_shapes) - 1) * math.prod(out_shape),), dtype)]
+    extra = _weight_grad_parts(in_shapes) - 1
+    partials = [((extra * math.prod(out_shape),), dtype)] if extra else []
     return [(cols, dtype)] + ([((math.prod(g),), dtype)] if g[0] > 1 else []) + transposed + partials
 
 
@@ -370,15 +371,16 @@ def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
     cols_buf, *rest = scratch(workspace, _weight_grad_workspace(attrs, in_shapes, out_shape, dtype))
     n, co = g_shape[:2]
     hw = math.prod(g_shape[2:])
-    gt = rest[0].reshape(co, n, hw) if n > 1 else None
+    gt = rest.pop(0).reshape(co, n, hw) if n > 1 else None
     cols = cols_buf.reshape(columns.shape)
     cols_g = cols_buf.reshape(groups, -1, n * hw)
     cog = co // groups
     first = _columns_first(out_shape, groups)
-    wt = rest[-2].reshape(groups, -1, cog) if first else None
+    wt = rest.pop(0).reshape(groups, -1, cog) if first else None
     most = _weight_grad_parts(in_shapes)
     kdim = math.prod(out_shape[1:])
-    partials = rest[-1].reshape(most - 1, *((groups, kdim, cog) if first else (groups, cog, kdim)))
+    part_shape = (most - 1, *((groups, kdim, cog) if first else (groups, cog, kdim)))
+    partials = rest.pop(0).reshape(part_shape) if most > 1 else np.empty(part_shape, dtype)
 
     def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
         # a GEMM per group over the batch: g (Cout/G, N*Ho*Wo) @ columns^T (N*Ho*Wo, K), or its
