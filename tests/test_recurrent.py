@@ -17,8 +17,10 @@ KINDS = {"rnn_tanh": (layers.RNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
          "gru": (layers.GRU, torch.nn.GRU, {})}
 
 
-def _build(kind: str, bidirectional: bool, batch_first: bool, with_h0: bool, seed: int = 0) -> tuple:
+def _build(kind: str, bidirectional: bool, batch_first: bool, with_h0: bool, seed: int = 0, bias: bool = True
+           ) -> tuple:
     ours, theirs, kw = KINDS[kind]
+    kw = {**kw, "bias": bias}
     rng = np.random.default_rng(seed)
     tm = theirs(IN, H, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, **kw).double()
     D = 2 if bidirectional else 1
@@ -58,4 +60,12 @@ def test_recurrent_matches_pytorch(kind: str, bidirectional: bool, batch_first: 
     got, want, names, layer = _build(kind, bidirectional, batch_first, with_h0)
     assert len(got) == len(want) and len(layer.params) == (16 if bidirectional else 8)
     for a, b, w in zip(got, want, names):
+        np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-10, atol=1e-10, err_msg=w)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_recurrent_without_bias_matches_pytorch(kind: str) -> None:
+    got, want, names, layer = _build(kind, True, False, True, seed=1, bias=False)
+    assert not any(k.startswith("bias") for k in layer.params)
+    for a, b, w in zip(got, want, names, strict=True):
         np.testing.assert_allclose(a, b.detach().numpy(), rtol=1e-10, atol=1e-10, err_msg=w)

@@ -12,6 +12,7 @@ from bench.competitors import WORKLOADS
 torch = pytest.importorskip("torch")
 
 
+@pytest.mark.slow
 def test_lstm_workload_is_registered_and_matches_pytorch() -> None:
     assert "lstm_train" in WORKLOADS
     ex, feeds = lstm_models.graphdl_workload("lstm_train")

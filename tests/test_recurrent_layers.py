@@ -120,3 +120,17 @@ def test_compiled_lstm_saves_and_loads(tmp_path) -> None:
         np.testing.assert_array_equal(a, b)
     for k, v in model.parameters().items():
         np.testing.assert_array_equal(v, back.parameters()[k], err_msg=k)
+
+
+@pytest.mark.parametrize("cls", [layers.RNN, layers.LSTM, layers.GRU])
+def test_recurrent_inference_exports_to_onnx(cls: type, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    with gd.Graph("m"):
+        x = gd.placeholder("x", (None, 7, 3))
+        out, fin = cls(3, 4, num_layers=2, batch_first=True, bidirectional=True, name="rec")(x)
+    ex = gd.compile([out, *(fin if isinstance(fin, tuple) else (fin,))])
+    gd.onnx.export(ex, str(tmp_path / "rec.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "rec.onnx"), providers=["CPUExecutionProvider"])
+    xa = np.random.default_rng(0).standard_normal((2, 7, 3)).astype(np.float32)
+    for a, b in zip(ex.run({"x": xa}), sess.run(None, {"x": xa}), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -1,10 +1,8 @@
 """Recurrent layers: RNN, LSTM and GRU with PyTorch's arguments, parameter names, layouts and gate order.
 
 Each layer and direction is one ``gd.ops.scan`` node. The input projection ``x @ W_ih^T + b`` of all time
-steps is one GEMM before the scan (as cuDNN and PyTorch do), so the loop body only applies the gates and
-multiplies the new hidden state by ``W_hh^T``. That product is carried to the next step with h (and c):
-the reverse scan then reads it from the stored carries instead of recomputing the step's GEMM (a matmul's
-gradient needs its inputs, not its output). Time-major inside: ``batch_first`` inputs are transposed once.
+steps is one GEMM before the scan (as cuDNN and PyTorch do), so the loop body only multiplies the hidden
+state by ``W_hh^T`` and applies the gates. Time-major inside: ``batch_first`` inputs are transposed once.
 """
 
 from __future__ import annotations
@@ -84,7 +82,7 @@ class _Recurrent(Layer):
                              f"pass {what} of shape {format_shape(want)} or None for zeros")
 
     def _cell(self, sfx: str) -> Any:
-        """The scan body for one layer and direction: ((*states, h W_hh^T), projected x_t) -> (new carry, h)."""
+        """The scan body for one layer and direction: (state, projected x_t) -> (new state, h)."""
         raise NotImplementedError
 
     def _input_bias(self, sfx: str) -> Tensor | None:
@@ -96,28 +94,23 @@ class _Recurrent(Layer):
         return None
 
     def _project(self, sfx: str, h: Tensor) -> Tensor:
-        """h W_hh^T (+ the hidden bias): what the next step's gates read, carried along with h."""
+        """h W_hh^T (+ the hidden bias): the loop's one GEMM."""
         p = ops.matmul(h, self.params[f"weight_hh{sfx}"], transpose_b=True)
         b = self._hidden_bias(sfx)
         return p if b is None else p + b
 
     def _direction(self, x: Tensor, sfx: str, init: list[Tensor | None], reverse: bool) -> tuple[Any, Tensor]:
-        """One layer in one direction over time-major x: the hoisted input projection, then one scan whose
-        carry is (*states, h W_hh^T); returns (final carry, stacked h)."""
+        """One layer in one direction over time-major x: the hoisted input projection, then one scan;
+        returns (final carry, stacked h)."""
         g = self.graph
         xp = g.apply("matmul", [x, self.params[f"weight_ih{sfx}"]], {"transpose_b": True})
         b = self._input_bias(sfx)
         if b is not None:
             xp = xp + b
-        if init[0] is None:  # h0 = 0: h0 W_hh^T is 0 (or the hidden bias), no GEMM needed
-            hb = self._hidden_bias(sfx)
-            proj = g.apply("expand_like", [0.0 if hb is None else hb, xp[0]])
-        else:
-            proj = self._project(sfx, init[0])
         if any(s is None for s in init):  # zeros of shape (N, H), N known only at run time
             zero = g.apply("expand_like", [0.0, xp[0, :, : self.hidden_size]])
             init = [zero if s is None else s for s in init]
-        return ops.scan(self._cell(sfx), (*init, proj), xp, reverse=reverse)
+        return ops.scan(self._cell(sfx), init[0] if self.states == 1 else tuple(init), xp, reverse=reverse)
 
     def __call__(self, x: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
         self._check_input(x)
@@ -152,7 +145,7 @@ class _Recurrent(Layer):
                     k = layer * self.directions + d
                     carry, ys = self._direction(x, sfx, [None if gv is None else ops.squeeze(gv[k], 0)
                                                          for gv in given], reverse=d == 1)
-                    for f, c in zip(finals, carry):
+                    for f, c in zip(finals, (carry,) if self.states == 1 else carry, strict=True):
                         f.append(c)
                     outs.append(ys)
                 x = outs[0] if len(outs) == 1 else ops.concat(outs, axis=-1)
@@ -183,10 +176,9 @@ class RNN(_Recurrent):
     def _cell(self, sfx: str) -> Any:
         act = ops.tanh if self.nonlinearity == "tanh" else ops.relu
 
-        def rnn_cell(carry: tuple[Tensor, Tensor], xp: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
-            _, hp = carry
-            h = act(xp + hp)
-            return (h, self._project(sfx, h)), h
+        def rnn_cell(h: Tensor, xp: Tensor) -> tuple[Tensor, Tensor]:
+            h = act(xp + self._project(sfx, h))
+            return h, h
 
         return rnn_cell
 
@@ -202,12 +194,12 @@ class LSTM(_Recurrent):
     def _cell(self, sfx: str) -> Any:
         H = self.hidden_size
 
-        def lstm_cell(carry: tuple[Tensor, ...], xp: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
-            _, c, hp = carry
-            i, f, g, o = ops.split(xp + hp, H, axis=-1)
+        def lstm_cell(carry: tuple[Tensor, Tensor], xp: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
+            h, c = carry
+            i, f, g, o = ops.split(xp + self._project(sfx, h), H, axis=-1)
             c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
             h = ops.sigmoid(o) * ops.tanh(c)
-            return (h, c, self._project(sfx, h)), h
+            return (h, c), h
 
         return lstm_cell
 
@@ -229,13 +221,12 @@ class GRU(_Recurrent):
     def _cell(self, sfx: str) -> Any:
         H = self.hidden_size
 
-        def gru_cell(carry: tuple[Tensor, Tensor], xp: Tensor) -> tuple[tuple[Tensor, Tensor], Tensor]:
-            h, hp = carry
+        def gru_cell(h: Tensor, xp: Tensor) -> tuple[Tensor, Tensor]:
             x_rz, x_n = ops.split(xp, (2 * H, H), axis=-1)
-            h_rz, h_n = ops.split(hp, (2 * H, H), axis=-1)
+            h_rz, h_n = ops.split(self._project(sfx, h), (2 * H, H), axis=-1)
             r, z = ops.split(ops.sigmoid(x_rz + h_rz), H, axis=-1)
             n = ops.tanh(x_n + r * h_n)
             h = n + z * (h - n)
-            return (h, self._project(sfx, h)), h
+            return h, h
 
         return gru_cell

@@ -23,7 +23,7 @@ TRAINING_ONLY = frozenset({
     "relu_grad", "conv2d_input_grad", "conv2d_weight_grad", "embedding_grad", "unpick", "unslice",
     "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats",
     "batch_norm_backward", "batch_norm_update", "max_pool2d_grad", "max_pool2d_pick",
-    "avg_pool2d_grad", "broadcast_like", "sum_to", "expand_like", "sgd_update", "adam_update", "rmsprop_update",
+    "avg_pool2d_grad", "broadcast_like", "sum_to", "sgd_update", "adam_update", "rmsprop_update",
     "adagrad_update", "increment", "learning_rate", "matmul_sgd_update", "gather_adjoint", "remap_adjoint",
     "class_nll_grad", "conv1d_input_grad", "conv1d_weight_grad",
     # data-parallel training: gradient all-reduce in buckets
@@ -327,6 +327,12 @@ def _broadcast_to(ctx: ExportContext, n: Node) -> None:
 @exporter("reshape_like")
 def _reshape_like(ctx: ExportContext, n: Node) -> None:
     ctx.emit("Reshape", [n.inputs[0], ctx.helper(n, "shape", "Shape", [n.inputs[1]])], n.name)
+
+
+@exporter("expand_like")
+def _expand_like(ctx: ExportContext, n: Node) -> None:
+    # also in inference plans: a recurrent layer's zero initial state of the batch's size
+    ctx.emit("Expand", [n.inputs[0], ctx.helper(n, "shape", "Shape", [n.inputs[1]])], n.name)
 
 
 @exporter("tril", "triu")
