@@ -101,7 +101,8 @@ def split_in_parts(fn: Callable[[int, slice], None], n: int, k: int) -> None:
         _POOL.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="graphdl"))
     bounds = [n * i // k for i in range(k + 1)]
     blas = _blas()
-    before = blas.get_num_threads()
+    # at least k: another user thread's split may have set BLAS to one thread since ``parts`` read it
+    before = max(blas.get_num_threads(), k)
     blas.set_num_threads(1)
     try:
         for done in [_POOL[0].submit(fn, i, slice(a, b)) for i, (a, b) in enumerate(itertools.pairwise(bounds))]:
