@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
-from graphdl.ops.gemm import gemm_views, has_blas
+from graphdl.ops.gemm import gemm_views, has_blas, make_gemm
 from graphdl.ops.window import WINDOW_ATTRS, check_image, geometry, out_hw
 from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
@@ -208,6 +208,7 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
     # a fill and a plain transposing copy are cheaper than adding a per-channel bias in that copy.
     fused = len(in_shapes) == 3 and has_blas(dtype)
     split = _split(n, math.prod(out_shape))
+    whole = make_gemm(dtype, (cog, n * hw), beta=1.0) if fused else None  # cached pointers: batch 1's latency
 
     def conv2d(x: np.ndarray, w: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]
@@ -223,7 +224,10 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
             if fused:
                 np.copyto(dst, bias.reshape(groups, cog, 1))
                 for k in range(groups):
-                    gemm_views(w_g[k], cols_g[k][:, cs], dst[k], beta=1.0)
+                    if s.stop - s.start == n:
+                        whole(w_g[k], cols_g[k], dst[k])
+                    else:
+                        gemm_views(w_g[k], cols_g[k][:, cs], dst[k], beta=1.0)
             else:
                 np.matmul(w_g, cols_g[:, :, cs], out=dst)
             if n > 1:  # (Cout, n, Ho*Wo) -> NCHW, adding the bias in the same pass unless done
