@@ -80,13 +80,15 @@ def timing_section(args: argparse.Namespace, log) -> tuple[str, dict]:
 
 
 def targets_section(all_ratios: dict) -> str:
-    """The issue's targets against the figures of the last environment measured (OpenBLAS vars unset)."""
+    """The issues' targets (12: CNN, MLP; 9: transformer block, LSTM) against the figures of the last
+    environment measured (OpenBLAS vars unset)."""
     from bench.common import table
 
     rows = []
     checks = [("cnn_train", "PyTorch eager", 1.0), ("cnn_train", "NumPy GEMM floor", 2.0),
               ("mlp_train", "NumPy GEMM floor", 1.05), ("mlp_train", "JAX jit", 1.0),
-              ("cnn_infer_1", "PyTorch eager", 1.0), ("cnn_infer_256", "PyTorch eager", 1.0)]
+              ("cnn_infer_1", "PyTorch eager", 1.0), ("cnn_infer_256", "PyTorch eager", 1.0),
+              ("transformer_train", "PyTorch eager", 1.0), ("lstm_train", "PyTorch eager", 1.5)]
     labels = list(all_ratios)
     unset = [k for k in labels if "unset" in k] or labels
     for label in unset:
@@ -108,6 +110,7 @@ def other_sections(quick: bool) -> list[tuple[str, str]]:
         cnn_profile = profile("cnn_train", 10 if quick else 30)
     return [("CNN training step, per op (graphdl, one BLAS thread, CPU time)", cnn_profile),
             ("Peak RSS", memory.peak_rss(ROOT)[0]), ("CNN first training run", memory.first_run_rss(ROOT)[0]),
+            ("Character language model training, peak RSS", memory.char_lm_rss(ROOT)[0]),
             ("Buffer planning", memory.planner()[0]), ("Rematerialisation", memory.remat()[0]),
             ("Compile time", compile_time.run(1 if quick else 3)[0])]
 
@@ -136,7 +139,7 @@ def main() -> None:
     started = time.time()
     parts = [f"# graphdl benchmarks\n\nMachine: {_machine()}."]
     timing, all_ratios = timing_section(args, log)
-    parts += [f"## Timings\n\n{timing}", f"## Targets (issue 12)\n\n{targets_section(all_ratios)}"]
+    parts += [f"## Timings\n\n{timing}", f"## Targets (issues 12 and 9)\n\n{targets_section(all_ratios)}"]
     if not args.timings_only:
         parts.append("## graphdl alone: profile, memory and compile time\n\n" + "\n\n".join(
             f"### {name}\n\n{text}" for name, text in other_sections(args.quick)))

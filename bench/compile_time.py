@@ -1,13 +1,23 @@
-"""Compile time against graph size: gd.compile plus the first plan (specialise, plan buffers, bind)."""
+"""Compile time against graph size: gd.compile plus the first plan (specialise, plan buffers, bind).
+
+``python -m bench.compile_time`` prints the table of ``run``; ``--stages`` adds the CPU time of every
+pass, of verification, shape specialisation, buffer planning, binding and Python's ``compile`` of the
+generated code at both sizes (each size in a fresh interpreter, least of ``--repeats``);
+``--profile CASE`` prints a cProfile of one compile + plan of the large graph (CASE: mlp or chain).
+"""
 
 from __future__ import annotations
 
+import argparse
+import builtins
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from bench.common import table
 
@@ -77,3 +87,89 @@ def run(repeats: int = 3) -> tuple[str, dict]:
     text = table(["graph", "nodes (compiled)", "compile + plan: wall (CPU)", "nodes (compiled)",
                   "compile + plan: wall (CPU)", "ratio: wall (CPU)"], rows)
     return text, data
+
+
+def stage_times(label: str, size: int, repeats: int) -> dict[str, float]:
+    """CPU seconds of each stage of compile + first plan (least over ``repeats``), and "total"."""
+    import graphdl as gd
+    import graphdl.executor as executor
+    import passes
+
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.process_time() - t
+        return wrapper
+
+    pipeline = tuple((name, timed(name, fn)) for name, fn in passes.PIPELINE)
+    passes.verify = timed("verify", passes.verify)
+    passes.concrete_shapes = timed("concrete_shapes", passes.concrete_shapes)
+    passes.plan_buffers = timed("plan_buffers", passes.plan_buffers)
+    executor.compile = timed("python compile()", builtins.compile)  # shadows the builtin in the executor
+    executor.BoundPlan.__init__ = timed("bind (with compile())", executor.BoundPlan.__init__)
+    compile_graph = passes.compile_graph
+    passes.compile_graph = lambda ir, spec, check=True, pipeline=pipeline: compile_graph(
+        ir, spec, check=check, pipeline=pipeline)
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        _, outputs, opt = CASES[label][0](size)
+        spent.clear()
+        t = time.process_time()
+        ex = gd.compile(outputs, opt)
+        ex.bound_plan({i: (8, *ex.nodes[i].shape[1:]) for i in ex.inputs})
+        spent["total"] = time.process_time() - t
+        best = {k: min(v, best.get(k, v)) for k, v in spent.items()}
+    return best
+
+
+def _in_fresh_process(call: str) -> object:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); import bench.compile_time as m; "
+            f"print(json.dumps(m.{call}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    return json.loads(out.stdout.split("\n")[-2])
+
+
+def stages(repeats: int = 3) -> str:
+    """Per-stage CPU milliseconds at both sizes of each case, and the large/small ratio."""
+    parts = []
+    for label, (_, small, large) in CASES.items():
+        a, b = (_in_fresh_process(f"stage_times({label!r}, {n}, {repeats})") for n in (small, large))
+        rows = [[k, f"{a[k] * 1e3:.0f}", f"{b.get(k, 0) * 1e3:.0f}",
+                 f"{b.get(k, 0) / a[k]:.2f}x" if a[k] > 1e-3 else ""] for k in a]
+        parts.append(f"{label}\n\n" + table(["stage (CPU ms)", f"size {small}", f"size {large}", "ratio"], rows))
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stages", action="store_true", help="per-pass and per-stage CPU times")
+    parser.add_argument("--profile", choices=["mlp", "chain"], help="cProfile one compile + plan of the large graph")
+    args = parser.parse_args()
+    if args.profile:
+        import cProfile
+        import pstats
+
+        import graphdl as gd
+
+        label = next(k for k in CASES if (args.profile == "mlp") == ("MLP" in k))
+        _, outputs, opt = CASES[label][0](CASES[label][2])
+        with cProfile.Profile() as prof:
+            ex = gd.compile(outputs, opt)
+            ex.bound_plan({i: (8, *ex.nodes[i].shape[1:]) for i in ex.inputs})
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        return
+    print(run(args.repeats)[0])
+    if args.stages:
+        print()
+        print(stages(args.repeats))
+
+
+if __name__ == "__main__":
+    main()

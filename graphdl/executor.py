@@ -70,19 +70,19 @@ def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None
 
     Nothing from the graph becomes code: kernels and arrays are named by index only, and the comment
     is escaped to printable ASCII (``comment_text``), so no name can end the line it is on."""
-    return [(src, used) for src, _, used in _chunk_sources(plan.steps, value_names, chunk or CHUNK)]
-
-
-def _chunk_sources(steps: tuple[Step, ...], value_names: list[str], chunk: int) -> list[tuple[str, str, list[int]]]:
-    """Per chunk: (source with comments, the same code without them, indices of the values used)."""
     index = {name: i for i, name in enumerate(value_names)}
+    return [(src, [index[v] for v in used]) for src, _, used in _chunk_sources(plan.steps, chunk or CHUNK)]
+
+
+def _chunk_sources(steps: tuple[Step, ...], chunk: int) -> list[tuple[str, str, list[str]]]:
+    """Per chunk: (source with comments, the same code without them, the values it uses in order)."""
     out = []
     for c0 in range(0, max(len(steps), 1), chunk):
-        local: dict[int, int] = {}  # value index -> its number in this chunk
+        local: dict[str, int] = {}  # value -> its number in this chunk
         code = ["def chunk():"]
         comments = [f"def chunk_{c0 // chunk}():"]
         for j, s in enumerate(steps[c0:c0 + chunk]):
-            args = ", ".join([f"v{local.setdefault(index[i], len(local))}" for i in (*s.inputs, *s.outputs)])
+            args = ", ".join([f"v{local.setdefault(i, len(local))}" for i in (*s.inputs, *s.outputs)])
             line = f"    k{j}({args})"
             code.append(line)
             comments.append(f"{line}  # {comment_text(f'{s.node} ({s.op})')}")
@@ -201,7 +201,6 @@ class BoundPlan:
         self._interrupts: list[int] = []
         self._on_sigint = functools.partial(_record, self._interrupts)
         kernels: list[Callable[..., None]] = []
-        calls: list[Callable[[], None]] = []
         counter = values.get("optimizer.t")
         ops: dict[str, OpDef] = {}
         for step in self.steps:
@@ -215,15 +214,12 @@ class BoundPlan:
                 if op is None:
                     op = ops[step.op] = get_op(step.op)
                 kernel = self._kernel(plan, node, step, op, dtypes)
-            args = [arrays[i] for i in (*step.inputs, *step.outputs)]
             kernels.append(kernel)
-            calls.append(functools.partial(kernel, *args))
-        self.calls = calls
-        value_names = list(arrays)
+        self._kernels = kernels
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
         chunks = []
-        generated = _chunk_sources(tuple(self.steps), value_names, CHUNK)
+        generated = _chunk_sources(tuple(self.steps), CHUNK)
         compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
         for c, (src, code, used) in enumerate(generated):
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
@@ -235,7 +231,7 @@ class BoundPlan:
                 fn_code = compiled[code] = next(k for k in module.co_consts if isinstance(k, types.CodeType))
             first = c * CHUNK
             namespace: dict[str, object] = {f"k{j}": k for j, k in enumerate(kernels[first:first + CHUNK])}
-            namespace.update({f"v{i}": arrays[value_names[u]] for i, u in enumerate(used)})
+            namespace.update({f"v{i}": arrays[v] for i, v in enumerate(used)})
             name = f"chunk_{c}"
             chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
                                              namespace, name))
@@ -258,6 +254,8 @@ class BoundPlan:
             if dtype is None:
                 dtype = dtypes[node.dtype] = np.dtype(node.dtype)
             factory_args = (node.attr, in_shapes, shapes[step.node], dtype)
+        if not op.bodies and step.node not in plan.workspace:  # the common case
+            return op.kernel(*factory_args)
         extra: dict[str, object] = {"binder": self._bind_body} if op.bodies else {}
         if step.node in plan.workspace:  # the kernel's scratch buffers, as byte views of the arena
             extra["workspace"] = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
@@ -341,6 +339,12 @@ class BoundPlan:
                 self._interrupts.clear()
                 _raise_signal(SIGINT)
         return self.outputs
+
+    @functools.cached_property
+    def calls(self) -> list[Callable[[], None]]:
+        """Each step's kernel bound to its arrays (what ``run_loop`` calls), made on first use."""
+        return [functools.partial(kernel, *[self.arrays[i] for i in (*step.inputs, *step.outputs)])
+                for kernel, step in zip(self._kernels, self.steps, strict=True)]
 
     def run_loop(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The same plan run by a plain loop over bound calls (the reference for the generated code)."""

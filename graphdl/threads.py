@@ -62,13 +62,19 @@ MAX_PARTS = max(2, os.cpu_count() or 2)
 # Found once per process: NumPy's BLAS controller and the worker threads (made on first use).
 _BLAS: list[Any] = []
 _POOL: list[ThreadPoolExecutor] = []
+os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of the parent's threads: new ones
 
 
 def _blas() -> Any:
+    """NumPy's own BLAS (the one in numpy.libs when there: torch, say, may have loaded another first)."""
     if not _BLAS:
         from threadpoolctl import ThreadpoolController
 
+        from graphdl.ops.gemm import PATTERN
+
         found = ThreadpoolController().select(user_api="blas").lib_controllers
+        here = os.path.realpath(os.path.dirname(PATTERN))
+        found = [c for c in found if os.path.dirname(os.path.realpath(c.filepath)) == here] or found
         _BLAS.append(found[0] if found else None)
     return _BLAS[0]
 

@@ -94,8 +94,9 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
                                "pass optimizer=... as well (or drop loss= to compile an inference plan)")
         return ir
     objective = choose_objective(ir, spec)
-    node = ir.node_map()[node_of(objective)]
-    ancestors = ancestors_of(ir.node_map(), node.name)
+    by_name = ir.node_map()
+    node = by_name[node_of(objective)]
+    ancestors = ancestors_of(by_name, node.name)
     used = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
     params = [p for p in used if p not in spec.frozen]
     if not params:

@@ -82,7 +82,7 @@ def _backprop(ir: IR, b: Builder, contributions: dict[str, list[Tensor]], wrt: S
               objective: str) -> dict[str, Tensor]:
     """Walk back from the seeded values (``contributions``) to ``wrt``, adding gradient nodes to ``b``;
     return the total gradient of every value reached."""
-    by_name = ir.node_map()
+    by_name = b.nodes  # every node of ir (and the gradients added so far): no second map of the graph
     ancestors: set[str] = set()
     for v in contributions:
         ancestors |= ancestors_of(by_name, node_of(v))

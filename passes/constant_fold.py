@@ -16,13 +16,14 @@ from passes.rewrite import is_pure, redirect
 def fold_constants(ir: IR) -> IR:
     """Evaluate, with its own kernel, every pure 0-d node whose inputs are all scalar constants."""
     value: dict[str, float] = {}
-    dtypes = {n.name: n.dtype for n in ir.nodes}
+    dtypes: dict[str, str] = {}  # of the scalar constants
     replace: dict[str, Node] = {}
     for n in ir.nodes:
         if n.kind is NodeKind.CONSTANT and n.op == "scalar":
             value[n.name] = n.attr["value"]
+            dtypes[n.name] = n.dtype
             continue
-        if (not is_pure(n) or n.shape != () or n.extra or not n.inputs or any(i not in value for i in n.inputs)
+        if (n.shape != () or n.extra or not n.inputs or any(i not in value for i in n.inputs) or not is_pure(n)
                 or not np.issubdtype(np.dtype(n.dtype), np.floating)):
             continue
         dtype = np.dtype(n.dtype)
@@ -30,6 +31,7 @@ def fold_constants(ir: IR) -> IR:
         out = np.empty((), dtype)
         get_op(n.op).kernel(n.attr, tuple(() for _ in ins), (), dtype)(*ins, out)
         value[n.name] = float(out)
+        dtypes[n.name] = n.dtype
         replace[n.name] = Node(n.name, NodeKind.CONSTANT, "scalar", (),
                                make_attrs({"value": value[n.name], "dtype": n.dtype}), (), n.dtype, n.origin)
     return redirect(ir, {}, replace)

@@ -10,7 +10,30 @@ def eliminate_dead_code(ir: IR) -> IR:
     """Keep the outputs, every node that writes (its op declares ``effects.writes``), and everything
     they read, transitively.
 
-    A node lives if any of its outputs is read: it computes all of them in one kernel."""
+    A node lives if any of its outputs is read: it computes all of them in one kernel. One walk from
+    the last node back marks what the live nodes read; a node read by a later one in the list is
+    already marked when the walk reaches it, which holds unless some input comes after its reader
+    (then the graph-order-free traversal below decides)."""
+    live: set[str] = set(map(node_of, ir.outputs))
+    dead: set[str] = set()
+    kept = []
+    for n in reversed(ir.nodes):
+        if n.name not in live and not writes(n):
+            dead.add(n.name)
+            continue
+        live.add(n.name)
+        for i in n.inputs:
+            i = node_of(i)
+            if i in dead:  # read by a node after it: not in definition order
+                return _by_traversal(ir)
+            live.add(i)
+        kept.append(n)
+    if not dead:
+        return ir
+    return ir.replace(nodes=tuple(reversed(kept)))
+
+
+def _by_traversal(ir: IR) -> IR:
     by_name = ir.node_map()
     live: set[str] = set()
     # One traversal from all roots at once: per-root ancestor sets would revisit shared ancestors

@@ -66,6 +66,8 @@ def merge_scan_history(ir: IR) -> IR:
 def prune_scan_outputs(ir: IR) -> IR:
     """Drop the stacked ys of a ``scan`` that nothing reads (a training plan's residuals in an inference
     plan made from it, a ``y`` the user ignores), so no per-step value is stored for nothing."""
+    if not any(n.op == "scan" for n in ir.nodes):
+        return ir
     read = {i for n in ir.nodes for i in n.inputs} | set(ir.outputs)
     renamed: dict[str, str] = {}
     replace: dict[str, Node] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -129,3 +130,30 @@ def test_attention_split_over_threads_equals_the_one_thread_kernels(monkeypatch:
         three = ex.run(feeds)
     for a, b in zip(one, three):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+def test_split_over_threads_works_in_a_forked_child() -> None:
+    """The worker threads do not survive fork: a child (a data loader's worker, say) makes its own pool
+    (the parent's, copied, would take the work and never run it)."""
+    import os
+
+    from graphdl.threads import split_over_threads
+
+    with gd.num_threads(2):
+        for _ in range(20):  # the parent's pool exists, its workers idle
+            split_over_threads(lambda s: time.sleep(0.001), 4)
+        pid = os.fork()
+        if pid == 0:  # child: exit 0 only if the split completes
+            done: list[slice] = []
+            split_over_threads(done.append, 4)
+            os._exit(0 if len(done) == 2 else 1)
+        for _ in range(300):  # a child waiting on the parent's dead threads hangs: give it 30 s
+            done_pid, status = os.waitpid(pid, os.WNOHANG)
+            if done_pid:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("split_over_threads hung in a forked child")
+    assert os.waitstatus_to_exitcode(status) == 0
