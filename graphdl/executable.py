@@ -7,6 +7,7 @@ all-or-nothing (see graphdl.executor); a plan that would not fit in memory is re
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.errors import FeedError, ResourceError
-from graphdl.executor import BoundPlan
+from graphdl.executor import BoundPlan, body_bytes
 from graphdl.graph import Tensor, assign_state, assign_values, format_shape, is_optimizer_state, values_of_kind
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
 
@@ -162,11 +163,12 @@ class Executable:
                 self._checked_ir = schedule_updates_last(self.ir)
             ir = self._checked_ir
         plan = specialize(ir, feed_shapes)
-        self._check_memory(plan.arena_bytes, feed_shapes)
+        needed = plan.arena_bytes + body_bytes(plan, ir)
+        self._check_memory(needed, feed_shapes)
         try:
             bound = BoundPlan(plan, ir, self.values, objective=self.objective, check_numerics=check_numerics)
         except MemoryError:
-            self._check_memory(plan.arena_bytes, feed_shapes, available=0)
+            self._check_memory(needed, feed_shapes, available=0)
             raise
         self._plans[key] = bound
         while len(self._plans) > max(1, self.max_cached_plans):
@@ -175,8 +177,8 @@ class Executable:
 
     def _check_memory(self, arena: int, feed_shapes: Mapping[str, tuple[int, ...]],
                       available: int | None = None) -> None:
-        """ResourceError if the arena plus the parameters' size (what the kernels' temporaries take,
-        about) exceed the memory available now."""
+        """ResourceError if the arena (with the scan bodies' arenas) plus the parameters' size (what the
+        kernels' temporaries take, about) exceed the memory available now."""
         available = available_memory() if available is None else available
         stored = sum(v.nbytes for v in self.values.values())
         if available is None or arena + stored <= available:
@@ -244,12 +246,25 @@ class Executable:
     def memory_report(self, batch_size: int = 1) -> dict[str, int]:
         """Bytes of the plan for ``batch_size``: arena (with reuse, kernels' workspace included),
         naive (no reuse), lower bound (most bytes live at one step), workspace (the largest any one
-        step uses), parameters and state."""
+        step uses), the scans' stacked per-step outputs (``history_bytes``: ys and the residuals kept
+        for the gradient, part of the arena), the scan bodies' own arenas and input buffers, nested
+        scans included (``body_bytes``), the feeds' buffers, ``plan_bytes`` (what binding the plan
+        allocates: arena + bodies + feeds), parameters and state."""
         from passes import specialize
 
-        plan = specialize(self.ir, self._batch_shapes(batch_size))
+        shapes = self._batch_shapes(batch_size)
+        plan = specialize(self.ir, shapes)
+        bodies = body_bytes(plan, self.ir)
+        feeds = sum(math.prod(plan.shapes[n.name]) * np.dtype(n.dtype).itemsize
+                    for n in self.ir.nodes if n.kind is NodeKind.PLACEHOLDER)
+        history = sum(plan.slots[r].nbytes for n in self.ir.nodes if n.op == "scan"
+                      for r in n.refs[n.attr["carries"]:] if r in plan.slots)
         return {
             "arena_bytes": plan.arena_bytes,
+            "history_bytes": history,
+            "body_bytes": bodies,
+            "feed_bytes": feeds,
+            "plan_bytes": plan.arena_bytes + bodies + feeds,
             "naive_bytes": plan.naive_bytes,
             "lower_bound_bytes": plan.lower_bound_bytes,
             "workspace_bytes": max((sum(s.nbytes for s in ws) for ws in plan.workspace.values()), default=0),

@@ -167,6 +167,7 @@ class BoundPlan:
         self.plan = plan
         self.check_numerics = check_numerics
         self._bodies: list[BoundPlan] = []  # bound sub-graphs (scan bodies) of this plan's kernels
+        self._placeholders: set[str] = set()
         nodes = ir.node_map()
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
@@ -183,6 +184,7 @@ class BoundPlan:
             shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.kind is NodeKind.PLACEHOLDER:
                 arrays[n.name] = np.empty(shape, dtype)
+                self._placeholders.add(n.name)
             elif n.op == "scalar":
                 arrays[n.name] = np.full((), n.attr["value"], dtype)
             elif n.kind in (NodeKind.PARAM, NodeKind.STATE, NodeKind.CONSTANT):
@@ -218,6 +220,7 @@ class BoundPlan:
         self._kernels = kernels
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
+        self._pointers: dict[str, list[tuple[dict[str, object], str]]] = {}  # value -> where the code reads it
         chunks = []
         generated = _chunk_sources(tuple(self.steps), CHUNK)
         compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
@@ -232,6 +235,8 @@ class BoundPlan:
             first = c * CHUNK
             namespace: dict[str, object] = {f"k{j}": k for j, k in enumerate(kernels[first:first + CHUNK])}
             namespace.update({f"v{i}": arrays[v] for i, v in enumerate(used)})
+            for i, v in enumerate(used):
+                self._pointers.setdefault(v, []).append((namespace, f"v{i}"))
             name = f"chunk_{c}"
             chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
                                              namespace, name))
@@ -287,6 +292,26 @@ class BoundPlan:
         bound = bind_body(body, feed_shapes)
         self._bodies.append(bound)  # closed with this plan
         return bound
+
+    def pointers(self, name: str) -> list[tuple[dict[str, object], str]]:
+        """Where the generated step function reads value ``name``'s array: (namespace, key) pairs, none if
+        no step uses it. Storing another C-contiguous array of the same shape and dtype under every pair
+        makes ``compute`` read, or write, that array instead: a scan points its body's inputs at each
+        step's time slice and its outputs at the stacked result. Only for a value no kernel writes in
+        place of another (placeholders, and outputs of the plan, which are never reused), and only for
+        ``compute`` (``calls`` and ``run_loop`` keep the bound arrays)."""
+        return self._pointers.get(name, [])
+
+    @property
+    def bodies(self) -> tuple[BoundPlan, ...]:
+        """The bound sub-graphs (scan bodies) of this plan's kernels, in binding order."""
+        return tuple(self._bodies)
+
+    def bytes(self) -> int:
+        """Bytes this bound plan allocated: its arena, its placeholders' buffers and its bodies' (nested
+        ones included); parameters, state and constants are the model's, not the plan's."""
+        inputs = sum(a.nbytes for n, a in self.arrays.items() if n in self._placeholders)
+        return self.arena.nbytes + inputs + sum(b.bytes() for b in self._bodies)
 
     def close(self) -> None:
         """Forget the generated source (for a plan dropped from a cache), its sub-graphs' too; the arrays
@@ -385,13 +410,37 @@ class BoundPlan:
             f"{step.op} at node '{step.node}' failed: {type(e).__name__}: {e}; inputs: {shapes}{written}")
 
 
-def bind_body(body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
-    """A sub-graph (a scan's body) planned and bound for concrete input shapes, with its own arena:
-    what a kernel of an op with ``bodies`` receives as ``binder``."""
+def plan_body(body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> Plan:
+    """The plan of a sub-graph (a scan's body) for concrete input shapes."""
     from passes.buffers import plan_buffers
     from passes.shapes import concrete_shapes
 
-    return BoundPlan(plan_buffers(body, concrete_shapes(body, feed_shapes)), body, {})
+    return plan_buffers(body, concrete_shapes(body, feed_shapes))
+
+
+def bind_body(body: IR, feed_shapes: Mapping[str, tuple[int, ...]]) -> BoundPlan:
+    """A sub-graph (a scan's body) planned and bound for concrete input shapes, with its own arena:
+    what a kernel of an op with ``bodies`` receives as ``binder``."""
+    return BoundPlan(plan_body(body, feed_shapes), body, {})
+
+
+def body_bytes(plan: Plan, ir: IR) -> int:
+    """Bytes that binding ``plan`` allocates for its steps' sub-graphs (scan bodies) besides its own arena:
+    per body, its arena and input buffers and, recursively, its own bodies' (what ``BoundPlan.bytes``
+    counts once bound, computed here without allocating). Each body is bound once per step that runs it
+    and lives as long as the plan."""
+    nodes = ir.node_map()
+    total = 0
+    for step in plan.steps:
+        op = get_op(step.op)
+        if not op.bodies or op.body_feeds is None:
+            continue
+        for body, feed in op.body_feeds(nodes[step.node].attr, tuple(plan.shapes[i] for i in step.inputs)):
+            sub = plan_body(body, feed)
+            inputs = sum(math.prod(feed[n.name]) * np.dtype(n.dtype).itemsize
+                         for n in body.nodes if n.kind is NodeKind.PLACEHOLDER)
+            total += sub.arena_bytes + inputs + body_bytes(sub, body)
+    return total
 
 
 _MAIN = threading.main_thread()

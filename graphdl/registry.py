@@ -326,6 +326,10 @@ class OpDef:
     #: ``binder=``: (IR, feed shapes) -> a bound plan of that sub-graph (graphdl/executor.py); the file
     #: format, printing and drawing recurse into them.
     bodies: tuple[str, ...] = ()
+    #: With ``bodies``: (attributes, concrete input shapes) -> each (sub-graph, its feed shapes) the kernel
+    #: binds, so memory accounting can plan the bodies without building the kernel.
+    body_feeds: Callable[[dict[str, Any], tuple[tuple[int, ...], ...]],
+                         list[tuple[Any, dict[str, tuple[int, ...]]]]] | None = None
 
     def __post_init__(self) -> None:
         writes = tuple(sorted({*self.writes, *self.effects.writes}))

@@ -19,6 +19,7 @@ from graphdl.ir import IR, NodeKind, node_of, value_info
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
 from passes.autodiff import build_gradients
+from passes.bodies import optimize_bodies
 from passes.buffers import plan_buffers
 from passes.constant_fold import fold_constants
 from passes.cse import eliminate_common_subexpressions
@@ -142,6 +143,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("eliminate_dead_code", lambda ir, spec: eliminate_dead_code(ir)),
     ("merge_scan_history", lambda ir, spec: merge_scan_history(ir)),
     ("prune_scan_outputs", lambda ir, spec: prune_scan_outputs(ir)),
+    ("optimize_bodies", lambda ir, spec: optimize_bodies(ir)),
     ("toposort", lambda ir, spec: toposort(ir)),
     ("schedule_updates_early", lambda ir, spec: schedule_updates_early(ir)),
     ("rematerialize", lambda ir, spec: _remat(ir, spec.options.get("remat"))),

@@ -15,6 +15,18 @@ from graphdl.errors import GraphError, ShapeError
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True, scope="module", params=["copies", "views"])
+def _slices(request: pytest.FixtureRequest):
+    """Every test twice: with the small slices of these tests copied (the default), and with every slice
+    and carry re-pointed instead (graphdl/ops/scan_loop.py), as large ones are."""
+    from graphdl.ops import scan_loop
+
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "views":
+            mp.setattr(scan_loop, "MIN_VIEW_BYTES", 0)
+        yield
+
+
 def _numeric_grad(f, a: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Central differences of the scalar f() w.r.t. every entry of ``a`` (changed in place, restored)."""
     g = np.zeros_like(a)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, make_attrs, node_of, parse_ref, value_info
+from graphdl.ops.scan_loop import scan_loop
 from graphdl.registry import AttrSpec, Bool, GradContext, Int, OpDef, RuleError, fail, get_op, infer, register
 
 
@@ -123,10 +124,19 @@ def _dtype(dtypes: tuple[str, ...], attrs: dict[str, Any]) -> tuple[str, ...]:
 Binder = Callable[[IR, dict[str, tuple[int, ...]]], Any]
 
 
+def _body_feeds(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...]
+                ) -> list[tuple[IR, dict[str, tuple[int, ...]]]]:
+    """The body and the concrete shapes of its inputs: one time slice of each of xs."""
+    body: IR = attrs["body"]
+    nc, nx = attrs["carries"], attrs["xs"]
+    inputs = body_inputs(body, len(in_shapes))
+    return [(body, {n.name: (in_shapes[k][1:] if nc <= k < nc + nx else in_shapes[k]) for k, n in enumerate(inputs)})]
+
+
 def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_shapes: tuple[tuple[int, ...], ...],
             dtypes: tuple[np.dtype, ...], binder: Binder | None = None) -> Callable[..., None]:
-    """Bind the body once for these shapes; each call copies the captures and initial carries in, then per
-    step copies the time slices in, runs the bound body and copies its ys and new carries out."""
+    """Bind the body once for these shapes and loop it over the steps, pointed at each step's slices and
+    carry buffers (graphdl/ops/scan_loop.py)."""
     if binder is None:
         raise RuleError("the scan kernel needs the executor's binder to compile its body")
     body: IR = attrs["body"]
@@ -134,45 +144,9 @@ def _kernel(attrs: dict[str, Any], in_shapes: tuple[tuple[int, ...], ...], out_s
     n_in, ny = len(in_shapes), len(body.outputs) - nc
     steps = out_shapes[nc][0] if ny else (in_shapes[nc][0] if nx else attrs["length"])
     inputs = body_inputs(body, n_in)
-    feed = {n.name: (in_shapes[k][1:] if nc <= k < nc + nx else in_shapes[k]) for k, n in enumerate(inputs)}
+    [(_, feed)] = _body_feeds(attrs, in_shapes)
     bound = binder(body, feed)
-    slots = [bound.arrays[n.name] for n in inputs]
-    carry_in, x_in, cap_in = slots[:nc], slots[nc:nc + nx], slots[nc + nx:]
-    new_carry, y_out = bound.outputs[:nc], bound.outputs[nc:]
-    carry_copies = [(slot, value) for slot, value in zip(carry_in, new_carry) if slot is not value]
-    if any(value is c for _, value in carry_copies for c in carry_in):  # carries swap: stage them first
-        staged = [np.empty_like(value) for _, value in carry_copies]
-        carry_copies = [*zip(staged, (v for _, v in carry_copies)), *zip((s for s, _ in carry_copies), staged)]
-    run_body = bound.compute
-    order = range(steps - 1, -1, -1) if reverse else range(steps)
-    copyto = np.copyto
-    # Per step, the (destination, source) copies before and after the body, as views of the arrays the
-    # kernel is called with; a bound plan always passes the same arrays, so they are built once.
-    cached: list[Any] = [(), []]
-
-    def schedule(xs: tuple[np.ndarray, ...], ys: tuple[np.ndarray, ...]) -> list[tuple[list, list]]:
-        return [([(slot, x[t, ...]) for slot, x in zip(x_in, xs)],
-                 [(y[t, ...], value) for y, value in zip(ys, y_out)] + carry_copies) for t in order]
-
-    def scan(*args: np.ndarray) -> None:
-        key, plan = cached
-        if len(key) != len(args) or any(a is not b for a, b in zip(key, args)):
-            plan = schedule(args[nc:nc + nx], args[n_in + nc:])
-            cached[:] = [args, plan]
-        for slot, value in zip(cap_in, args[nc + nx:n_in]):
-            copyto(slot, value)
-        for slot, value in zip(carry_in, args[:nc]):
-            copyto(slot, value)
-        for before, after in plan:  # ``dst[...] = src`` costs about half of np.copyto on small arrays
-            for dst, src in before:
-                dst[...] = src
-            run_body()
-            for dst, src in after:
-                dst[...] = src
-        for out, c in zip(args[n_in:n_in + nc], carry_in):
-            copyto(out, c)
-
-    return scan
+    return scan_loop(bound, body, [n.name for n in inputs], nc, nx, steps, reverse)
 
 
 def _floating(dtype: str) -> bool:
@@ -329,7 +303,7 @@ def _grad(c: GradContext) -> list[Any]:
     stack = [r for r in operands if rename.get(r, r) not in source]
     rev = IR(f"{body.name}/vjp", tuple(body_nodes), tuple(rename.get(o, o) for o in (*outputs, *stack)))
     res = c.apply_multi("scan", *init, *seq, *(c.inputs[k] for k in used_p), body=rev, carries=len(init),
-                        xs=len(seq), reverse=not a["reverse"], length=a.get("length"))
+                        xs=len(seq), reverse=not a["reverse"], length=a.get("length"), remat=remat)
     result: list[Any] = [None] * n_in
     for j, k in enumerate((*fc, *acc)):
         result[k] = res[j]
@@ -358,6 +332,7 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 
 SCAN = register(OpDef(
     "scan", _shape, _kernel, grad=_grad, dtype=_dtype, multi_output=True, bodies=("body",),
+    body_feeds=_body_feeds,
     attr_schema={"body": AttrSpec("graph"),
                  "carries": Int(low=0), "xs": Int(low=0), "reverse": Bool(False),
                  "length": Int(None, low=0, nullable=True), "remat": Bool(False)},
