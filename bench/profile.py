@@ -18,7 +18,8 @@ from bench.common import table
 
 def profile(workload: str = "cnn_train", steps: int = 20) -> str:
     """Median over ``steps`` runs of each step's CPU time (this process, all threads: run it with one
-    BLAS thread for a per-op split unaffected by other processes' load), summed by op."""
+    BLAS thread for a per-op split unaffected by other processes' load) and wall time (what several
+    threads shorten), summed by op."""
     from bench.competitors import graphdl_workload
 
     made = graphdl_workload(workload)
@@ -28,22 +29,26 @@ def profile(workload: str = "cnn_train", steps: int = 20) -> str:
     ex.run(feeds, copy=False)
     bound = ex.bound_plan({t.name: v.shape for t, v in feeds.items()})
     calls, plan_steps = bound.calls, bound.steps  # the plan's steps plus the guard steps added at binding
-    samples: list[list[float]] = [[] for _ in calls]
+    cpu: list[list[float]] = [[] for _ in calls]
+    wall: list[list[float]] = [[] for _ in calls]
     for _ in range(steps):
         for k, call in enumerate(calls):
-            t = time.process_time()
+            t, w = time.process_time(), time.perf_counter()
             call()
-            samples[k].append(time.process_time() - t)
-    by_op: dict[str, float] = defaultdict(float)
+            wall[k].append(time.perf_counter() - w)
+            cpu[k].append(time.process_time() - t)
+    by_op: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     count: dict[str, int] = defaultdict(int)
-    for s, ts in zip(plan_steps, samples):
-        by_op[s.op] += statistics.median(ts)
+    for s, ts, ws in zip(plan_steps, cpu, wall):
+        by_op[s.op][0] += statistics.median(ts)
+        by_op[s.op][1] += statistics.median(ws)
         count[s.op] += 1
-    total = sum(by_op.values())
-    rows = [[op, str(count[op]), f"{t * 1e3:.3f} ms", f"{100 * t / total:.1f} %"]
-            for op, t in sorted(by_op.items(), key=lambda kv: -kv[1])]
-    rows.append(["total", str(len(calls)), f"{total * 1e3:.3f} ms", "100 %"])
-    return table([f"graphdl {workload}: op", "steps", "median CPU time", "share"], rows)
+    total = sum(t for t, _ in by_op.values())
+    total_wall = sum(w for _, w in by_op.values())
+    rows = [[op, str(count[op]), f"{t * 1e3:.3f} ms", f"{100 * t / total:.1f} %", f"{w * 1e3:.3f} ms"]
+            for op, (t, w) in sorted(by_op.items(), key=lambda kv: -kv[1][0])]
+    rows.append(["total", str(len(calls)), f"{total * 1e3:.3f} ms", "100 %", f"{total_wall * 1e3:.3f} ms"])
+    return table([f"graphdl {workload}: op", "steps", "median CPU time", "share", "median wall time"], rows)
 
 
 def main() -> None:

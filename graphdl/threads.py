@@ -55,6 +55,10 @@ def num_threads(n: int) -> Iterator[None]:
 #: Kernels hand slices to threads only from this many elements of work up (below, the hand-off costs more).
 SPLIT_MIN = 1 << 16
 
+#: The most slices ``split_over_threads(fn, n, most=MAX_PARTS)`` makes: kernels that keep one partial
+#: result per slice (a weight gradient summed over the batch) declare that many parts of workspace.
+MAX_PARTS = max(2, os.cpu_count() or 2)
+
 # Found once per process: NumPy's BLAS controller and the worker threads (made on first use).
 _BLAS: list[Any] = []
 _POOL: list[ThreadPoolExecutor] = []
@@ -75,24 +79,39 @@ def _blas() -> Any:
     return _BLAS[0]
 
 
-def split_over_threads(fn: Callable[[slice], None], n: int) -> None:
+def parts(n: int, most: int | None = None) -> int:
+    """How many slices ``split_over_threads(fn, n, most)`` makes now (1: a plain call)."""
+    blas = _blas()
+    k = min(blas.get_num_threads() if blas is not None else 1, n)
+    return max(1, min(k, most) if most is not None else k)
+
+
+def split_over_threads(fn: Callable[[slice], None], n: int, most: int | None = None) -> None:
     """Call ``fn`` on slices covering ``range(n)``: with BLAS set to k > 1 threads, k slices run in k
     Python threads while BLAS uses one thread (NumPy releases the GIL in matmul and large ufunc loops),
     then BLAS gets its k threads back; with one BLAS thread, ``fn(slice(0, n))`` here. Many small GEMMs
     (a batched matmul is one BLAS call per matrix) run several times faster this way than threaded
-    inside BLAS, where each call's threads are started and synchronised for little work."""
-    blas = _blas()
-    before = blas.get_num_threads() if blas is not None else 1
-    k = min(before, n)
+    inside BLAS, where each call's threads are started and synchronised for little work.
+    ``most`` caps the number of slices."""
+    split_in_parts(lambda i, s: fn(s), n, parts(n, most))
+
+
+def split_in_parts(fn: Callable[[int, slice], None], n: int, k: int) -> None:
+    """Call ``fn(i, slice_i)`` for the ``k`` slices i = 0..k-1 covering ``range(n)``, one thread each and
+    BLAS at one thread meanwhile (``k`` from ``parts``, read once: a kernel keeping a partial result per
+    slice sizes its work by it); k = 1 is a plain call here."""
     if k <= 1:
-        fn(slice(0, n))
+        fn(0, slice(0, n))
         return
     if not _POOL:
         _POOL.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="graphdl"))
     bounds = [n * i // k for i in range(k + 1)]
+    blas = _blas()
+    # at least k: another user thread's split may have set BLAS to one thread since ``parts`` read it
+    before = max(blas.get_num_threads(), k)
     blas.set_num_threads(1)
     try:
-        for done in [_POOL[0].submit(fn, slice(a, b)) for a, b in itertools.pairwise(bounds)]:
+        for done in [_POOL[0].submit(fn, i, slice(a, b)) for i, (a, b) in enumerate(itertools.pairwise(bounds))]:
             done.result()
     finally:
         blas.set_num_threads(before)

@@ -32,3 +32,13 @@ def test_measure_runs_each_competitor_in_its_own_process_and_renders() -> None:
     text = harness.render(res, cpu=True)
     assert "| graphdl |" in text and "| NumPy ufuncs, out= |" in text and "CPU median" in text
     assert set(harness.ratios(res)["chain"]) == {"NumPy GEMM floor"}
+
+
+def test_split_ab_times_both_kernel_choices_and_restores_split_min() -> None:
+    import graphdl as gd
+    from bench.split_ab import compare
+
+    before = gd.threads.SPLIT_MIN
+    text = compare("cnn_infer_1", steps=2)
+    assert "split over threads" in text and "not split" in text and text.count(" ms") == 6
+    assert gd.threads.SPLIT_MIN == before

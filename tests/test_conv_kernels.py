@@ -68,11 +68,7 @@ GEOMETRIES = [
 ]
 
 
-@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
-@pytest.mark.parametrize("x_shape,co,attrs", GEOMETRIES)
-def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas: bool, monkeypatch) -> None:
-    if not blas:  # the forward adds the bias in its transposing copy, as without NumPy's OpenBLAS
-        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
+def _check_against_reference(x_shape: tuple, co: int, attrs: dict) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((co, x_shape[1] // attrs["groups"], *attrs["kernel"]))
@@ -90,6 +86,34 @@ def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas
     np.testing.assert_allclose(dw.ravel(), jac_w.T @ g.ravel(), atol=1e-12)
 
 
+@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
+@pytest.mark.parametrize("x_shape,co,attrs", GEOMETRIES)
+def test_conv_kernels_match_reference(x_shape: tuple, co: int, attrs: dict, blas: bool, monkeypatch) -> None:
+    if not blas:  # the forward adds the bias in its transposing copy, as without NumPy's OpenBLAS
+        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
+    _check_against_reference(x_shape, co, attrs)
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["bias-in-gemm", "bias-added"])
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("x_shape,co,attrs", [((5, *s[1:]), co, a) for s, co, a in GEOMETRIES])
+def test_conv_kernels_split_over_threads_match_reference(x_shape: tuple, co: int, attrs: dict, threads: int,
+                                                         blas: bool, monkeypatch) -> None:
+    """Batch slices in 2 or 3 threads (from any size on), each weight-gradient slice into its own partial."""
+    import graphdl as gd
+
+    monkeypatch.setattr(gd.threads, "SPLIT_MIN", 1)
+    monkeypatch.setattr(gd.threads, "MAX_PARTS", 3)
+    if not blas:
+        monkeypatch.setattr(conv, "has_blas", lambda dtype: False)
+    seen = []
+    split = gd.threads.split_in_parts
+    monkeypatch.setattr(gd.threads, "split_in_parts", lambda fn, n, k: (seen.append(k), split(fn, n, k)))
+    with gd.num_threads(threads):
+        _check_against_reference(x_shape, co, attrs)
+    assert seen and set(seen) == {threads}
+
+
 @pytest.mark.parametrize("kernel", [(1, 1), (2, 2), (2, 3), (16, 17)], ids=["one", "2x2", "2x3", "int64-index"])
 def test_max_pool_training_indices_are_each_windows_first_maximum(kernel: tuple) -> None:
     """The saved argmax (kernel scan order) for windows of 4 and of 272 > 255 offsets (int64 indices)."""
@@ -105,3 +129,69 @@ def test_max_pool_training_indices_are_each_windows_first_maximum(kernel: tuple)
     windows = x.reshape(2, 3, 2, kh, 2, kw).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 2, 2, kh * kw)
     np.testing.assert_array_equal(out, windows.max(-1))
     np.testing.assert_array_equal(idx, windows.argmax(-1))
+
+
+def _cnn(pool: dict, seed: int = 0) -> tuple:
+    """A small float64 CNN (two convolutions, two max pools) and its loss's gradients; x is (N, 2, 10, 9)."""
+    import graphdl as gd
+
+    with gd.Graph("cnn", dtype="float64", seed=seed):
+        x = gd.placeholder("x", (None, 2, 10, 9))
+        c1, c2 = gd.layers.Conv2D(2, 4, 3, padding=1), gd.layers.Conv2D(4, 3, 2)
+        h = gd.layers.MaxPool2D(**pool)(gd.ops.relu(c1(x)))
+        p = gd.layers.MaxPool2D(2, stride=1)(c2(h))
+        loss = gd.ops.sum(p * p)
+        grads = gd.grad(loss, [x, *c1.params.values(), *c2.params.values()])
+    return gd.compile([loss, *grads]), gd.compile([p])
+
+
+@pytest.mark.parametrize("pool", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                  dict(kernel_size=3, stride=1, padding=1, ceil_mode=True)],
+                         ids=["tiled", "overlapping-padded", "stride1"])
+def test_cnn_split_over_threads_equals_one_thread(pool: dict, monkeypatch) -> None:
+    """A CNN's forward and gradients (conv2d, max_pool2d and their gradient kernels split over the batch,
+    from any size on) in 2 and 3 threads give the one-thread values; inference plans too."""
+    import graphdl as gd
+
+    monkeypatch.setattr(gd.threads, "SPLIT_MIN", 1)
+    monkeypatch.setattr(gd.threads, "MAX_PARTS", 3)
+    xa = np.random.default_rng(1).standard_normal((5, 2, 10, 9))
+    train, infer = _cnn(pool)
+    with gd.num_threads(1):
+        one = train.run({"x": xa}) + infer.run({"x": xa})
+    for k in (2, 3):
+        with gd.num_threads(k):
+            many = train.run({"x": xa}) + infer.run({"x": xa})
+        for a, b in zip(one, many):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_two_cnns_split_over_threads_from_two_user_threads_stay_correct(monkeypatch) -> None:
+    """Two executables run at once from two user threads, each kernel splitting its batch over the shared
+    worker threads (the BLAS thread count is process-wide): every result equals the one-thread result,
+    and BLAS has its two threads back at the end."""
+    import threading
+
+    import graphdl as gd
+
+    monkeypatch.setattr(gd.threads, "SPLIT_MIN", 1)
+    xa = np.random.default_rng(2).standard_normal((6, 2, 10, 9))
+    models = [_cnn(dict(kernel_size=2), seed=0)[0], _cnn(dict(kernel_size=3, stride=2, padding=1), seed=1)[0]]
+    with gd.num_threads(1):
+        expected = [m.run({"x": xa}) for m in models]
+    wrong: list[str] = []
+
+    def work(k: int) -> None:
+        for _ in range(15):
+            for a, b in zip(models[k].run({"x": xa}), expected[k]):
+                if not np.allclose(a, b, rtol=1e-12, atol=1e-12):
+                    wrong.append(f"model {k}: max difference {np.abs(a - b).max()}")
+
+    with gd.num_threads(2):
+        users = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for t in users:
+            t.start()
+        for t in users:
+            t.join()
+        assert gd.threads.get_num_threads() == 2
+    assert not wrong, wrong[:3]

@@ -42,3 +42,21 @@ def test_blas_is_found_for_this_numpy() -> None:
     if not _CBLAS:
         pytest.skip("this NumPy build exports no OpenBLAS CBLAS we know; the NumPy fallback is used")
     assert set(_CBLAS) == {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_views_on_column_blocks_of_larger_matrices(dtype: type) -> None:
+    """gemm_views multiplies into a column block of a larger matrix (strided rows, as a thread's slice of
+    the batch is) with beta 0 and 1, and leaves the other columns alone; NumPy for unreadable strides."""
+    from graphdl.ops.gemm import gemm_views
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((5, 7)).astype(dtype), rng.standard_normal((7, 12)).astype(dtype)
+    c = rng.standard_normal((5, 12)).astype(dtype)
+    before = c.copy()
+    gemm_views(a, b[:, 3:9], c[:, 3:9], beta=1.0)
+    np.testing.assert_allclose(c[:, 3:9], before[:, 3:9] + a @ b[:, 3:9], rtol=1e-5)
+    np.testing.assert_array_equal(c[:, :3], before[:, :3])
+    np.testing.assert_array_equal(c[:, 9:], before[:, 9:])
+    gemm_views(a, b[:, ::2], c[:, ::2])  # every other column: no unit stride, NumPy's matmul
+    np.testing.assert_allclose(c[:, ::2], a @ b[:, ::2], rtol=1e-5)

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ops.gemm import has_blas, make_gemm
+from graphdl import threads
+from graphdl.ops.gemm import gemm_views, has_blas, make_gemm
 from graphdl.ops.window import WINDOW_ATTRS, check_image, geometry, out_hw
 from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
@@ -140,11 +141,12 @@ class _Columns:
 
         In the same-size stride-1 case the wrapped columns of ``cols`` are zeroed first, and the sums
         go to ``acc`` (C*N*H*W values, channel-major: adding into NCHW's strided channel-major view
-        is three times slower), then to ``out`` in one transposing copy; at N=1 that view is ``out``."""
+        is three times slower, shaped (C, N, H*W)), then to ``out`` in one transposing copy; at N=1 that
+        view is ``out``. ``cols``, ``out`` and ``acc`` may be one batch slice of larger buffers."""
         if self.runs is not None:
             c, kh, kw, n, h, w = cols.shape
             flat, ot = cols.reshape(c, kh, kw, n, h * w), out.reshape(n, c, h * w).transpose(1, 0, 2)
-            dst = ot if acc is None or n == 1 else acc[:c * n * h * w].reshape(c, n, h * w)
+            dst = ot if acc is None or n == 1 else acc
             if self.covers is None:
                 dst.fill(0)
             for i, j, shift, lo, hi, wrap in self.scatter_order:
@@ -180,6 +182,11 @@ def _to_channel_major(g: np.ndarray, gt: np.ndarray | None) -> np.ndarray:
     return gt.reshape(co, -1)
 
 
+def _split(n: int, out_size: int) -> bool:
+    """Whether a kernel cuts its batch of ``n`` samples into slices for threads (``out_size`` elements)."""
+    return n > 1 and out_size >= threads.SPLIT_MIN
+
+
 def _conv_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
     """Columns (C*kh*kw, N*Ho*Wo), and the GEMM's (Cout, N*Ho*Wo) result unless N is 1."""
     n, co, ho, wo = out_shape
@@ -193,34 +200,50 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
     cols_buf, *y_buf = scratch(workspace, _conv_workspace(attrs, in_shapes, out_shape, dtype))
     groups = attrs.get("groups", 1)
     n, co, ho, wo = out_shape
+    hw, cog = ho * wo, co // groups
     cols = cols_buf.reshape(columns.shape)
-    cols_g = cols_buf.reshape(groups, -1, n * ho * wo)
-    y = y_buf[0].reshape(groups, co // groups, n * ho * wo) if y_buf else None
+    cols_g = cols_buf.reshape(groups, -1, n * hw)
+    y = y_buf[0].reshape(groups, cog, n * hw) if y_buf else None
     # With a bias and BLAS, the GEMM accumulates onto the bias broadcast into its output (beta = 1):
     # a fill and a plain transposing copy are cheaper than adding a per-channel bias in that copy.
     fused = len(in_shapes) == 3 and has_blas(dtype)
-    gemm = make_gemm(dtype, (co // groups, n * ho * wo), beta=1.0) if fused else None
+    split = _split(n, math.prod(out_shape))
+    whole = make_gemm(dtype, (cog, n * hw), beta=1.0) if fused else None  # cached pointers: batch 1's latency
 
     def conv2d(x: np.ndarray, w: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]
-        columns.im2col(x, cols)
-        # one GEMM per group over the whole batch: (Cout/G, K) @ (K, N*Ho*Wo)
-        dst = y if y is not None else out.reshape(groups, co // groups, ho * wo)
-        w_g = w.reshape(groups, co // groups, -1)
-        if gemm is not None:
-            np.copyto(dst.reshape(co, -1), rest[0].reshape(co, 1))
-            for k in range(groups):
-                gemm(w_g[k], cols_g[k], dst[k])
-        else:
-            np.matmul(w_g, cols_g, out=dst)
-        if y is not None:  # (Cout, N, Ho*Wo) -> NCHW, adding the bias in the same pass unless done
-            src = y.reshape(co, n, ho * wo).transpose(1, 0, 2)
-            if len(rest) == 2 and gemm is None:
-                np.add(src, rest[0].reshape(1, co, 1), out=out.reshape(n, co, ho * wo))
+        w_g = w.reshape(groups, cog, -1)
+        bias = rest[0] if len(rest) == 2 else None
+        # a GEMM per group over the batch, or over each thread's slice of it: (Cout/G, K) @ (K, n*Ho*Wo)
+        dst3 = y if n > 1 else out.reshape(groups, cog, hw)
+
+        def part(s: slice) -> None:
+            columns.im2col(x[s], cols[:, :, :, s])
+            cs = slice(s.start * hw, s.stop * hw)
+            dst = dst3[:, :, cs]
+            if fused:
+                np.copyto(dst, bias.reshape(groups, cog, 1))
+                for k in range(groups):
+                    if s.stop - s.start == n:
+                        whole(w_g[k], cols_g[k], dst[k])
+                    else:
+                        gemm_views(w_g[k], cols_g[k][:, cs], dst[k], beta=1.0)
             else:
-                np.copyto(out.reshape(n, co, ho * wo), src)
-        elif len(rest) == 2 and gemm is None:
-            np.add(out, rest[0].reshape(co, 1, 1), out=out)
+                np.matmul(w_g, cols_g[:, :, cs], out=dst)
+            if n > 1:  # (Cout, n, Ho*Wo) -> NCHW, adding the bias in the same pass unless done
+                src = dst3.reshape(co, n, hw)[:, s].transpose(1, 0, 2)
+                o = out[s].reshape(-1, co, hw)
+                if bias is not None and not fused:
+                    np.add(src, bias.reshape(1, co, 1), out=o)
+                else:
+                    np.copyto(o, src)
+            elif bias is not None and not fused:
+                np.add(out, bias.reshape(co, 1, 1), out=out)
+
+        if split:
+            threads.split_over_threads(part, n)
+        else:
+            part(slice(0, n))
 
     return conv2d
 
@@ -262,17 +285,36 @@ def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
     columns = _Columns(x_shape, attrs)
     dcols_buf, *gt_buf = scratch(workspace, _input_grad_workspace(attrs, in_shapes, out_shape, dtype))
     groups = attrs.get("groups", 1)
+    n, co = g_shape[:2]
+    hw = math.prod(g_shape[2:])
     dcols = dcols_buf.reshape(columns.shape)
-    dcols_g = dcols_buf.reshape(groups, -1, math.prod(g_shape) // g_shape[1])
-    gt = gt_buf[0][:math.prod(g_shape)] if gt_buf else None
-    acc = gt_buf[0] if gt_buf else None
+    dcols_g = dcols_buf.reshape(groups, -1, n * hw)
+    # the output gradient channel-major (Cout, N, Ho*Wo); once a slice's GEMM has read it, the same
+    # buffer takes col2im's channel-major sums (C, N, H*W): with Ho*Wo == H*W (the only case col2im
+    # uses them) a slice's sums land on that slice's samples of g only, so slices never collide
+    gt = gt_buf[0][:n * co * hw].reshape(co, n, hw) if gt_buf else None
+    acc = gt_buf[0][:math.prod(x_shape)].reshape(x_shape[1], n, -1) if gt_buf and columns.runs else None
     w_split = (groups, w_shape[0] // groups, -1)
+    split = _split(n, math.prod(out_shape))
 
     def conv2d_input_grad(g: np.ndarray, w: np.ndarray, like: np.ndarray, out: np.ndarray) -> None:
-        # column gradients (K, N*Ho*Wo) = W^T (K, Cout/G) @ g (Cout/G, N*Ho*Wo) per group, then col2im
-        g2 = _to_channel_major(g, gt)
-        np.matmul(w.reshape(w_split).transpose(0, 2, 1), g2.reshape(groups, g_shape[1] // groups, -1), out=dcols_g)
-        columns.col2im(dcols, out, acc)
+        # column gradients (K, n*Ho*Wo) = W^T (K, Cout/G) @ g (Cout/G, n*Ho*Wo) per group, then col2im
+        w_t = w.reshape(w_split).transpose(0, 2, 1)
+
+        def part(s: slice) -> None:
+            cs = slice(s.start * hw, s.stop * hw)
+            if gt is None:
+                g2 = g.reshape(groups, co // groups, hw)
+            else:
+                np.copyto(gt[:, s], g[s].reshape(-1, co, hw).transpose(1, 0, 2))
+                g2 = gt.reshape(groups, co // groups, n * hw)[:, :, cs]
+            np.matmul(w_t, g2, out=dcols_g[:, :, cs])
+            columns.col2im(dcols[:, :, :, s], out[s], acc[:, s] if acc is not None else None)
+
+        if split:
+            threads.split_over_threads(part, n)
+        else:
+            part(slice(0, n))
 
     return conv2d_input_grad
 
@@ -307,13 +349,22 @@ def _columns_first(out_shape: tuple, groups: int) -> bool:
     return math.prod(out_shape[1:]) > out_shape[0] // groups
 
 
+def _weight_grad_parts(in_shapes: tuple) -> int:
+    """Slices of the batch the weight gradient may run in threads, each with its own partial dW."""
+    g = in_shapes[1]
+    return threads.MAX_PARTS if _split(g[0], math.prod(g)) else 1
+
+
 def _weight_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
-    """Columns of x (C*kh*kw, N*Ho*Wo), the output gradient channel-major unless N is 1, and the
-    transposed weight gradient when the GEMM runs columns first."""
+    """Columns of x (C*kh*kw, N*Ho*Wo), the output gradient channel-major unless N is 1, the
+    transposed weight gradient when the GEMM runs columns first, and when the batch is split over
+    threads one partial weight gradient per slice past the first (summed into the first)."""
     x, g = in_shapes
     cols = (math.prod(_Columns(x, attrs).shape),)
     transposed = [((math.prod(out_shape),), dtype)] if _columns_first(out_shape, attrs.get("groups", 1)) else []
-    return [(cols, dtype)] + ([((math.prod(g),), dtype)] if g[0] > 1 else []) + transposed
+    extra = _weight_grad_parts(in_shapes) - 1
+    partials = [((extra * math.prod(out_shape),), dtype)] if extra else []
+    return [(cols, dtype)] + ([((math.prod(g),), dtype)] if g[0] > 1 else []) + transposed + partials
 
 
 def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
@@ -322,22 +373,45 @@ def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
     columns = _Columns(x_shape, attrs)
     groups = attrs.get("groups", 1)
     cols_buf, *rest = scratch(workspace, _weight_grad_workspace(attrs, in_shapes, out_shape, dtype))
-    gt = rest[0] if g_shape[0] > 1 else None
+    n, co = g_shape[:2]
+    hw = math.prod(g_shape[2:])
+    gt = rest.pop(0).reshape(co, n, hw) if n > 1 else None
     cols = cols_buf.reshape(columns.shape)
-    cols_g = cols_buf.reshape(groups, -1, math.prod(g_shape) // g_shape[1])
-    cog = out_shape[0] // groups
-    wt = rest[-1].reshape(groups, -1, cog) if _columns_first(out_shape, groups) else None
+    cols_g = cols_buf.reshape(groups, -1, n * hw)
+    cog = co // groups
+    first = _columns_first(out_shape, groups)
+    wt = rest.pop(0).reshape(groups, -1, cog) if first else None
+    most = _weight_grad_parts(in_shapes)
+    kdim = math.prod(out_shape[1:])
+    part_shape = (most - 1, *((groups, kdim, cog) if first else (groups, cog, kdim)))
+    partials = rest.pop(0).reshape(part_shape) if most > 1 else np.empty(part_shape, dtype)
 
     def conv2d_weight_grad(x: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
-        # one GEMM per group over the whole batch: g (Cout/G, N*Ho*Wo) @ columns^T (N*Ho*Wo, K),
-        # or its transpose columns (K, N*Ho*Wo) @ g^T then a small transposing copy
-        columns.im2col(x, cols)
-        g2 = _to_channel_major(g, gt).reshape(groups, cog, -1)
+        # a GEMM per group over the batch: g (Cout/G, N*Ho*Wo) @ columns^T (N*Ho*Wo, K), or its
+        # transpose columns (K, N*Ho*Wo) @ g^T then a small transposing copy; with k threads each
+        # multiplies its slice of the batch into its own partial, and the k partials are summed
         out_g = out.reshape(groups, cog, -1)
-        if wt is None:
-            np.matmul(g2, cols_g.transpose(0, 2, 1), out=out_g)
-        else:
-            np.matmul(cols_g, g2.transpose(0, 2, 1), out=wt)
+        whole = wt if first else out_g
+
+        def part(i: int, s: slice) -> None:
+            cs = slice(s.start * hw, s.stop * hw)
+            columns.im2col(x[s], cols[:, :, :, s])
+            if gt is None:
+                g2 = g.reshape(groups, cog, hw)
+            else:
+                np.copyto(gt[:, s], g[s].reshape(-1, co, hw).transpose(1, 0, 2))
+                g2 = gt.reshape(groups, cog, n * hw)[:, :, cs]
+            dst = whole if i == 0 else partials[i - 1]
+            if first:
+                np.matmul(cols_g[:, :, cs], g2.transpose(0, 2, 1), out=dst)
+            else:
+                np.matmul(g2, cols_g[:, :, cs].transpose(0, 2, 1), out=dst)
+
+        k = threads.parts(n, most) if most > 1 else 1
+        threads.split_in_parts(part, n, k)
+        for p in partials[:k - 1]:
+            np.add(whole, p, out=whole)
+        if first:
             np.copyto(out_g, wt.transpose(0, 2, 1))
 
     return conv2d_weight_grad

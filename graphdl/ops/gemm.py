@@ -119,3 +119,29 @@ def make_gemm(dtype: np.dtype, c_shape: tuple[int, int], *, alpha: float = 1.0, 
            cache[5], n)
 
     return gemm
+
+
+def _rows(a: np.ndarray) -> int | None:
+    """The leading dimension (elements between rows) of a 2-d array BLAS reads as is, else None."""
+    item = a.itemsize
+    if a.ndim != 2 or (a.strides[1] != item and a.shape[1] > 1) or a.strides[0] % item:
+        return None
+    ld = a.strides[0] // item
+    return ld if ld >= max(1, a.shape[1]) else None
+
+
+def gemm_views(a: np.ndarray, b: np.ndarray, c: np.ndarray, beta: float = 0.0) -> None:
+    """c = a @ b + beta * c for 2-d arrays whose rows may be strided (column blocks of larger matrices,
+    as threads cut them), uncached so threads may call it at once; NumPy when BLAS cannot read them."""
+    fn = _CBLAS.get(c.dtype)
+    lda, ldb, ldc = _rows(a), _rows(b), _rows(c)
+    if fn is None or None in (lda, ldb, ldc) or not a.dtype == b.dtype == c.dtype or c.size == 0:
+        if beta == 0.0:
+            np.matmul(a, b, out=c)
+        else:
+            np.multiply(c, beta, out=c)
+            c += a @ b
+        return
+    m, k = a.shape
+    fn(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, c.shape[1], k, 1.0, a.ctypes.data, lda, b.ctypes.data, ldb, beta,
+       c.ctypes.data, ldc)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl import threads
 from graphdl.ops.window import WINDOW_ATTRS, Padded, check_image, geometry, offset_slices, out_hw, padded_shape
 from graphdl.registry import Bool, GradContext, OpDef, fail, register, scratch
 
@@ -102,6 +103,14 @@ def _index_dtype(attrs: dict[str, Any]) -> type:
     return np.uint8 if math.prod(geometry(attrs)[0]) < 256 else np.int64
 
 
+def _over_batch(part: Callable[[slice], None], shape: tuple) -> None:
+    """``part`` on the whole batch, or on slices of it in threads when the (N, C, Ho, Wo) output is large."""
+    if shape[0] > 1 and math.prod(shape) >= threads.SPLIT_MIN:
+        threads.split_over_threads(part, shape[0])
+    else:
+        part(slice(None))
+
+
 def _max_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     out = _pool_shape(shapes, attrs)
     return out, out
@@ -123,15 +132,18 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
     argmax = _Argmax(in_shapes[0], attrs, out_shapes[0], ws) if attrs.get("training", False) else None
 
     def max_pool2d(x: np.ndarray, out: np.ndarray, idx: np.ndarray) -> None:
-        if argmax is not None:  # training: the maxima and where they are, in one scan
-            argmax(x, best=out, idx=idx)
-            return
-        idx.fill(0)  # not computed in inference plans (nothing reads it); zeros rather than stale bytes
-        # one strided slice per kernel offset: kh * kw vectorised maxima over the whole output
-        xp = padded.load(x)
-        np.copyto(out, xp[offsets[0][2]])
-        for _, _, index in offsets[1:]:
-            np.maximum(out, xp[index], out=out)
+        def part(s: slice) -> None:
+            if argmax is not None:  # training: the maxima and where they are, in one scan
+                argmax(x, best=out, idx=idx, batch=s)
+                return
+            idx[s].fill(0)  # not computed in inference plans (nothing reads it); zeros rather than stale bytes
+            # one strided slice per kernel offset: kh * kw vectorised maxima over the whole output
+            xp, o = padded.load(x[s], s), out[s]
+            np.copyto(o, xp[offsets[0][2]])
+            for _, _, index in offsets[1:]:
+                np.maximum(o, xp[index], out=o)
+
+        _over_batch(part, out.shape)
 
     return max_pool2d
 
@@ -147,14 +159,15 @@ class _Scatter:
         self.inner = (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
         self.offsets = offset_slices(attrs, hw)
 
-    def target(self, out: np.ndarray) -> np.ndarray:
-        dst = self.dxp if self.padded else out
+    def target(self, out: np.ndarray, batch: slice = slice(None)) -> np.ndarray:
+        """Where the ``batch`` slice of the gradient is summed, zeroed (``out`` is that slice)."""
+        dst = self.dxp[batch] if self.padded else out
         dst.fill(0)
         return dst
 
-    def finish(self, out: np.ndarray) -> None:
+    def finish(self, out: np.ndarray, batch: slice = slice(None)) -> None:
         if self.padded:
-            np.copyto(out, self.dxp[self.inner])
+            np.copyto(out, self.dxp[batch][self.inner])
 
 
 def _argmax_parts(x_shape: tuple, attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> list[tuple | None]:
@@ -178,18 +191,21 @@ class _Argmax:
         self.best, self.idx, self.step, self.mask = ws.get("best"), ws.get("idx"), ws["step"], ws["mask"]
         self.mask8 = self.mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
 
-    def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None) -> np.ndarray:
-        """The indices (into ``idx``, else the workspace); the maxima land in ``best`` if given."""
-        best = self.best if best is None else best
-        idx = self.idx if idx is None else idx
-        xp = self.padded.load(x)
+    def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None,
+                 batch: slice = slice(None)) -> np.ndarray:
+        """The indices (into ``idx``, else the workspace); the maxima land in ``best`` if given. Only
+        the ``batch`` slice of the samples is scanned, and that slice of the indices returned."""
+        best = (self.best if best is None else best)[batch]
+        idx = (self.idx if idx is None else idx)[batch]
+        step, mask, mask8 = self.step[batch], self.mask[batch], self.mask8[batch]
+        xp = self.padded.load(x[batch], batch)
         np.copyto(best, xp[self.offsets[0][2]])
         idx.fill(0)
         for k, (_, _, index) in enumerate(self.offsets[1:], start=1):
-            np.greater(xp[index], best, out=self.mask)
+            np.greater(xp[index], best, out=mask)
             np.maximum(best, xp[index], out=best)
-            np.multiply(self.mask8, self.step.dtype.type(k), out=self.step)  # k typed: int64 past 255
-            np.maximum(idx, self.step, out=idx)
+            np.multiply(mask8, step.dtype.type(k), out=step)  # k typed: int64 past 255
+            np.maximum(idx, step, out=idx)
         return idx
 
 
@@ -230,19 +246,23 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
     disjoint, tiled = _max_grad_geometry(attrs, g_shape, x_shape)
 
     def max_pool2d_grad(g: np.ndarray, x: np.ndarray, *rest: np.ndarray) -> None:
-        out = rest[-1]
-        idx = argmax(x) if argmax is not None else rest[0]
-        dst = (scatter.dxp if scatter.padded else out) if tiled else scatter.target(out)
-        for k, (_, _, index) in enumerate(scatter.offsets):
-            np.equal(idx, k, out=mask)
-            np.copyto(fmask, mask)  # a float mask: multiplying by bools casts through a new buffer
-            view = dst[index]
-            if disjoint:
-                np.multiply(g, fmask, out=view)
-            else:
-                np.multiply(g, fmask, out=part)
-                np.add(view, part, out=view)
-        scatter.finish(out)
+        def one(s: slice) -> None:
+            out = rest[-1][s]
+            idx = argmax(x, batch=s) if argmax is not None else rest[0][s]
+            dst = (scatter.dxp[s] if scatter.padded else out) if tiled else scatter.target(out, s)
+            gs, m, fm, p = g[s], mask[s], fmask[s], part[s] if part is not None else None
+            for k, (_, _, index) in enumerate(scatter.offsets):
+                np.equal(idx, k, out=m)
+                np.copyto(fm, m)  # a float mask: multiplying by bools casts through a new buffer
+                view = dst[index]
+                if disjoint:
+                    np.multiply(gs, fm, out=view)
+                else:
+                    np.multiply(gs, fm, out=p)
+                    np.add(view, p, out=view)
+            scatter.finish(out, s)
+
+        _over_batch(one, g.shape)
 
     return max_pool2d_grad
 

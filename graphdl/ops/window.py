@@ -73,14 +73,16 @@ class Padded:
         self.border = [(slice(0, pt), cols), (slice(pt + h, pt + h + pb), cols),
                        (rows, slice(0, pl)), (rows, slice(pl + w, pl + w + pr))]
 
-    def load(self, x: np.ndarray) -> np.ndarray:
-        """The padded version of ``x`` (``x`` itself when there is no padding)."""
+    def load(self, x: np.ndarray, batch: slice = slice(None)) -> np.ndarray:
+        """The padded version of ``x`` (``x`` itself when there is no padding); ``x`` may be the
+        ``batch`` slice of the samples, padded into that slice of the buffer."""
         if not self.any:
             return x
+        buf = self.buf[batch]
         for r, c in self.border:
-            self.buf[:, :, r, c] = self.fill
-        self.buf[self.inner] = x
-        return self.buf
+            buf[:, :, r, c] = self.fill
+        buf[self.inner] = x
+        return buf
 
 
 def windows(xp: np.ndarray, attrs: dict[str, Any], out_hw_: tuple[int, int], groups: int = 1) -> np.ndarray:
