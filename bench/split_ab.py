@@ -1,6 +1,6 @@
 """Batch-split kernels on and off, steps alternating in one process: ``python -m bench.split_ab [workload]``.
 
-Two executables of one workload are bound, one with ``graphdl.threads.SPLIT_MIN`` as shipped (conv2d, its
+Two executables of one workload are bound, one with ``graphdl.threads.SPLIT_MIN = SPLIT_ON`` (conv2d, its
 gradients and max pooling cut the batch into one slice per BLAS thread) and one with splitting off (BLAS
 threads inside each GEMM, copies on one thread). Their steps alternate, so both see the same load from
 other processes; with one BLAS thread both run the same code. Prints min, quartile and median wall times.
@@ -23,7 +23,7 @@ def compare(workload: str = "cnn_train", steps: int = 60) -> str:
     shipped = gd.threads.SPLIT_MIN
     runs = {}
     try:
-        for name, split_min in (("split over threads", shipped), ("not split", 1 << 62)):
+        for name, split_min in (("split over threads", gd.threads.SPLIT_ON), ("not split", None)):
             gd.threads.SPLIT_MIN = split_min  # read when kernels are bound (conv) or run (pooling)
             made = graphdl_workload(workload)
             if made is None:

@@ -52,8 +52,20 @@ def num_threads(n: int) -> Iterator[None]:
         yield
 
 
-#: Kernels hand slices to threads only from this many elements of work up (below, the hand-off costs more).
-SPLIT_MIN = 1 << 16
+#: Kernels (conv2d and its gradients, max pooling, attention, layer norm) hand batch slices to Python
+#: threads, one BLAS thread each, from this many elements of work up; None (the default): never, BLAS
+#: threads inside each GEMM instead. Off by default because, measured on the idle 2-core machine
+#: (``python -m bench.split_ab``), splitting made steps slower: CNN training 34.8 vs 30.5 ms, CNN inference
+#: at batch 256 47.3 vs 39.8 ms, the transformer block 155 vs 143 ms (it won only when other processes
+#: loaded the cores). Set it (e.g. to ``SPLIT_ON``) to try it on your machine; read when kernels are built.
+SPLIT_MIN: int | None = None
+#: The threshold ``bench.split_ab`` measures against splitting off.
+SPLIT_ON = 1 << 16
+
+
+def splits(work: int) -> bool:
+    """Whether a kernel with ``work`` elements hands batch slices to threads (see ``SPLIT_MIN``)."""
+    return SPLIT_MIN is not None and work >= SPLIT_MIN
 
 #: The most slices ``split_over_threads(fn, n, most=MAX_PARTS)`` makes: kernels that keep one partial
 #: result per slice (a weight gradient summed over the batch) declare that many parts of workspace.

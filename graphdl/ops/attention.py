@@ -88,7 +88,7 @@ def _split(in_shapes: tuple, has_mask: bool) -> tuple[int, bool]:
     and v share it (0: they broadcast, so one call on everything); the mask is sliced when it has that axis."""
     q, k, v = in_shapes[:3]
     n = q[0] if len(q) >= 3 and q[0] == k[0] == v[0] else 0
-    if math.prod(q[:-1]) * k[-2] < threads.SPLIT_MIN:  # too little work to hand to threads
+    if not threads.splits(math.prod(q[:-1]) * k[-2]):  # too little work to hand to threads
         n = 0
     mask = in_shapes[3] if has_mask else ()
     return n, bool(n) and len(mask) == len(q) and mask[0] == n

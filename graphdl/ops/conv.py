@@ -184,7 +184,7 @@ def _to_channel_major(g: np.ndarray, gt: np.ndarray | None) -> np.ndarray:
 
 def _split(n: int, out_size: int) -> bool:
     """Whether a kernel cuts its batch of ``n`` samples into slices for threads (``out_size`` elements)."""
-    return n > 1 and out_size >= threads.SPLIT_MIN
+    return n > 1 and threads.splits(out_size)
 
 
 def _conv_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:

@@ -293,7 +293,7 @@ def _layer_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
     # One feature axis: the sum of squares is one einsum pass (no squared copy); else a scratch square.
     sq = np.empty(out_shape, dtype=dtype) if k > 1 else None
     count = math.prod(out_shape[nd - k:])
-    n = out_shape[0] if nd > k and math.prod(out_shape) >= threads.SPLIT_MIN else 0  # leading rows split over threads
+    n = out_shape[0] if nd > k and threads.splits(math.prod(out_shape)) else 0  # leading rows split over threads
 
     def layer_norm(x: np.ndarray, *rest: np.ndarray) -> None:
         out = rest[-1]

@@ -105,7 +105,7 @@ def _index_dtype(attrs: dict[str, Any]) -> type:
 
 def _over_batch(part: Callable[[slice], None], shape: tuple) -> None:
     """``part`` on the whole batch, or on slices of it in threads when the (N, C, Ho, Wo) output is large."""
-    if shape[0] > 1 and math.prod(shape) >= threads.SPLIT_MIN:
+    if shape[0] > 1 and threads.splits(math.prod(shape)):
         threads.split_over_threads(part, shape[0])
     else:
         part(slice(None))
