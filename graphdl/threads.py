@@ -57,8 +57,9 @@ def num_threads(n: int) -> Iterator[None]:
 #: threads inside each GEMM instead. Off by default because, measured on the idle 2-core machine
 #: (``python -m bench.split_ab``), splitting made steps slower: CNN training 34.8 vs 30.5 ms, CNN inference
 #: at batch 256 47.3 vs 39.8 ms, the transformer block 155 vs 143 ms (it won only when other processes
-#: loaded the cores). Set it (e.g. to ``SPLIT_ON``) to try it on your machine; read when kernels are built.
-SPLIT_MIN: int | None = None
+#: loaded the cores). Set it (e.g. to ``SPLIT_ON``), or the environment variable GRAPHDL_SPLIT_MIN, to try it
+#: on your machine; read when kernels are built.
+SPLIT_MIN: int | None = int(os.environ["GRAPHDL_SPLIT_MIN"]) if os.environ.get("GRAPHDL_SPLIT_MIN") else None
 #: The threshold ``bench.split_ab`` measures against splitting off.
 SPLIT_ON = 1 << 16
 
