@@ -17,6 +17,29 @@ from typing import Any
 
 from graphdl.errors import GraphError
 
+#: How long (2**n cycles) OpenBLAS's idle threads spin before sleeping, set when graphdl is imported
+#: before NumPy. OpenBLAS's default (2**28 cycles, about 0.1 s) keeps its threads busy-waiting on the
+#: other cores long after each GEMM, so kernels that hand work to Python threads between GEMMs compete
+#: with them (the batch-split kernels below were slower than no split; with 2**18 cycles, about 0.1 ms,
+#: the CNN training step went from 22.0 to 18.9 ms and the transformer block from 142 to 131 ms on 2
+#: cores). Set OPENBLAS_THREAD_TIMEOUT yourself to override it.
+BLAS_SPIN_EXPONENT = 18
+
+
+def _short_blas_wait() -> bool:
+    """Set OpenBLAS's spin time if NumPy is not loaded yet; whether a short one is in effect."""
+    import sys
+
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_SPIN_EXPONENT))
+    value = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
+    return value.isdigit() and int(value) <= 20 and ("numpy" not in sys.modules or _SET_BEFORE_NUMPY)
+
+
+_SET_BEFORE_NUMPY = "OPENBLAS_THREAD_TIMEOUT" in os.environ  # by the user, before this process started
+#: Whether OpenBLAS's threads sleep soon after a call (see BLAS_SPIN_EXPONENT): decides SPLIT_MIN's default.
+SHORT_BLAS_WAIT = _short_blas_wait()
+
 
 def _check(n: int) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -52,16 +75,17 @@ def num_threads(n: int) -> Iterator[None]:
         yield
 
 
-#: Kernels (conv2d and its gradients, max pooling, attention, layer norm) hand batch slices to Python
-#: threads, one BLAS thread each, from this many elements of work up; None (the default): never, BLAS
-#: threads inside each GEMM instead. Off by default because, measured on the idle 2-core machine
-#: (``python -m bench.split_ab``), splitting made steps slower: CNN training 34.8 vs 30.5 ms, CNN inference
-#: at batch 256 47.3 vs 39.8 ms, the transformer block 155 vs 143 ms (it won only when other processes
-#: loaded the cores). Set it (e.g. to ``SPLIT_ON``), or the environment variable GRAPHDL_SPLIT_MIN, to try it
-#: on your machine; read when kernels are built.
-SPLIT_MIN: int | None = int(os.environ["GRAPHDL_SPLIT_MIN"]) if os.environ.get("GRAPHDL_SPLIT_MIN") else None
-#: The threshold ``bench.split_ab`` measures against splitting off.
+#: The default of SPLIT_MIN when OpenBLAS's threads sleep soon after a call.
 SPLIT_ON = 1 << 16
+#: Kernels (conv2d and its gradients, max pooling, attention, layer norm) hand batch slices to Python
+#: threads, one BLAS thread each, from this many elements of work up; None: never, BLAS threads inside
+#: each GEMM instead. On by default only with a short BLAS spin (SHORT_BLAS_WAIT): with OpenBLAS's long
+#: default spin, splitting made steps slower on the idle 2-core machine (``python -m bench.split_ab``:
+#: CNN training 34.8 vs 30.5 ms, the transformer block 155 vs 143 ms). The environment variable
+#: GRAPHDL_SPLIT_MIN (a number, or "off") overrides the default; read when kernels are built.
+_SPLIT_ENV = os.environ.get("GRAPHDL_SPLIT_MIN", "")
+SPLIT_MIN: int | None = (int(_SPLIT_ENV) if _SPLIT_ENV.isdigit() else None if _SPLIT_ENV
+                         else SPLIT_ON if SHORT_BLAS_WAIT else None)
 
 
 def splits(work: int) -> bool:
