@@ -85,7 +85,7 @@ def system_info() -> str:
     spin = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "OpenBLAS default")
     lines.append(f"BLAS idle spin (OPENBLAS_THREAD_TIMEOUT): {spin}; batch-split kernels: "
                  + (f"from {threads.SPLIT_MIN} elements" if threads.SPLIT_MIN is not None else
-                    "off (import graphdl before NumPy, or set OPENBLAS_THREAD_TIMEOUT=18, to turn them on)"))
+                    "off (import graphdl before NumPy, or set OPENBLAS_THREAD_TIMEOUT=20, to turn them on)"))
     lines.append(f"erf: {'scipy.special' if erf_function().__module__ != 'graphdl.ops.special' else 'NumPy'}")
     env = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                             "OMP_NUM_THREADS") if v in os.environ]

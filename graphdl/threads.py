@@ -20,10 +20,11 @@ from graphdl.errors import GraphError
 #: How long (2**n cycles) OpenBLAS's idle threads spin before sleeping, set when graphdl is imported
 #: before NumPy. OpenBLAS's default (2**28 cycles, about 0.1 s) keeps its threads busy-waiting on the
 #: other cores long after each GEMM, so kernels that hand work to Python threads between GEMMs compete
-#: with them (the batch-split kernels below were slower than no split; with 2**18 cycles, about 0.1 ms,
-#: the CNN training step went from 22.0 to 18.9 ms and the transformer block from 142 to 131 ms on 2
-#: cores). Set OPENBLAS_THREAD_TIMEOUT yourself to override it.
-BLAS_SPIN_EXPONENT = 18
+#: with them (the batch-split kernels below were slower than no split). With 2**20 cycles (about 0.4 ms),
+#: long enough for small GEMMs in a row to find the threads awake, on 2 idle cores: CNN training step
+#: 22.0 -> 19.7 ms, transformer block 142 -> 138 ms, CNN inference at batch 1 unchanged (205 us; 2**18
+#: made it 223 us). Set OPENBLAS_THREAD_TIMEOUT yourself to override it.
+BLAS_SPIN_EXPONENT = 20
 
 
 def _short_blas_wait() -> bool:
@@ -33,7 +34,7 @@ def _short_blas_wait() -> bool:
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_SPIN_EXPONENT))
     value = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
-    return value.isdigit() and int(value) <= 20 and ("numpy" not in sys.modules or _SET_BEFORE_NUMPY)
+    return value.isdigit() and int(value) <= BLAS_SPIN_EXPONENT and ("numpy" not in sys.modules or _SET_BEFORE_NUMPY)
 
 
 _SET_BEFORE_NUMPY = "OPENBLAS_THREAD_TIMEOUT" in os.environ  # by the user, before this process started

@@ -21,11 +21,11 @@ def _probe(first: str, **env: str) -> str:
 
 
 @pytest.mark.parametrize(("first", "env", "expected"), [
-    ("import graphdl", {}, "18 65536"),  # before NumPy: a short spin, so the kernels split
+    ("import graphdl", {}, "20 65536"),  # before NumPy: a short spin, so the kernels split
     ("import numpy, graphdl", {}, "None None"),  # NumPy's BLAS already loaded with its long spin: no split
     ("import numpy, graphdl", {"OPENBLAS_THREAD_TIMEOUT": "10"}, "10 65536"),  # the user's short spin
     ("import graphdl", {"OPENBLAS_THREAD_TIMEOUT": "28"}, "28 None"),  # the user's long spin is kept
-    ("import graphdl", {"GRAPHDL_SPLIT_MIN": "off"}, "18 None"),
+    ("import graphdl", {"GRAPHDL_SPLIT_MIN": "off"}, "20 None"),
     ("import numpy, graphdl", {"GRAPHDL_SPLIT_MIN": "4096"}, "None 4096"),
 ])
 def test_split_default_follows_the_blas_spin(first: str, env: dict, expected: str) -> None:
