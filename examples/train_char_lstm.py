@@ -12,14 +12,12 @@ Run: python examples/train_char_lstm.py [--steps N] [--out DIR]
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
-from train_char_lm import CONTEXT, MODULES, baselines, corpus, windows
+from train_char_lm import CONTEXT, MODULES, baselines, corpus, report, windows
 
 import graphdl as gd
 from graphdl import layers, losses, optim
@@ -73,29 +71,7 @@ def main() -> int:
     history = gd.fit(train, gd.data.DataLoader(x, y, batch_size=args.batch), epochs=1,
                      progress=not args.no_progress)
 
-    val_starts = np.arange(0, len(val_ids) - CONTEXT - 1, CONTEXT)
-    vx, vy = windows(val_ids, val_starts)
-    total = sum(evaluate.run({"tokens": vx[i:i + 256], "targets": vy[i:i + 256]})[0] * len(vx[i:i + 256])
-                for i in range(0, len(vx), 256))
-    val_bpc = float(total / len(vx)) / math.log(2)
-    seconds = time.perf_counter() - start
-    print(f"validation: {val_bpc:.3f} bits per character (unigram {uni_bpc:.3f}, bigram {big_bpc:.3f}); "
-          f"final training loss {history['loss'][-1] / math.log(2):.3f} bits; {seconds:.0f} s")
-
-    path = os.path.join(args.out, "char_lstm.gdl")
-    train.save(path)
-    code = ("import sys; sys.path.insert(0, sys.argv[3]); from train_char_lm import sample; "
-            "print(sample(sys.argv[1], sys.argv[2], 'def ', 200))")
-    out = subprocess.run([sys.executable, "-c", code, path, alphabet, os.path.dirname(os.path.abspath(__file__))],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        print(out.stderr)
-        return 1
-    print("sampled in a fresh process from the reloaded model:\n" + out.stdout)
-    if val_bpc >= big_bpc - 0.25 and not args.no_check:
-        print(f"FAILED: {val_bpc:.3f} bits per character does not clearly beat the bigram's {big_bpc:.3f}")
-        return 1
-    return 0
+    return report(train, evaluate, history, val_ids, alphabet, (uni_bpc, big_bpc), start, args, "char_lstm.gdl")
 
 
 if __name__ == "__main__":
