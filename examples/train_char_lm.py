@@ -94,6 +94,20 @@ def sample(model_path: str, alphabet: str, prompt: str, n: int, seed: int = 0, o
     return "".join(alphabet[i] for i in ids)
 
 
+def dataset() -> tuple[str, np.ndarray, np.ndarray, tuple[float, float]]:
+    """The corpus as character ids over its sorted alphabet, the fixed 90/10 train/validation split, and
+    the unigram and bigram baselines' validation bits per character (both char examples use these)."""
+    text = corpus()
+    alphabet = "".join(sorted(set(text)))
+    ids = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64)
+    ids = np.searchsorted(np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8), ids)
+    split = int(len(ids) * 0.9)
+    train_ids, val_ids = ids[:split], ids[split:]
+    print(f"corpus: {len(text):,} characters from {len(MODULES)} standard-library modules, vocabulary "
+          f"{len(alphabet)}; train {len(train_ids):,}, validation {len(val_ids):,}")
+    return alphabet, train_ids, val_ids, baselines(train_ids, val_ids, len(alphabet))
+
+
 def report(train: gd.Executable, evaluate: gd.Executable, history: gd.train.History, val_ids: np.ndarray, alphabet: str,
            baseline_bpc: tuple[float, float], start: float, args: argparse.Namespace, filename: str) -> int:
     """Validation bits per character next to the baselines, save, sample in a fresh process from the
@@ -136,15 +150,7 @@ def main() -> int:
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
 
-    text = corpus()
-    alphabet = "".join(sorted(set(text)))
-    ids = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64)
-    ids = np.searchsorted(np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8), ids)
-    split = int(len(ids) * 0.9)
-    train_ids, val_ids = ids[:split], ids[split:]
-    uni_bpc, big_bpc = baselines(train_ids, val_ids, len(alphabet))
-    print(f"corpus: {len(text):,} characters from {len(MODULES)} standard-library modules, vocabulary "
-          f"{len(alphabet)}; train {len(train_ids):,}, validation {len(val_ids):,}")
+    alphabet, train_ids, val_ids, baseline_bpc = dataset()
 
     g, t = build(len(alphabet))
     schedule = optim.CosineLR(total_steps=args.steps, warmup_steps=100, eta_min=1e-4)
@@ -157,7 +163,7 @@ def main() -> int:
     loader = gd.data.DataLoader(x, y, batch_size=args.batch)
     history = gd.fit(train, loader, epochs=1, progress=not args.no_progress)
 
-    return report(train, evaluate, history, val_ids, alphabet, (uni_bpc, big_bpc), start, args, "char_lm.gdl")
+    return report(train, evaluate, history, val_ids, alphabet, baseline_bpc, start, args, "char_lm.gdl")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import time
 
 import numpy as np
-from train_char_lm import CONTEXT, MODULES, baselines, corpus, report, windows
+from train_char_lm import CONTEXT, dataset, report, windows
 
 import graphdl as gd
 from graphdl import layers, losses, optim
@@ -51,15 +51,7 @@ def main() -> int:
     gd.set_num_threads(args.threads)
     start = time.perf_counter()
 
-    text = corpus()
-    alphabet = "".join(sorted(set(text)))
-    ids = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64)
-    ids = np.searchsorted(np.frombuffer(alphabet.encode("ascii"), dtype=np.uint8), ids)
-    split = int(len(ids) * 0.9)
-    train_ids, val_ids = ids[:split], ids[split:]
-    uni_bpc, big_bpc = baselines(train_ids, val_ids, len(alphabet))
-    print(f"corpus: {len(text):,} characters from {len(MODULES)} standard-library modules, vocabulary "
-          f"{len(alphabet)}; train {len(train_ids):,}, validation {len(val_ids):,}")
+    alphabet, train_ids, val_ids, baseline_bpc = dataset()
 
     g, t = build(len(alphabet))
     schedule = optim.CosineLR(total_steps=args.steps, warmup_steps=50, eta_min=1e-4)
@@ -71,7 +63,7 @@ def main() -> int:
     history = gd.fit(train, gd.data.DataLoader(x, y, batch_size=args.batch), epochs=1,
                      progress=not args.no_progress)
 
-    return report(train, evaluate, history, val_ids, alphabet, (uni_bpc, big_bpc), start, args, "char_lstm.gdl")
+    return report(train, evaluate, history, val_ids, alphabet, baseline_bpc, start, args, "char_lstm.gdl")
 
 
 if __name__ == "__main__":
