@@ -82,10 +82,11 @@ def system_info() -> str:
                  f"GEMM fast path: NOT found (searched {gemm['searched']}); accumulating GEMMs use NumPy")
     from graphdl import threads
 
-    spin = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "OpenBLAS default")
-    lines.append(f"BLAS idle spin (OPENBLAS_THREAD_TIMEOUT): {spin}; batch-split kernels: "
-                 + (f"from {threads.SPLIT_MIN} elements" if threads.SPLIT_MIN is not None else
-                    "off (import graphdl before NumPy, or set OPENBLAS_THREAD_TIMEOUT=20, to turn them on)"))
+    lines.append("threads: " + (
+        f"kernels split batches over graphdl's threads from {threads.SPLIT_MIN} elements, and steps of plans "
+        "that have such kernels hold BLAS at one thread, graphdl's pool splitting GEMMs from "
+        f"{threads.GEMM_SPLIT_MIN} multiply-adds (whatever the import order)" if threads.SPLIT_MIN is not None
+        else "batch-split kernels off (GRAPHDL_SPLIT_MIN=off): BLAS threads inside each GEMM"))
     lines.append(f"erf: {'scipy.special' if erf_function().__module__ != 'graphdl.ops.special' else 'NumPy'}")
     env = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                                             "OMP_NUM_THREADS") if v in os.environ]

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from graphdl import threads
 from graphdl.errors import FeedError, ResourceError
 from graphdl.executor import BoundPlan, body_bytes
 from graphdl.graph import Tensor, assign_state, assign_values, format_shape, is_optimizer_state, values_of_kind
@@ -207,7 +208,11 @@ class Executable:
         checked = self.check_numerics if check_numerics is None else check_numerics
         with self._lock:
             bound = self.bound_plan({k: v.shape for k, v in resolved.items()}, checked)
-            outs = bound.run(resolved)
+            if bound.splits:  # graphdl's pool does the parallel work, BLAS at one thread (graphdl.threads)
+                with threads.held():
+                    outs = bound.run(resolved)
+            else:
+                outs = bound.run(resolved)
             return [o.copy() for o in outs] if copy else outs
 
     __call__ = run

@@ -218,6 +218,9 @@ class BoundPlan:
                 kernel = self._kernel(plan, node, step, op, dtypes)
             kernels.append(kernel)
         self._kernels = kernels
+        #: Whether a kernel here or in a body hands work to graphdl's threads (graphdl.threads.splitting):
+        #: then each step holds the threads (Executable.run, graphdl.threads.held).
+        self.splits = any(getattr(k, "splits", False) for k in kernels) or any(b.splits for b in self._bodies)
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
         self._pointers: dict[str, list[tuple[dict[str, object], str]]] = {}  # value -> where the code reads it

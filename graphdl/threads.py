@@ -1,9 +1,22 @@
-"""How many threads graphdl's BLAS (NumPy's OpenBLAS, which the GEMM fast path shares) uses.
+"""How many threads graphdl's BLAS (NumPy's OpenBLAS, which the GEMM fast path shares) uses, and who
+runs them during a step.
 
 ``gd.set_num_threads(n)`` sets it for the rest of the process; ``with gd.num_threads(n):`` sets it
 inside the block and restores the previous count after. Both use threadpoolctl, which finds the BLAS
 NumPy loaded and calls its own thread setter, so no environment variable (OPENBLAS_NUM_THREADS,
 OMP_NUM_THREADS) has to be set before NumPy is imported.
+
+A step of a plan with a kernel that hands work to threads (conv2d and its gradients, max pooling,
+attention, layer norm: ``splitting``) *holds* the threads (``held``): BLAS is set to one thread when the
+step starts and given its count k back when it ends, and graphdl's own pool of Python threads does the
+parallel work meanwhile: those kernels cut the batch into k slices, and large GEMMs of the fast path
+(linear layers, matmul, fused SGD updates; graphdl.ops.gemm) cut their result into k blocks, one
+single-threaded BLAS call per thread. OpenBLAS's worker threads are then never woken during the step, so
+they never busy-wait on the cores the pool needs (they spin about 0.1 s after each call they run), and
+the result no longer depends on whether graphdl or NumPy was imported first. Steps of plans without such
+kernels (an MLP at batch 256, a CNN at batch 1) leave BLAS threading alone. Holds are counted under a
+lock: with several threads running steps at once, the last to finish gives BLAS back its count, also
+when a step raises. Meanwhile, NumPy's own matmul anywhere in the process runs on one thread.
 """
 
 from __future__ import annotations
@@ -11,35 +24,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from graphdl.errors import GraphError
-
-#: How long (2**n cycles) OpenBLAS's idle threads spin before sleeping, set when graphdl is imported
-#: before NumPy. OpenBLAS's default (2**28 cycles, about 0.1 s) keeps its threads busy-waiting on the
-#: other cores long after each GEMM, so kernels that hand work to Python threads between GEMMs compete
-#: with them (the batch-split kernels below were slower than no split). With 2**20 cycles (about 0.4 ms),
-#: long enough for small GEMMs in a row to find the threads awake, on 2 idle cores: CNN training step
-#: 22.0 -> 19.7 ms, transformer block 142 -> 138 ms, CNN inference at batch 1 unchanged (205 us; 2**18
-#: made it 223 us). Set OPENBLAS_THREAD_TIMEOUT yourself to override it.
-BLAS_SPIN_EXPONENT = 20
-
-
-def _short_blas_wait() -> bool:
-    """Set OpenBLAS's spin time if NumPy is not loaded yet; whether a short one is in effect."""
-    import sys
-
-    if "numpy" not in sys.modules:
-        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_SPIN_EXPONENT))
-    value = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")
-    return value.isdigit() and int(value) <= BLAS_SPIN_EXPONENT and ("numpy" not in sys.modules or _SET_BEFORE_NUMPY)
-
-
-_SET_BEFORE_NUMPY = "OPENBLAS_THREAD_TIMEOUT" in os.environ  # by the user, before this process started
-#: Whether OpenBLAS's threads sleep soon after a call (see BLAS_SPIN_EXPONENT): decides SPLIT_MIN's default.
-SHORT_BLAS_WAIT = _short_blas_wait()
 
 
 def _check(n: int) -> None:
@@ -48,26 +38,35 @@ def _check(n: int) -> None:
 
 
 def get_num_threads() -> int | None:
-    """Threads of NumPy's BLAS now (None if threadpoolctl sees no BLAS)."""
+    """Threads of NumPy's BLAS (None if threadpoolctl sees no BLAS); during another thread's step that
+    holds them (see the module docstring), the count it gives back at its end."""
     import numpy as np  # noqa: F401  (the BLAS must be loaded for threadpoolctl to see it)
     from threadpoolctl import threadpool_info
 
     counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    if _HOLD[0]:
+        counts.append(_HOLD[1])
     return max(counts) if counts else None
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` BLAS threads from now on (GEMMs in every kernel, NumPy's own matmul included)."""
+    """Use ``n`` BLAS threads from now on (GEMMs in every kernel, NumPy's own matmul included); while
+    another thread's step holds the threads, from the end of that step."""
     _check(n)
     import numpy as np  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=n, user_api="blas")
+    with _HOLD_LOCK:
+        if _HOLD[0]:
+            _HOLD[1] = n
+            return
+        threadpool_limits(limits=n, user_api="blas")
 
 
 @contextlib.contextmanager
 def num_threads(n: int) -> Iterator[None]:
-    """Use ``n`` BLAS threads inside the ``with`` block, then restore the previous count."""
+    """Use ``n`` BLAS threads inside the ``with`` block, then restore the previous count (for one
+    thread at a time: set it between steps, not during another thread's step)."""
     _check(n)
     import numpy as np  # noqa: F401
     from threadpoolctl import threadpool_limits
@@ -76,22 +75,33 @@ def num_threads(n: int) -> Iterator[None]:
         yield
 
 
-#: The default of SPLIT_MIN when OpenBLAS's threads sleep soon after a call.
+#: Kernels (conv2d and its gradients, max pooling, attention, layer norm) hand batch slices to graphdl's
+#: threads from this many elements of work up; None: never (one call on the whole batch, BLAS threads
+#: inside each GEMM, copies on one core). The environment variable GRAPHDL_SPLIT_MIN (a number, or
+#: "off") overrides the default; read when kernels are built.
 SPLIT_ON = 1 << 16
-#: Kernels (conv2d and its gradients, max pooling, attention, layer norm) hand batch slices to Python
-#: threads, one BLAS thread each, from this many elements of work up; None: never, BLAS threads inside
-#: each GEMM instead. On by default only with a short BLAS spin (SHORT_BLAS_WAIT): with OpenBLAS's long
-#: default spin, splitting made steps slower on the idle 2-core machine (``python -m bench.split_ab``:
-#: CNN training 34.8 vs 30.5 ms, the transformer block 155 vs 143 ms). The environment variable
-#: GRAPHDL_SPLIT_MIN (a number, or "off") overrides the default; read when kernels are built.
 _SPLIT_ENV = os.environ.get("GRAPHDL_SPLIT_MIN", "")
-SPLIT_MIN: int | None = (int(_SPLIT_ENV) if _SPLIT_ENV.isdigit() else None if _SPLIT_ENV
-                         else SPLIT_ON if SHORT_BLAS_WAIT else None)
+SPLIT_MIN: int | None = int(_SPLIT_ENV) if _SPLIT_ENV.isdigit() else None if _SPLIT_ENV else SPLIT_ON
+
+#: A GEMM of the fast path is cut into blocks for the pool, while a step holds the threads, from this
+#: many multiply-adds (m * n * k) up; below it one single-threaded call is faster than a hand-off.
+GEMM_SPLIT_MIN = 1 << 18
 
 
 def splits(work: int) -> bool:
     """Whether a kernel with ``work`` elements hands batch slices to threads (see ``SPLIT_MIN``)."""
     return SPLIT_MIN is not None and work >= SPLIT_MIN
+
+
+K = TypeVar("K", bound=Callable[..., None])
+
+
+def splitting(kernel: K, split: bool) -> K:
+    """Mark ``kernel`` (a kernel factory's result) as one that hands work to graphdl's threads: a plan
+    with such a kernel holds the threads during its steps (``BoundPlan.splits``, ``held``)."""
+    kernel.splits = split  # type: ignore[attr-defined]
+    return kernel
+
 
 #: The most slices ``split_over_threads(fn, n, most=MAX_PARTS)`` makes: kernels that keep one partial
 #: result per slice (a weight gradient summed over the batch) declare that many parts of workspace.
@@ -100,7 +110,23 @@ MAX_PARTS = max(2, os.cpu_count() or 2)
 # Found once per process: NumPy's BLAS controller and the worker threads (made on first use).
 _BLAS: list[Any] = []
 _POOL: list[ThreadPoolExecutor] = []
-os.register_at_fork(after_in_child=_POOL.clear)  # a forked child has none of the parent's threads: new ones
+#: [steps (and splits) holding the threads now, BLAS's thread count before the first of them]
+_HOLD: list[int] = [0, 1]
+_HOLD_LOCK = threading.Lock()
+_WORKER = threading.local()  # ``busy`` is set in the pool's threads: a split there runs in place
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's threads: a new pool, and no step holding BLAS (a
+    parent's thread may have held it when another forked: give the child its count back)."""
+    _POOL.clear()
+    if _HOLD[0]:
+        _HOLD[0] = 0
+        if _BLAS and _BLAS[0] is not None and _HOLD[1] > 1:
+            _BLAS[0].set_num_threads(_HOLD[1])
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _blas() -> Any:
@@ -117,39 +143,87 @@ def _blas() -> Any:
     return _BLAS[0]
 
 
-def parts(n: int, most: int | None = None) -> int:
-    """How many slices ``split_over_threads(fn, n, most)`` makes now (1: a plain call)."""
+@contextlib.contextmanager
+def held() -> Iterator[int]:
+    """Hold the threads inside the block: BLAS at one thread, graphdl's pool splitting work into k
+    parts, k the BLAS count when the first holder came in (yielded); the last holder out (also on an
+    exception) gives BLAS its k threads back. Re-entrant and safe from several threads at once."""
     blas = _blas()
-    k = min(blas.get_num_threads() if blas is not None else 1, n)
+    with _HOLD_LOCK:
+        if not _HOLD[0]:
+            k = blas.get_num_threads() if blas is not None else 1
+            if k > 1:
+                blas.set_num_threads(1)
+            _HOLD[1] = k
+        _HOLD[0] += 1
+    try:
+        yield _HOLD[1]
+    finally:
+        with _HOLD_LOCK:
+            _HOLD[0] -= 1
+            if not _HOLD[0] and _HOLD[1] > 1:
+                blas.set_num_threads(_HOLD[1])
+
+
+def holding() -> int:
+    """The parts a split makes now: k > 1 while a step holds k threads (0 otherwise, and in a pool thread)."""
+    return _HOLD[1] if _HOLD[0] and _HOLD[1] > 1 and not getattr(_WORKER, "busy", False) else 0
+
+
+def parts(n: int, most: int | None = None) -> int:
+    """How many slices ``split_over_threads(fn, n, most)`` makes now (1: a plain call): the held count
+    during a step, else BLAS's count; 1 in the pool's own threads."""
+    if getattr(_WORKER, "busy", False):
+        return 1
+    if _HOLD[0]:
+        k = _HOLD[1]
+    else:
+        blas = _blas()
+        k = blas.get_num_threads() if blas is not None else 1
+    k = min(k, n)
     return max(1, min(k, most) if most is not None else k)
 
 
 def split_over_threads(fn: Callable[[slice], None], n: int, most: int | None = None) -> None:
-    """Call ``fn`` on slices covering ``range(n)``: with BLAS set to k > 1 threads, k slices run in k
-    Python threads while BLAS uses one thread (NumPy releases the GIL in matmul and large ufunc loops),
-    then BLAS gets its k threads back; with one BLAS thread, ``fn(slice(0, n))`` here. Many small GEMMs
-    (a batched matmul is one BLAS call per matrix) run several times faster this way than threaded
-    inside BLAS, where each call's threads are started and synchronised for little work.
-    ``most`` caps the number of slices."""
+    """Call ``fn`` on slices covering ``range(n)``: with k > 1 threads (held by the step, or BLAS's
+    count), k slices run in k threads while BLAS uses one (NumPy releases the GIL in matmul and large
+    ufunc loops); with one, ``fn(slice(0, n))`` here. Many small GEMMs (a batched matmul is one BLAS
+    call per matrix) run several times faster this way than threaded inside BLAS, where each call's
+    threads are started and synchronised for little work. ``most`` caps the number of slices."""
     split_in_parts(lambda i, s: fn(s), n, parts(n, most))
 
 
+def _mark_worker() -> None:
+    _WORKER.busy = True
+
+
 def split_in_parts(fn: Callable[[int, slice], None], n: int, k: int) -> None:
-    """Call ``fn(i, slice_i)`` for the ``k`` slices i = 0..k-1 covering ``range(n)``, one thread each and
-    BLAS at one thread meanwhile (``k`` from ``parts``, read once: a kernel keeping a partial result per
-    slice sizes its work by it); k = 1 is a plain call here."""
-    if k <= 1:
-        fn(0, slice(0, n))
+    """Call ``fn(i, slice_i)`` for the ``k`` slices i = 0..k-1 covering ``range(n)``, slice 0 in this
+    thread and the others in the pool, BLAS at one thread meanwhile (``k`` from ``parts``, read once:
+    a kernel keeping a partial result per slice sizes its work by it). k = 1, or a call from a pool
+    thread (which must never wait on the pool), runs the slices here in turn."""
+    bounds = [n * i // k for i in range(k + 1)] if k > 1 else [0, n]
+    if k <= 1 or getattr(_WORKER, "busy", False):
+        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+            fn(i, slice(a, b))
         return
+    if _HOLD[0]:
+        _run_parts(fn, bounds)
+        return
+    with held():
+        _run_parts(fn, bounds)
+
+
+def _run_parts(fn: Callable[[int, slice], None], bounds: list[int]) -> None:
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="graphdl"))
-    bounds = [n * i // k for i in range(k + 1)]
-    blas = _blas()
-    # at least k: another user thread's split may have set BLAS to one thread since ``parts`` read it
-    before = max(blas.get_num_threads(), k)
-    blas.set_num_threads(1)
+        _POOL.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="graphdl",
+                                        initializer=_mark_worker))
+    submit = _POOL[0].submit
+    others: list[Future] = [submit(fn, i, slice(bounds[i], bounds[i + 1])) for i in range(1, len(bounds) - 1)]
     try:
-        for done in [_POOL[0].submit(fn, i, slice(a, b)) for i, (a, b) in enumerate(itertools.pairwise(bounds))]:
-            done.result()
-    finally:
-        blas.set_num_threads(before)
+        fn(0, slice(bounds[0], bounds[1]))
+    finally:  # every slice has finished (their buffers are the step's) before this returns or raises
+        errors = [f.exception() for f in others]
+    for e in errors:
+        if e is not None:
+            raise e

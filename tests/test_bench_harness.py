@@ -34,11 +34,9 @@ def test_measure_runs_each_competitor_in_its_own_process_and_renders() -> None:
     assert set(harness.ratios(res)["chain"]) == {"NumPy GEMM floor"}
 
 
-def test_split_ab_times_both_kernel_choices_and_restores_split_min() -> None:
-    import graphdl as gd
+def test_split_ab_times_every_variant_in_fresh_processes() -> None:
     from bench.split_ab import compare
 
-    before = gd.threads.SPLIT_MIN
-    text = compare("cnn_infer_1", steps=2)
-    assert "split over threads" in text and "not split" in text and text.count(" ms") == 6
-    assert gd.threads.SPLIT_MIN == before
+    text = compare(["cnn_infer_1"], steps=2, repeats=1, orders=("numpy",))
+    assert "| this tree, numpy first |" in text and "| this tree, split off, numpy first |" in text
+    assert text.count(" ms") == 8

@@ -133,7 +133,7 @@ def _forward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tu
 
         _run(part, n)
 
-    return attention
+    return threads.splitting(attention, bool(n))
 
 
 def _backward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple):
@@ -177,7 +177,7 @@ def _backward_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: t
 
         _run(part, n)
 
-    return attention_grad
+    return threads.splitting(attention_grad, bool(n))
 
 
 def _sum_to(full: np.ndarray, out: np.ndarray) -> None:

@@ -245,7 +245,7 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
         else:
             part(slice(0, n))
 
-    return conv2d
+    return threads.splitting(conv2d, split)
 
 
 def _conv_grad(c: GradContext) -> list:
@@ -316,7 +316,7 @@ def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
         else:
             part(slice(0, n))
 
-    return conv2d_input_grad
+    return threads.splitting(conv2d_input_grad, split)
 
 
 def _input_grad_grad(c: GradContext) -> list:
@@ -414,7 +414,7 @@ def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
         if first:
             np.copyto(out_g, wt.transpose(0, 2, 1))
 
-    return conv2d_weight_grad
+    return threads.splitting(conv2d_weight_grad, most > 1)
 
 
 def _weight_grad_grad(c: GradContext) -> list:

@@ -6,6 +6,12 @@ does both inside the product. NumPy wheels ship OpenBLAS with its CBLAS symbols 
 library is found, kernels call its ``cblas_?gemm`` through ctypes, so they share NumPy's own BLAS
 and thread pool (a second BLAS, such as SciPy's, would leave two pools spinning on the same cores).
 Otherwise the kernel falls back to NumPy with a preallocated temporary. Results agree to rounding.
+
+While a step holds the threads (graphdl.threads), BLAS runs on one thread and a large GEMM is cut into
+k blocks of its result's rows or columns (the longer side), one single-threaded call per thread of
+graphdl's pool. Each block sums over the whole inner dimension, so results agree with one call's to
+rounding (often to the last bit; OpenBLAS's kernels may group a sum differently for edge rows of a
+block) and are the same from run to run for one thread count.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import os
 from collections.abc import Callable
 
 import numpy as np
+
+from graphdl import threads
 
 #: gemm(a, b, c) or gemm(a, b, c, alpha) to override the factory's alpha for this call.
 Gemm = Callable[..., None]
@@ -115,10 +123,40 @@ def make_gemm(dtype: np.dtype, c_shape: tuple[int, int], *, alpha: float = 1.0, 
                 return
             cache[:] = [a, b, c, a.ctypes.data, b.ctypes.data, c.ctypes.data]
         k = a.shape[0] if trans_a else a.shape[1]
+        if m * n * k >= threads.GEMM_SPLIT_MIN:
+            held = threads.holding()
+            if held:
+                _split_gemm(fn, trans_a, trans_b, m, n, k, alpha, cache[3], a.shape[1], cache[4], b.shape[1],
+                            beta, cache[5], dtype.itemsize, held)
+                return
         fn(_ROW_MAJOR, ta, tb, m, n, k, alpha, cache[3], a.shape[1], cache[4], b.shape[1], beta,
            cache[5], n)
 
     return gemm
+
+
+#: Rows or columns per unit of a split GEMM's blocks: whole tiles of OpenBLAS's kernels, and 64 bytes.
+_TILE = 16
+
+
+def _split_gemm(fn: Callable[..., None], trans_a: bool, trans_b: bool, m: int, n: int, k: int, alpha: float,
+                pa: int, lda: int, pb: int, ldb: int, beta: float, pc: int, size: int, held: int) -> None:
+    """One (m, n, k) GEMM on pointers as ``held`` blocks of C's rows (m >= n) or columns, one per thread."""
+    ta, tb = (_TRANS if trans_a else _NO_TRANS), (_TRANS if trans_b else _NO_TRANS)
+    rows = m >= n
+    total = m if rows else n
+    units = -(-total // _TILE)
+
+    def block(_: int, s: slice) -> None:
+        lo, hi = s.start * _TILE, min(total, s.stop * _TILE)
+        if rows:  # rows lo:hi of op(a) and of c
+            a_at = pa + (lo if trans_a else lo * lda) * size
+            fn(_ROW_MAJOR, ta, tb, hi - lo, n, k, alpha, a_at, lda, pb, ldb, beta, pc + lo * n * size, n)
+        else:  # columns lo:hi of op(b) and of c
+            b_at = pb + (lo * ldb if trans_b else lo) * size
+            fn(_ROW_MAJOR, ta, tb, m, hi - lo, k, alpha, pa, lda, b_at, ldb, beta, pc + lo * size, n)
+
+    threads.split_in_parts(block, units, min(held, units))
 
 
 def _rows(a: np.ndarray) -> int | None:

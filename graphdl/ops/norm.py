@@ -321,7 +321,7 @@ def _layer_norm_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
         else:
             part(slice(None))
 
-    return layer_norm
+    return threads.splitting(layer_norm, bool(n))
 
 
 def _layer_norm_grad(c: GradContext) -> list:

@@ -103,9 +103,14 @@ def _index_dtype(attrs: dict[str, Any]) -> type:
     return np.uint8 if math.prod(geometry(attrs)[0]) < 256 else np.int64
 
 
+def _splits(shape: tuple) -> bool:
+    """Whether a kernel with this (N, C, Ho, Wo) output (or output gradient) cuts its batch for threads."""
+    return shape[0] > 1 and threads.splits(math.prod(shape))
+
+
 def _over_batch(part: Callable[[slice], None], shape: tuple) -> None:
     """``part`` on the whole batch, or on slices of it in threads when the (N, C, Ho, Wo) output is large."""
-    if shape[0] > 1 and threads.splits(math.prod(shape)):
+    if _splits(shape):
         threads.split_over_threads(part, shape[0])
     else:
         part(slice(None))
@@ -145,7 +150,7 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
 
         _over_batch(part, out.shape)
 
-    return max_pool2d
+    return threads.splitting(max_pool2d, _splits(out_shapes[0]))
 
 
 class _Scatter:
@@ -264,7 +269,7 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
 
         _over_batch(one, g.shape)
 
-    return max_pool2d_grad
+    return threads.splitting(max_pool2d_grad, _splits(g_shape))
 
 
 def _max_pick_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> dict:

@@ -1,0 +1,175 @@
+"""Steps that hold the threads (graphdl.threads.held): BLAS at one thread during the step and given back
+after, by the last of several threads; split GEMMs equal to one call to the last bit; no deadlock."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+from graphdl import threads
+from graphdl.ops.gemm import has_blas, make_gemm
+from graphdl.threads import _blas, held, split_over_threads
+from tests.models import mlp
+
+
+def _cnn(seed: int = 0) -> tuple[gd.Executable, gd.Tensor, gd.Tensor]:
+    from graphdl import layers
+
+    with gd.Graph("small_cnn", seed=seed):
+        x = gd.placeholder("x", (None, 1, 12, 12))
+        h = layers.ReLU(name="relu")(layers.Conv2D(1, 8, 3, padding=1, name="conv")(x))
+        h = layers.MaxPool2D(2, name="pool")(h)
+        logits = layers.Linear(8 * 6 * 6, 5, name="fc")(layers.Flatten(name="flat")(h))
+        y = gd.placeholder("y", (None,), dtype="int64")
+        loss = gd.losses.SoftmaxCrossEntropy(name="loss")(logits, y)
+    return gd.compile([loss], gd.optim.SGD(0.05)), x, y
+
+
+def _data(seed: int = 0, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 1, 12, 12), dtype=np.float32), rng.integers(0, 5, n)
+
+
+@pytest.fixture
+def split_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every kernel that can split does (from one element of work), and every GEMM of the fast path."""
+    monkeypatch.setattr(threads, "SPLIT_MIN", 1)
+    monkeypatch.setattr(threads, "GEMM_SPLIT_MIN", 1)
+
+
+def test_a_splitting_plan_holds_blas_at_one_thread_during_its_step_and_gives_it_back(
+        split_everything, monkeypatch: pytest.MonkeyPatch) -> None:
+    inside: list[int] = []
+    real = threads.held
+
+    def recording():
+        with real() as k:
+            inside.append(_blas().get_num_threads())
+            yield k
+
+    import contextlib
+
+    monkeypatch.setattr(threads, "held", contextlib.contextmanager(recording))
+    train, x, y = _cnn()
+    xb, yb = _data()
+    with gd.num_threads(2):
+        train.run({x: xb, y: yb})
+        assert _blas().get_num_threads() == 2
+    assert inside == [1]
+    _g, mx, my, mloss = mlp()
+    plain = gd.compile([mloss], gd.optim.SGD(0.01))
+    with gd.num_threads(2):
+        plain.run({mx: xb.reshape(8, -1)[:, :20], my: yb})
+    assert inside == [1]  # no kernel of the MLP splits: its steps leave BLAS threading alone
+    assert train.bound_plan({"x": xb.shape, "y": yb.shape}).splits
+    assert not plain.bound_plan({mx.name: (8, 20), my.name: (8,)}).splits
+
+
+def test_a_failing_step_gives_the_threads_back(split_everything) -> None:
+    train, x, y = _cnn()
+    xb, yb = _data()
+    with gd.num_threads(2):
+        with pytest.raises(gd.GraphDLError, match="label"):
+            train.run({x: xb, y: np.full(8, 7)})  # label 7 of 5 classes: raised inside the step
+        assert _blas().get_num_threads() == 2 and threads._HOLD[0] == 0
+
+
+def test_three_threads_running_two_executables_match_a_serial_run_bit_for_bit(split_everything) -> None:
+    xb, yb = _data()
+    with gd.num_threads(2):
+        serial = _cnn(seed=1)
+        for _ in range(30):  # the same splits, one step at a time
+            serial[0].run({serial[1]: xb, serial[2]: yb})
+        models = [_cnn(seed=1), _cnn(seed=1)]
+        errors: list[BaseException] = []
+
+        def work(k: int) -> None:
+            train, x, y = models[k % 2]
+            try:
+                for _ in range((10, 30, 20)[k]):  # threads 0 and 2 share model 0: 30 steps each model
+                    train.run({x: xb, y: yb})
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors, errors
+        assert _blas().get_num_threads() == 2 and threads._HOLD[0] == 0
+    for train, _, _ in models:
+        for name, value in serial[0].parameters().items():
+            np.testing.assert_array_equal(train.values[name], value, err_msg=name)
+
+
+@pytest.mark.skipif(not has_blas(np.float32), reason="the split GEMM is the BLAS fast path's")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("m", "n", "k"), [(70, 33, 50), (9, 100, 17), (3, 3, 4)])
+@pytest.mark.parametrize(("ta", "tb"), [(False, False), (True, False), (False, True), (True, True)])
+def test_a_split_gemm_equals_one_call_to_rounding(split_everything, dtype, m, n, k, ta, tb) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    one, split = c0.copy(), c0.copy()
+    with gd.num_threads(1):
+        make_gemm(np.dtype(dtype), (m, n), alpha=-0.5, beta=1.0, trans_a=ta, trans_b=tb)(a, b, one)
+    blocks: list[str] = []
+    with gd.num_threads(3), held() as parts:
+        assert parts == 3 and _blas().get_num_threads() == 1
+        gemm = make_gemm(np.dtype(dtype), (m, n), alpha=-0.5, beta=1.0, trans_a=ta, trans_b=tb)
+        real = threads.split_in_parts
+        threads.split_in_parts = lambda fn, units, p: (blocks.append(f"{units}x{p}"), real(fn, units, p))[1]
+        try:
+            gemm(a, b, split)
+        finally:
+            threads.split_in_parts = real
+    assert blocks == [f"{-(-max(m, n) // 16)}x{min(3, -(-max(m, n) // 16))}"]
+    np.testing.assert_allclose(split, one, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+    again = c0.copy()
+    with gd.num_threads(3), held():
+        gemm(a, b, again)
+    np.testing.assert_array_equal(again, split)  # the same blocks: the same bits
+
+
+@pytest.mark.skipif(not has_blas(np.float32), reason="the split GEMM is the BLAS fast path's")
+def test_the_mlp_shapes_split_to_the_last_bit(split_everything) -> None:
+    """784-1024-1024-10 at batch 256: row or column blocks of C give the same sums as one call."""
+    rng = np.random.default_rng(1)
+    for (m, n, k), ta in [((256, 1024, 784), False), ((784, 1024, 256), True), ((1024, 1024, 256), True)]:
+        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        one, split = np.zeros((m, n), np.float32), np.zeros((m, n), np.float32)
+        with gd.num_threads(1):
+            make_gemm(np.dtype(np.float32), (m, n), trans_a=ta)(a, b, one)
+        with gd.num_threads(2), held():
+            make_gemm(np.dtype(np.float32), (m, n), trans_a=ta)(a, b, split)
+        np.testing.assert_array_equal(split, one)
+
+
+def test_a_split_inside_a_pool_thread_runs_in_place() -> None:
+    """A kernel's slice that splits again (nested) must not wait on the pool it runs in."""
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def inner(s: slice) -> None:
+        with lock:
+            seen.append((s.start, s.stop))
+
+    with gd.num_threads(2):
+        for _ in range(50):
+            split_over_threads(lambda s: split_over_threads(inner, 10), 4)
+    assert len(seen) == 50 * (2 + 1)  # the calling thread's slice splits in two, the pool's runs whole
+
+
+def test_set_num_threads_during_another_threads_step_takes_effect_after_it() -> None:
+    with gd.num_threads(2):
+        with held() as k:
+            assert k == 2 and _blas().get_num_threads() == 1
+            gd.set_num_threads(3)
+            assert gd.get_num_threads() == 3 and _blas().get_num_threads() == 1
+        assert _blas().get_num_threads() == 3
