@@ -31,12 +31,15 @@ def profile(workload: str = "cnn_train", steps: int = 20) -> str:
     calls, plan_steps = bound.calls, bound.steps  # the plan's steps plus the guard steps added at binding
     cpu: list[list[float]] = [[] for _ in calls]
     wall: list[list[float]] = [[] for _ in calls]
-    for _ in range(steps):
-        for k, call in enumerate(calls):
-            t, w = time.process_time(), time.perf_counter()
-            call()
-            wall[k].append(time.perf_counter() - w)
-            cpu[k].append(time.process_time() - t)
+    from graphdl import threads
+
+    with threads.held() if bound.splits else contextlib.nullcontext():  # as Executable.run runs its steps
+        for _ in range(steps):
+            for k, call in enumerate(calls):
+                t, w = time.process_time(), time.perf_counter()
+                call()
+                wall[k].append(time.perf_counter() - w)
+                cpu[k].append(time.process_time() - t)
     by_op: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     count: dict[str, int] = defaultdict(int)
     for s, ts, ws in zip(plan_steps, cpu, wall):

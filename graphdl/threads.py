@@ -184,13 +184,65 @@ def parts(n: int, most: int | None = None) -> int:
     return max(1, min(k, most) if most is not None else k)
 
 
+#: Slices per thread ``split_over_threads`` makes: threads take the next slice when done with one, so
+#: when the machine is busy and one thread is descheduled the others take on its share.
+GRAIN = 2
+
+
 def split_over_threads(fn: Callable[[slice], None], n: int, most: int | None = None) -> None:
     """Call ``fn`` on slices covering ``range(n)``: with k > 1 threads (held by the step, or BLAS's
-    count), k slices run in k threads while BLAS uses one (NumPy releases the GIL in matmul and large
-    ufunc loops); with one, ``fn(slice(0, n))`` here. Many small GEMMs (a batched matmul is one BLAS
-    call per matrix) run several times faster this way than threaded inside BLAS, where each call's
-    threads are started and synchronised for little work. ``most`` caps the number of slices."""
-    split_in_parts(lambda i, s: fn(s), n, parts(n, most))
+    count), about ``GRAIN`` * k slices run in k threads, each taking the next slice when done, while
+    BLAS uses one thread (NumPy releases the GIL in matmul and large ufunc loops); with one,
+    ``fn(slice(0, n))`` here. Many small GEMMs (a batched matmul is one BLAS call per matrix) run
+    several times faster this way than threaded inside BLAS, where each call's threads are started and
+    synchronised for little work. ``most`` caps the number of threads."""
+    k = parts(n, most)
+    split_dynamic(lambda i, s: fn(s), n, k, min(n, GRAIN * k) if k > 1 else 1)
+
+
+def split_dynamic(fn: Callable[[int, slice], None], n: int, k: int, pieces: int) -> None:
+    """Call ``fn(j, slice_j)`` for ``pieces`` slices covering ``range(n)`` with ``k`` threads (this one
+    and k - 1 of the pool), each claiming the next unclaimed slice until none is left: a thread of the
+    pool that starts late finds nothing to do, and this call returns once every slice has run. With
+    k = 1, or in a pool thread, the slices run here in turn. BLAS is at one thread meanwhile."""
+    bounds = [n * j // pieces for j in range(pieces + 1)] if pieces > 1 else [0, n]
+    if k <= 1 or pieces <= 1 or getattr(_WORKER, "busy", False):
+        for j, (a, b) in enumerate(itertools.pairwise(bounds)):
+            fn(j, slice(a, b))
+        return
+    if _HOLD[0]:
+        _claim_pieces(fn, bounds, k)
+        return
+    with held():
+        _claim_pieces(fn, bounds, k)
+
+
+def _claim_pieces(fn: Callable[[int, slice], None], bounds: list[int], k: int) -> None:
+    pieces = len(bounds) - 1
+    claim = itertools.count().__next__  # atomic: one C call under the GIL
+    done = [0]
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    finished = threading.Event()
+
+    def run() -> None:
+        while (j := claim()) < pieces:
+            try:
+                fn(j, slice(bounds[j], bounds[j + 1]))
+            except BaseException as e:  # raised in the calling thread once every slice has run
+                errors.append(e)
+            with lock:
+                done[0] += 1
+                if done[0] == pieces:
+                    finished.set()
+
+    pool = _pool()
+    for _ in range(min(k, pieces) - 1):
+        pool.submit(run)
+    run()
+    finished.wait()
+    if errors:
+        raise errors[0]
 
 
 def _mark_worker() -> None:
@@ -214,11 +266,15 @@ def split_in_parts(fn: Callable[[int, slice], None], n: int, k: int) -> None:
         _run_parts(fn, bounds)
 
 
-def _run_parts(fn: Callable[[int, slice], None], bounds: list[int]) -> None:
+def _pool() -> ThreadPoolExecutor:
     if not _POOL:
         _POOL.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="graphdl",
                                         initializer=_mark_worker))
-    submit = _POOL[0].submit
+    return _POOL[0]
+
+
+def _run_parts(fn: Callable[[int, slice], None], bounds: list[int]) -> None:
+    submit = _pool().submit
     others: list[Future] = [submit(fn, i, slice(bounds[i], bounds[i + 1])) for i in range(1, len(bounds) - 1)]
     try:
         fn(0, slice(bounds[0], bounds[1]))

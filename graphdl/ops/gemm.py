@@ -141,7 +141,8 @@ _TILE = 16
 
 def _split_gemm(fn: Callable[..., None], trans_a: bool, trans_b: bool, m: int, n: int, k: int, alpha: float,
                 pa: int, lda: int, pb: int, ldb: int, beta: float, pc: int, size: int, held: int) -> None:
-    """One (m, n, k) GEMM on pointers as ``held`` blocks of C's rows (m >= n) or columns, one per thread."""
+    """One (m, n, k) GEMM on pointers as blocks of C's rows (m >= n) or columns, ``held`` threads taking
+    the next block when done with one."""
     ta, tb = (_TRANS if trans_a else _NO_TRANS), (_TRANS if trans_b else _NO_TRANS)
     rows = m >= n
     total = m if rows else n
@@ -156,7 +157,7 @@ def _split_gemm(fn: Callable[..., None], trans_a: bool, trans_b: bool, m: int, n
             b_at = pb + (lo * ldb if trans_b else lo) * size
             fn(_ROW_MAJOR, ta, tb, m, hi - lo, k, alpha, pa, lda, b_at, ldb, beta, pc + lo * size, n)
 
-    threads.split_in_parts(block, units, min(held, units))
+    threads.split_dynamic(block, units, held, min(units, threads.GRAIN * held))
 
 
 def _rows(a: np.ndarray) -> int | None:
