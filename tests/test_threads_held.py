@@ -128,8 +128,8 @@ def test_a_split_gemm_equals_one_call_to_rounding(split_everything, dtype, m, n,
             gemm(a, b, split)
         finally:
             threads.split_dynamic = real
-    units = -(-max(m, n) // 16)  # whole tiles of 16 rows or columns, two blocks per thread
-    assert blocks == [f"{units}/3/{min(units, 6)}"]
+    units = -(-max(m, n) // 16)  # whole tiles of 16 rows or columns, GRAIN blocks per thread
+    assert blocks == [f"{units}/3/{min(units, 3 * threads.GRAIN)}"]
     np.testing.assert_allclose(split, one, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
     again = c0.copy()
     with gd.num_threads(3), held():
@@ -161,11 +161,18 @@ def test_a_split_inside_a_pool_thread_runs_in_place() -> None:
         with lock:
             seen.append((s.start, s.stop))
 
+    outer: list[slice] = []
+
+    def nested(s: slice) -> None:
+        outer.append(s)
+        split_over_threads(inner, 10)
+
     with gd.num_threads(2):
         for _ in range(50):
-            split_over_threads(lambda s: split_over_threads(inner, 10), 4)
+            split_over_threads(nested, 4)
     # every outer slice covered 0..10 once, split again (in the calling thread) or whole (in the pool)
-    assert sum(b - a for a, b in seen) == 50 * 4 * 10 and len(seen) >= 50 * 4
+    assert len(outer) == 50 * 2 * threads.GRAIN
+    assert sum(b - a for a, b in seen) == len(outer) * 10 and len(seen) >= len(outer)
 
 
 def test_set_num_threads_during_another_threads_step_takes_effect_after_it() -> None:
@@ -175,3 +182,30 @@ def test_set_num_threads_during_another_threads_step_takes_effect_after_it() -> 
             gd.set_num_threads(3)
             assert gd.get_num_threads() == 3 and _blas().get_num_threads() == 1
         assert _blas().get_num_threads() == 3
+
+
+def test_split_dynamic_runs_every_slice_once_whoever_claims_it() -> None:
+    from graphdl.threads import split_dynamic
+
+    for pieces in (2, 7, 40):
+        got: list[tuple[int, int, int]] = []
+        with gd.num_threads(2):
+            split_dynamic(lambda j, s, got=got: got.append((j, s.start, s.stop)), 40, 2, pieces)
+            assert _blas().get_num_threads() == 2
+        assert sorted(j for j, _, _ in got) == list(range(pieces))
+        assert sorted(i for _, a, b in got for i in range(a, b)) == list(range(40))
+
+
+def test_split_dynamic_raises_a_slice_error_after_every_slice_ran() -> None:
+    from graphdl.threads import split_dynamic
+
+    ran: list[int] = []
+
+    def fail_third(j: int, s: slice) -> None:
+        ran.append(j)
+        if j == 3:
+            raise ValueError("slice 3")
+
+    with gd.num_threads(2), pytest.raises(ValueError, match="slice 3"):
+        split_dynamic(fail_third, 10, 2, 10)
+    assert sorted(ran) == list(range(10)) and threads._HOLD[0] == 0
