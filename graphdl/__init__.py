@@ -6,10 +6,6 @@ compiled plan many times; save it to one file and ``gd.load`` it without the scr
 
 from __future__ import annotations
 
-# First, before anything loads NumPy: its OpenBLAS reads how long idle threads spin when it loads.
-from graphdl import threads as _threads  # noqa: F401
-
-# isort: split
 from graphdl import (
     callbacks,
     data,
