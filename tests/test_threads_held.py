@@ -209,3 +209,23 @@ def test_split_dynamic_raises_a_slice_error_after_every_slice_ran() -> None:
     with gd.num_threads(2), pytest.raises(ValueError, match="slice 3"):
         split_dynamic(fail_third, 10, 2, 10)
     assert sorted(ran) == list(range(10)) and threads._HOLD[0] == 0
+
+
+def test_a_scan_body_that_splits_makes_its_plan_hold_the_threads(split_everything) -> None:
+    """The body's kernels run inside the outer step (nested plans): the outer plan holds the threads, and
+    the results equal a one-thread run's."""
+    rng = np.random.default_rng(2)
+    with gd.Graph("scan_attention", dtype="float64"):
+        init = gd.placeholder("init", (3, 2, 6, 4))
+        xs = gd.placeholder("xs", (None, 3, 2, 6, 4))
+        last, ys = gd.ops.scan(lambda c, x: (gd.ops.scaled_dot_product_attention(c + x, c, c), c * x), init, xs)
+    ex = gd.compile([last, ys])
+    feeds = {"init": rng.standard_normal((3, 2, 6, 4)), "xs": rng.standard_normal((5, 3, 2, 6, 4))}
+    with gd.num_threads(1):
+        one = ex.run(feeds)
+    with gd.num_threads(2):
+        two = ex.run(feeds)
+        assert _blas().get_num_threads() == 2
+    assert ex.bound_plan({"init": (3, 2, 6, 4), "xs": (5, 3, 2, 6, 4)}).splits
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
