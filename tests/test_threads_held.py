@@ -229,3 +229,45 @@ def test_a_scan_body_that_splits_makes_its_plan_hold_the_threads(split_everythin
     assert ex.bound_plan({"init": (3, 2, 6, 4), "xs": (5, 3, 2, 6, 4)}).splits
     for a, b in zip(one, two):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+
+
+def test_a_holding_plan_and_a_plain_plan_in_two_threads_give_the_serial_results(split_everything) -> None:
+    """A plan that leaves BLAS threading alone (the MLP) runs while another thread's step holds the threads:
+    both get their serial results and BLAS its count back."""
+    xb, yb = _data()
+    rng = np.random.default_rng(3)
+    xm = rng.standard_normal((64, 20)).astype(np.float32)
+    ym = rng.integers(0, 5, 64)
+
+    def build() -> tuple:
+        _g, mx, my, mloss = mlp((20, 256, 256, 5))
+        return _cnn(seed=4), (gd.compile([mloss], gd.optim.SGD(0.01)), mx, my)
+
+    with gd.num_threads(2):
+        (cnn, x, y), (plain, mx, my) = build()
+        for _ in range(20):
+            cnn.run({x: xb, y: yb})
+            plain.run({mx: xm, my: ym})
+        (cnn2, x2, y2), (plain2, mx2, my2) = build()
+        errors: list[BaseException] = []
+
+        def steps(run) -> None:
+            try:
+                for _ in range(20):
+                    run()
+            except BaseException as e:  # reported below
+                errors.append(e)
+
+        ts = [threading.Thread(target=steps, args=(lambda: cnn2.run({x2: xb, y2: yb}),)),
+              threading.Thread(target=steps, args=(lambda: plain2.run({mx2: xm, my2: ym}),))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors, errors
+        assert _blas().get_num_threads() == 2 and threads._HOLD[0] == 0
+    for a, b in ((cnn, cnn2), (plain, plain2)):
+        for name, value in a.parameters().items():
+            # the MLP's GEMMs run threaded in BLAS or split by graphdl's pool, as the other thread's step
+            # holds the threads or not: equal to rounding
+            np.testing.assert_allclose(b.values[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
