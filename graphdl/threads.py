@@ -26,7 +26,7 @@ import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from graphdl.errors import GraphError
@@ -84,8 +84,11 @@ _SPLIT_ENV = os.environ.get("GRAPHDL_SPLIT_MIN", "")
 SPLIT_MIN: int | None = int(_SPLIT_ENV) if _SPLIT_ENV.isdigit() else None if _SPLIT_ENV else SPLIT_ON
 
 #: A GEMM of the fast path is cut into blocks for the pool, while a step holds the threads, from this
-#: many multiply-adds (m * n * k) up; below it one single-threaded call is faster than a hand-off.
-GEMM_SPLIT_MIN = 1 << 18
+#: many multiply-adds (m * n * k) up; below it one single-threaded call is faster than a hand-off (a
+#: pool thread starts about 60 us after it is handed work on this VM). Idle 2-core machine, median us
+#: split / one call: 64x10x3136 144 / 89, 128x128x64 88 / 24, 32x1024x256 234 / 265, 256^3 281 / 325,
+#: 4096x256x256 2794 / 5591.
+GEMM_SPLIT_MIN = 1 << 23
 
 
 def splits(work: int) -> bool:
@@ -252,20 +255,10 @@ def _mark_worker() -> None:
 
 
 def split_in_parts(fn: Callable[[int, slice], None], n: int, k: int) -> None:
-    """Call ``fn(i, slice_i)`` for the ``k`` slices i = 0..k-1 covering ``range(n)``, slice 0 in this
-    thread and the others in the pool, BLAS at one thread meanwhile (``k`` from ``parts``, read once:
-    a kernel keeping a partial result per slice sizes its work by it). k = 1, or a call from a pool
-    thread (which must never wait on the pool), runs the slices here in turn."""
-    bounds = [n * i // k for i in range(k + 1)] if k > 1 else [0, n]
-    if k <= 1 or getattr(_WORKER, "busy", False):
-        for i, (a, b) in enumerate(itertools.pairwise(bounds)):
-            fn(i, slice(a, b))
-        return
-    if _HOLD[0]:
-        _run_parts(fn, bounds)
-        return
-    with held():
-        _run_parts(fn, bounds)
+    """Call ``fn(i, slice_i)`` for the ``k`` slices i = 0..k-1 covering ``range(n)`` with k threads
+    (``split_dynamic`` with one slice per thread; ``k`` from ``parts``, read once: a kernel keeping a
+    partial result per slice sizes its work by it)."""
+    split_dynamic(fn, n, k, k)
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -273,15 +266,3 @@ def _pool() -> ThreadPoolExecutor:
         _POOL.append(ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="graphdl",
                                         initializer=_mark_worker))
     return _POOL[0]
-
-
-def _run_parts(fn: Callable[[int, slice], None], bounds: list[int]) -> None:
-    submit = _pool().submit
-    others: list[Future] = [submit(fn, i, slice(bounds[i], bounds[i + 1])) for i in range(1, len(bounds) - 1)]
-    try:
-        fn(0, slice(bounds[0], bounds[1]))
-    finally:  # every slice has finished (their buffers are the step's) before this returns or raises
-        errors = [f.exception() for f in others]
-    for e in errors:
-        if e is not None:
-            raise e
