@@ -220,10 +220,16 @@ class BoundPlan:
         self._kernels = kernels
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
-        self._pointers: dict[str, list[tuple[dict[str, object], str]]] = {}  # value -> where the code reads it
+        #: value -> where the code reads it; built from ``_chunk_values`` by the first ``pointers`` call
+        #: (only scans ask), not for every value of every plan.
+        self._pointers: dict[str, list[tuple[dict[str, object], str]]] | None = None
+        self._chunk_values: list[tuple[dict[str, object], list[str]]] = []  # (namespace, values it reads as v0, v1..)
         chunks = []
         generated = _chunk_sources(tuple(self.steps), CHUNK)
         compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
+        # The global names of every chunk, made once per plan (not per chunk and value).
+        knames = [f"k{j}" for j in range(CHUNK)]
+        vnames = [f"v{i}" for i in range(max((len(used) for _, _, used in generated), default=0))]
         for c, (src, code, used) in enumerate(generated):
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
@@ -233,10 +239,9 @@ class BoundPlan:
                 module = compile(code, filename, "exec")
                 fn_code = compiled[code] = next(k for k in module.co_consts if isinstance(k, types.CodeType))
             first = c * CHUNK
-            namespace: dict[str, object] = {f"k{j}": k for j, k in enumerate(kernels[first:first + CHUNK])}
-            namespace.update({f"v{i}": arrays[v] for i, v in enumerate(used)})
-            for i, v in enumerate(used):
-                self._pointers.setdefault(v, []).append((namespace, f"v{i}"))
+            namespace: dict[str, object] = dict(zip(knames, kernels[first:first + CHUNK]))
+            namespace.update(zip(vnames, map(arrays.__getitem__, used)))
+            self._chunk_values.append((namespace, used))
             name = f"chunk_{c}"
             chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
                                              namespace, name))
@@ -300,6 +305,11 @@ class BoundPlan:
         step's time slice and its outputs at the stacked result. Only for a value no kernel writes in
         place of another (placeholders, and outputs of the plan, which are never reused), and only for
         ``compute`` (``calls`` and ``run_loop`` keep the bound arrays)."""
+        if self._pointers is None:
+            self._pointers = {}
+            for namespace, used in self._chunk_values:
+                for i, v in enumerate(used):
+                    self._pointers.setdefault(v, []).append((namespace, f"v{i}"))
         return self._pointers.get(name, [])
 
     @property
