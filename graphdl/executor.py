@@ -33,7 +33,7 @@ import numpy as np
 
 from graphdl.errors import ExecutionError, GraphDLError, NonFiniteError
 from graphdl.gctools import paused_gc
-from graphdl.ir import IR, Node, NodeKind, format_shape
+from graphdl.ir import COMPUTED_KINDS, IR, Node, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import InputValueError, OpDef, get_op
 
@@ -168,12 +168,14 @@ class BoundPlan:
         self.check_numerics = check_numerics
         self._bodies: list[BoundPlan] = []  # bound sub-graphs (scan bodies) of this plan's kernels
         self._placeholders: set[str] = set()
-        nodes = ir.node_map()
+        computed: list[Node] = []  # in the IR's order, which is the plan's (plan_buffers keeps it)
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
         arena, slots, shapes, ndarray = self.arena, plan.slots, plan.shapes, np.ndarray
         dtypes: dict[str, np.dtype] = {}
         for n in ir.nodes:
+            if n.kind in COMPUTED_KINDS:
+                computed.append(n)
             if n.name in slots:
                 for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output: a view of the arena
                     dtype = dtypes.get(d)
@@ -192,7 +194,7 @@ class BoundPlan:
         self.arrays = arrays
         self.feeds = [(f, arrays[f]) for f in plan.feeds]
         self.outputs = [arrays[o] for o in plan.outputs]
-        self.steps = self._with_guards(plan, nodes, objective)
+        self.steps = self._with_guards(plan, objective)
         #: Index of the first step that writes parameters or state (len(steps) if none): a failure before
         #: it leaves everything as it was; Ctrl-C is deferred to the end of a step that writes.
         self.first_write = next((k for k, s in enumerate(self.steps) if s.op not in _GUARDS and get_op(s.op).writes),
@@ -205,8 +207,16 @@ class BoundPlan:
         kernels: list[Callable[..., None]] = []
         counter = values.get("optimizer.t")
         ops: dict[str, OpDef] = {}
+        nodes: dict[str, Node] | None = None  # by name, only for a plan whose steps leave the IR's order
+        node: Node | None = None
+        k = 0
         for step in self.steps:
-            node = nodes[step.node]
+            if node is None or node.name != step.node:  # (a guard step shares the node of the step before)
+                if k < len(computed) and computed[k].name == step.node:
+                    node, k = computed[k], k + 1
+                else:
+                    nodes = ir.node_map() if nodes is None else nodes
+                    node = nodes[step.node]
             if step.op == "check_finite":
                 kernel = _finite_guard(node, counter)
             elif step.op == "check_numerics":
@@ -271,7 +281,7 @@ class BoundPlan:
             extra["workspace"] = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
         return op.kernel(*factory_args, **extra)
 
-    def _with_guards(self, plan: Plan, nodes: Mapping[str, Node], objective: str | None) -> list[Step]:
+    def _with_guards(self, plan: Plan, objective: str | None) -> list[Step]:
         """The plan's steps with guard steps: ``check_finite`` right after the objective's step (every
         writing step comes after it, or binding fails), ``check_numerics`` after every float value."""
         steps: list[Step] = []
@@ -439,12 +449,16 @@ def body_bytes(plan: Plan, ir: IR) -> int:
     per body, its arena and input buffers and, recursively, its own bodies' (what ``BoundPlan.bytes``
     counts once bound, computed here without allocating). Each body is bound once per step that runs it
     and lives as long as the plan."""
-    nodes = ir.node_map()
+    nodes: dict[str, Node] | None = None  # made only for a plan with sub-graphs
+    ops: dict[str, OpDef] = {}
     total = 0
     for step in plan.steps:
-        op = get_op(step.op)
+        op = ops.get(step.op)
+        if op is None:
+            op = ops[step.op] = get_op(step.op)
         if not op.bodies or op.body_feeds is None:
             continue
+        nodes = ir.node_map() if nodes is None else nodes
         for body, feed in op.body_feeds(nodes[step.node].attr, tuple(plan.shapes[i] for i in step.inputs)):
             sub = plan_body(body, feed)
             inputs = sum(math.prod(feed[n.name]) * np.dtype(n.dtype).itemsize
