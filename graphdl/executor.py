@@ -173,15 +173,16 @@ class BoundPlan:
         arrays: dict[str, np.ndarray] = {}
         arena, slots, shapes, ndarray = self.arena, plan.slots, plan.shapes, np.ndarray
         dtypes: dict[str, np.dtype] = {}
+        value_dtypes = plan.dtypes
+        for r, slot in slots.items():  # every computed value: a view of the arena
+            d = value_dtypes[r]
+            dtype = dtypes.get(d)
+            if dtype is None:
+                dtype = dtypes[d] = np.dtype(d)
+            arrays[r] = ndarray(shapes[r], dtype, arena, slot.offset)
         for n in ir.nodes:
             if n.kind in COMPUTED_KINDS:
                 computed.append(n)
-            if n.name in slots:
-                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output: a view of the arena
-                    dtype = dtypes.get(d)
-                    if dtype is None:
-                        dtype = dtypes[d] = np.dtype(d)
-                    arrays[r] = ndarray(shapes[r], dtype, arena, slots[r].offset)
                 continue
             shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.kind is NodeKind.PLACEHOLDER:
