@@ -184,14 +184,13 @@ class BoundPlan:
             if n.kind in COMPUTED_KINDS:
                 computed.append(n)
                 continue
-            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.kind is NodeKind.PLACEHOLDER:
-                arrays[n.name] = np.empty(shape, dtype)
+                arrays[n.name] = np.empty(plan.shapes[n.name], np.dtype(n.dtype))
                 self._placeholders.add(n.name)
             elif n.op == "scalar":
-                arrays[n.name] = np.full((), n.attr["value"], dtype)
+                arrays[n.name] = np.full((), n.attr["value"], np.dtype(n.dtype))
             elif n.kind in (NodeKind.PARAM, NodeKind.STATE, NodeKind.CONSTANT):
-                arrays[n.name] = values[n.name]
+                arrays[n.name] = values[n.name]  # the model's own arrays
         self.arrays = arrays
         self.feeds = [(f, arrays[f]) for f in plan.feeds]
         self.outputs = [arrays[o] for o in plan.outputs]
