@@ -32,14 +32,19 @@ from graphdl.tensor import Tensor
 FLOAT_DTYPES = ("float32", "float64")
 
 
+def check_graph_dtype(dtype: str) -> str:
+    """``dtype`` if a graph may compute in it (its default float dtype), else GraphError."""
+    if dtype not in FLOAT_DTYPES:
+        raise GraphError(f"graph dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+    return dtype
+
+
 class Builder:
     """An append-only list of nodes with eager shape and dtype inference."""
 
     def __init__(self, name: str, dtype: str = "float32", nodes: Iterable[Node] = ()) -> None:
-        if dtype not in FLOAT_DTYPES:
-            raise GraphError(f"graph dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
         self.name = name
-        self.dtype = dtype
+        self.dtype = check_graph_dtype(dtype)
         self.nodes: dict[str, Node] = {n.name: n for n in nodes}
         self._counts: dict[str, int] = {}
         self.reserved: set[str] = set()  # names promised to layers that have not been called yet

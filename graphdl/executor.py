@@ -33,7 +33,7 @@ import numpy as np
 
 from graphdl.errors import ExecutionError, GraphDLError, NonFiniteError
 from graphdl.gctools import paused_gc
-from graphdl.ir import IR, Node, NodeKind, format_shape
+from graphdl.ir import COMPUTED_KINDS, IR, Node, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import InputValueError, OpDef, get_op
 
@@ -168,31 +168,33 @@ class BoundPlan:
         self.check_numerics = check_numerics
         self._bodies: list[BoundPlan] = []  # bound sub-graphs (scan bodies) of this plan's kernels
         self._placeholders: set[str] = set()
-        nodes = ir.node_map()
+        computed: list[Node] = []  # in the IR's order, which is the plan's (plan_buffers keeps it)
         self.arena = aligned_arena(plan.arena_bytes)
         arrays: dict[str, np.ndarray] = {}
         arena, slots, shapes, ndarray = self.arena, plan.slots, plan.shapes, np.ndarray
         dtypes: dict[str, np.dtype] = {}
+        value_dtypes = plan.dtypes
+        for r, slot in slots.items():  # every computed value: a view of the arena
+            d = value_dtypes[r]
+            dtype = dtypes.get(d)
+            if dtype is None:
+                dtype = dtypes[d] = np.dtype(d)
+            arrays[r] = ndarray(shapes[r], dtype, arena, slot.offset)
         for n in ir.nodes:
-            if n.name in slots:
-                for r, d in zip(n.refs, n.dtypes, strict=True):  # one slot per output: a view of the arena
-                    dtype = dtypes.get(d)
-                    if dtype is None:
-                        dtype = dtypes[d] = np.dtype(d)
-                    arrays[r] = ndarray(shapes[r], dtype, arena, slots[r].offset)
+            if n.kind in COMPUTED_KINDS:
+                computed.append(n)
                 continue
-            shape, dtype = plan.shapes[n.name], np.dtype(n.dtype)
             if n.kind is NodeKind.PLACEHOLDER:
-                arrays[n.name] = np.empty(shape, dtype)
+                arrays[n.name] = np.empty(plan.shapes[n.name], np.dtype(n.dtype))
                 self._placeholders.add(n.name)
             elif n.op == "scalar":
-                arrays[n.name] = np.full((), n.attr["value"], dtype)
+                arrays[n.name] = np.full((), n.attr["value"], np.dtype(n.dtype))
             elif n.kind in (NodeKind.PARAM, NodeKind.STATE, NodeKind.CONSTANT):
-                arrays[n.name] = values[n.name]
+                arrays[n.name] = values[n.name]  # the model's own arrays
         self.arrays = arrays
         self.feeds = [(f, arrays[f]) for f in plan.feeds]
         self.outputs = [arrays[o] for o in plan.outputs]
-        self.steps = self._with_guards(plan, nodes, objective)
+        self.steps = self._with_guards(plan, objective)
         #: Index of the first step that writes parameters or state (len(steps) if none): a failure before
         #: it leaves everything as it was; Ctrl-C is deferred to the end of a step that writes.
         self.first_write = next((k for k, s in enumerate(self.steps) if s.op not in _GUARDS and get_op(s.op).writes),
@@ -205,8 +207,16 @@ class BoundPlan:
         kernels: list[Callable[..., None]] = []
         counter = values.get("optimizer.t")
         ops: dict[str, OpDef] = {}
+        nodes: dict[str, Node] | None = None  # by name, only for a plan whose steps leave the IR's order
+        node: Node | None = None
+        k = 0
         for step in self.steps:
-            node = nodes[step.node]
+            if node is None or node.name != step.node:  # (a guard step shares the node of the step before)
+                if k < len(computed) and computed[k].name == step.node:
+                    node, k = computed[k], k + 1
+                else:
+                    nodes = ir.node_map() if nodes is None else nodes
+                    node = nodes[step.node]
             if step.op == "check_finite":
                 kernel = _finite_guard(node, counter)
             elif step.op == "check_numerics":
@@ -223,10 +233,16 @@ class BoundPlan:
         self.splits = any(getattr(k, "splits", False) for k in kernels) or any(b.splits for b in self._bodies)
         count = next(BoundPlan._count)
         self._filenames: dict[str, int] = {}  # generated file name -> index of its first step
-        self._pointers: dict[str, list[tuple[dict[str, object], str]]] = {}  # value -> where the code reads it
+        #: value -> where the code reads it; built from ``_chunk_values`` by the first ``pointers`` call
+        #: (only scans ask), not for every value of every plan.
+        self._pointers: dict[str, list[tuple[dict[str, object], str]]] | None = None
+        self._chunk_values: list[tuple[dict[str, object], list[str]]] = []  # (namespace, values it reads as v0, v1..)
         chunks = []
         generated = _chunk_sources(tuple(self.steps), CHUNK)
         compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
+        # The global names of every chunk, made once per plan (not per chunk and value).
+        knames = [f"k{j}" for j in range(CHUNK)]
+        vnames = [f"v{i}" for i in range(max((len(used) for _, _, used in generated), default=0))]
         for c, (src, code, used) in enumerate(generated):
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
@@ -236,10 +252,9 @@ class BoundPlan:
                 module = compile(code, filename, "exec")
                 fn_code = compiled[code] = next(k for k in module.co_consts if isinstance(k, types.CodeType))
             first = c * CHUNK
-            namespace: dict[str, object] = {f"k{j}": k for j, k in enumerate(kernels[first:first + CHUNK])}
-            namespace.update({f"v{i}": arrays[v] for i, v in enumerate(used)})
-            for i, v in enumerate(used):
-                self._pointers.setdefault(v, []).append((namespace, f"v{i}"))
+            namespace: dict[str, object] = dict(zip(knames, kernels[first:first + CHUNK]))
+            namespace.update(zip(vnames, map(arrays.__getitem__, used)))
+            self._chunk_values.append((namespace, used))
             name = f"chunk_{c}"
             chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
                                              namespace, name))
@@ -269,7 +284,7 @@ class BoundPlan:
             extra["workspace"] = [self.arena[s.offset:s.offset + s.nbytes] for s in plan.workspace[step.node]]
         return op.kernel(*factory_args, **extra)
 
-    def _with_guards(self, plan: Plan, nodes: Mapping[str, Node], objective: str | None) -> list[Step]:
+    def _with_guards(self, plan: Plan, objective: str | None) -> list[Step]:
         """The plan's steps with guard steps: ``check_finite`` right after the objective's step (every
         writing step comes after it, or binding fails), ``check_numerics`` after every float value."""
         steps: list[Step] = []
@@ -303,6 +318,11 @@ class BoundPlan:
         step's time slice and its outputs at the stacked result. Only for a value no kernel writes in
         place of another (placeholders, and outputs of the plan, which are never reused), and only for
         ``compute`` (``calls`` and ``run_loop`` keep the bound arrays)."""
+        if self._pointers is None:
+            self._pointers = {}
+            for namespace, used in self._chunk_values:
+                for i, v in enumerate(used):
+                    self._pointers.setdefault(v, []).append((namespace, f"v{i}"))
         return self._pointers.get(name, [])
 
     @property
@@ -432,12 +452,16 @@ def body_bytes(plan: Plan, ir: IR) -> int:
     per body, its arena and input buffers and, recursively, its own bodies' (what ``BoundPlan.bytes``
     counts once bound, computed here without allocating). Each body is bound once per step that runs it
     and lives as long as the plan."""
-    nodes = ir.node_map()
+    nodes: dict[str, Node] | None = None  # made only for a plan with sub-graphs
+    ops: dict[str, OpDef] = {}
     total = 0
     for step in plan.steps:
-        op = get_op(step.op)
+        op = ops.get(step.op)
+        if op is None:
+            op = ops[step.op] = get_op(step.op)
         if not op.bodies or op.body_feeds is None:
             continue
+        nodes = ir.node_map() if nodes is None else nodes
         for body, feed in op.body_feeds(nodes[step.node].attr, tuple(plan.shapes[i] for i in step.inputs)):
             sub = plan_body(body, feed)
             inputs = sum(math.prod(feed[n.name]) * np.dtype(n.dtype).itemsize

@@ -162,17 +162,20 @@ def validate_name(name: object) -> str:
     return name  # type: ignore[return-value]
 
 
+def _freeze(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
 def make_attrs(attrs: Mapping[str, Any]) -> Attrs:
     """Sorted, hashable key/value pairs; lists become tuples."""
-
-    def freeze(v: Any) -> Any:
-        if isinstance(v, list | tuple):
-            return tuple(freeze(x) for x in v)
-        if isinstance(v, np.generic):
-            return v.item()
-        return v
-
-    return tuple(sorted((k, freeze(v)) for k, v in attrs.items()))
+    # ``_freeze`` lives at module level: a recursive closure refers to itself through its cell, so each
+    # call would leave a reference cycle (function, cell, tuple) for the collector, which is paused while
+    # compiling: 30k cycles of garbage spread among a 5000-layer training graph's live nodes.
+    return tuple(sorted((k, _freeze(v)) for k, v in attrs.items()))
 
 
 @dataclass(frozen=True)

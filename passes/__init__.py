@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graphdl.builder import Builder, Tensor
+from graphdl.builder import Tensor, check_graph_dtype
 from graphdl.errors import CompileError, GraphDLError
 from graphdl.gctools import paused_gc
-from graphdl.ir import IR, NodeKind, node_of, value_info
+from graphdl.ir import IR, Node, NodeKind, node_of, value_info
 from graphdl.ir import ancestors as ancestors_of
 from graphdl.plan import Plan
-from passes.autodiff import build_gradients
+from passes.autodiff import build_gradients, gradient_builder
 from passes.bodies import optimize_bodies
 from passes.buffers import plan_buffers
 from passes.constant_fold import fold_constants
@@ -57,12 +57,13 @@ def select_outputs(ir: IR, spec: CompileSpec) -> IR:
     return ir.replace(outputs=spec.outputs)
 
 
-def choose_objective(ir: IR, spec: CompileSpec) -> str:
+def choose_objective(ir: IR, spec: CompileSpec, by_name: Mapping[str, Node] | None = None) -> str:
     """The one scalar a training plan minimises: ``spec.objective`` if given, else the only scalar output.
 
     Never guessed: several scalar outputs and no ``loss=`` is an error listing the candidates.
+    ``by_name``: ``ir.node_map()`` if the caller has it.
     """
-    by_name = ir.node_map()
+    by_name = ir.node_map() if by_name is None else by_name
     if spec.objective is not None:
         if spec.objective not in ir.outputs:
             raise CompileError(f"loss='{spec.objective}' is not among the requested outputs {list(ir.outputs)}; "
@@ -94,8 +95,8 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
             raise CompileError(f"loss='{spec.objective}' names the objective of a training plan; "
                                "pass optimizer=... as well (or drop loss= to compile an inference plan)")
         return ir
-    objective = choose_objective(ir, spec)
     by_name = ir.node_map()
+    objective = choose_objective(ir, spec, by_name)
     node = by_name[node_of(objective)]
     ancestors = ancestors_of(by_name, node.name)
     used = [n.name for n in ir.nodes if n.kind is NodeKind.PARAM and n.name in ancestors]
@@ -103,13 +104,13 @@ def add_training(ir: IR, spec: CompileSpec) -> IR:
     if not params:
         why = f"all {len(used)} parameters it uses are frozen" if used else "it depends on no parameters"
         raise CompileError(f"the objective {node.describe()} cannot be trained: {why}; nothing to train")
-    ir, grads = build_gradients(ir, objective, params)
-    b = Builder(ir.name, node.dtype, ir.nodes)
+    b, grads = gradient_builder(ir, objective, params)  # the optimizer appends to the same builder
+    b.scope, b.dtype = "", check_graph_dtype(node.dtype)
     b.default_origin = node.origin
     pairs = [(Tensor(b, p), Tensor(b, grads[p])) for p in params]
     if spec.distributed is not None:
         b.default_kind = NodeKind.GRADIENT
-        pairs = allreduce_gradients(b, pairs, [n.name for n in ir.nodes], bucket_bytes=spec.distributed.bucket_bytes,
+        pairs = allreduce_gradients(b, pairs, list(b.nodes), bucket_bytes=spec.distributed.bucket_bytes,
                                     timeout=spec.distributed.timeout)
     b.default_kind = NodeKind.UPDATE
     spec.optimizer.build(b, pairs)

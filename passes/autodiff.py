@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from graphdl.builder import Builder, Tensor, format_shape
+from graphdl.builder import Builder, Tensor, check_graph_dtype, format_shape
 from graphdl.errors import GradientError
 from graphdl.ir import IR, STORED_KINDS, NodeKind, node_of, parse_ref, value_info
 from graphdl.ir import ancestors as ancestors_of
@@ -29,7 +29,17 @@ def build_gradients(
     ``unconnected`` decides what happens when the objective does not depend on an input:
     ``"error"`` (default) raises GradientError naming it, ``"zero"`` returns a zero gradient.
     """
-    by_name = ir.node_map()
+    b, grads = gradient_builder(ir, objective, wrt, unconnected=unconnected)
+    return b.freeze(ir.outputs), grads
+
+
+def gradient_builder(
+    ir: IR, objective: str, wrt: Sequence[str], *, unconnected: str = "error"
+) -> tuple[Builder, dict[str, str]]:
+    """``build_gradients``, returning the Builder holding ``ir`` and the gradients instead of freezing it,
+    for a caller that adds more nodes (the optimizer): no second table of the graph's names."""
+    b = Builder(ir.name, "float32", ir.nodes)
+    by_name = b.nodes  # the table the builder keeps anyway
     for w in (objective, *wrt):
         if node_of(w) not in by_name or parse_ref(w)[1] >= len(by_name[node_of(w)].shapes):
             raise GradientError(f"graph '{ir.name}' has no node '{w}'")
@@ -37,7 +47,7 @@ def build_gradients(
     obj_shape, obj_dtype = value_info(by_name, objective)
     if not np.issubdtype(np.dtype(obj_dtype), np.floating):
         raise GradientError(f"cannot differentiate {obj.describe()}: its dtype {obj_dtype} is not floating")
-    b = Builder(ir.name, obj_dtype, ir.nodes)
+    b.dtype = check_graph_dtype(obj_dtype)
     b.default_kind = NodeKind.GRADIENT
     b.scope = f"grad/{obj.name}/"
     b.default_origin = obj.origin
@@ -56,7 +66,7 @@ def build_gradients(
                 raise GradientError(f"cannot build a zero gradient for '{w}' of unknown shape "
                                     f"{format_shape(shape)}")
             grads[w] = b.apply("mul", [Tensor(b, w), 0.0]).name
-    return b.freeze(ir.outputs), grads
+    return b, grads
 
 
 def vjp(ir: IR, cotangents: Sequence[tuple[str, str]], wrt: Sequence[str]) -> tuple[IR, dict[str, str]]:

@@ -171,6 +171,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     produced: list[int] = []  # step computing each value
     last: list[int] = []  # last step reading it
     size: list[int] = []  # aligned bytes, per value then per scratch buffer
+    value_dtype: list[str] = []
     for i, n in enumerate(nodes):
         op = ops.get(n.op)
         if op is None:
@@ -189,6 +190,7 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
             produced.append(i)
             last.append(i)
             dtypes[out] = d
+            value_dtype.append(d)
             item = itemsize.get(d)
             if item is None:
                 item = itemsize[d] = np.dtype(d).itemsize
@@ -202,22 +204,23 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     workspace = _workspace(nodes, steps, shapes, ops)
 
     # 1. In place: an output takes the buffer of an input that dies at this step, if its op allows
-    # (only the first output may take an input's buffer).
+    # (only the first output may take an input's buffer). Values are numbered in step order, so ``v``
+    # counts along instead of looking each output up (lookups in tables of 100k names are slow).
     nvalues = len(values)
     owner = list(range(nvalues))  # value -> the value that first owned its buffer
     if reuse:
+        v = 0  # number of the current step's first output
         for i, step in enumerate(steps):
             inplace = ops[step.op].inplace
-            if not inplace or not step.outputs:
-                continue
-            v = index[step.outputs[0]]
-            for k in inplace:
-                src = index.get(step.inputs[k]) if k < len(step.inputs) else None
-                if (src is not None and last[src] == i and size[src] == size[v]
-                        and dtypes[values[src]] == dtypes[values[v]]
-                        and step.inputs.count(step.inputs[k]) == 1):
-                    owner[v] = owner[src]
-                    break
+            if inplace and step.outputs:
+                for k in inplace:
+                    src = index.get(step.inputs[k]) if k < len(step.inputs) else None
+                    if (src is not None and last[src] == i and size[src] == size[v]
+                            and value_dtype[src] == value_dtype[v]
+                            and step.inputs.count(step.inputs[k]) == 1):
+                        owner[v] = owner[src]
+                        break
+            v += len(step.outputs)
     # 2. Liveness of buffers: from the first writer to the last reader of any value they hold. Buffer
     # b < nvalues is value b's (if it owns one); scratch buffers follow, numbered in step order.
     start = produced + [0] * sum(len(ws) for ws in workspace.values())
@@ -250,8 +253,10 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
     freed_at: dict[int, list[int]] = {}
     for b in buffers:
         freed_at.setdefault(stop[b], []).append(b)
+    v = 0  # number of the current step's first output
     for i, step in enumerate(steps):
-        new = [*scratch.get(i, ()), *(j for j in map(index.__getitem__, step.outputs) if owner[j] == j)]
+        new = [*scratch.get(i, ()), *(j for j in range(v, v + len(step.outputs)) if owner[j] == j)]
+        v += len(step.outputs)
         for b in new:
             if reuse:
                 offset[b] = arena.alloc(size[b])

@@ -14,21 +14,21 @@ def eliminate_dead_code(ir: IR) -> IR:
     the last node back marks what the live nodes read; a node read by a later one in the list is
     already marked when the walk reaches it, which holds unless some input comes after its reader
     (then the graph-order-free traversal below decides)."""
-    live: set[str] = set(map(node_of, ir.outputs))
-    dead: set[str] = set()
+    live: dict[str, bool] = dict.fromkeys(map(node_of, ir.outputs), True)  # node -> live (True) or dead
     kept = []
     for n in reversed(ir.nodes):
-        if n.name not in live and not writes(n):
-            dead.add(n.name)
+        if not live.get(n.name) and not writes(n):
+            live[n.name] = False
             continue
-        live.add(n.name)
         for i in n.inputs:
             i = node_of(i)
-            if i in dead:  # read by a node after it: not in definition order
+            mark = live.get(i)
+            if mark is None:
+                live[i] = True
+            elif not mark:  # read by a node after it: not in definition order
                 return _by_traversal(ir)
-            live.add(i)
         kept.append(n)
-    if not dead:
+    if len(kept) == len(ir.nodes):
         return ir
     return ir.replace(nodes=tuple(reversed(kept)))
 

@@ -12,6 +12,7 @@ the step counter) move with them, so they never hold an update back.
 from __future__ import annotations
 
 from graphdl.ir import COMPUTED_KINDS, IR, STORED_KINDS, Node, NodeKind, node_of
+from graphdl.registry import get_op
 from passes.rewrite import writes
 
 #: Kinds of the forward computation, whose checks must all run before any state is written.
@@ -33,6 +34,11 @@ def schedule_updates_early(ir: IR) -> IR:
     """Reorder a topologically sorted IR: each update right after the last node it must follow, and
     each writing update after the last forward node."""
     nodes = ir.nodes
+    # What each op writes, looked up once per op; a graph without updates (inference) stops here,
+    # before the tables of every name below.
+    op_writes = {op: get_op(op).effects.writes for op in {n.op for n in nodes if n.kind in COMPUTED_KINDS}}
+    if not any(op_writes.values()):
+        return ir
     outputs = {node_of(o) for o in ir.outputs}
     # One walk for what the rest needs: positions, leaves, updates, the forward end and the nodes
     # that may feed updates only (pure, computed from leaves alone: the inputs come first, so the
@@ -54,13 +60,17 @@ def schedule_updates_early(ir: IR) -> IR:
             leaves.add(n.name)
             is_leaf[i] = True
             continue
-        written = writes(n)
+        written = op_writes[n.op]
         if written:
             updates.add(n.name)
             watched.update(node_of(n.inputs[k]) for k in written if k < len(n.inputs))
-        elif n.name not in outputs and all(node_of(v) in leaves for v in n.inputs):
-            candidates.append(i)
-            watched.add(n.name)
+        elif n.name not in outputs:
+            for v in n.inputs:
+                if node_of(v) not in leaves:
+                    break
+            else:
+                candidates.append(i)
+                watched.add(n.name)
     if not updates:
         return ir  # nothing to move: feeders only ever move with updates
     readers: dict[str, list[int]] = {}
@@ -107,7 +117,7 @@ def schedule_updates_early(ir: IR) -> IR:
             i = stack.pop()
             order.append(i)
             stack.extend(reversed(after.get(i, ())))
-    return ir.replace(nodes=tuple(nodes[i] for i in order))
+    return ir.replace(nodes=tuple(map(nodes.__getitem__, order)))
 
 
 def schedule_updates_last(ir: IR) -> IR:

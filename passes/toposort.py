@@ -39,21 +39,24 @@ def dependency_edges(ir: IR) -> list[tuple[str, str]]:
 def _in_order(ir: IR) -> bool:
     """Whether the definition order already satisfies every edge of ``dependency_edges``, checked in
     one walk without building the edges: each input defined earlier, and no node reads an array
-    after a node (other than itself) that writes it."""
-    writers: dict[str, list[int]] = {}  # array -> positions of the nodes writing it
-    for p, n in enumerate(ir.nodes):
-        for k in writes(n):
-            if k < len(n.inputs):
-                writers.setdefault(node_of(n.inputs[k]), []).append(p)
-    seen: set[str] = set()
-    for q, n in enumerate(ir.nodes):
+    after a node (other than itself) that writes it.
+
+    One table, looked up once per input: node name -> whether a node so far wrote it (lookups in
+    tables of 100k names cost several times more than in small ones, so each one counts)."""
+    written: dict[str, bool] = {}
+    for n in ir.nodes:
         for value in n.inputs:
-            i = value if value in seen else node_of(value)
-            if i not in seen:
+            was_written = written.get(value)
+            if was_written is None:
+                was_written = written.get(node_of(value))  # output k of a multi-output node
+                if was_written is None:
+                    return False
+            if was_written:  # read after another node wrote it
                 return False
-            if i in writers and any(p < q for p in writers[i]):  # read after another node wrote it
-                return False
-        seen.add(n.name)
+        written[n.name] = False
+        for k in writes(n):  # after its own reads: a node may read what it writes
+            if k < len(n.inputs):
+                written[node_of(n.inputs[k])] = True
     return True
 
 

@@ -28,18 +28,23 @@ def verify(ir: IR) -> IR:
     arity: dict[str, object] = {}  # op name -> its arity, looked up once per op
     for position, n in enumerate(ir.nodes):
         name = n.name
-        if name in defined:
-            raise CompileError(f"node name '{name}' appears twice")
         for i in n.inputs:
             if i not in defined:
+                if name in defined:  # the duplicate is the first thing wrong with this node
+                    raise CompileError(f"node name '{name}' appears twice")
                 _check_ref(i, {m.name: m for m in ir.nodes[:position]}, f"node {n.describe()}")
         if n.kind in COMPUTED_KINDS:
             expected = arity.get(n.op, _UNSEEN)
             if expected is _UNSEEN:
                 expected = arity[n.op] = get_op(n.op).arity
             if expected is not None and len(n.inputs) != expected:
+                if name in defined:
+                    raise CompileError(f"node name '{name}' appears twice")
                 raise CompileError(f"node {n.describe()} has {len(n.inputs)} inputs; {n.op} takes {expected}")
-        defined.add(name)
+        size = len(defined)
+        defined.add(name)  # a name seen before leaves the set as it was: one table operation, not two
+        if len(defined) == size:
+            raise CompileError(f"node name '{name}' appears twice")
         if n.extra:
             defined.update(n.refs)
     for o in ir.outputs:

@@ -56,3 +56,30 @@ def test_an_ordered_graph_is_returned_as_is_without_importing_networkx() -> None
              Node("y", NodeKind.OP, "neg", ("x",), shape=(2,)))
     ir = IR("g", nodes)
     assert toposort(ir) is ir
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(2, 14), seed=st.integers(0, 10_000))
+def test_the_in_order_check_agrees_with_the_dependency_edges(n: int, seed: int) -> None:
+    """The one-walk check (``_in_order``) says yes exactly when every data and control edge points forward,
+    on random orders of graphs with parameters and the updates writing them."""
+    from passes.toposort import _in_order, dependency_edges
+
+    rng = random.Random(seed)
+    sgd = (("lr", 0.1), ("momentum", 0.0), ("nesterov", False), ("weight_decay", 0.0))
+    nodes = [Node("w0", NodeKind.PARAM, "param", shape=(2,)), Node("w1", NodeKind.PARAM, "param", shape=(2,))]
+    for i in range(n):
+        if rng.random() < 0.3:
+            nodes.append(Node(f"u{i}", NodeKind.UPDATE, "sgd_update", (f"w{rng.randrange(2)}", rng.choice(nodes).name),
+                              attrs=sgd, shape=()))
+        else:
+            inputs = tuple(rng.choice([m for m in nodes if m.kind is not NodeKind.UPDATE]).name for _ in range(2))
+            nodes.append(Node(f"n{i}", NodeKind.OP, "add", inputs, shape=(2,)))
+    if rng.random() < 0.5:
+        rng.shuffle(nodes)
+    ir = IR("g", tuple(nodes))
+    names = {m.name for m in nodes}
+    position = {m.name: i for i, m in enumerate(nodes)}
+    edges_forward = all(position[a] < position[b] for a, b in dependency_edges(ir))
+    assert names == set(position)
+    assert _in_order(ir) == edges_forward
