@@ -142,3 +142,33 @@ def test_relu_and_relu_grad_row_and_scalar_paths_agree(shape: tuple) -> None:
     strided = np.empty((*shape[:-1], 2 * shape[-1]), np.float32)[..., ::2]  # not contiguous: the scalar path
     relu(x, strided)
     np.testing.assert_array_equal(strided, np.maximum(x, 0))
+
+
+@pytest.mark.parametrize(("shape", "axis", "keepdims", "middle"), [
+    ((6, 4, 5, 7), (0, 2, 3), False, True),  # a convolution's bias gradient: products with ones + workspace
+    ((6, 4, 5, 7), (0, 2, 3), True, True),
+    ((6, 4, 5, 7), (0, 3), False, True),
+    ((3, 4, 5), (0, 2), False, True),
+    ((0, 4, 5), (0, 2), False, True),  # nothing to sum: zeros
+    ((6, 4, 5, 7), (0, 2), False, False),  # not a leading and a trailing block: NumPy's reduction
+    ((6, 4, 5, 7), (1, 2), False, False),
+])
+@pytest.mark.parametrize("op", ["sum", "mean"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_reductions_over_leading_and_trailing_axes_agree_with_numpy(shape, axis, keepdims, middle, op, dtype) -> None:
+    from graphdl.ops.reduce import _reduce_workspace
+    from graphdl.registry import get_op
+
+    if op == "mean" and 0 in shape:
+        return  # the mean of nothing is nan: NumPy's own path, tested with the op cases
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    attrs = {"axis": axis, "keepdims": keepdims}
+    want = getattr(np, op)(x.astype(np.float64), axis=axis, keepdims=keepdims)
+    declared = _reduce_workspace(op)(attrs, (shape,), want.shape, np.dtype(dtype))
+    assert len(declared) == int(middle)
+    # the planner's workspace holds garbage from other steps: the kernel must not read it before writing
+    workspace = [np.full(np.dtype(dt).itemsize * int(np.prod(s)), 255, np.uint8) for s, dt in declared]
+    kernel = get_op(op).kernel(attrs, (shape,), want.shape, np.dtype(dtype), workspace=workspace)
+    out = np.full(want.shape, np.nan, dtype)
+    kernel(x, out)
+    np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
