@@ -2,7 +2,9 @@
 
 The argument is ``{"competitor": ..., "workload": ..., "steps": n, "warmup": n, "threads": 0 or 1}``.
 Thread limits come from the environment the parent sets (OMP/OPENBLAS/MKL_NUM_THREADS, XLA_FLAGS);
-PyTorch is also told ``torch.set_num_threads(1)``. Prints one JSON line: per-step seconds (wall,
+PyTorch is also told ``torch.set_num_threads(1)``, and in the one-thread setting the process is pinned to
+one CPU before anything loads (jax 0.10's XLA ignores its thread flags: its "one thread" MLP step ran
+on both cores, 14 ms wall for 27 ms CPU). Prints one JSON line: per-step seconds (wall,
 and CPU seconds of the whole process, the steadier figure for one-thread runs on a busy machine),
 and the BLAS that NumPy loaded (threadpoolctl), so the report can say which OpenBLAS kernel ran.
 """
@@ -29,6 +31,8 @@ def blas_info() -> dict[str, object]:
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    if spec["threads"] == 1 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import numpy as np  # noqa: F401  (NumPy's BLAS loads first, as in a user's process)
 
