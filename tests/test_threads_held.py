@@ -40,6 +40,17 @@ def split_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "GEMM_SPLIT_MIN", 1)
 
 
+
+def _run_threads(targets: list, errors: list[BaseException]) -> None:
+    """Run each target in its own thread, wait for all; none raised and BLAS has its 2 threads back."""
+    ts = [threading.Thread(target=t) for t in targets]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert _blas().get_num_threads() == 2 and threads._HOLD[0] == 0
+
 def test_a_splitting_plan_holds_blas_at_one_thread_during_its_step_and_gives_it_back(
         split_everything, monkeypatch: pytest.MonkeyPatch) -> None:
     inside: list[int] = []
@@ -94,13 +105,7 @@ def test_three_threads_running_two_executables_match_a_serial_run_bit_for_bit(sp
             except BaseException as e:  # reported below
                 errors.append(e)
 
-        ts = [threading.Thread(target=work, args=(k,)) for k in range(3)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        assert not errors, errors
-        assert _blas().get_num_threads() == 2 and threads._HOLD[0] == 0
+        _run_threads([lambda k=k: work(k) for k in range(3)], errors)
     for train, _, _ in models:
         for name, value in serial[0].parameters().items():
             np.testing.assert_array_equal(train.values[name], value, err_msg=name)
@@ -258,14 +263,8 @@ def test_a_holding_plan_and_a_plain_plan_in_two_threads_give_the_serial_results(
             except BaseException as e:  # reported below
                 errors.append(e)
 
-        ts = [threading.Thread(target=steps, args=(lambda: cnn2.run({x2: xb, y2: yb}),)),
-              threading.Thread(target=steps, args=(lambda: plain2.run({mx2: xm, my2: ym}),))]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        assert not errors, errors
-        assert _blas().get_num_threads() == 2 and threads._HOLD[0] == 0
+        _run_threads([lambda: steps(lambda: cnn2.run({x2: xb, y2: yb})),
+                      lambda: steps(lambda: plain2.run({mx2: xm, my2: ym}))], errors)
     for a, b in ((cnn, cnn2), (plain, plain2)):
         for name, value in a.parameters().items():
             # the MLP's GEMMs run threaded in BLAS or split by graphdl's pool, as the other thread's step
