@@ -80,8 +80,23 @@ def num_threads(n: int) -> Iterator[None]:
 #: inside each GEMM, copies on one core). The environment variable GRAPHDL_SPLIT_MIN (a number, or
 #: "off") overrides the default; read when kernels are built.
 SPLIT_ON = 1 << 16
-_SPLIT_ENV = os.environ.get("GRAPHDL_SPLIT_MIN", "")
-SPLIT_MIN: int | None = int(_SPLIT_ENV) if _SPLIT_ENV.isdigit() else None if _SPLIT_ENV else SPLIT_ON
+
+
+def _split_min(value: str) -> int | None:
+    """GRAPHDL_SPLIT_MIN's value: "" -> SPLIT_ON, "off" -> None, digits -> that number; anything else
+    raises (a typo must not silently change how every kernel runs)."""
+    value = value.strip()
+    if not value:
+        return SPLIT_ON
+    if value.lower() == "off":
+        return None
+    if value.isdigit():
+        return int(value)
+    raise GraphError(f"GRAPHDL_SPLIT_MIN must be a whole number of elements or 'off', got {value!r}; "
+                     f"unset it for the default ({SPLIT_ON})")
+
+
+SPLIT_MIN: int | None = _split_min(os.environ.get("GRAPHDL_SPLIT_MIN", ""))
 
 #: A GEMM of the fast path is cut into blocks for the pool, while a step holds the threads, from this
 #: many multiply-adds (m * n * k) up; below it one single-threaded call is faster than a hand-off (a

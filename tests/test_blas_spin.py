@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = """
 import hashlib, os
@@ -60,3 +62,16 @@ def test_split_min_off_stays_an_override_in_either_order() -> None:
         spin, split_min, holds, count, _, mode = _probe(first, GRAPHDL_SPLIT_MIN="off")
         assert (split_min, holds, count) == ("None", "False", "2") and "off" in mode
     assert _probe("import numpy", GRAPHDL_SPLIT_MIN="4096")[1:3] == ["4096", "True"]
+
+
+def test_a_malformed_split_min_is_refused_by_name() -> None:
+    from graphdl.errors import GraphError
+    from graphdl.threads import SPLIT_ON, _split_min
+
+    assert (_split_min(""), _split_min(" OFF "), _split_min("4096")) == (SPLIT_ON, None, 4096)
+    for bad in ("of", "-1", "1e5", "64k"):
+        with pytest.raises(GraphError, match=rf"GRAPHDL_SPLIT_MIN must be .* got '{bad}'"):
+            _split_min(bad)
+    env = {**os.environ, "PYTHONPATH": ROOT, "GRAPHDL_SPLIT_MIN": "of"}
+    out = subprocess.run([sys.executable, "-c", "import graphdl"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "GRAPHDL_SPLIT_MIN must be a whole number" in out.stderr
