@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import torch_sgd_step, workload_pair
+
 INPUT, HIDDEN, SEQ, BATCH = 256, 256, 64, 32
 LR = 0.01
 TITLES = {"lstm_train": f"LSTM (input {INPUT}, hidden {HIDDEN}), T={SEQ}, batch {BATCH}, one SGD step"}
@@ -46,33 +48,7 @@ def graphdl_lstm() -> tuple[Any, Any]:
 
 def torch_lstm() -> Any:
     """One SGD step of the fused ``nn.LSTM`` in eager mode: ``step(x) -> loss``."""
-    import torch
-
-    layer = torch_lstm_layer()
-    opt = torch.optim.SGD(layer.parameters(), lr=LR)
-
-    def step(x: Any) -> Any:
-        opt.zero_grad(set_to_none=False)
-        out, _ = layer(x)
-        loss = (out * out).mean()
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    return torch_sgd_step(torch_lstm_layer(), LR, output=lambda r: r[0])
 
 
-def graphdl_workload(workload: str) -> tuple[Any, dict] | None:
-    if workload != "lstm_train":
-        return None
-    ex, x = graphdl_lstm()
-    return ex, {x: lstm_data()}
-
-
-def torch_step(workload: str) -> Any:
-    if workload != "lstm_train":
-        return None
-    import torch
-
-    step, x = torch_lstm(), torch.from_numpy(lstm_data())
-    return lambda: step(x)
+graphdl_workload, torch_step = workload_pair("lstm_train", graphdl_lstm, torch_lstm, lstm_data)

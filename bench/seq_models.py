@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import torch_sgd_step, workload_pair
+
 D_MODEL, NHEAD, D_FF, SEQ, BATCH = 256, 4, 1024, 128, 32
 LR = 0.01
 TITLES = {"transformer_train": f"Transformer encoder layer (d={D_MODEL}, {NHEAD} heads, ff {D_FF}), T={SEQ}, "
@@ -64,33 +66,8 @@ def graphdl_transformer() -> tuple[Any, Any]:
 
 def torch_transformer() -> Any:
     """One SGD step of ``nn.TransformerEncoderLayer`` in eager mode: ``step(x) -> loss``."""
-    import torch
-
-    layer = torch_transformer_layer()
-    opt = torch.optim.SGD(layer.parameters(), lr=LR)
-
-    def step(x: Any) -> Any:
-        opt.zero_grad(set_to_none=False)
-        y = layer(x)
-        loss = (y * y).mean()
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    return torch_sgd_step(torch_transformer_layer(), LR)
 
 
-def graphdl_workload(workload: str) -> tuple[Any, dict] | None:
-    if workload != "transformer_train":
-        return None
-    ex, x = graphdl_transformer()
-    return ex, {x: transformer_data()}
-
-
-def torch_step(workload: str) -> Any:
-    if workload != "transformer_train":
-        return None
-    import torch
-
-    step, x = torch_transformer(), torch.from_numpy(transformer_data())
-    return lambda: step(x)
+graphdl_workload, torch_step = workload_pair("transformer_train", graphdl_transformer, torch_transformer,
+                                             transformer_data)
