@@ -124,8 +124,7 @@ def _max_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 def _max_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: Any) -> dict:
     dtype = dtype[0] if isinstance(dtype, tuple) else dtype  # the op has two outputs
     if attrs.get("training", False):  # the argmax scan, whose maxima and indices are the outputs
-        return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), ("step", out_shape[0], _index_dtype(attrs)),
-                        ("mask", out_shape[0], np.bool_))
+        return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), *_scan_parts(attrs, out_shape[0], dtype))
     return _declare(_padded_part("xp", in_shapes[0], attrs, dtype))
 
 
@@ -176,10 +175,13 @@ class _Scatter:
 
 
 def _argmax_parts(x_shape: tuple, attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> list[tuple | None]:
-    n_offsets = math.prod(geometry(attrs)[0])
-    index = np.uint8 if n_offsets < 256 else np.int64
-    return [_padded_part("xp", x_shape, attrs, dtype), ("best", pooled, dtype), ("idx", pooled, index),
-            ("step", pooled, index), ("mask", pooled, np.bool_)]
+    return [_padded_part("xp", x_shape, attrs, dtype), ("best", pooled, dtype), ("idx", pooled, _index_dtype(attrs)),
+            *_scan_parts(attrs, pooled, dtype)]
+
+
+def _scan_parts(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> list[tuple]:
+    """The workspace of the argmax scan itself: one offset's values copied out of x, and two masks."""
+    return [("plane", pooled, dtype), ("step", pooled, _index_dtype(attrs)), ("mask", pooled, np.bool_)]
 
 
 class _Argmax:
@@ -187,13 +189,17 @@ class _Argmax:
 
     Offsets are scanned in increasing order and the index only changes on a strictly larger value,
     so ``idx = max(idx, k * (x_k > best))`` keeps the first maximum with fast same-type ufuncs
-    (``copyto(..., where=)`` is an order of magnitude slower).
+    (``copyto(..., where=)`` is an order of magnitude slower). Each offset's strided view of x is
+    copied once into a contiguous ``plane`` that the comparison and the maximum then read: a ufunc
+    over a strided view runs a short inner loop per output row (about as slow as the copy), so one
+    strided pass per offset instead of two makes the scan ~1.4x faster (2x2/2 on 64x32x28x28).
     """
 
     def __init__(self, x_shape: tuple, attrs: dict[str, Any], pooled: tuple, ws: dict[str, np.ndarray]) -> None:
         self.padded = Padded(x_shape, geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
         self.offsets = offset_slices(attrs, pooled[2:])
         self.best, self.idx, self.step, self.mask = ws.get("best"), ws.get("idx"), ws["step"], ws["mask"]
+        self.plane = ws["plane"]
         self.mask8 = self.mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
 
     def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None,
@@ -202,13 +208,14 @@ class _Argmax:
         the ``batch`` slice of the samples is scanned, and that slice of the indices returned."""
         best = (self.best if best is None else best)[batch]
         idx = (self.idx if idx is None else idx)[batch]
-        step, mask, mask8 = self.step[batch], self.mask[batch], self.mask8[batch]
+        step, mask, mask8, plane = self.step[batch], self.mask[batch], self.mask8[batch], self.plane[batch]
         xp = self.padded.load(x[batch], batch)
         np.copyto(best, xp[self.offsets[0][2]])
         idx.fill(0)
         for k, (_, _, index) in enumerate(self.offsets[1:], start=1):
-            np.greater(xp[index], best, out=mask)
-            np.maximum(best, xp[index], out=best)
+            np.copyto(plane, xp[index])
+            np.greater(plane, best, out=mask)
+            np.maximum(best, plane, out=best)
             np.multiply(mask8, step.dtype.type(k), out=step)  # k typed: int64 past 255
             np.maximum(idx, step, out=idx)
         return idx
@@ -233,12 +240,10 @@ def _saved_index(attrs: dict, in_shapes: tuple) -> bool:
 
 def _max_grad_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> dict:
     g_shape, x_shape = in_shapes[:2]
-    disjoint, _ = _max_grad_geometry(attrs, g_shape, x_shape)
     scan = [] if _saved_index(attrs, in_shapes) else _argmax_parts(x_shape, attrs, g_shape, dtype)
     if scan == []:
         scan = [("mask", g_shape, np.bool_)]
-    return _declare(*scan, ("fmask", g_shape, dtype),
-                    None if disjoint else ("part", g_shape, dtype), _padded_part("dxp", x_shape, attrs, dtype))
+    return _declare(*scan, ("fmask", g_shape, dtype), _padded_part("dxp", x_shape, attrs, dtype))
 
 
 def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
@@ -246,7 +251,7 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
     g_shape, x_shape = in_shapes[:2]
     ws = _bind(workspace, _max_grad_decl(attrs, in_shapes, out_shape, dtype))
     argmax = None if _saved_index(attrs, in_shapes) else _Argmax(x_shape, attrs, g_shape, ws)
-    mask, fmask, part = ws["mask"], ws["fmask"], ws.get("part")
+    mask, fmask = ws["mask"], ws["fmask"]
     scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), ws.get("dxp"))
     disjoint, tiled = _max_grad_geometry(attrs, g_shape, x_shape)
 
@@ -255,16 +260,18 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
             out = rest[-1][s]
             idx = argmax(x, batch=s) if argmax is not None else rest[0][s]
             dst = (scatter.dxp[s] if scatter.padded else out) if tiled else scatter.target(out, s)
-            gs, m, fm, p = g[s], mask[s], fmask[s], part[s] if part is not None else None
+            gs, m, fm = g[s], mask[s], fmask[s]
             for k, (_, _, index) in enumerate(scatter.offsets):
                 np.equal(idx, k, out=m)
                 np.copyto(fm, m)  # a float mask: multiplying by bools casts through a new buffer
+                # The product is made contiguous, then written into the strided view of dx by one
+                # copy: NumPy's strided copy loops are ~1.3x faster than a ufunc writing that view.
+                np.multiply(gs, fm, out=fm)
                 view = dst[index]
                 if disjoint:
-                    np.multiply(gs, fm, out=view)
+                    np.copyto(view, fm)
                 else:
-                    np.multiply(gs, fm, out=p)
-                    np.add(view, p, out=view)
+                    np.add(view, fm, out=view)
             scatter.finish(out, s)
 
         _over_batch(one, g.shape)
