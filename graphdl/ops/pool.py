@@ -10,13 +10,13 @@ index is not computed but zero (``training`` is False; a gradient built there sc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from graphdl import threads
-from graphdl.ops.window import WINDOW_ATTRS, Padded, check_image, geometry, offset_slices, out_hw, padded_shape
+from graphdl.ops.window import WINDOW_ATTRS, Padded, Tiles, check_image, geometry, offset_slices, out_hw, padded_shape
 from graphdl.registry import Bool, GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "ceil_mode", "count_include_pad")
@@ -125,7 +125,8 @@ def _max_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: Any) -> di
     dtype = dtype[0] if isinstance(dtype, tuple) else dtype  # the op has two outputs
     if attrs.get("training", False):  # the argmax scan, whose maxima and indices are the outputs
         return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), *_scan_parts(attrs, out_shape[0], dtype))
-    return _declare(_padded_part("xp", in_shapes[0], attrs, dtype))
+    return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), _rows_part(attrs, out_shape[0], dtype),
+                    ("plane", out_shape[0], dtype) if _tiles(attrs, out_shape[0]) is not None else None)
 
 
 def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
@@ -134,6 +135,7 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
     padded = Padded(in_shapes[0], geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
     offsets = offset_slices(attrs, out_shapes[0][2:])
     argmax = _Argmax(in_shapes[0], attrs, out_shapes[0], ws) if attrs.get("training", False) else None
+    tiles, rows, plane = _tiles(attrs, out_shapes[0]), ws.get("rows"), ws.get("plane")
 
     def max_pool2d(x: np.ndarray, out: np.ndarray, idx: np.ndarray) -> None:
         def part(s: slice) -> None:
@@ -141,11 +143,18 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
                 argmax(x, best=out, idx=idx, batch=s)
                 return
             idx[s].fill(0)  # not computed in inference plans (nothing reads it); zeros rather than stale bytes
-            # one strided slice per kernel offset: kh * kw vectorised maxima over the whole output
+            # kh * kw vectorised maxima over the whole output, in scan order (the same bits as the
+            # training scan's, signed zeros and NaN payloads included); a 4-d strided view is read
+            # directly (as fast as copying it out first), views of ``rows`` are copied out
             xp, o = padded.load(x[s], s), out[s]
-            np.copyto(o, xp[offsets[0][2]])
-            for _, _, index in offsets[1:]:
-                np.maximum(o, xp[index], out=o)
+            through_rows = tiles is not None and tiles.fits(xp)
+            views = _offset_views(xp, offsets, tiles, rows[s] if through_rows else None)
+            np.copyto(o, next(views))
+            for view in views:
+                if through_rows:
+                    np.copyto(plane[s], view)
+                    view = plane[s]
+                np.maximum(o, view, out=o)
 
         _over_batch(part, out.shape)
 
@@ -179,9 +188,33 @@ def _argmax_parts(x_shape: tuple, attrs: dict[str, Any], pooled: tuple, dtype: n
             *_scan_parts(attrs, pooled, dtype)]
 
 
-def _scan_parts(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> list[tuple]:
+def _scan_parts(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> list[tuple | None]:
     """The workspace of the argmax scan itself: one offset's values copied out of x, and two masks."""
-    return [("plane", pooled, dtype), ("step", pooled, _index_dtype(attrs)), ("mask", pooled, np.bool_)]
+    return [_rows_part(attrs, pooled, dtype), ("plane", pooled, dtype), ("step", pooled, _index_dtype(attrs)),
+            ("mask", pooled, np.bool_)]
+
+
+def _tiles(attrs: dict[str, Any], pooled: tuple) -> Tiles | None:
+    """How windows move between x and contiguous planes in two long-loop copies, if they tile x and
+    that is faster (``Tiles.fit``)."""
+    return Tiles(attrs, pooled[2:]) if Tiles.fit(attrs, pooled[2:]) else None
+
+
+def _rows_part(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> tuple | None:
+    tiles = _tiles(attrs, pooled)
+    return ("rows", tiles.rows_shape(pooled), dtype) if tiles is not None else None
+
+
+def _offset_views(xp: np.ndarray, offsets: list, tiles: Tiles | None, rows: np.ndarray | None) -> Iterator[np.ndarray]:
+    """Each kernel offset's (N, C, Ho, Wo) values of the padded image ``xp``, in scan order, as views
+    one copy reads quickly: through ``rows`` when the windows tile the image (read each view before
+    asking for the next: the next kernel row overwrites ``rows``)."""
+    if tiles is None or not tiles.fits(xp):
+        yield from (xp[index] for _, _, index in offsets)
+        return
+    for i in range(tiles.kh):
+        tiles.load(xp, i, rows)
+        yield from (tiles.plane(rows, j) for j in range(tiles.kw))
 
 
 class _Argmax:
@@ -199,7 +232,7 @@ class _Argmax:
         self.padded = Padded(x_shape, geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
         self.offsets = offset_slices(attrs, pooled[2:])
         self.best, self.idx, self.step, self.mask = ws.get("best"), ws.get("idx"), ws["step"], ws["mask"]
-        self.plane = ws["plane"]
+        self.plane, self.rows, self.tiles = ws["plane"], ws.get("rows"), _tiles(attrs, pooled)
         self.mask8 = self.mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
 
     def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None,
@@ -210,10 +243,11 @@ class _Argmax:
         idx = (self.idx if idx is None else idx)[batch]
         step, mask, mask8, plane = self.step[batch], self.mask[batch], self.mask8[batch], self.plane[batch]
         xp = self.padded.load(x[batch], batch)
-        np.copyto(best, xp[self.offsets[0][2]])
+        views = _offset_views(xp, self.offsets, self.tiles, None if self.rows is None else self.rows[batch])
+        np.copyto(best, next(views))
         idx.fill(0)
-        for k, (_, _, index) in enumerate(self.offsets[1:], start=1):
-            np.copyto(plane, xp[index])
+        for k, view in enumerate(views, start=1):
+            np.copyto(plane, view)
             np.greater(plane, best, out=mask)
             np.maximum(best, plane, out=best)
             np.multiply(mask8, step.dtype.type(k), out=step)  # k typed: int64 past 255
@@ -243,7 +277,8 @@ def _max_grad_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dt
     scan = [] if _saved_index(attrs, in_shapes) else _argmax_parts(x_shape, attrs, g_shape, dtype)
     if scan == []:
         scan = [("mask", g_shape, np.bool_)]
-    return _declare(*scan, ("fmask", g_shape, dtype), _padded_part("dxp", x_shape, attrs, dtype))
+    return _declare(*scan, _rows_part(attrs, g_shape, dtype), ("fmask", g_shape, dtype),
+                    _padded_part("dxp", x_shape, attrs, dtype))
 
 
 def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
@@ -254,6 +289,7 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
     mask, fmask = ws["mask"], ws["fmask"]
     scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), ws.get("dxp"))
     disjoint, tiled = _max_grad_geometry(attrs, g_shape, x_shape)
+    tiles, rows = _tiles(attrs, g_shape), ws.get("rows")
 
     def max_pool2d_grad(g: np.ndarray, x: np.ndarray, *rest: np.ndarray) -> None:
         def one(s: slice) -> None:
@@ -261,17 +297,25 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
             idx = argmax(x, batch=s) if argmax is not None else rest[0][s]
             dst = (scatter.dxp[s] if scatter.padded else out) if tiled else scatter.target(out, s)
             gs, m, fm = g[s], mask[s], fmask[s]
-            for k, (_, _, index) in enumerate(scatter.offsets):
+
+            def product(k: int, into: np.ndarray) -> np.ndarray:
+                """g where the first maximum is at offset k, g * 0 elsewhere (g times a 0/1 float mask)."""
                 np.equal(idx, k, out=m)
                 np.copyto(fm, m)  # a float mask: multiplying by bools casts through a new buffer
-                # The product is made contiguous, then written into the strided view of dx by one
-                # copy: NumPy's strided copy loops are ~1.3x faster than a ufunc writing that view.
-                np.multiply(gs, fm, out=fm)
-                view = dst[index]
-                if disjoint:
-                    np.copyto(view, fm)
-                else:
-                    np.add(view, fm, out=view)
+                return np.multiply(gs, fm, out=into)
+
+            if tiles is not None and tiles.fits(dst):  # per kernel row: 1-d strided writes, one copy of runs
+                for i in range(tiles.kh):
+                    for j in range(tiles.kw):
+                        product(i * tiles.kw + j, tiles.plane(rows[s], j))
+                    tiles.store(rows[s], dst, i)
+            else:
+                for k, (_, _, index) in enumerate(scatter.offsets):
+                    view = dst[index]
+                    if disjoint:  # each position of x is in at most one window; a strided copy is
+                        np.copyto(view, product(k, fm))  # faster than a ufunc writing that view
+                    else:
+                        np.add(view, product(k, fm), out=view)
             scatter.finish(out, s)
 
         _over_batch(one, g.shape)
@@ -353,7 +397,7 @@ def _avg_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype
                 workspace: list[np.ndarray] | None = None):
     scale = _divisor(attrs, in_shapes[0], out_shape[2:], dtype)
     attrs = _effective(attrs, in_shapes[0])
-    ws = _bind(workspace, _max_decl(attrs, in_shapes, out_shape, dtype))
+    ws = _bind(workspace, _avg_decl(attrs, in_shapes, out_shape, dtype))
     padded = Padded(in_shapes[0], geometry(attrs)[3], ws.get("xp"))
     offsets = offset_slices(attrs, out_shape[2:])
 
@@ -365,6 +409,10 @@ def _avg_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype
         np.multiply(out, scale, out=out)
 
     return avg_pool2d
+
+
+def _avg_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> dict:
+    return _declare(_padded_part("xp", in_shapes[0], attrs, dtype))
 
 
 def _avg_grad_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> dict:
@@ -397,7 +445,7 @@ def _avg_grad(c: GradContext) -> list:
 
 
 register(OpDef("avg_pool2d", _pool_shape, _avg_kernel, arity=1, label_attrs=LABEL, grad=_avg_grad,
-               workspace=_rule(_ceil(_max_decl, 0)),
+               workspace=_rule(_ceil(_avg_decl, 0)),
                doc="Mean of each window; padded positions count as zeros (unless count_include_pad is False).",
                attr_schema=POOL_ATTRS))
 register(OpDef("avg_pool2d_grad", _like_shape, _avg_grad_kernel, arity=2, nondiff=(1,), label_attrs=LABEL,
