@@ -153,7 +153,16 @@ def _window(n: Node, padding: tuple[int, ...] | None = None) -> dict:
 def _conv2d(ctx: ExportContext, n: Node) -> None:
     attrs = _window(n)
     attrs["dilations"] = list(n.attr.get("dilation", (1, 1)))
-    ctx.emit("Conv", n.inputs, n.name, group=int(n.attr.get("groups", 1)), **attrs)
+    group = int(n.attr.get("groups", 1))
+    if not n.attr.get("channel_major"):
+        ctx.emit("Conv", n.inputs, n.name, group=group, **attrs)
+        return
+    # (C, N, H, W) images, as graphdl's layout pass keeps them: ONNX's Conv is NCHW, so swap the first two
+    # axes on the way in and out (ONNX Runtime cancels the pairs this leaves between layers)
+    swap = [1, 0, 2, 3]
+    x = ctx.helper(n, "nchw", "Transpose", [n.inputs[0]], perm=swap)
+    y = ctx.emit("Conv", [x, *n.inputs[1:]], n.name, outputs=[ctx.fresh(f"{n.name}/nchw_out")], group=group, **attrs)
+    ctx.emit("Transpose", [y], ctx.fresh(f"{n.name}/channel_major"), outputs=[n.name], perm=swap)
 
 
 @exporter("max_pool2d")

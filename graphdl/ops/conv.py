@@ -3,6 +3,10 @@
 ``conv2d`` has two gradient ops, one per input: ``conv2d_input_grad`` (the transposed convolution,
 col2im over the kernel offsets) and ``conv2d_weight_grad`` (a GEMM against the windows). Each of the
 three is bilinear, so every gradient of a gradient is again one of the three: second order works.
+
+With ``channel_major=True`` (set by the compiler's layout pass, ``passes.layout``, never by users) the
+images, the output and their gradients are (C, N, H, W) instead of (N, C, H, W): the GEMMs' own layout,
+(channels, pixels of the whole batch), so no kernel transposes them around its GEMM.
 """
 
 from __future__ import annotations
@@ -15,9 +19,20 @@ import numpy as np
 from graphdl import threads
 from graphdl.ops.gemm import gemm_views, has_blas, make_gemm
 from graphdl.ops.window import WINDOW_ATTRS, check_image, geometry, out_hw
-from graphdl.registry import GradContext, OpDef, fail, register, scratch
+from graphdl.registry import Bool, GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "dilation", "groups")
+CONV_ATTRS = {**WINDOW_ATTRS, "channel_major": Bool(False)}
+
+
+def nchw(shape: tuple, attrs: dict[str, Any]) -> tuple:
+    """An image shape as (N, C, H, W): a channel-major (C, N, H, W) one with its first two axes swapped."""
+    return (shape[1], shape[0], *shape[2:]) if attrs.get("channel_major") and len(shape) == 4 else tuple(shape)
+
+
+def _samples(a: np.ndarray, s: slice, cm: bool) -> np.ndarray:
+    """The samples ``s`` of an image batch, NCHW or channel-major."""
+    return a[:, s] if cm else a[s]
 
 
 def _check(x: tuple, w: tuple, attrs: dict[str, Any]) -> tuple[int, int]:
@@ -36,11 +51,11 @@ def _check(x: tuple, w: tuple, attrs: dict[str, Any]) -> tuple[int, int]:
 
 
 def _conv_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    x, w = shapes[0], shapes[1]
+    x, w = nchw(shapes[0], attrs), shapes[1]
     ho, wo = _check(x, w, attrs)
     if len(shapes) == 3 and tuple(shapes[2]) != (w[0],):
         fail(f"bias has shape {shapes[2]}, expected ({w[0]},)")
-    return (x[0], w[0], ho, wo)
+    return nchw((x[0], w[0], ho, wo), attrs)
 
 
 def _valid(out_len: int, in_len: int, k_off: int, stride: int, pad: int) -> tuple[slice, slice] | None:
@@ -115,11 +130,12 @@ class _Columns:
                (orow, slice(0, ocol.start)), (orow, slice(ocol.stop, self.wo))]
         return [(r, c) for r, c in out if r.stop > r.start and c.stop > c.start]
 
-    def im2col(self, x: np.ndarray, cols: np.ndarray) -> None:
-        """Fill ``cols`` (C, kh, kw, N, Ho, Wo) from x (N, C, H, W)."""
+    def im2col(self, x: np.ndarray, cols: np.ndarray, cm: bool = False) -> None:
+        """Fill ``cols`` (C, kh, kw, N, Ho, Wo) from x (N, C, H, W), or (C, N, H, W) if ``cm``."""
         if self.runs is not None:
             c, kh, kw, n, h, w = cols.shape
-            flat, xt = cols.reshape(c, kh, kw, n, h * w), x.reshape(n, c, h * w).transpose(1, 0, 2)
+            xt = x.reshape(c, n, h * w) if cm else x.reshape(n, c, h * w).transpose(1, 0, 2)
+            flat = cols.reshape(c, kh, kw, n, h * w)
             for i, j, shift, lo, hi, wrap in self.runs:
                 dst = flat[:, i, j]
                 dst[:, :, :lo] = 0
@@ -128,7 +144,7 @@ class _Columns:
                 if wrap is not None:
                     cols[:, i, j, :, :, wrap] = 0
             return
-        xt = x.transpose(1, 0, 2, 3)
+        xt = x if cm else x.transpose(1, 0, 2, 3)
         for i, j, orow, ocol, irow, icol in self.offsets:
             dst = cols[:, i, j]
             for r, c in self.borders[i, j]:
@@ -136,17 +152,20 @@ class _Columns:
             if orow is not None:
                 np.copyto(dst[:, :, orow, ocol], xt[:, :, irow, icol])
 
-    def col2im(self, cols: np.ndarray, out: np.ndarray, acc: np.ndarray | None = None) -> None:
-        """out (N, C, H, W) = sum over kernel offsets of the columns put back where they were read.
+    def col2im(self, cols: np.ndarray, out: np.ndarray, acc: np.ndarray | None = None, cm: bool = False) -> None:
+        """out (N, C, H, W), or (C, N, H, W) if ``cm``, = sum over kernel offsets of the columns put back
+        where they were read.
 
         In the same-size stride-1 case the wrapped columns of ``cols`` are zeroed first, and the sums
         go to ``acc`` (C*N*H*W values, channel-major: adding into NCHW's strided channel-major view
-        is three times slower, shaped (C, N, H*W)), then to ``out`` in one transposing copy; at N=1 that
-        view is ``out``. ``cols``, ``out`` and ``acc`` may be one batch slice of larger buffers."""
+        is three times slower, shaped (C, N, H*W)), then to ``out`` in one transposing copy; at N=1, or
+        channel-major, that view is ``out``. ``cols``, ``out`` and ``acc`` may be one batch slice of
+        larger buffers."""
         if self.runs is not None:
             c, kh, kw, n, h, w = cols.shape
-            flat, ot = cols.reshape(c, kh, kw, n, h * w), out.reshape(n, c, h * w).transpose(1, 0, 2)
-            dst = ot if acc is None or n == 1 else acc
+            flat = cols.reshape(c, kh, kw, n, h * w)
+            ot = out.reshape(c, n, h * w) if cm else out.reshape(n, c, h * w).transpose(1, 0, 2)
+            dst = ot if acc is None or n == 1 or cm else acc
             if self.covers is None:
                 dst.fill(0)
             for i, j, shift, lo, hi, wrap in self.scatter_order:
@@ -162,7 +181,7 @@ class _Columns:
             return
         if self.covers is None:
             out.fill(0)
-        ot = out.transpose(1, 0, 2, 3)
+        ot = out if cm else out.transpose(1, 0, 2, 3)
         for i, j, orow, ocol, irow, icol in self.scatter_order:
             if orow is None:
                 continue
@@ -173,33 +192,27 @@ class _Columns:
                 np.add(view, src, out=view)
 
 
-def _to_channel_major(g: np.ndarray, gt: np.ndarray | None) -> np.ndarray:
-    """(N, Cout, Ho, Wo) as a (Cout, N*Ho*Wo) matrix: a transposed copy into ``gt``, or a view at N=1."""
-    n, co = g.shape[:2]
-    if gt is None:
-        return g.reshape(co, -1)
-    np.copyto(gt.reshape(co, n, -1), g.reshape(n, co, -1).transpose(1, 0, 2))
-    return gt.reshape(co, -1)
-
-
 def _split(n: int, out_size: int) -> bool:
     """Whether a kernel cuts its batch of ``n`` samples into slices for threads (``out_size`` elements)."""
     return n > 1 and threads.splits(out_size)
 
 
 def _conv_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
-    """Columns (C*kh*kw, N*Ho*Wo), and the GEMM's (Cout, N*Ho*Wo) result unless N is 1."""
-    n, co, ho, wo = out_shape
-    cols = (math.prod(_Columns(in_shapes[0], attrs).shape),)
-    return [(cols, dtype)] + ([((co * n * ho * wo,), dtype)] if n > 1 else [])
+    """Columns (C*kh*kw, N*Ho*Wo), and the GEMM's (Cout, N*Ho*Wo) result unless N is 1 or the output
+    is channel-major (then the GEMM writes the output itself)."""
+    n, co, ho, wo = nchw(out_shape, attrs)
+    cols = (math.prod(_Columns(nchw(in_shapes[0], attrs), attrs).shape),)
+    own = n > 1 and not attrs.get("channel_major")
+    return [(cols, dtype)] + ([((co * n * ho * wo,), dtype)] if own else [])
 
 
 def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                  workspace: list[np.ndarray] | None = None):
-    columns = _Columns(in_shapes[0], attrs)
+    cm = bool(attrs.get("channel_major"))
+    columns = _Columns(nchw(in_shapes[0], attrs), attrs)
     cols_buf, *y_buf = scratch(workspace, _conv_workspace(attrs, in_shapes, out_shape, dtype))
     groups = attrs.get("groups", 1)
-    n, co, ho, wo = out_shape
+    n, co, ho, wo = nchw(out_shape, attrs)
     hw, cog = ho * wo, co // groups
     cols = cols_buf.reshape(columns.shape)
     cols_g = cols_buf.reshape(groups, -1, n * hw)
@@ -215,10 +228,10 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
         w_g = w.reshape(groups, cog, -1)
         bias = rest[0] if len(rest) == 2 else None
         # a GEMM per group over the batch, or over each thread's slice of it: (Cout/G, K) @ (K, n*Ho*Wo)
-        dst3 = y if n > 1 else out.reshape(groups, cog, hw)
+        dst3 = y if y is not None else out.reshape(groups, cog, n * hw)
 
         def part(s: slice) -> None:
-            columns.im2col(x[s], cols[:, :, :, s])
+            columns.im2col(_samples(x, s, cm), cols[:, :, :, s], cm)
             cs = slice(s.start * hw, s.stop * hw)
             dst = dst3[:, :, cs]
             if fused:
@@ -230,15 +243,16 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
                         gemm_views(w_g[k], cols_g[k][:, cs], dst[k], beta=1.0)
             else:
                 np.matmul(w_g, cols_g[:, :, cs], out=dst)
-            if n > 1:  # (Cout, n, Ho*Wo) -> NCHW, adding the bias in the same pass unless done
+            if y is not None:  # (Cout, n, Ho*Wo) -> NCHW, adding the bias in the same pass unless done
                 src = dst3.reshape(co, n, hw)[:, s].transpose(1, 0, 2)
                 o = out[s].reshape(-1, co, hw)
                 if bias is not None and not fused:
                     np.add(src, bias.reshape(1, co, 1), out=o)
                 else:
                     np.copyto(o, src)
-            elif bias is not None and not fused:
-                np.add(out, bias.reshape(co, 1, 1), out=out)
+            elif bias is not None and not fused:  # the output is the GEMM's: (Cout, n, Ho*Wo)
+                o = out.reshape(co, n, hw)[:, s]
+                np.add(o, bias.reshape(co, 1, 1), out=o)
 
         if split:
             threads.split_over_threads(part, n)
@@ -252,18 +266,19 @@ def _conv_grad(c: GradContext) -> list:
     x, w = c.inputs[0], c.inputs[1]
     grads = [c.apply("conv2d_input_grad", c.gout, w, x, **c.attrs), c.apply("conv2d_weight_grad", x, c.gout, **c.attrs)]
     if len(c.inputs) == 3:
-        grads.append(c.apply("sum", c.gout, axis=(0, 2, 3)))
+        grads.append(c.apply("sum", c.gout, axis=(1, 2, 3) if c.attrs.get("channel_major") else (0, 2, 3)))
     return grads
 
 
 register(OpDef("conv2d", _conv_shape, _conv_kernel, grad=_conv_grad, label_attrs=LABEL, workspace=_conv_workspace,
-               doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel.",
-               attr_schema=WINDOW_ATTRS))
+               doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel "
+                   "(channel_major: x and the output are (C, N, H, W)).",
+               attr_schema=CONV_ATTRS))
 
 
 def _input_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     g, w, x = shapes
-    expected = _conv_shape((x, w), attrs)
+    expected = _conv_shape((x, w), attrs)  # x, g and the result share the layout
     if any(a is not None and b is not None and a != b for a, b in zip(g, expected)):
         fail(f"gradient {g} does not match the convolution's output {expected}")
     return x
@@ -272,16 +287,17 @@ def _input_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 def _input_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
     """Column gradients (C*kh*kw, N*Ho*Wo), and unless N is 1 one buffer for the output gradient
     channel-major, reused (once the GEMM has read it) for col2im's channel-major sums."""
-    g, x = in_shapes[0], in_shapes[2]
+    g, x = nchw(in_shapes[0], attrs), nchw(in_shapes[2], attrs)
     columns = _Columns(x, attrs)
     cols = (math.prod(columns.shape),)
     both = max(math.prod(g), math.prod(x) if columns.runs is not None else 0)
-    return [(cols, dtype)] + ([((both,), dtype)] if g[0] > 1 else [])
+    return [(cols, dtype)] + ([((both,), dtype)] if g[0] > 1 and not attrs.get("channel_major") else [])
 
 
 def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                        workspace: list[np.ndarray] | None = None):
-    g_shape, w_shape, x_shape = in_shapes
+    cm = bool(attrs.get("channel_major"))
+    g_shape, w_shape, x_shape = nchw(in_shapes[0], attrs), in_shapes[1], nchw(in_shapes[2], attrs)
     columns = _Columns(x_shape, attrs)
     dcols_buf, *gt_buf = scratch(workspace, _input_grad_workspace(attrs, in_shapes, out_shape, dtype))
     groups = attrs.get("groups", 1)
@@ -303,13 +319,13 @@ def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
 
         def part(s: slice) -> None:
             cs = slice(s.start * hw, s.stop * hw)
-            if gt is None:
-                g2 = g.reshape(groups, co // groups, hw)
+            if gt is None:  # channel-major already (or one sample)
+                g2 = g.reshape(groups, co // groups, n * hw)[:, :, cs]
             else:
                 np.copyto(gt[:, s], g[s].reshape(-1, co, hw).transpose(1, 0, 2))
                 g2 = gt.reshape(groups, co // groups, n * hw)[:, :, cs]
             np.matmul(w_t, g2, out=dcols_g[:, :, cs])
-            columns.col2im(dcols[:, :, :, s], out[s], acc[:, s] if acc is not None else None)
+            columns.col2im(dcols[:, :, :, s], _samples(out, s, cm), acc[:, s] if acc is not None else None, cm)
 
         if split:
             threads.split_over_threads(part, n)
@@ -327,11 +343,11 @@ def _input_grad_grad(c: GradContext) -> list:
 register(OpDef("conv2d_input_grad", _input_grad_shape, _input_grad_kernel, grad=_input_grad_grad, arity=3,
                nondiff=(2,), shape_only=(2,), label_attrs=LABEL, workspace=_input_grad_workspace,
                doc="Gradient of conv2d for its input (a transposed convolution); `like` gives the input's shape.",
-               attr_schema=WINDOW_ATTRS))
+               attr_schema=CONV_ATTRS))
 
 
 def _weight_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
-    x, g = shapes
+    x, g = nchw(shapes[0], attrs), nchw(shapes[1], attrs)
     check_image(x, "conv2d_weight_grad")
     groups = attrs.get("groups", 1)
     ho, wo = out_hw(x, attrs)
@@ -349,9 +365,9 @@ def _columns_first(out_shape: tuple, groups: int) -> bool:
     return math.prod(out_shape[1:]) > out_shape[0] // groups
 
 
-def _weight_grad_parts(in_shapes: tuple) -> int:
+def _weight_grad_parts(attrs: dict, in_shapes: tuple) -> int:
     """Slices of the batch the weight gradient may run in threads, each with its own partial dW."""
-    g = in_shapes[1]
+    g = nchw(in_shapes[1], attrs)
     return threads.MAX_PARTS if _split(g[0], math.prod(g)) else 1
 
 
@@ -359,29 +375,31 @@ def _weight_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtyp
     """Columns of x (C*kh*kw, N*Ho*Wo), the output gradient channel-major unless N is 1, the
     transposed weight gradient when the GEMM runs columns first, and when the batch is split over
     threads one partial weight gradient per slice past the first (summed into the first)."""
-    x, g = in_shapes
+    x, g = nchw(in_shapes[0], attrs), nchw(in_shapes[1], attrs)
     cols = (math.prod(_Columns(x, attrs).shape),)
     transposed = [((math.prod(out_shape),), dtype)] if _columns_first(out_shape, attrs.get("groups", 1)) else []
-    extra = _weight_grad_parts(in_shapes) - 1
+    extra = _weight_grad_parts(attrs, in_shapes) - 1
     partials = [((extra * math.prod(out_shape),), dtype)] if extra else []
-    return [(cols, dtype)] + ([((math.prod(g),), dtype)] if g[0] > 1 else []) + transposed + partials
+    own_gt = g[0] > 1 and not attrs.get("channel_major")
+    return [(cols, dtype)] + ([((math.prod(g),), dtype)] if own_gt else []) + transposed + partials
 
 
 def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                         workspace: list[np.ndarray] | None = None):
-    x_shape, g_shape = in_shapes
+    cm = bool(attrs.get("channel_major"))
+    x_shape, g_shape = nchw(in_shapes[0], attrs), nchw(in_shapes[1], attrs)
     columns = _Columns(x_shape, attrs)
     groups = attrs.get("groups", 1)
     cols_buf, *rest = scratch(workspace, _weight_grad_workspace(attrs, in_shapes, out_shape, dtype))
     n, co = g_shape[:2]
     hw = math.prod(g_shape[2:])
-    gt = rest.pop(0).reshape(co, n, hw) if n > 1 else None
+    gt = rest.pop(0).reshape(co, n, hw) if n > 1 and not cm else None
     cols = cols_buf.reshape(columns.shape)
     cols_g = cols_buf.reshape(groups, -1, n * hw)
     cog = co // groups
     first = _columns_first(out_shape, groups)
     wt = rest.pop(0).reshape(groups, -1, cog) if first else None
-    most = _weight_grad_parts(in_shapes)
+    most = _weight_grad_parts(attrs, in_shapes)
     kdim = math.prod(out_shape[1:])
     part_shape = (most - 1, *((groups, kdim, cog) if first else (groups, cog, kdim)))
     partials = rest.pop(0).reshape(part_shape) if most > 1 else np.empty(part_shape, dtype)
@@ -395,9 +413,9 @@ def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
 
         def part(i: int, s: slice) -> None:
             cs = slice(s.start * hw, s.stop * hw)
-            columns.im2col(x[s], cols[:, :, :, s])
-            if gt is None:
-                g2 = g.reshape(groups, cog, hw)
+            columns.im2col(_samples(x, s, cm), cols[:, :, :, s], cm)
+            if gt is None:  # channel-major already (or one sample)
+                g2 = g.reshape(groups, cog, n * hw)[:, :, cs]
             else:
                 np.copyto(gt[:, s], g[s].reshape(-1, co, hw).transpose(1, 0, 2))
                 g2 = gt.reshape(groups, cog, n * hw)[:, :, cs]
@@ -425,4 +443,4 @@ def _weight_grad_grad(c: GradContext) -> list:
 register(OpDef("conv2d_weight_grad", _weight_grad_shape, _weight_grad_kernel, grad=_weight_grad_grad, arity=2,
                label_attrs=LABEL, workspace=_weight_grad_workspace,
                doc="Gradient of conv2d for its weight: windows of x against the output gradient.",
-               attr_schema=WINDOW_ATTRS))
+               attr_schema=CONV_ATTRS))
