@@ -10,13 +10,23 @@ index is not computed but zero (``training`` is False; a gradient built there sc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from graphdl import threads
-from graphdl.ops.window import WINDOW_ATTRS, Padded, Tiles, check_image, geometry, offset_slices, out_hw, padded_shape
+from graphdl.ops.window import (
+    WINDOW_ATTRS,
+    Padded,
+    Tiles,
+    check_image,
+    geometry,
+    offset_slices,
+    offset_views,
+    out_hw,
+    padded_shape,
+)
 from graphdl.registry import Bool, GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "ceil_mode", "count_include_pad")
@@ -126,7 +136,7 @@ def _max_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: Any) -> di
     if attrs.get("training", False):  # the argmax scan, whose maxima and indices are the outputs
         return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), *_scan_parts(attrs, out_shape[0], dtype))
     return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), _rows_part(attrs, out_shape[0], dtype),
-                    ("plane", out_shape[0], dtype) if _tiles(attrs, out_shape[0]) is not None else None)
+                    ("plane", out_shape[0], dtype) if Tiles.fit(attrs, out_shape[0][2:]) else None)
 
 
 def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
@@ -135,7 +145,7 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
     padded = Padded(in_shapes[0], geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
     offsets = offset_slices(attrs, out_shapes[0][2:])
     argmax = _Argmax(in_shapes[0], attrs, out_shapes[0], ws) if attrs.get("training", False) else None
-    tiles, rows, plane = _tiles(attrs, out_shapes[0]), ws.get("rows"), ws.get("plane")
+    tiles, rows, plane = Tiles.fitting(attrs, out_shapes[0][2:]), ws.get("rows"), ws.get("plane")
 
     def max_pool2d(x: np.ndarray, out: np.ndarray, idx: np.ndarray) -> None:
         def part(s: slice) -> None:
@@ -148,7 +158,7 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
             # directly (as fast as copying it out first), views of ``rows`` are copied out
             xp, o = padded.load(x[s], s), out[s]
             through_rows = tiles is not None and tiles.fits(xp)
-            views = _offset_views(xp, offsets, tiles, rows[s] if through_rows else None)
+            views = offset_views(xp, offsets, tiles, rows[s] if through_rows else None)
             np.copyto(o, next(views))
             for view in views:
                 if through_rows:
@@ -194,27 +204,9 @@ def _scan_parts(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> list[t
             ("mask", pooled, np.bool_)]
 
 
-def _tiles(attrs: dict[str, Any], pooled: tuple) -> Tiles | None:
-    """How windows move between x and contiguous planes in two long-loop copies, if they tile x and
-    that is faster (``Tiles.fit``)."""
-    return Tiles(attrs, pooled[2:]) if Tiles.fit(attrs, pooled[2:]) else None
-
-
 def _rows_part(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> tuple | None:
-    tiles = _tiles(attrs, pooled)
+    tiles = Tiles.fitting(attrs, pooled[2:])
     return ("rows", tiles.rows_shape(pooled), dtype) if tiles is not None else None
-
-
-def _offset_views(xp: np.ndarray, offsets: list, tiles: Tiles | None, rows: np.ndarray | None) -> Iterator[np.ndarray]:
-    """Each kernel offset's (N, C, Ho, Wo) values of the padded image ``xp``, in scan order, as views
-    one copy reads quickly: through ``rows`` when the windows tile the image (read each view before
-    asking for the next: the next kernel row overwrites ``rows``)."""
-    if tiles is None or not tiles.fits(xp):
-        yield from (xp[index] for _, _, index in offsets)
-        return
-    for i in range(tiles.kh):
-        tiles.load(xp, i, rows)
-        yield from (tiles.plane(rows, j) for j in range(tiles.kw))
 
 
 class _Argmax:
@@ -232,7 +224,7 @@ class _Argmax:
         self.padded = Padded(x_shape, geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
         self.offsets = offset_slices(attrs, pooled[2:])
         self.best, self.idx, self.step, self.mask = ws.get("best"), ws.get("idx"), ws["step"], ws["mask"]
-        self.plane, self.rows, self.tiles = ws["plane"], ws.get("rows"), _tiles(attrs, pooled)
+        self.plane, self.rows, self.tiles = ws["plane"], ws.get("rows"), Tiles.fitting(attrs, pooled[2:])
         self.mask8 = self.mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
 
     def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None,
@@ -243,7 +235,7 @@ class _Argmax:
         idx = (self.idx if idx is None else idx)[batch]
         step, mask, mask8, plane = self.step[batch], self.mask[batch], self.mask8[batch], self.plane[batch]
         xp = self.padded.load(x[batch], batch)
-        views = _offset_views(xp, self.offsets, self.tiles, None if self.rows is None else self.rows[batch])
+        views = offset_views(xp, self.offsets, self.tiles, None if self.rows is None else self.rows[batch])
         np.copyto(best, next(views))
         idx.fill(0)
         for k, view in enumerate(views, start=1):
@@ -289,7 +281,7 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
     mask, fmask = ws["mask"], ws["fmask"]
     scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), ws.get("dxp"))
     disjoint, tiled = _max_grad_geometry(attrs, g_shape, x_shape)
-    tiles, rows = _tiles(attrs, g_shape), ws.get("rows")
+    tiles, rows = Tiles.fitting(attrs, g_shape[2:]), ws.get("rows")
 
     def max_pool2d_grad(g: np.ndarray, x: np.ndarray, *rest: np.ndarray) -> None:
         def one(s: slice) -> None:

@@ -7,6 +7,7 @@ over the batch or pixels); scattering back ("col2im") loops only over the kh * k
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -133,6 +134,11 @@ class Tiles:
         kernel, stride, dilation, _ = geometry(attrs)
         return stride == kernel and dilation == (1, 1) and out_hw_[1] <= Tiles.MAX_WO
 
+    @classmethod
+    def fitting(cls, attrs: dict[str, Any], out_hw_: tuple[int, int]) -> Tiles | None:
+        """The tiles of these windows if they ``fit``, else None."""
+        return cls(attrs, out_hw_) if cls.fit(attrs, out_hw_) else None
+
     def rows_shape(self, pooled: tuple) -> tuple:
         """Shape of the ``rows`` buffer for an (N, C, Ho, Wo) pooled shape."""
         return (*pooled[:2], self.ho, self.kw * self.wo)
@@ -159,3 +165,17 @@ class Tiles:
     def plane(self, rows: np.ndarray, j: int) -> np.ndarray:
         """Offset (i, j)'s (N, C, Ho, Wo) values in ``rows`` (holding kernel row i), a writable view."""
         return rows.reshape(-1)[j::self.kw].reshape(*rows.shape[:3], self.wo)
+
+
+def offset_views(xp: np.ndarray, offsets: list[tuple[int, int, tuple]], tiles: Tiles | None,
+                 rows: np.ndarray | None) -> Iterator[np.ndarray]:
+    """Each kernel offset's (N, C, Ho, Wo) values of the padded image ``xp`` (``offsets`` from
+    ``offset_slices``), in scan order, as views one copy reads quickly: through ``rows`` when ``tiles``
+    are given and fit ``xp`` (read each view before asking for the next: the next kernel row
+    overwrites ``rows``)."""
+    if tiles is None or not tiles.fits(xp):
+        yield from (xp[index] for _, _, index in offsets)
+        return
+    for i in range(tiles.kh):
+        tiles.load(xp, i, rows)
+        yield from (tiles.plane(rows, j) for j in range(tiles.kw))
