@@ -113,9 +113,12 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 @pytest.fixture(params=["rows", "offsets"])
 def path(request, monkeypatch) -> str:
-    """Each test runs with the two-copy path where it fits, then with one strided view per offset."""
+    """Each test runs with the two-copy path wherever windows tile x with short rows (small outputs
+    included), then with one strided view per offset everywhere."""
     if request.param == "offsets":
         monkeypatch.setattr(Tiles, "MAX_WO", 0)
+    else:
+        monkeypatch.setattr(Tiles, "MIN_SIZE", 0)
     return request.param
 
 
@@ -138,16 +141,18 @@ def test_max_pool_and_its_gradient_match_the_reference_bit_for_bit(path, kernel,
     assert _same(_grad(g, x, None, infer), ref_dx)  # scanning x again (inference plans)
 
 
-def test_the_two_copy_path_is_taken_for_short_rows_only() -> None:
+def test_the_two_copy_path_is_taken_for_short_rows_of_large_outputs_only() -> None:
     attrs = _attrs((2, 2), (2, 2), (0, 0, 0, 0), False, True)
-    assert Tiles.fit(attrs, (7, 7)) and Tiles.fit(attrs, (4, Tiles.MAX_WO))
-    assert not Tiles.fit(attrs, (14, Tiles.MAX_WO + 1))
-    assert not Tiles.fit({**attrs, "stride": (3, 3)}, (7, 7))  # gaps between windows
-    assert not Tiles.fit({**attrs, "dilation": (2, 2), "stride": (4, 4)}, (7, 7))
-    _, declared = _kernel("max_pool2d", attrs, ((2, 3, 14, 14),), ((2, 3, 7, 7),) * 2, (np.float32, np.uint8))
-    assert ((2, 3, 7, 14), np.float32) in declared  # the rows buffer: one kernel row of every window
-    _, declared = _kernel("max_pool2d", attrs, ((2, 3, 28, 28),), ((2, 3, 14, 14),) * 2, (np.float32, np.uint8))
-    assert all(s != (2, 3, 14, 28) for s, _ in declared)
+    assert Tiles.fit(attrs, (64, 64, 7, 7)) and Tiles.fit(attrs, (1, 2048, 4, Tiles.MAX_WO))
+    assert not Tiles.fit(attrs, (64, 64, 14, Tiles.MAX_WO + 1))
+    assert not Tiles.fit(attrs, (1, 64, 7, 7))  # batch 1: the extra calls cost more than they save
+    assert not Tiles.fit({**attrs, "stride": (3, 3)}, (64, 64, 7, 7))  # gaps between windows
+    assert not Tiles.fit({**attrs, "dilation": (2, 2), "stride": (4, 4)}, (64, 64, 7, 7))
+    _, declared = _kernel("max_pool2d", attrs, ((16, 64, 14, 14),), ((16, 64, 7, 7),) * 2, (np.float32, np.uint8))
+    assert ((16, 64, 7, 14), np.float32) in declared  # the rows buffer: one kernel row of every window
+    _, declared = _kernel("max_pool2d", attrs, ((16, 64, 28, 28),), ((16, 64, 14, 14),) * 2,
+                          (np.float32, np.uint8))
+    assert all(s != (16, 64, 14, 28) for s, _ in declared)
 
 
 @pytest.mark.parametrize("hw", [(14, 14), (28, 28)])

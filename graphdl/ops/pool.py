@@ -136,7 +136,7 @@ def _max_decl(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: Any) -> di
     if attrs.get("training", False):  # the argmax scan, whose maxima and indices are the outputs
         return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), *_scan_parts(attrs, out_shape[0], dtype))
     return _declare(_padded_part("xp", in_shapes[0], attrs, dtype), _rows_part(attrs, out_shape[0], dtype),
-                    ("plane", out_shape[0], dtype) if Tiles.fit(attrs, out_shape[0][2:]) else None)
+                    ("plane", out_shape[0], dtype) if Tiles.fit(attrs, out_shape[0]) else None)
 
 
 def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
@@ -145,7 +145,7 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
     padded = Padded(in_shapes[0], geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
     offsets = offset_slices(attrs, out_shapes[0][2:])
     argmax = _Argmax(in_shapes[0], attrs, out_shapes[0], ws) if attrs.get("training", False) else None
-    tiles, rows, plane = Tiles.fitting(attrs, out_shapes[0][2:]), ws.get("rows"), ws.get("plane")
+    tiles, rows, plane = Tiles.fitting(attrs, out_shapes[0]), ws.get("rows"), ws.get("plane")
 
     def max_pool2d(x: np.ndarray, out: np.ndarray, idx: np.ndarray) -> None:
         def part(s: slice) -> None:
@@ -205,7 +205,7 @@ def _scan_parts(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> list[t
 
 
 def _rows_part(attrs: dict[str, Any], pooled: tuple, dtype: np.dtype) -> tuple | None:
-    tiles = Tiles.fitting(attrs, pooled[2:])
+    tiles = Tiles.fitting(attrs, pooled)
     return ("rows", tiles.rows_shape(pooled), dtype) if tiles is not None else None
 
 
@@ -224,7 +224,7 @@ class _Argmax:
         self.padded = Padded(x_shape, geometry(attrs)[3], ws.get("xp"), fill=-np.inf)
         self.offsets = offset_slices(attrs, pooled[2:])
         self.best, self.idx, self.step, self.mask = ws.get("best"), ws.get("idx"), ws["step"], ws["mask"]
-        self.plane, self.rows, self.tiles = ws["plane"], ws.get("rows"), Tiles.fitting(attrs, pooled[2:])
+        self.plane, self.rows, self.tiles = ws["plane"], ws.get("rows"), Tiles.fitting(attrs, pooled)
         self.mask8 = self.mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
 
     def __call__(self, x: np.ndarray, best: np.ndarray | None = None, idx: np.ndarray | None = None,
@@ -281,7 +281,7 @@ def _max_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.
     mask, fmask = ws["mask"], ws["fmask"]
     scatter = _Scatter(x_shape, attrs, tuple(g_shape[2:]), ws.get("dxp"))
     disjoint, tiled = _max_grad_geometry(attrs, g_shape, x_shape)
-    tiles, rows = Tiles.fitting(attrs, g_shape[2:]), ws.get("rows")
+    tiles, rows = Tiles.fitting(attrs, g_shape), ws.get("rows")
 
     def max_pool2d_grad(g: np.ndarray, x: np.ndarray, *rest: np.ndarray) -> None:
         def one(s: slice) -> None:
