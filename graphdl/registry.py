@@ -292,7 +292,8 @@ class OpDef:
     for ``effects.writes`` (both always agree). ``nondiff`` lists
     inputs that never receive a gradient (labels, indices). ``shape_only`` lists inputs whose
     values the kernel never reads (only their shape, fixed when the kernel is built), so reading
-    them does not keep their buffers alive. ``grad`` is ``None`` when the op has no
+    them does not keep their buffers alive; where that depends on the node, it is a function of
+    the node's attributes and number of inputs returning that list. ``grad`` is ``None`` when the op has no
     gradient rule; autodiff then names it when a gradient must flow through it.
     ``multi_output``: the shape rule returns a tuple of shapes and the dtype rule a tuple of dtypes,
     one per output (their number may depend on attributes, as for ``split``); see ``infer``.
@@ -307,7 +308,7 @@ class OpDef:
     inplace: tuple[int, ...] = ()
     writes: tuple[int, ...] = ()
     nondiff: tuple[int, ...] = ()
-    shape_only: tuple[int, ...] = ()
+    shape_only: tuple[int, ...] | Callable[[dict[str, Any], int], tuple[int, ...]] = ()
     doc: str = ""
     label_attrs: tuple[str, ...] = field(default=())
     #: The type of every attribute the op accepts (name -> AttrSpec); others are refused. Checked by

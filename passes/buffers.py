@@ -178,9 +178,10 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
             op = ops[n.op] = get_op(n.op)
         outs = () if op.effects.writes else n.refs  # one slot per output; a writing op has no output
         steps.append(Step(n.name, n.op, n.inputs, outs))
+        shape_only = op.shape_only if isinstance(op.shape_only, tuple) else op.shape_only(n.attr, len(n.inputs))
         for k, v in enumerate(n.inputs):
             j = index.get(v)
-            if j is not None and k not in op.shape_only:  # a shape-only read keeps nothing alive
+            if j is not None and k not in shape_only:  # a shape-only read keeps nothing alive
                 last[j] = i
         if not outs:
             dtypes.update(zip(n.refs, n.dtypes))

@@ -217,3 +217,30 @@ def test_kernels_allocate_nothing_but_their_declared_workspace(path, hw, monkeyp
         # NumPy's ufunc iteration buffers (up to ~40 KB, a ufunc reading a strided view) are all a
         # call may allocate
         assert peak < 48 * 1024, f"a pooling kernel allocated {peak} bytes"
+
+
+def test_pooled_input_dies_at_the_forward_when_the_gradient_reads_saved_indices() -> None:
+    """max_pool2d_grad reads x only for its shape when given the forward's indices, so the pooled input
+    (the largest activation of a CNN) is freed after the pooling step: the CNN arena shrinks."""
+    import graphdl as gd
+    from passes import specialize
+
+    with gd.Graph("cnn", seed=0):
+        x = gd.placeholder("x", (None, 1, 12, 12))
+        y = gd.placeholder("y", (None,), dtype="int64")
+        h = gd.layers.MaxPool2D(2, name="pool")(gd.layers.Conv2D(1, 4, 3, padding=1, name="conv")(x))
+        h = gd.layers.Flatten(name="flat")(gd.layers.BatchNorm2D(4, name="bn")(h))
+        loss = gd.losses.SoftmaxCrossEntropy(name="loss")(gd.layers.Linear(4 * 36, 3, name="fc")(h), y)
+    train = gd.compile([loss], gd.optim.SGD(0.1))
+    plan = specialize(train.ir, {"x": (8, 1, 12, 12), "y": (8,)})
+    steps = [s.node for s in plan.steps]
+    assert plan.live_ranges["conv"][1] == steps.index("pool")  # read by the gradient for its shape only
+    grad = next(n for n in train.ir.nodes if n.op == "max_pool2d_grad")
+    assert grad.inputs[1] == "conv" and len(grad.inputs) == 3
+    shape_only = get_op("max_pool2d_grad").shape_only
+    assert shape_only(grad.attr, 3) == (1,)
+    assert shape_only(grad.attr, 2) == () and shape_only({**grad.attr, "training": False}, 3) == ()  # x scanned
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((8, 1, 12, 12)).astype(np.float32), "y": rng.integers(0, 3, 8)}
+    losses = [float(train.run(feeds)[0]) for _ in range(3)]
+    assert losses[2] < losses[0]

@@ -375,6 +375,8 @@ register(OpDef("max_pool2d", _max_shape, _ceil(_max_kernel, 0), arity=1, label_a
 # max_pool2d_grad is linear in g and max_pool2d_pick is its transpose, so each is the other's gradient.
 register(OpDef("max_pool2d_grad", _max_grad_shape, _ceil(_max_grad_kernel, 1), nondiff=(1, 2), label_attrs=LABEL,
                workspace=_rule(_ceil(_max_grad_decl, 1)), modal=True, dtype=lambda d, a: d[0],
+               # with the saved indices x only gives the shape: the pooled input need not outlive the forward
+               shape_only=lambda attrs, arity: (1,) if _saved_index(attrs, (None,) * arity) else (),
                grad=lambda c: [c.apply("max_pool2d_pick", c.gout, c.inputs[1], **_window(c.attrs)), None, None],
                doc="Gradient of max_pool2d: g routed to the first maximum of each window of x (inputs g, x and, "
                    "in training plans, the forward node's indices).",
