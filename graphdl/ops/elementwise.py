@@ -104,30 +104,20 @@ def _relu_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
 
 
 def _relu_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list[tuple]:
-    return [(tuple(out_shape), dtype)]
+    return [(tuple(out_shape), np.bool_), (tuple(out_shape), dtype)]
 
 
 def _relu_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                       workspace: list[np.ndarray] | None = None):
-    # A float mask min(max(ceil(y), 0), 1): 1 where y > 0, else 0 (NaN stays NaN), in same-type
-    # ufunc passes (np.clip goes through Python wrappers that allocate on every call). Comparing into a
-    # bool mask and multiplying by it casts through a freshly allocated buffer, and heaviside/sign are
-    # several times slower. The mask is planned workspace, because ``out`` may be g's own buffer.
-    # The clamps take rows of zeros and ones (see _row_length) when the shapes allow it.
-    (fmask,) = scratch(workspace, _relu_grad_workspace(attrs, in_shapes, out_shape, dtype))
-    same = all(tuple(s) == tuple(out_shape) for s in in_shapes)
-    row = _row_length(out_shape) if same else None
-    zeros, ones = np.zeros(row or 1, dtype), np.ones(row or 1, dtype)
-    mask_rows = None if row is None else fmask.reshape(-1, row)
+    # g * (y > 0), as PyTorch's threshold_backward (a NaN y gives 0): the comparison into a bool mask,
+    # a casting copy to a float mask, then a same-type product. Multiplying by the bools directly
+    # casts through a freshly allocated buffer; ceil/clamp passes were twice as slow (MLP, 256 x 1024:
+    # 143 vs 73 us). The masks are planned workspace, because ``out`` may be g's own buffer.
+    mask, fmask = scratch(workspace, _relu_grad_workspace(attrs, in_shapes, out_shape, dtype))
 
     def relu_grad(g: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-        np.ceil(y, out=fmask)
-        if mask_rows is None:
-            np.maximum(fmask, 0, out=fmask)
-            np.minimum(fmask, 1, out=fmask)
-        else:
-            np.maximum(mask_rows, zeros, out=mask_rows)
-            np.minimum(mask_rows, ones, out=mask_rows)
+        np.greater(y, 0, out=mask)
+        np.copyto(fmask, mask)
         np.multiply(g, fmask, out=out)
 
     return relu_grad
@@ -142,7 +132,7 @@ register(OpDef("relu", same_shape, _relu_kernel, arity=1, inplace=(0,), grad=_re
 register(OpDef(
     "relu_grad", broadcast_rule, _relu_grad_kernel, arity=2, inplace=(0,), nondiff=(1,), workspace=_relu_grad_workspace,
     grad=lambda c: [c.apply("relu_grad", c.gout, c.inputs[1]), None],
-    doc="gout where the ReLU output is positive, else 0.", attr_schema={},
+    doc="gout where the ReLU output is positive, else 0 (also where it is NaN).", attr_schema={},
 ))
 
 
