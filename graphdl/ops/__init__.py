@@ -30,6 +30,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     norm,
     partition,
     pool,
+    pool_avg,
     reduce,
     remap,
     stats,
