@@ -145,3 +145,14 @@ def test_small_columns_are_gathered_to_the_same_values(geometry, cm: bool) -> No
     columns.im2col(x, gathered, cm, np.full(columns.padded, np.nan))
     np.testing.assert_array_equal(gathered, by_offsets)
     assert not np.isnan(by_offsets).any()
+
+
+def test_channel_major_chains_with_remat_train_the_same() -> None:
+    feeds = _data(8)
+    runs = []
+    for remat in (None, 2):
+        logits, loss = _cnn()
+        ex = gd.compile([loss, logits], gd.optim.SGD(0.1), loss=loss, remat=remat)
+        assert all(_layouts(ex).values())
+        runs.append([float(ex.run(feeds)[0]) for _ in range(3)])
+    assert runs[0] == runs[1]
