@@ -23,6 +23,15 @@ def test_nodes_are_frozen_and_carry_kind_shape_dtype_origin(mlp) -> None:
     assert kinds[mlp.loss.name] is gd.NodeKind.LOSS
 
 
+def test_nodes_built_on_one_line_share_one_origin_string() -> None:
+    with gd.Graph("chain"):
+        h = gd.placeholder("x", (None, 4))
+        for _ in range(3):
+            h = gd.ops.tanh(h)
+    nodes = [n for n in h.graph.freeze().nodes if n.op == "tanh"]
+    assert len({n.origin for n in nodes}) == 1 and len({id(n.origin) for n in nodes}) == 1
+
+
 def test_parameters_are_live_arrays_with_seed_design_layout(mlp) -> None:
     params = mlp.g.parameters()
     assert {k: v.shape for k, v in params.items()} == {
