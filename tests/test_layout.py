@@ -127,23 +127,23 @@ def test_inference_save_load_and_onnx(tmp_path) -> None:
 @pytest.mark.parametrize("geometry", [((3, 3), 1, (1, 1, 1, 1), 1), ((3, 2), 2, (1, 0, 2, 1), 1),
                                       ((3, 3), 1, (2, 2, 2, 2), 2), ((1, 1), 1, (0, 0, 0, 0), 1)],
                          ids=["same", "strided", "dilated", "1x1"])
-def test_small_columns_are_gathered_to_the_same_values(geometry, cm: bool) -> None:
-    """Columns of at most GATHER_MAX values come from one np.take over a padded copy of x; larger ones
-    from per-offset copies. Both fill the same columns, whatever was in the buffers before."""
-    from graphdl.ops.conv import GATHER_MAX, _Columns
+def test_small_columns_are_copied_to_the_same_values(geometry, cm: bool) -> None:
+    """Small columns come from one strided copy out of a padded copy of x; larger ones from per-offset
+    copies. Both fill the same columns, whatever was in the buffers before."""
+    from graphdl.ops.conv import STRIDED_MAX, _Columns
 
     kernel, stride, padding, dilation = geometry
     attrs = {"kernel": kernel, "stride": (stride, stride), "padding": padding, "dilation": (dilation, dilation)}
     shape = (2, 3, 7, 6)
     columns = _Columns(shape, attrs)
-    assert columns.padded is not None and np.prod(columns.shape) <= GATHER_MAX
+    assert columns.padded is not None and np.prod(columns.shape) <= STRIDED_MAX
     x = np.random.default_rng(0).standard_normal(shape)
     if cm:
         x = np.ascontiguousarray(x.transpose(1, 0, 2, 3))
-    by_offsets, gathered = np.full(columns.shape, np.nan), np.full(columns.shape, np.nan)
+    by_offsets, strided = np.full(columns.shape, np.nan), np.full(columns.shape, np.nan)
     columns.im2col(x, by_offsets, cm)
-    columns.im2col(x, gathered, cm, np.full(columns.padded, np.nan))
-    np.testing.assert_array_equal(gathered, by_offsets)
+    columns.im2col(x, strided, cm, np.full(columns.padded, np.nan))
+    np.testing.assert_array_equal(strided, by_offsets)
     assert not np.isnan(by_offsets).any()
 
 
