@@ -174,12 +174,20 @@ class BoundPlan:
         arena, slots, shapes, ndarray = self.arena, plan.slots, plan.shapes, np.ndarray
         dtypes: dict[str, np.dtype] = {}
         value_dtypes = plan.dtypes
-        for r, slot in slots.items():  # every computed value: a view of the arena
+        # Every computed value is a view of the arena; values the planner put at the same offset with the
+        # same shape and dtype (a chain computed in place, one buffer after another) share one view, so a
+        # plan of 100k values holds a few thousand arrays, not 100k.
+        views: dict[tuple, np.ndarray] = {}
+        for r, slot in slots.items():
             d = value_dtypes[r]
-            dtype = dtypes.get(d)
-            if dtype is None:
-                dtype = dtypes[d] = np.dtype(d)
-            arrays[r] = ndarray(shapes[r], dtype, arena, slot.offset)
+            key = (slot.offset, shapes[r], d)
+            view = views.get(key)
+            if view is None:
+                dtype = dtypes.get(d)
+                if dtype is None:
+                    dtype = dtypes[d] = np.dtype(d)
+                view = views[key] = ndarray(shapes[r], dtype, arena, slot.offset)
+            arrays[r] = view
         for n in ir.nodes:
             if n.kind in COMPUTED_KINDS:
                 computed.append(n)
