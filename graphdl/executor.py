@@ -27,7 +27,7 @@ import types
 from _signal import SIGINT, default_int_handler
 from _signal import raise_signal as _raise_signal
 from _signal import signal as _set_handler
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -146,6 +146,28 @@ def _floating(dtype: str | np.dtype) -> bool:
     return np.issubdtype(np.dtype(dtype), np.floating)
 
 
+class _Lines(Sequence[str]):
+    """A chunk's generated lines for ``linecache``, split from the plan's source when first read (a
+    traceback, a debugger): a plan of 100k steps would otherwise keep 100k line strings beside it."""
+
+    __slots__ = ("_end", "_lines", "_source", "_start")
+
+    def __init__(self, source: str, start: int, end: int) -> None:
+        self._source, self._start, self._end = source, start, end
+        self._lines: list[str] | None = None
+
+    def _split(self) -> list[str]:
+        if self._lines is None:
+            self._lines = self._source[self._start:self._end].splitlines(True)
+        return self._lines
+
+    def __getitem__(self, index):  # type: ignore[override]  # an int or a slice, as a list
+        return self._split()[index]
+
+    def __len__(self) -> int:
+        return len(self._split())
+
+
 class BoundPlan:
     """A Plan with every buffer allocated and every kernel built and bound to its arrays.
 
@@ -251,10 +273,13 @@ class BoundPlan:
         # The global names of every chunk, made once per plan (not per chunk and value).
         knames = [f"k{j}" for j in range(CHUNK)]
         vnames = [f"v{i}" for i in range(max((len(used) for _, _, used in generated), default=0))]
+        self.source = "".join(src for src, _, _ in generated)
+        at = 0  # where the chunk's text starts in ``source``
         for c, (src, code, used) in enumerate(generated):
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
-            linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+            linecache.cache[filename] = (len(src), None, _Lines(self.source, at, at + len(src)), filename)
+            at += len(src)
             fn_code = compiled.get(code)
             if fn_code is None:  # our own generated text only
                 module = compile(code, filename, "exec")
@@ -267,7 +292,6 @@ class BoundPlan:
             chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
                                              namespace, name))
             self._filenames[filename] = first
-        self.source = "".join(src for src, _, _ in generated)
         self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
         #: The generated step function, for a caller that writes the feeds into ``arrays`` itself and
         #: reads ``outputs`` afterwards (a scan kernel running its body once per time step).

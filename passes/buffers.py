@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 
 from graphdl.ir import COMPUTED_KINDS, IR, Node, NodeKind
-from graphdl.plan import BufferSlot, Plan, Step
+from graphdl.plan import BufferSlot, LiveRanges, Plan, Step
 from graphdl.registry import OpDef, get_op
 
 ALIGN = 64
@@ -297,5 +297,5 @@ def plan_buffers(ir: IR, shapes: Mapping[str, tuple[int, ...]], *, reuse: bool =
         lower_bound_bytes=lower,
         feeds=tuple(feeds),
         outputs=ir.outputs,
-        live_ranges={v: (p, q) for v, p, q in zip(values, produced, last)},
+        live_ranges=LiveRanges(values, produced, last),
     )

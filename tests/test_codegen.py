@@ -156,3 +156,26 @@ def test_chunks_with_the_same_code_are_compiled_once_and_errors_name_their_own_n
     xv = np.full(3, 2.0)  # sqrt(sqrt(2 - .25) - .5) - 1 < 0: the third block's sqrt fails, in chunk 2
     with np.errstate(invalid="raise"), pytest.raises(gd.ExecutionError, match=r"sqrt at node 'sqrt_2' failed"):
         bound.run({"x": xv})
+
+
+def test_a_traceback_shows_the_generated_line_of_the_failing_step(monkeypatch) -> None:
+    """linecache holds each chunk's lines (split from the plan's source when first read)."""
+    import linecache
+    import traceback
+
+    import graphdl.executor as executor
+
+    monkeypatch.setattr(executor, "CHUNK", 2)
+    with gd.Graph("bad", dtype="float64"):
+        x = gd.placeholder("x", (3,))
+        w = gd.ops.tanh(gd.ops.log(gd.ops.neg(gd.ops.exp(x))))
+    ex = gd.compile([w])
+    with np.errstate(invalid="raise"), pytest.raises(gd.ExecutionError) as info:
+        ex.run({x: np.ones(3)})
+    shown = "".join(traceback.format_exception(info.value))
+    assert "# log (log)" in shown
+    bound = ex.bound_plan({"x": (3,)})
+    for filename in bound._filenames:
+        lines = linecache.getlines(filename)
+        assert lines[0].startswith("def chunk_") and "".join(lines[1:]).count("# ") >= 1
+        assert "".join(linecache.getlines(filename)) in bound.source
