@@ -1,8 +1,9 @@
 """Compile time against graph size: gd.compile plus the first plan (specialise, plan buffers, bind).
 
-``python -m bench.compile_time`` prints the table of ``run``; ``--stages`` adds the CPU time of every
-pass, of verification, shape specialisation, buffer planning, binding and Python's ``compile`` of the
-generated code at both sizes (each size in a fresh interpreter, least of ``--repeats``);
+``python -m bench.compile_time`` prints the table of ``run`` (each measurement the first compile in a fresh
+interpreter); ``--stages`` adds the CPU time of every pass, of verification, shape specialisation, buffer
+planning, binding and Python's ``compile`` of the generated code at both sizes (each size in a fresh
+interpreter, least of ``--repeats``);
 ``--profile CASE`` prints a cProfile of one compile + plan of the large graph (CASE: mlp or chain).
 """
 
@@ -46,11 +47,14 @@ def _chain(nodes: int):
 
 
 def _time(build, size: int, repeats: int) -> tuple[int, float, float]:
-    """(nodes compiled, median wall seconds, median CPU seconds of this process) of compile + plan."""
+    """(nodes compiled, median wall seconds, median CPU seconds of this process) of compile + plan,
+    ``repeats`` times in this process (each graph built anew; the previous executable is dropped before
+    the next graph is built, so freeing it is not charged to the next compile)."""
     import graphdl as gd
 
     times, cpu, n = [], [], 0
     for _ in range(repeats):
+        ex = None  # the previous repeat's executable is freed here, outside the timed region
         _, outputs, opt = build(size)
         t, c = time.perf_counter(), time.process_time()
         ex = gd.compile(outputs, opt)
@@ -65,27 +69,49 @@ CASES = {"training graph (deep MLP, Adam)": (_deep_mlp, 1250, 5000),
          "inference chain (elementwise)": (_chain, 20000, 80000)}
 
 
-def measure(label: str, repeats: int) -> tuple[tuple[int, float, float], tuple[int, float, float]]:
-    build, small, large = CASES[label]
-    return _time(build, small, repeats), _time(build, large, repeats)
+def first_compile(label: str, size: int) -> tuple[int, float, float]:
+    """(nodes, wall s, CPU s) of the first compile + plan of a ``size`` graph in this process, as a user's
+    script compiles: after a warm-up on a tiny graph of the same kind (imports, first calls), which is
+    dropped before the measured graph is built."""
+    build = CASES[label][0]
+    _time(build, max(2, size // 100), 1)
+    return _time(build, size, 1)
+
+
+def _fresh(call: str) -> object:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); import bench.compile_time as m; "
+            f"print(json.dumps(m.{call}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    return json.loads(out.stdout.split("\n")[-2])
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}" + (f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
 
 
 def run(repeats: int = 3) -> tuple[str, dict]:
-    """Each case in a fresh interpreter: garbage collection walks every live object, so a process
-    that has imported PyTorch and JAX would charge big graphs for their objects too. CPU time of
-    the process is shown beside wall time: on a shared machine it is the steadier of the two."""
+    """Each measurement in a fresh interpreter (``first_compile``), small and large graphs alternating,
+    ``repeats`` pairs per case: one process's leftovers (earlier graphs, a previous executable freed
+    during the next compile, the collector's generations) never reach another measurement, and PyTorch
+    or JAX imported by the parent are not in the process. Shown: medians over the processes, with the
+    range; the ratio is of the medians, with the range of each pair's ratio. CPU time of the process is
+    shown beside wall time: on a shared machine it is the steadier of the two."""
     rows, data = [], {}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for label in CASES:
-        code = (f"import json, sys; sys.path.insert(0, {root!r}); from bench.compile_time import measure; "
-                f"print(json.dumps(measure({label!r}, {repeats})))")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
-        (n1, t1, c1), (n2, t2, c2) = json.loads(out.stdout.split("\n")[-2])
-        data[label] = ((n1, t1, c1), (n2, t2, c2))
-        rows.append([label, f"{n1}", f"{t1:.2f} s ({c1:.2f} s)", f"{n2}", f"{t2:.2f} s ({c2:.2f} s)",
-                     f"{t2 / t1:.2f}x ({c2 / c1:.2f}x)"])
+    for label, (_, small, large) in CASES.items():
+        pairs = [(_fresh(f"first_compile({label!r}, {small})"), _fresh(f"first_compile({label!r}, {large})"))
+                 for _ in range(repeats)]
+        n1, n2 = pairs[0][0][0], pairs[0][1][0]
+        t1, c1 = [a[1] for a, _ in pairs], [a[2] for a, _ in pairs]
+        t2, c2 = [b[1] for _, b in pairs], [b[2] for _, b in pairs]
+        ratios = [b[1] / a[1] for a, b in pairs]
+        med1, med2 = statistics.median(t1), statistics.median(t2)
+        data[label] = ((n1, med1, statistics.median(c1)), (n2, med2, statistics.median(c2)))
+        rows.append([label, f"{n1}", f"{_spread(t1)} s ({statistics.median(c1):.2f} s)", f"{n2}",
+                     f"{_spread(t2)} s ({statistics.median(c2):.2f} s)",
+                     f"{med2 / med1:.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x)"])
     text = table(["graph", "nodes (compiled)", "compile + plan: wall (CPU)", "nodes (compiled)",
-                  "compile + plan: wall (CPU)", "ratio: wall (CPU)"], rows)
+                  "compile + plan: wall (CPU)", "ratio of medians (per pair)"], rows)
     return text, data
 
 
@@ -127,19 +153,11 @@ def stage_times(label: str, size: int, repeats: int) -> dict[str, float]:
     return best
 
 
-def _in_fresh_process(call: str) -> object:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (f"import json, sys; sys.path.insert(0, {root!r}); import bench.compile_time as m; "
-            f"print(json.dumps(m.{call}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
-    return json.loads(out.stdout.split("\n")[-2])
-
-
 def stages(repeats: int = 3) -> str:
     """Per-stage CPU milliseconds at both sizes of each case, and the large/small ratio."""
     parts = []
     for label, (_, small, large) in CASES.items():
-        a, b = (_in_fresh_process(f"stage_times({label!r}, {n}, {repeats})") for n in (small, large))
+        a, b = (_fresh(f"stage_times({label!r}, {n}, {repeats})") for n in (small, large))
         rows = [[k, f"{a[k] * 1e3:.0f}", f"{b.get(k, 0) * 1e3:.0f}",
                  f"{b.get(k, 0) / a[k]:.2f}x" if a[k] > 1e-3 else ""] for k in a]
         parts.append(f"{label}\n\n" + table(["stage (CPU ms)", f"size {small}", f"size {large}", "ratio"], rows))
