@@ -26,7 +26,7 @@ from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
 from passes.distribute import allreduce_gradients, schedule_collectives
 from passes.fuse import fuse_sgd_matmul
-from passes.layout import channel_major
+from passes.layout import channel_major, pool_blocks
 from passes.mode import set_mode
 from passes.remat import rematerialize
 from passes.reorder import pool_before_relu
@@ -138,6 +138,7 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("set_mode", lambda ir, spec: set_mode(ir, spec.options.get("training"))),
     ("pool_before_relu", lambda ir, spec: pool_before_relu(ir)),
     ("channel_major", lambda ir, spec: channel_major(ir)),
+    ("pool_blocks", lambda ir, spec: pool_blocks(ir, spec.options.get("training"))),
     ("add_training", add_training),
     ("fold_constants", lambda ir, spec: fold_constants(ir)),
     ("simplify_algebra", lambda ir, spec: simplify_algebra(ir)),

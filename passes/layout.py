@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from graphdl.ir import IR, Node, NodeKind, make_attrs, node_of, replace_node
+from graphdl.ir import IR, Node, NodeKind, ancestors, make_attrs, node_of, replace_node
 
 #: Ops applied to each element, or each (sample, channel) plane, alone: any of their 4-d inputs and
 #: outputs may be channel-major with no change to the op or its gradient. Dropout is not here (its
@@ -148,3 +148,100 @@ def _transpose(nodes: list[Node], name: str, value: str, shape: tuple, beside: N
     nodes.append(Node(name, NodeKind.OP, "transpose", (value,), make_attrs({"axes": SWAP}), shape, dtype,
                       beside.origin))
     return name
+
+
+def _tiling_pool(n: Node) -> tuple[int, int] | None:
+    """(bh, bw) if ``n`` is a max pooling whose windows tile its input exactly (kernel == stride, no
+    padding, dilation or ceil_mode), else None."""
+    a = n.attr
+    kernel = tuple(a.get("kernel", ()))
+    if (n.op != "max_pool2d" or len(kernel) != 2 or tuple(a.get("stride", (1, 1))) != kernel
+            or any(a.get("padding", (0, 0, 0, 0))) or tuple(a.get("dilation", (1, 1))) != (1, 1)
+            or a.get("ceil_mode") or kernel == (1, 1)):
+        return None
+    return kernel  # type: ignore[return-value]
+
+
+def _depends_on_parameters(ir: IR) -> set[str]:
+    """Nodes computed from a parameter (those whose gradient a training plan may build)."""
+    tainted: set[str] = set()
+    for n in ir.nodes:
+        if n.kind is NodeKind.PARAM or any(node_of(v) in tainted for v in n.inputs):
+            tainted.add(n.name)
+    return tainted
+
+
+def pool_blocks(ir: IR, training: bool | None) -> IR:
+    """Give a channel-major convolution whose output only a tiling max pooling reads a blocked output
+    (``conv2d``'s ``pool_blocks``), and that pooling's node ``max_pool_blocks``, where it pays: in
+    training plans (the pooling's ``training`` attribute, set by ``set_mode``), when the convolution's
+    columns are no larger than its output ((C/groups)*kh*kw <= Cout: the strided im2col of the input costs
+    less than the strided copies of the output it saves) and its input needs no gradient (is computed
+    from no parameter: a first layer). Value names do not change; the pooling's outputs keep their shapes.
+
+    For an explicit inference compile (``training`` False: ``Executable.inference``, ONNX export of a
+    training model) blocked pairs go back to ``conv2d`` and ``max_pool2d``."""
+    if training is False:
+        return _unblock(ir)
+    pools = [n for n in ir.nodes if n.kind is NodeKind.OP and n.attr.get("training") and _tiling_pool(n)]
+    if not pools:
+        return ir
+    by_name = ir.node_map()
+    readers: dict[str, int] = defaultdict(int)
+    for n in ir.nodes:
+        for v in n.inputs:
+            readers[v] += 1
+    outputs = set(ir.outputs)
+    tainted = _depends_on_parameters(ir)
+    changed: dict[str, Node] = {}
+    for p in pools:
+        c = by_name.get(p.inputs[0])
+        blocks = _tiling_pool(p)
+        if (c is None or c.op != "conv2d" or c.kind is not NodeKind.OP or not c.attr.get("channel_major")
+                or c.attr.get("pool_blocks", (1, 1)) != (1, 1) or readers[c.name] != 1 or c.name in outputs
+                or len(c.shape) != 4 or node_of(c.inputs[0]) in tainted):
+            continue
+        cout, _, hh, ww = c.shape
+        w_shape = _shape(by_name, c.inputs[1])
+        if hh % blocks[0] or ww % blocks[1] or math.prod(w_shape[1:]) > cout:
+            continue
+        bh, bw = blocks
+        changed[c.name] = replace_node(c, attrs=make_attrs({**c.attr, "pool_blocks": blocks}),
+                                       shape=(cout, c.shape[1], bh, bw, hh // bh, ww // bw))
+        changed[p.name] = replace_node(p, op="max_pool_blocks", attrs=make_attrs({"blocks": blocks}))
+    if not changed:
+        return ir
+    return ir.replace(nodes=tuple(changed.get(n.name, n) for n in ir.nodes))
+
+
+def _unblock(ir: IR) -> IR:
+    """Blocked convolution + max_pool_blocks pairs back to conv2d + max_pool2d (inference), where nothing
+    the outputs need reads the indices or the blocked image besides the pooling (the gradient nodes of a
+    training graph compiled for inference are dead: dead-code elimination drops them later)."""
+    if not any(n.op == "max_pool_blocks" for n in ir.nodes):
+        return ir
+    by_name = ir.node_map()
+    live: set[str] = set()
+    for o in ir.outputs:
+        live |= ancestors(by_name, node_of(o))
+    readers: dict[str, int] = defaultdict(int)
+    for n in ir.nodes:
+        if n.name in live:
+            for v in n.inputs:
+                readers[v] += 1
+    changed: dict[str, Node] = {}
+    for p in ir.nodes:
+        if p.op != "max_pool_blocks" or p.kind is not NodeKind.OP or readers[f"{p.name}:1"]:
+            continue
+        c = by_name[node_of(p.inputs[0])]
+        if c.op != "conv2d" or readers[c.name] != 1:
+            continue
+        blocks = tuple(p.attr["blocks"])
+        cout, n, bh, bw, h, w = c.shape
+        changed[c.name] = replace_node(c, attrs=make_attrs({k: v for k, v in c.attr.items() if k != "pool_blocks"}),
+                                       shape=(cout, n, bh * h, bw * w))
+        changed[p.name] = replace_node(p, op="max_pool2d", attrs=make_attrs(
+            {"kernel": blocks, "stride": blocks, "padding": (0, 0, 0, 0), "dilation": (1, 1), "training": False}))
+    if not changed:
+        return ir
+    return ir.replace(nodes=tuple(changed.get(n.name, n) for n in ir.nodes))

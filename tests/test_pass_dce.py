@@ -27,4 +27,5 @@ def test_failing_pass_is_named(mlp) -> None:
         compile_graph(mlp.g.freeze(), CompileSpec((h.name,), gd.optim.SGD()))
     assert "must be a scalar" in str(e.value)
     notes = "".join(e.value.__notes__)
-    assert "compiler pass 'add_training' (after: select_outputs, set_mode, pool_before_relu, channel_major)" in notes
+    assert ("compiler pass 'add_training' (after: select_outputs, set_mode, pool_before_relu, channel_major, "
+            "pool_blocks)") in notes

@@ -23,6 +23,8 @@ TRAINING_ONLY = frozenset({
     "relu_grad", "conv2d_input_grad", "conv2d_weight_grad", "embedding_grad", "unpick", "unslice",
     "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats",
     "batch_norm_backward", "batch_norm_update", "max_pool2d_grad", "max_pool2d_pick",
+    # blocked pooling exists in training plans only: an inference compile turns it back into max_pool2d
+    "max_pool_blocks", "max_pool_blocks_grad", "max_pool_blocks_pick",
     "avg_pool2d_grad", "broadcast_like", "sum_to", "sgd_update", "adam_update", "rmsprop_update",
     "adagrad_update", "increment", "learning_rate", "matmul_sgd_update", "gather_adjoint", "remap_adjoint",
     "class_nll_grad", "conv1d_input_grad", "conv1d_weight_grad",
@@ -154,6 +156,8 @@ def _conv2d(ctx: ExportContext, n: Node) -> None:
     attrs = _window(n)
     attrs["dilations"] = list(n.attr.get("dilation", (1, 1)))
     group = int(n.attr.get("groups", 1))
+    if tuple(n.attr.get("pool_blocks", (1, 1))) != (1, 1):  # never in an inference compile (passes.layout)
+        raise ExportError(f"{n.describe()} has a blocked output (pool_blocks), which only training plans use")
     if not n.attr.get("channel_major"):
         ctx.emit("Conv", n.inputs, n.name, group=group, **attrs)
         return

@@ -31,6 +31,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     partition,
     pool,
     pool_avg,
+    pool_blocks,
     reduce,
     remap,
     stats,

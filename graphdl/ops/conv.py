@@ -6,7 +6,12 @@ three is bilinear, so every gradient of a gradient is again one of the three: se
 
 With ``channel_major=True`` (set by the compiler's layout pass, ``passes.layout``, never by users) the
 images, the output and their gradients are (C, N, H, W) instead of (N, C, H, W): the GEMMs' own layout,
-(channels, pixels of the whole batch), so no kernel transposes them around its GEMM.
+(channels, pixels of the whole batch), so no kernel transposes them around its GEMM. With
+``pool_blocks=(bh, bw)`` as well (the ``pool_blocks`` layout pass, for a convolution that only a tiling
+max pooling reads) the output and its gradient are blocked, (C, N, bh, bw, H/bh, W/bw): value
+``[c, n, i, j, y, x]`` is output pixel (y*bh + i, x*bw + j). The columns are then taken in that pixel
+order (one strided copy), so the GEMM writes the blocks, and each window offset of the pooling is a
+plane with long contiguous rows (``graphdl.ops.pool_blocks``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from graphdl import threads
 from graphdl.ops.gemm import gemm_views, has_blas, make_gemm
 from graphdl.ops.window import WINDOW_ATTRS, check_image, geometry, out_hw
-from graphdl.registry import Bool, GradContext, OpDef, fail, register, scratch
+from graphdl.registry import ABSENT, Bool, GradContext, Ints, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "dilation", "groups")
 #: Small columns are one strided copy out of a zero-padded copy of x (a 6-d view with the columns'
@@ -30,12 +35,22 @@ LABEL = ("kernel", "stride", "padding", "dilation", "groups")
 #: 18.2, at 2 30.7 / 34.4; 64x7x7 at 1 25.4 / 21.1, at 2 31.3 / 41.9. (It replaced one ``np.take``
 #: through an index table, 1.6-2.4x slower than the strided copy at every size.)
 STRIDED_MAX = 1 << 17
-CONV_ATTRS = {**WINDOW_ATTRS, "channel_major": Bool(False)}
+#: ``pool_blocks`` may be absent (files written before it existed hold no such attribute): a plain output.
+CONV_ATTRS = {**WINDOW_ATTRS, "channel_major": Bool(False), "pool_blocks": Ints(2, default=ABSENT, low=1)}
 
 
 def nchw(shape: tuple, attrs: dict[str, Any]) -> tuple:
-    """An image shape as (N, C, H, W): a channel-major (C, N, H, W) one with its first two axes swapped."""
+    """An image shape as (N, C, H, W): a channel-major (C, N, H, W) one with its first two axes swapped, a
+    blocked (C, N, bh, bw, H/bh, W/bw) one as the channel-major image it holds, then swapped."""
+    if len(shape) == 6:
+        shape = (shape[0], shape[1], shape[2] * shape[4], shape[3] * shape[5])
     return (shape[1], shape[0], *shape[2:]) if attrs.get("channel_major") and len(shape) == 4 else tuple(shape)
+
+
+def _blocks(attrs: dict[str, Any]) -> tuple[int, int] | None:
+    """The (bh, bw) blocks of a blocked output, or None for a plain one."""
+    blocks = tuple(attrs.get("pool_blocks", (1, 1)))
+    return None if blocks == (1, 1) else blocks  # type: ignore[return-value]
 
 
 def _samples(a: np.ndarray, s: slice, cm: bool) -> np.ndarray:
@@ -63,7 +78,13 @@ def _conv_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     ho, wo = _check(x, w, attrs)
     if len(shapes) == 3 and tuple(shapes[2]) != (w[0],):
         fail(f"bias has shape {shapes[2]}, expected ({w[0]},)")
-    return nchw((x[0], w[0], ho, wo), attrs)
+    blocks = _blocks(attrs)
+    if blocks is None:
+        return nchw((x[0], w[0], ho, wo), attrs)
+    bh, bw = blocks
+    if not attrs.get("channel_major") or ho % bh or wo % bw:
+        fail(f"a blocked output needs channel_major and an output ({ho}x{wo}) that {bh}x{bw} blocks tile")
+    return (w[0], x[0], bh, bw, ho // bh, wo // bw)
 
 
 def _valid(out_len: int, in_len: int, k_off: int, stride: int, pad: int) -> tuple[slice, slice] | None:
@@ -91,7 +112,8 @@ class _Columns:
     three times faster in NumPy); the values a shift wraps across a row's end are then zeroed.
 
     Small columns (see STRIDED_MAX) are one copy from a strided 6-d view of a zero-padded
-    channel-major copy of x (``padded``, workspace the kernel declares).
+    channel-major copy of x (``padded``, workspace the kernel declares). Columns in blocked pixel order
+    (``pool_blocks``) are always one copy, from an 8-d view of it: (C, kh, kw, N, bh, bw, H/bh, W/bw).
     """
 
     def __init__(self, x_shape: tuple, attrs: dict[str, Any]) -> None:
@@ -99,7 +121,8 @@ class _Columns:
         (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geometry(attrs)
         self.ho, self.wo = out_hw(x_shape, attrs)
         self.shape = (c, kh, kw, n, self.ho, self.wo)
-        small = math.prod(self.shape) * (1 + 14 / self.wo) <= STRIDED_MAX
+        self.blocks = _blocks(attrs)
+        small = math.prod(self.shape) * (1 + 14 / self.wo) <= STRIDED_MAX or self.blocks is not None
         self.padded = (c, n, h + pt + pb, w + pl + pr) if small else None
         self.inner = (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
         self._windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (padded, columns, inside)
@@ -151,16 +174,38 @@ class _Columns:
         is padded[ch, s, y * sh + i * dh, x * sw + j * dw]. Made once per buffer (2.6 us, as long as
         the copy itself at batch 1)."""
         if self._windows is None or self._windows[0] is not padded:
-            kh, kw, sh, sw, dh, dw = self._geometry
-            sc, sn, sy, sx = padded.strides
-            view = np.lib.stride_tricks.as_strided(padded, self.shape, (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw),
-                                                   writeable=False)
-            self._windows = (padded, view, padded[self.inner])
+            self._windows = (padded, self._view(padded), padded[self.inner])
         return self._windows[1]
 
-    def im2col(self, x: np.ndarray, cols: np.ndarray, cm: bool = False, padded: np.ndarray | None = None) -> None:
+    def _view(self, padded: np.ndarray) -> np.ndarray:
+        """The strided view ``windows`` returns; blocked: (ch, i, j, s, bi, bj, y, x) reads output pixel
+        (y * bh + bi, x * bw + bj)."""
+        kh, kw, sh, sw, dh, dw = self._geometry
+        sc, sn, sy, sx = padded.strides
+        if self.blocks is None:
+            shape, strides = self.shape, (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw)
+        else:
+            bh, bw = self.blocks
+            shape = (self.shape[0], kh, kw, padded.shape[1], bh, bw, self.ho // bh, self.wo // bw)
+            strides = (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw, sy * sh * bh, sx * sw * bw)
+        return np.lib.stride_tricks.as_strided(padded, shape, strides, writeable=False)
+
+    def im2col(self, x: np.ndarray, cols: np.ndarray, cm: bool = False, padded: np.ndarray | None = None,
+               s: slice | None = None) -> None:
         """Fill ``cols`` (C, kh, kw, N, Ho, Wo) from x (N, C, H, W), or (C, N, H, W) if ``cm``; with
-        ``padded`` (small columns, the whole batch) by one strided copy."""
+        ``padded`` (small columns, the whole batch) by one strided copy. Blocked columns (``pool_blocks``)
+        take the pixels in blocked order, always by one copy; ``x`` and ``cols`` are then the samples
+        ``s`` of the batch, and ``padded`` the whole batch's buffer (each slice uses its own samples)."""
+        if self.blocks is not None:
+            if s is None or (s.start or 0, s.stop) == (0, padded.shape[1]):
+                windows, inner = self.windows(padded), self._windows[2]
+            else:  # one thread's samples: views of its own part (the cache belongs to the whole batch)
+                padded = padded[:, s]
+                windows, inner = self._view(padded), padded[self.inner]
+            padded.fill(0)
+            np.copyto(inner, x)
+            np.copyto(np.reshape(cols, windows.shape, copy=False), windows)  # a view, or it raises
+            return
         if padded is not None and cols.shape == self.shape:
             windows = self.windows(padded)
             padded.fill(0)
@@ -284,7 +329,7 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
         dst3 = y if y is not None else out.reshape(groups, cog, n * hw)
 
         def part(s: slice) -> None:
-            columns.im2col(_samples(x, s, cm), cols[:, :, :, s], cm, padded)
+            columns.im2col(_samples(x, s, cm), cols[:, :, :, s], cm, padded, s)
             cs = slice(s.start * hw, s.stop * hw)
             dst = dst3[:, :, cs]
             if fused:
@@ -319,7 +364,9 @@ def _conv_grad(c: GradContext) -> list:
     x, w = c.inputs[0], c.inputs[1]
     grads = [c.apply("conv2d_input_grad", c.gout, w, x, **c.attrs), c.apply("conv2d_weight_grad", x, c.gout, **c.attrs)]
     if len(c.inputs) == 3:
-        grads.append(c.apply("sum", c.gout, axis=(1, 2, 3) if c.attrs.get("channel_major") else (0, 2, 3)))
+        axes = (0, 2, 3) if not c.attrs.get("channel_major") else (1, 2, 3) if _blocks(c.attrs) is None else (
+            1, 2, 3, 4, 5)
+        grads.append(c.apply("sum", c.gout, axis=axes))
     return grads
 
 
@@ -344,7 +391,8 @@ def _input_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype
     columns = _Columns(x, attrs)
     cols = (math.prod(columns.shape),)
     both = max(math.prod(g), math.prod(x) if columns.runs is not None else 0)
-    return [(cols, dtype)] + ([((both,), dtype)] if g[0] > 1 and not attrs.get("channel_major") else [])
+    unblocked = [((math.prod(g),), dtype)] if columns.blocks is not None else []  # g in pixel order
+    return [(cols, dtype)] + ([((both,), dtype)] if g[0] > 1 and not attrs.get("channel_major") else []) + unblocked
 
 
 def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
@@ -353,6 +401,7 @@ def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
     g_shape, w_shape, x_shape = nchw(in_shapes[0], attrs), in_shapes[1], nchw(in_shapes[2], attrs)
     columns = _Columns(x_shape, attrs)
     dcols_buf, *gt_buf = scratch(workspace, _input_grad_workspace(attrs, in_shapes, out_shape, dtype))
+    unblocked = gt_buf.pop() if columns.blocks is not None else None
     groups = attrs.get("groups", 1)
     n, co = g_shape[:2]
     hw = math.prod(g_shape[2:])
@@ -372,7 +421,11 @@ def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
 
         def part(s: slice) -> None:
             cs = slice(s.start * hw, s.stop * hw)
-            if gt is None:  # channel-major already (or one sample)
+            if unblocked is not None:  # blocked (C, N, bh, bw, h, w) -> (C, N, h*bh, w*bw)
+                bh, bw, h, w = g.shape[2:]
+                np.copyto(unblocked.reshape(co, n, h, bh, w, bw)[:, s], g[:, s].transpose(0, 1, 4, 2, 5, 3))
+                g2 = unblocked.reshape(groups, co // groups, n * hw)[:, :, cs]
+            elif gt is None:  # channel-major already (or one sample)
                 g2 = g.reshape(groups, co // groups, n * hw)[:, :, cs]
             else:
                 np.copyto(gt[:, s], g[s].reshape(-1, co, hw).transpose(1, 0, 2))
@@ -480,7 +533,7 @@ def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: 
 
         def part(i: int, s: slice) -> None:
             cs = slice(s.start * hw, s.stop * hw)
-            columns.im2col(_samples(x, s, cm), cols[:, :, :, s], cm, padded)
+            columns.im2col(_samples(x, s, cm), cols[:, :, :, s], cm, padded, s)
             if gt is None:  # channel-major already (or one sample)
                 g2 = g.reshape(groups, cog, n * hw)[:, :, cs]
             else:
