@@ -19,6 +19,9 @@ map) turn channel-major. A chain holding a requested output is left alone (outpu
 user built). The values' names do not change:
 a converted value holds the same numbers with its first two axes swapped. Running the pass again
 changes nothing (a graph with a channel-major convolution is taken as laid out already).
+
+``pool_blocks`` (the next pass) then blocks the output of a first convolution that only a tiling max
+pooling reads (see its docstring and ``graphdl.ops.pool_blocks``).
 """
 
 from __future__ import annotations
