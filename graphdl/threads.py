@@ -205,7 +205,9 @@ def parts(n: int, most: int | None = None) -> int:
 #: Slices per thread ``split_over_threads`` and split GEMMs make. Threads take the next slice when done
 #: with one, so a pool thread that starts late (the machine is busy) finds its slice done by the caller.
 #: More slices per thread did not help on the 2-core machine (CNN step, steps alternating in one
-#: process, idle: median 24.0 ms with 1, 24.2 with 2, 25.9 with 4; busy, load 4: 33.5, 34.3, 34.8).
+#: process, idle: median 24.0 ms with 1, 24.2 with 2, 25.9 with 4; busy, load 4: 33.5, 34.3, 34.8), nor on
+#: the AVX-512 VM (benchmark CNN step, 4 fresh processes each: 8.9-9.3 ms with 1, 9.3-9.7 with 2,
+#: 10.1-10.3 with 4): each split costs a hand-off (a 33 us task split in two takes 60 us).
 GRAIN = 1
 
 
