@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphdl as gd
 import passes
@@ -159,3 +161,43 @@ def test_blocked_convolution_writes_the_blocked_image() -> None:
         assert blocked.shape == (12, n, 2, 3, 4, 2)
         np.testing.assert_allclose(blocked.transpose(0, 1, 4, 2, 5, 3).reshape(plain.shape), plain, rtol=1e-6,
                                    atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cin=st.integers(1, 3), per_group=st.integers(2, 12), grouped=st.booleans(), k=st.integers(1, 3),
+       stride=st.integers(1, 2), dilation=st.integers(1, 2), pad=st.integers(0, 2), pool=st.integers(2, 3),
+       hw=st.integers(6, 17), batch=st.integers(1, 6))
+def test_any_first_layer_trains_as_unblocked(cin: int, per_group: int, grouped: bool, k: int, stride: int,
+                                             dilation: int, pad: int, pool: int, hw: int, batch: int) -> None:
+    """Whatever the first convolution's geometry, blocked or not, two SGD steps give the unblocked plan's
+    losses and parameters."""
+    groups = cin if grouped else 1
+    pad = min(pad, k // 2)
+
+    def build():
+        with gd.Graph("fuzz", seed=0, dtype="float64"):
+            x = gd.placeholder("x", (None, cin, hw, hw))
+            y = gd.placeholder("y", (None,), dtype="int64")
+            h = layers.Conv2D(cin, per_group * groups, k, stride=stride, padding=pad, groups=groups,
+                              dilation=dilation, name="conv1")(x)
+            h = layers.Conv2D(per_group * groups, 4, 3, padding=1, name="conv2")(
+                layers.ReLU()(layers.MaxPool2D(pool, name="pool1")(h)))
+            logits = layers.Linear(4 * h.shape[2] * h.shape[3], 3, name="fc")(layers.Flatten()(h))
+            return losses.SoftmaxCrossEntropy()(logits, y)
+
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((batch, cin, hw, hw)), "y": rng.integers(0, 3, batch)}
+    runs = []
+    with pytest.MonkeyPatch.context() as m:
+        for blocked in (True, False):
+            if not blocked:
+                m.setattr(passes, "pool_blocks", lambda ir, training: ir)
+            try:
+                ex = gd.compile([build()], gd.optim.SGD(0.1))
+            except gd.GraphDLError:  # a geometry too small for the pooling: nothing to compare
+                return
+            runs.append(([float(ex.run(feeds)[0]) for _ in range(2)], ex.parameters()))
+    (got, params), (expected, ref) = runs
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    for name, value in ref.items():
+        np.testing.assert_allclose(params[name], value, rtol=1e-9, atol=1e-12, err_msg=name)
