@@ -239,7 +239,10 @@ class Executable:
         assign_values(self.values, self.nodes, values, strict=strict, what=f"model '{self.name}'")
 
     def _batch_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
-        return {i: tuple(batch_size if d is None else d for d in self.nodes[i].shape) for i in self.inputs}
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise FeedError(f"batch_size must be a whole number >= 1, got {batch_size!r} "
+                            f"({type(batch_size).__name__}); e.g. model.memory_report(batch_size=64)")
+        return {i: tuple(int(batch_size) if d is None else d for d in self.nodes[i].shape) for i in self.inputs}
 
     def source(self, batch_size: int = 1) -> str:
         """The generated Python that runs one step for ``batch_size``: one line per step, node name in

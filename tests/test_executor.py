@@ -102,6 +102,12 @@ def test_memory_report(mlp) -> None:
     assert r["arena_bytes"] <= 0.6 * r["naive_bytes"]
     assert r["parameter_bytes"] == 4 * (64 * 128 + 128 + 128 * 10 + 10)
     assert r["state_bytes"] == 2 * r["parameter_bytes"] + 8
+    assert train.memory_report(np.int64(8))["arena_bytes"] == train.memory_report(8)["arena_bytes"]
+    for bad in ({"x": np.zeros((8, 64))}, 0, 2.5, True):  # feeds or shapes where a batch size goes
+        with pytest.raises(gd.FeedError, match=r"batch_size must be a whole number >= 1"):
+            train.memory_report(bad)
+        with pytest.raises(gd.FeedError, match=r"batch_size"):
+            train.source(bad)
 
 
 def test_values_at_one_offset_share_one_view_and_compute_the_same() -> None:
