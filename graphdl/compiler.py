@@ -51,6 +51,9 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
 
     outputs = list(outputs)
     graph = _one_graph(outputs, "gd.compile")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise GraphError(f"optimizer= takes a graphdl optimizer such as gd.optim.SGD(lr=0.1) or gd.optim.Adam(), "
+                         f"got {type(optimizer).__name__} {optimizer!r:.60}")
     mode = optimizer is not None if training is None else bool(training)
     if loss is not None:
         _one_graph([*outputs, loss], "gd.compile")

@@ -119,6 +119,9 @@ class Executable:
     def check_feeds(self, feeds: Feeds) -> dict[str, np.ndarray]:
         """Resolve keys to placeholder names and check names, shapes and dtypes; change nothing."""
         resolved: dict[str, np.ndarray] = {}
+        if not isinstance(feeds, Mapping):
+            raise FeedError(f"feeds must be a dict of input -> array (e.g. {{'x': x_batch}}; inputs of "
+                            f"'{self.name}': {sorted(self.inputs)}), got {type(feeds).__name__}")
         for key, value in feeds.items():
             name = key.name if isinstance(key, Tensor) else key
             if not isinstance(name, str) or name not in self.known_inputs:
@@ -143,17 +146,40 @@ class Executable:
                                 f"{node.dtype}; convert it with .astype('{node.dtype}')")
         return resolved
 
+    def _feed_shape(self, feed_shapes: Mapping[str, tuple[int, ...]], name: str) -> tuple[int, ...]:
+        """``feed_shapes[name]`` as a tuple of ints >= 0 of the placeholder's rank, else FeedError."""
+        if not isinstance(feed_shapes, Mapping):
+            raise FeedError(f"feed shapes must be a dict of input name -> shape (e.g. {{'{name}': (32, ...)}}), "
+                            f"got {type(feed_shapes).__name__}")
+        if name not in feed_shapes:
+            raise FeedError(f"no shape for input '{name}' of '{self.name}'; its inputs are {sorted(self.inputs)}")
+        shape = feed_shapes[name]
+        declared = self.nodes[name].shape
+        try:
+            dims = tuple(int(d) for d in shape) if shape is not None and not isinstance(shape, str) else None
+        except (TypeError, ValueError):
+            dims = None
+        if dims is None or len(dims) != len(declared) or min(dims, default=0) < 0 or any(
+                isinstance(d, bool) or not isinstance(d, int | np.integer) for d in shape):
+            raise FeedError(f"input '{name}' of '{self.name}' needs a shape of {len(declared)} whole numbers >= 0 "
+                            f"like {format_shape(declared)}, got {shape!r}")
+        return dims
+
     def bound_plan(self, feed_shapes: Mapping[str, tuple[int, ...]], check_numerics: bool = False) -> BoundPlan:
         """The plan for these feed shapes, built on first use and kept in a bounded LRU cache.
 
         Before allocating, a plan whose arena and parameters would not fit in available memory raises
         ResourceError. With ``check_numerics`` the plan checks every value before any update runs.
         """
-        key = (*(tuple(feed_shapes[i]) for i in self.inputs), check_numerics)
-        bound = self._plans.get(key)
+        try:  # the steady state: a plan made before for these shapes
+            key = (*(tuple(feed_shapes[i]) for i in self.inputs), check_numerics)
+            bound = self._plans.get(key)
+        except (KeyError, TypeError):  # a name missing, or a shape that is no sequence: explained below
+            bound = None
         if bound is not None:
             self._plans.move_to_end(key)
             return bound
+        key = (*(self._feed_shape(feed_shapes, i) for i in self.inputs), check_numerics)
         from passes import specialize
 
         ir = self.ir

@@ -126,3 +126,19 @@ def test_values_at_one_offset_share_one_view_and_compute_the_same() -> None:
     for k in range(200):
         ref = np.tanh(ref * 1.01) if k % 2 else 1 / (1 + np.exp(-(ref + 0.5)))
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_feeds_shapes_and_optimizer_are_named(mlp) -> None:
+    """Arguments of the wrong kind raise GraphDLErrors that say what was expected, not errors from inside."""
+    pred = gd.compile([mlp.logits])
+    with pytest.raises(gd.FeedError, match=r"feeds must be a dict of input -> array"):
+        pred.run([np.zeros((2, 64), np.float32)])
+    for bad, message in (({"x": (-1, 64)}, r"needs a shape of 2 whole numbers >= 0 like \(\?, 64\), got \(-1, 64\)"),
+                         ({"x": (2,)}, r"got \(2,\)"), ({"x": (2.5, 64)}, r"got \(2.5, 64\)"),
+                         ({"x": "ab"}, r"got 'ab'"), ({}, r"no shape for input 'x'"),
+                         ([(2, 64)], r"feed shapes must be a dict")):
+        with pytest.raises(gd.FeedError, match=message):
+            pred.bound_plan(bad)
+    assert pred.bound_plan({"x": (np.int64(3), 64)}) is pred.bound_plan({"x": (3, 64)})
+    with pytest.raises(gd.GraphError, match=r"optimizer= takes a graphdl optimizer .* got str 'sgd'"):
+        gd.compile([mlp.loss], optimizer="sgd")
