@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphdl.errors import GraphDLError
+from graphdl.errors import GraphDLError, whole_number
 
 
 class DataLoader:
@@ -28,12 +28,15 @@ class DataLoader:
         if not arrays:
             raise GraphDLError("DataLoader needs at least one array")
         arrays = tuple(np.asarray(a) for a in arrays)
+        for k, a in enumerate(arrays):
+            if a.ndim == 0:
+                raise GraphDLError(f"DataLoader: array {k} is a single value ({a!r}); pass arrays with one "
+                                   "sample per row")
         n = len(arrays[0])
         for k, a in enumerate(arrays):
             if len(a) != n:
                 raise GraphDLError(f"DataLoader: array {k} has {len(a)} samples, array 0 has {n}")
-        if batch_size < 1:
-            raise GraphDLError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = whole_number(batch_size, "batch_size", 1)
         rank, size = shard if shard is not None else (0, 1)
         if not (isinstance(size, int) and isinstance(rank, int) and size >= 1 and 0 <= rank < size):
             raise GraphDLError(f"shard must be (rank, size) with 0 <= rank < size, got {shard!r}")

@@ -49,3 +49,13 @@ class NonFiniteError(ExecutionError):
 
 class ResourceError(GraphDLError):
     """A plan or a file would need more memory (or another resource) than allowed or available."""
+
+
+def whole_number(value: object, what: str, low: int = 0, error: type[GraphDLError] = GraphDLError,
+                 hint: str = "") -> int:
+    """``value`` as an int if it is one (NumPy's too, never a bool) >= ``low``, else ``error`` naming ``what``."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise error(f"{what} must be a whole number >= {low}, got {value!r} ({type(value).__name__}){hint}")
+    return int(value)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
-from graphdl.errors import FeedError, ResourceError
+from graphdl.errors import FeedError, ResourceError, whole_number
 from graphdl.executor import BoundPlan, body_bytes
 from graphdl.graph import Tensor, assign_state, assign_values, format_shape, is_optimizer_state, values_of_kind
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
@@ -265,10 +265,8 @@ class Executable:
         assign_values(self.values, self.nodes, values, strict=strict, what=f"model '{self.name}'")
 
     def _batch_shapes(self, batch_size: int) -> dict[str, tuple[int, ...]]:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
-            raise FeedError(f"batch_size must be a whole number >= 1, got {batch_size!r} "
-                            f"({type(batch_size).__name__}); e.g. model.memory_report(batch_size=64)")
-        return {i: tuple(int(batch_size) if d is None else d for d in self.nodes[i].shape) for i in self.inputs}
+        batch_size = whole_number(batch_size, "batch_size", 1, FeedError, "; e.g. model.memory_report(batch_size=64)")
+        return {i: tuple(batch_size if d is None else d for d in self.nodes[i].shape) for i in self.inputs}
 
     def source(self, batch_size: int = 1) -> str:
         """The generated Python that runs one step for ``batch_size``: one line per step, node name in

@@ -11,9 +11,12 @@ exactly where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from graphdl.builder import Builder, Tensor
 from graphdl.errors import GraphDLError
@@ -105,6 +108,19 @@ class ParamGroup:
         return out
 
 
+def _is_number(value: object) -> bool:
+    """A real number (NumPy's too), not a bool and not NaN."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_) and value == value
+
+
+def _kind(default: object) -> str:
+    if isinstance(default, bool):
+        return "True or False"
+    if isinstance(default, tuple):
+        return f"a tuple of {len(default)} numbers like {default}"
+    return "a number"
+
+
 @dataclass(frozen=True)
 class Optimizer:
     """Base record: the learning rate, an optional schedule and global-norm clipping.
@@ -121,6 +137,7 @@ class Optimizer:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))
+        self._check_kinds()
         self.check()
         for g in self.groups:
             if not isinstance(g, ParamGroup):
@@ -135,6 +152,27 @@ class Optimizer:
             raise GraphDLError(f"{type(self).__name__} has no hyperparameter {bad} to set per group; "
                                f"it has {sorted(fields)}")
         return dataclasses.replace(self, groups=(), **dict(group.overrides))
+
+    def _check_kinds(self) -> None:
+        """Each hyperparameter of the kind its default has (a number, a flag, a tuple of numbers), so the
+        checks below compare numbers and a wrong kind is named here rather than failing inside them."""
+        for f in dataclasses.fields(self):
+            default, value = f.default, getattr(self, f.name)
+            if f.name in ("schedule", "groups") or default is dataclasses.MISSING or value is default:
+                continue
+            if f.name == "clip_norm":
+                ok = value is None or _is_number(value)
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool | np.bool_)
+            elif isinstance(default, tuple):
+                ok = isinstance(value, tuple | list) and len(value) == len(default) and all(map(_is_number, value))
+                if ok:
+                    object.__setattr__(self, f.name, tuple(value))  # hashable, as the record is
+            else:
+                ok = _is_number(value)
+            if not ok:
+                raise GraphDLError(f"{type(self).__name__}: {f.name} must be {_kind(default)}, got {value!r} "
+                                   f"({type(value).__name__})")
 
     @property
     def base_lr(self) -> float:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from graphdl import distributed
 from graphdl.data import DataLoader
-from graphdl.errors import GraphDLError, NonFiniteError
+from graphdl.errors import GraphDLError, NonFiniteError, whole_number
 from graphdl.executable import Executable
 from graphdl.ir import ancestors
 from graphdl.metrics import Metric, get
@@ -269,10 +269,17 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     (``on_nonfinite="stop"``), or skips that batch without changing the model (``"skip"``).
     ``history`` continues an earlier History (after a resume).
     """
-    if not train.training:
+    if not isinstance(train, Executable) or not train.training:
         raise GraphDLError("fit needs a training executable: gd.compile([loss], optimizer=...)")
+    if not isinstance(loader, DataLoader):
+        raise GraphDLError(f"fit takes its data as a gd.data.DataLoader, e.g. gd.fit(train, gd.data.DataLoader(x, y, "
+                           f"batch_size=32)), got {type(loader).__name__}")
     if on_nonfinite not in ("stop", "skip"):
         raise GraphDLError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+    epochs, initial_epoch = whole_number(epochs, "epochs"), whole_number(initial_epoch, "initial_epoch")
+    if not isinstance(callbacks, Sequence) or not all(callable(getattr(cb, "set_context", None)) for cb in callbacks):
+        raise GraphDLError(f"callbacks must be a list of gd.callbacks.Callback objects (e.g. [gd.callbacks."
+                           f"EarlyStopping()]), got {callbacks!r:.80}")
     if initial_epoch < 0 or epochs < initial_epoch:
         raise GraphDLError(f"epochs ({epochs}) is the last epoch's number and must be >= initial_epoch "
                            f"({initial_epoch}) >= 0")

@@ -49,3 +49,15 @@ def test_optimizer_arguments_are_checked() -> None:
         optim.Adam(clip_norm=-1.0)
     with pytest.raises(gd.GraphDLError, match="lr > 0"):
         optim.RMSProp(lr=0.0)
+    # a hyperparameter of the wrong kind is named before any check compares it
+    for make, message in ((lambda: optim.SGD(lr=None), r"SGD: lr must be a number, got None"),
+                          (lambda: optim.SGD(lr="0.1"), r"lr must be a number, got '0.1'"),
+                          (lambda: optim.SGD(lr=float("nan")), r"lr must be a number, got nan"),
+                          (lambda: optim.SGD(0.1, momentum="a"), r"momentum must be a number"),
+                          (lambda: optim.SGD(0.1, nesterov=1), r"nesterov must be True or False"),
+                          (lambda: optim.Adam(betas=(0.9,)), r"betas must be a tuple of 2 numbers"),
+                          (lambda: optim.Adam(clip_norm="1"), r"clip_norm must be a number")):
+        with pytest.raises(gd.GraphDLError, match=message):
+            make()
+    assert optim.Adam(betas=[0.8, 0.9]).betas == (0.8, 0.9)
+    assert float(optim.SGD(np.float32(0.5)).base_lr) == 0.5

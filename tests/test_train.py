@@ -181,6 +181,25 @@ def test_fit_argument_errors(mlp) -> None:
         gd.fit(train, loader, validation=(gd.compile([mlp.loss]), x), progress=False)
     with pytest.raises(gd.GraphDLError, match="validation must be"):
         gd.fit(train, loader, validation=x, progress=False)
+    # arguments of the wrong kind are named, not left to fail inside
+    for data in (x, (x, y)):
+        with pytest.raises(gd.GraphDLError, match=r"fit takes its data as a gd.data.DataLoader"):
+            gd.fit(train, data, progress=False)
+    for epochs in ("3", 2.5, True, -1):
+        with pytest.raises(gd.GraphDLError, match=r"epochs"):
+            gd.fit(train, loader, epochs=epochs, progress=False)
+    for callbacks in (1, [1], [gd.callbacks.EarlyStopping(), "x"]):
+        with pytest.raises(gd.GraphDLError, match=r"callbacks must be a list of gd.callbacks.Callback"):
+            gd.fit(train, loader, callbacks=callbacks, progress=False)
+    for batch_size in ("8", 0, 2.0):
+        with pytest.raises(gd.GraphDLError, match=r"batch_size must be a whole number >= 1"):
+            gd.data.DataLoader(x, y, batch_size=batch_size)
+        with pytest.raises(gd.GraphDLError, match=r"batch_size must be a whole number >= 1"):
+            gd.evaluate(gd.compile([mlp.loss, mlp.logits]), x, y, batch_size=batch_size)
+    with pytest.raises(gd.GraphDLError, match=r"array 0 is a single value"):
+        gd.data.DataLoader(np.float32(3.0))
+    assert len(gd.fit(train, gd.data.DataLoader(x, y, batch_size=np.int64(5)), epochs=np.int64(1),
+                      progress=False).epochs) == 1
 
 
 def test_validation_arrays_use_the_training_plans_inference_mode(mlp) -> None:
