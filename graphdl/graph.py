@@ -16,6 +16,7 @@ import numpy as np
 from graphdl.builder import FLOAT_DTYPES, Builder
 from graphdl.errors import DTypeError, FeedError, GraphError, ShapeError
 from graphdl.ir import Node, NodeKind, format_shape, user_origin
+from graphdl.registry import DTYPES
 from graphdl.tensor import Tensor
 
 
@@ -91,7 +92,13 @@ class Graph(Builder):
 
     # -- leaves ---------------------------------------------------------------------------
     def placeholder(self, name: str, shape: Sequence[int | None], dtype: str | None = None) -> Tensor:
-        dtype = str(np.dtype(dtype or self.dtype))
+        try:
+            resolved = str(np.dtype(dtype or self.dtype))
+        except TypeError:
+            resolved = None
+        if resolved not in DTYPES:
+            raise DTypeError(f"placeholder '{name}': dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        dtype = resolved
         shape = tuple(None if d is None else int(d) for d in shape)
         if any(d is not None and d < 0 for d in shape):
             raise ShapeError(f"placeholder '{name}': negative dimension in {shape}; use None for unknown")

@@ -63,3 +63,25 @@ def test_embedding_id_out_of_range_names_the_node() -> None:
         out = L.Embedding(4, 2, name="emb")(ids)
     with pytest.raises(gd.ExecutionError, match=r"embedding at node 'emb' failed"):
         gd.compile([out]).run({ids: np.array([1, 7])})
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: L.Linear("8", 3), r"Linear: in_features must be a whole number >= 1, got '8'"),
+    (lambda: L.Linear(8, None), r"Linear: out_features must be a whole number >= 1, got None"),
+    (lambda: L.Conv2D(3.0, 4, 3), r"Conv2D: in_channels must be a whole number >= 1, got 3.0"),
+    (lambda: L.Conv2D(3, 0, 3), r"Conv2D: out_channels must be a whole number >= 1, got 0"),
+    (lambda: L.Dropout("0.5"), r"Dropout: p must be a number in \[0, 1\], got '0.5'"),
+    (lambda: L.Dropout(1.5), r"Dropout: p must be a number in \[0, 1\], got 1.5"),
+    (lambda: L.BatchNorm2D("3"), r"BatchNorm2D: num_features must be a whole number >= 1"),
+    (lambda: L.BatchNorm2D(3, momentum=2), r"BatchNorm2D: momentum must be a number in \[0, 1\]"),
+    (lambda: L.BatchNorm2D(3, eps=0), r"BatchNorm2D: eps must be a number > 0"),
+    (lambda: L.Embedding(-3, 4), r"Embedding: num_embeddings must be a whole number >= 1, got -3"),
+    (lambda: L.MultiheadAttention(8, 0), r"MultiheadAttention: num_heads must be a whole number >= 1"),
+    (lambda: gd.placeholder("q", (None, 2), dtype="float17"), r"placeholder 'q': dtype must be one of .*'float17'"),
+])
+def test_constructor_arguments_of_the_wrong_kind_are_named(make, message) -> None:
+    """Sizes, probabilities and dtypes are checked when the layer is made, naming the argument."""
+    with gd.Graph("args"):
+        with pytest.raises(gd.GraphDLError, match=message):
+            make()
+        assert L.Linear(np.int64(8), 3).in_features == 8  # NumPy's ints are whole numbers too

@@ -64,6 +64,8 @@ class MultiheadAttention(Layer):
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  kdim: int | None = None, vdim: int | None = None, batch_first: bool = False,
                  name: str | None = None) -> None:
+        embed_dim, num_heads = self._count("embed_dim", embed_dim), self._count("num_heads", num_heads)
+        dropout = self._fraction("dropout", dropout)
         super().__init__(name)
         if embed_dim % num_heads:
             raise GraphError(f"MultiheadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.errors import GraphError
+from graphdl.errors import GraphError, whole_number
 from graphdl.graph import Graph, current_graph
 from graphdl.ir import NodeKind
 from graphdl.tensor import Tensor
@@ -30,6 +30,29 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    @classmethod
+    def _count(cls, what: str, value: object, low: int = 1) -> int:
+        """A size argument (features, channels, heads) as an int >= ``low``, else GraphError naming it."""
+        return whole_number(value, f"{cls.__name__}: {what}", low, GraphError)
+
+    @classmethod
+    def _fraction(cls, what: str, value: object, high: float = 1.0) -> float:
+        """A probability or momentum argument as a float in [0, ``high``], else GraphError naming it."""
+        import numbers
+
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= high:
+            raise GraphError(f"{cls.__name__}: {what} must be a number in [0, {high:g}], got {value!r}")
+        return float(value)
+
+    @classmethod
+    def _positive(cls, what: str, value: object) -> float:
+        """A strictly positive number (eps), else GraphError naming it."""
+        import numbers
+
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+            raise GraphError(f"{cls.__name__}: {what} must be a number > 0, got {value!r}")
+        return float(value)
 
     def add_param(self, key: str, value: np.ndarray) -> Tensor:
         t = self.graph.stored(f"{self.name}.{key}", value.astype(self.graph.dtype), NodeKind.PARAM)

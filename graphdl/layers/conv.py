@@ -42,6 +42,8 @@ class Conv2D(Layer):
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
                  name: str | None = None) -> None:
+        in_channels, out_channels = self._count("in_channels", in_channels), self._count("out_channels", out_channels)
+        groups = self._count("groups", groups)
         super().__init__(name)
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise GraphError(f"Conv2D: in_channels {in_channels} and out_channels {out_channels} must both "

@@ -16,6 +16,7 @@ class Linear(Layer):
     op = "linear"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, name: str | None = None) -> None:
+        in_features, out_features = self._count("in_features", in_features), self._count("out_features", out_features)
         super().__init__(name)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)  # PyTorch's default (kaiming_uniform with a=sqrt(5))
@@ -82,5 +83,7 @@ class Embedding(Layer):
     op = "embedding"
 
     def __init__(self, num_embeddings: int, embedding_dim: int, name: str | None = None) -> None:
+        num_embeddings = self._count("num_embeddings", num_embeddings)
+        embedding_dim = self._count("embedding_dim", embedding_dim)
         super().__init__(name)
         self.add_param("W", self.graph.rng.standard_normal((num_embeddings, embedding_dim)))

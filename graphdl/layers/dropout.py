@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphdl.errors import GraphError
 from graphdl.layers.base import Layer
 from graphdl.tensor import Tensor
 
@@ -17,10 +16,9 @@ class Dropout(Layer):
     op = "dropout"
 
     def __init__(self, p: float = 0.5, seed: int | None = None, name: str | None = None) -> None:
+        p = self._fraction("p", p)
         super().__init__(name)
-        if not 0.0 <= p <= 1.0:
-            raise GraphError(f"Dropout: p must be in [0, 1], got {p}")
-        self.p = float(p)
+        self.p = p
         self.seed = int(self.graph.rng.integers(2**31)) if seed is None else int(seed)
         self.add_state("counter", np.zeros(1, dtype=np.int64))  # (1,): Graph.stored keeps arrays at least 1-d
 

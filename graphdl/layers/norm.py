@@ -17,8 +17,9 @@ class _BatchNorm(Layer):
     ndims: tuple[int, ...] = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, name: str | None = None) -> None:
+        num_features = self._count("num_features", num_features)
+        self.eps, self.momentum = self._positive("eps", eps), self._fraction("momentum", momentum)
         super().__init__(name)
-        self.eps, self.momentum = float(eps), float(momentum)
         self.add_param("gamma", np.ones(num_features))
         self.add_param("beta", np.zeros(num_features))
         self.add_state("running_mean", np.zeros(num_features, dtype=self.graph.dtype))
