@@ -59,3 +59,12 @@ def whole_number(value: object, what: str, low: int = 0, error: type[GraphDLErro
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise error(f"{what} must be a whole number >= {low}, got {value!r} ({type(value).__name__}){hint}")
     return int(value)
+
+
+def file_path(path: object, what: str, error: type[GraphDLError] = GraphDLError) -> str:
+    """``path`` as a str if it is one or an os.PathLike, else ``error`` saying ``what`` takes a path."""
+    import os
+
+    if not isinstance(path, str | os.PathLike):
+        raise error(f"{what} takes a file path (a str or a pathlib.Path), got {type(path).__name__} {path!r:.60}")
+    return os.fspath(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from graphdl.errors import ModelFileError
+from graphdl.errors import ModelFileError, file_path
 from graphdl.executable import Executable
 from graphdl.ir import NodeKind, value_info
 from graphdl.serialize import DEFAULT_LIMITS, Limits, read
@@ -22,7 +22,7 @@ def load(path: str | os.PathLike[str], *, limits: Limits = DEFAULT_LIMITS) -> Ex
     """
     from passes import CompileSpec, compile_graph  # here: importing passes first imports graphdl
 
-    path = os.fspath(path)
+    path = file_path(path, "gd.load", ModelFileError)
     ir, weights, manifest = read(path, limits=limits)
     try:  # the compiler's own checks, as for a graph built in Python
         ir = compile_graph(ir, CompileSpec(ir.outputs))

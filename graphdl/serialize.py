@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from graphdl.errors import GraphDLError, ModelFileError
+from graphdl.errors import GraphDLError, ModelFileError, file_path
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, name_problem, parse_ref, value_info
 from graphdl.registry import DTYPES, OpDef, attr_problems, get_op, infer, with_defaults
 
@@ -200,7 +200,7 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     old file intact and no temporary file behind; temporaries of killed earlier saves are swept."""
     from graphdl import __version__
 
-    path = os.fspath(path)
+    path = file_path(path, "save")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, f"cannot save the model to {path}: the folder {directory} does not "

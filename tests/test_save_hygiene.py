@@ -129,3 +129,26 @@ def test_an_exception_while_writing_removes_the_temporary(tmp_path, mlp, monkeyp
     with pytest.raises(KeyboardInterrupt):
         model.save(target)
     assert os.listdir(tmp_path) == []
+
+
+def test_paths_that_are_not_paths_are_named(mlp, tmp_path) -> None:
+    """save, load, ONNX export and load take a str or a pathlib.Path; anything else is named."""
+    train = gd.compile([mlp.loss], optimizer=gd.optim.SGD(0.1))
+    for bad in (None, 3, ["m.gdl"]):
+        with pytest.raises(gd.GraphDLError, match=r"save takes a file path \(a str or a pathlib.Path\)"):
+            train.save(bad)
+        with pytest.raises(gd.ModelFileError, match=r"gd.load takes a file path"):
+            gd.load(bad)
+        with pytest.raises(gd.ModelFileError, match=r"gd.onnx.load takes a file path"):
+            gd.onnx.load(bad)
+        with pytest.raises(gd.GraphDLError, match=r"gd.onnx.export takes a file path"):
+            gd.onnx.export(train, bad)
+    path = tmp_path / "m.gdl"  # a pathlib.Path works
+    train.save(path)
+    assert gd.load(path).outputs == train.outputs
+    pytest.importorskip("onnx")
+    for opset in ("x", 2.5, True, 3):
+        with pytest.raises(gd.GraphDLError, match=r"opset .* is not supported; use a whole number from"):
+            gd.onnx.export(train, tmp_path / "m.onnx", opset=opset)
+    with pytest.raises(gd.GraphDLError, match=r"outputs are nodes or node names, got 123"):
+        gd.onnx.export(train, tmp_path / "m.onnx", outputs=[123])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from graphdl.errors import GraphDLError, GraphError
+from graphdl.errors import GraphDLError, GraphError, file_path
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, node_of, parse_ref, ref, value_info
 from graphdl.registry import get_op
 
@@ -185,6 +185,13 @@ def _output_dims(shape: Sequence[int | None]) -> list[str | None]:
 
 
 def _names(outputs: Sequence[Tensor | str]) -> list[str]:
+    from graphdl.tensor import Tensor
+
+    if isinstance(outputs, str | Tensor):
+        outputs = [outputs]
+    bad = [o for o in outputs if not isinstance(o, str | Tensor)]
+    if bad:
+        raise ExportError(f"outputs are nodes or node names, got {bad[0]!r} ({type(bad[0]).__name__})")
     return [o if isinstance(o, str) else o.name for o in outputs]
 
 
@@ -234,8 +241,9 @@ def to_model(source: Any, outputs: Sequence[Tensor | str] | None = None, opset: 
     from graphdl.onnx.exporters import EXPORTERS, TRAINING_ONLY
 
     onnx = _import_onnx()
-    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        raise ExportError(f"opset {opset} is not supported; use {MIN_OPSET} to {onnx.defs.onnx_opset_version()}")
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ExportError(f"opset {opset!r} is not supported; use a whole number from {MIN_OPSET} to {newest}")
     ir, values = inference_ir(source, outputs)
     # Refuse up front, naming every op that cannot be written.
     bad = [n for n in ir.nodes if n.kind not in STORED_KINDS and n.kind is not NodeKind.PLACEHOLDER
@@ -282,8 +290,8 @@ def export(source: Any, path: str | os.PathLike[str], outputs: Sequence[Tensor |
     ``outputs`` (nodes or names) default to the executable's outputs other than its training objective.
     The file is written atomically.
     """
+    path = file_path(path, "gd.onnx.export")
     model = to_model(source, outputs, opset)
-    path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as f:

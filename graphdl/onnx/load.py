@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.errors import GraphDLError, ModelFileError
+from graphdl.errors import GraphDLError, ModelFileError, file_path
 from graphdl.graph import Graph, Tensor
 from graphdl.ir import NodeKind
 
@@ -181,6 +181,7 @@ def load(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
     Malformed or hostile files raise ModelFileError (UnsupportedOpError for ops graphdl does not have);
     memory is bounded by ``max_bytes`` for the file and ``max_tensor_bytes`` per tensor.
     """
+    path = file_path(path, "gd.onnx.load", ModelFileError)
     model = read_model(path, max_bytes, max_tensor_bytes)
-    return load_model(model, os.fspath(path))
+    return load_model(model, path)
 
