@@ -19,6 +19,7 @@ from graphdl.ir import (
     Node,
     NodeKind,
     Shape,
+    _freeze,
     format_shape,
     make_attrs,
     node_of,
@@ -109,7 +110,8 @@ class Builder:
     ) -> Tensor:
         """``apply`` on this very builder, ignoring ``redirect``."""
         opdef = get_op(op)
-        attrs = dict(attrs or {})
+        # NumPy scalars (an axis from np.argmax, np.float32 hyperparameters) as the Python values they hold
+        attrs = {k: _freeze(v) for k, v in (attrs or {}).items()}
         key = _attrs_key(op, attrs)
         frozen = self._checked_attrs.get(key) if key is not None else None
         if frozen is None:

@@ -163,6 +163,7 @@ def validate_name(name: object) -> str:
 
 
 def _freeze(v: Any) -> Any:
+    """Lists as tuples and NumPy scalars as Python values, recursively (attribute values)."""
     if isinstance(v, list | tuple):
         return tuple(_freeze(x) for x in v)
     if isinstance(v, np.generic):

@@ -155,7 +155,7 @@ def test_builder_checks_each_attribute_set_once_and_shares_the_frozen_tuple(monk
     assert len({id(s.node.shape) for s in sums}) == 1
 
 
-@pytest.mark.parametrize("bad", [True, np.int64(0), (np.int64(0),), (True,), "0", 0.0])
+@pytest.mark.parametrize("bad", [True, np.True_, (True,), "0", 0.0, np.float64(0.0)])
 def test_a_checked_attribute_does_not_admit_a_lookalike_of_another_type(bad) -> None:
     with gd.Graph("g") as g:
         x = gd.placeholder("x", (None, 3))
@@ -163,6 +163,16 @@ def test_a_checked_attribute_does_not_admit_a_lookalike_of_another_type(bad) -> 
         g.apply("sum", [x], {"axis": 0, "keepdims": False})
         with pytest.raises(gd.GraphError, match=r"sum at node 'bad'.*attribute 'axis'"):
             g.apply("sum", [x], {"axis": bad, "keepdims": False}, name="bad")
+
+
+@pytest.mark.parametrize("axis", [np.int64(0), (np.int64(0),), [np.int32(0)]])
+def test_numpy_integers_are_stored_as_python_ints(axis) -> None:
+    """A NumPy integer is the whole number it holds (np.argmax's result, say): stored as a Python int."""
+    with gd.Graph("g") as g:
+        x = gd.placeholder("x", (None, 3))
+        g.apply("sum", [x], {"axis": 0, "keepdims": False})
+        value = dict(g.apply("sum", [x], {"axis": axis, "keepdims": False}).node.attrs)["axis"]
+    assert value in (0, (0,)) and all(type(v) is int for v in (value if isinstance(value, tuple) else (value,)))
 
 
 def test_float_zeros_keep_their_sign_after_a_cached_check() -> None:

@@ -48,16 +48,12 @@ from graphdl.ops.activations import (  # noqa: F401
     softsign,
 )
 from graphdl.ops.api import *  # noqa: F403  (the math functions: sin, var, argmax, ...)
+from graphdl.ops.api import _apply
 from graphdl.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.scan import scan  # noqa: F401  (gd.ops.scan; the module registers the op)
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
-
-
-def _apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:
-    t = next(i for i in inputs if isinstance(i, Tensor))
-    return t.graph.apply(op, inputs, attrs)
 
 
 def add(a: Tensor | float, b: Tensor | float) -> Tensor:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graphdl.errors import GraphError
+from graphdl.ops.api import _apply
 from graphdl.ops.common import same_shape
 from graphdl.ops.elementwise import _erf_kernel, _sigmoid_kernel, where
 from graphdl.registry import Float, GradContext, OpDef, Str, fail, register
@@ -304,7 +305,7 @@ for _name, _fn, _grad, _labels, _doc in _MORE:
 
 
 def _unary(op: str, x: Tensor, **attrs: Any) -> Tensor:
-    return x.graph.apply(op, [x], attrs)
+    return _apply(op, x, **attrs)
 
 
 def relu6(x: Tensor) -> Tensor:

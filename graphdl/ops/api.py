@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from graphdl.dtypes import is_float
 from graphdl.errors import GraphError
 from graphdl.tensor import Tensor
@@ -38,15 +40,24 @@ def _float_apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:
 
 
 def _axis(axis: Axis, dim: Axis) -> Axis:
+    """The axes given as ``axis`` (NumPy's name) or ``dim`` (PyTorch's); the op's attribute schema checks them."""
     if dim is not None:
         if axis is not None:
             raise GraphError(f"give the reduction axes once, as axis or as dim (got axis={axis}, dim={dim})")
-        return tuple(dim) if not isinstance(dim, int) else dim
-    return tuple(axis) if axis is not None and not isinstance(axis, int) else axis
+        return dim
+    return axis
+
+
+def _flag(name: str, value: object) -> bool:
+    """A True/False argument (NumPy's bools too), else GraphError naming it."""
+    if not isinstance(value, bool | np.bool_):
+        raise GraphError(f"{name} must be True or False, got {value!r:.40} ({type(value).__name__})")
+    return bool(value)
 
 
 def _reduce(op: str, a: Tensor, axis: Axis, dim: Axis, keepdims: bool, keepdim: bool, **attrs: object) -> Tensor:
-    return _apply(op, a, axis=_axis(axis, dim), keepdims=bool(keepdims or keepdim), **attrs)
+    keep = _flag("keepdims", keepdims) or _flag("keepdim", keepdim)
+    return _apply(op, a, axis=_axis(axis, dim), keepdims=keep, **attrs)
 
 
 # -- unary math ------------------------------------------------------------------------------------

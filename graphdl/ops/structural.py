@@ -13,12 +13,8 @@ import numpy as np
 
 from graphdl.errors import GraphError
 from graphdl.ops import contract
+from graphdl.ops.api import _apply
 from graphdl.tensor import Tensor
-
-
-def _apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:
-    t = next(i for i in inputs if isinstance(i, Tensor))
-    return t.graph.apply(op, inputs, attrs)
 
 
 def _flat(x: Tensor) -> Tensor:
