@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from graphdl.builder import Builder
-from graphdl.errors import DTypeError, GraphError, ShapeError
+from graphdl.errors import DTypeError, GraphError, ShapeError, whole_number
 from graphdl.ir import IR, Node, NodeKind, format_shape, user_origin
 from graphdl.registry import get_op
 from graphdl.tensor import Tensor
@@ -115,6 +115,16 @@ def scan(body: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     step in the backward loop (less memory, one more forward pass; ``jax.checkpoint``).
     """
     where = "" if name is None else f" '{name}'"
+    if not callable(body):
+        raise GraphError(f"scan{where}: body must be a function body(carry, x) -> (new_carry, y), got "
+                         f"{type(body).__name__}")
+    if name is not None and not isinstance(name, str):
+        raise GraphError(f"scan: name must be a string, got {name!r:.40}")
+    if length is not None:
+        length = whole_number(length, f"scan{where}: length", 0, GraphError)
+    for flag, value in (("reverse", reverse), ("remat", remat)):
+        if not isinstance(value, bool):
+            raise GraphError(f"scan{where}: {flag} must be True or False, got {value!r:.40}")
     carries, carry_seq = _as_list(init, "init", where)
     seqs, xs_seq = ([], False) if xs is None else _as_list(xs, "xs", where)
     if xs is None and length is None:

@@ -48,7 +48,7 @@ from graphdl.ops.activations import (  # noqa: F401
     softsign,
 )
 from graphdl.ops.api import *  # noqa: F403  (the math functions: sin, var, argmax, ...)
-from graphdl.ops.api import _apply
+from graphdl.ops.api import _apply, _int, _node, _seq
 from graphdl.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
 from graphdl.ops.scan import scan  # noqa: F401  (gd.ops.scan; the module registers the op)
@@ -85,7 +85,7 @@ def softmax(a: Tensor, axis: int = -1) -> Tensor:
 
 
 def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
-    return _apply("reshape", a, shape=tuple(shape))
+    return _apply("reshape", a, shape=_seq(shape))
 
 
 def pow(a: Tensor | float, b: Tensor | float) -> Tensor:
@@ -161,14 +161,17 @@ def log_softmax(a: Tensor, axis: int = -1) -> Tensor:
 
 
 def transpose(a: Tensor, axes: Sequence[int] | None = None) -> Tensor:
-    return _apply("transpose", a, axes=None if axes is None else tuple(axes))
+    return _apply("transpose", a, axes=_seq(axes))
 
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    if not isinstance(tensors, list | tuple):
+        raise GraphError(f"concat takes a list of tensors, got {type(tensors).__name__} {tensors!r:.40}")
     return _apply("concat", *tensors, axis=axis)
 
 
 def _split_sizes(x: Tensor, axis: int, what: str) -> int:
+    x, axis = _node(x, f"{what}: x"), _int(axis, f"{what}: axis")
     if not -x.ndim <= axis < x.ndim:
         raise ShapeError(f"{what}: axis {axis} is out of range for '{x.name}' of shape {x.shape}")
     size = x.shape[axis]
@@ -181,20 +184,20 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], axis: int = 0)
     """Split ``x`` along ``axis`` as ``torch.split``: an int gives pieces of that size (the last may be
     smaller), a list gives the size of each piece. One node with one output per piece."""
     size = _split_sizes(x, axis, "split")
-    if isinstance(split_size_or_sections, int):
-        step = split_size_or_sections
+    if not isinstance(split_size_or_sections, list | tuple):
+        step = _int(split_size_or_sections, "split: split_size_or_sections")
         if step <= 0:
             raise GraphError(f"split size must be positive, got {step}")
         sizes = [builtins.min(step, size - s) for s in range(0, size, step)] or [0]  # gd.ops.min shadows it
     else:
-        sizes = [int(s) for s in split_size_or_sections]
+        sizes = [_int(s, "split: each section") for s in split_size_or_sections]
     return x.graph.apply_multi("split", [x], {"sizes": tuple(sizes), "axis": axis})
 
 
 def chunk(x: Tensor, chunks: int, axis: int = 0) -> list[Tensor]:
     """Split ``x`` into ``chunks`` pieces along ``axis`` as ``torch.chunk``: each of size
     ceil(size / chunks), so there may be fewer than ``chunks`` pieces. One node."""
-    if chunks <= 0:
+    if _int(chunks, "chunk: chunks") <= 0:
         raise GraphError(f"chunk needs a positive number of chunks, got {chunks}")
     size = _split_sizes(x, axis, "chunk")
     return split(x, -(-size // chunks) or 1, axis)

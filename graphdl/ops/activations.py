@@ -330,8 +330,8 @@ def selu(x: Tensor) -> Tensor:
 
 def celu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """max(0, x) + min(0, alpha * (exp(x / alpha) - 1))."""
-    if alpha == 0:
-        raise GraphError("celu: alpha must not be 0")
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.number) or alpha == 0:
+        raise GraphError(f"celu: alpha must be a number other than 0, got {alpha!r:.40}")
     return _unary("celu", x, alpha=float(alpha))
 
 

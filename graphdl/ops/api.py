@@ -28,6 +28,27 @@ def _apply(op: str, *inputs: Tensor | float, **attrs: object) -> Tensor:
     return _tensor(*inputs).graph.apply(op, inputs, attrs)
 
 
+def _node(value: object, what: str) -> Tensor:
+    """``value`` if it is a graph node, else GraphError naming the argument (for functions that read its
+    shape before building their node)."""
+    if not isinstance(value, Tensor):
+        raise GraphError(f"{what} must be a graph node (a Tensor), got {type(value).__name__} {value!r:.40}; "
+                         "wrap arrays with gd.constant()")
+    return value
+
+
+def _seq(value: object) -> object:
+    """A list or tuple as a tuple, anything else as it is: the op's attribute schema then checks it."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _int(value: object, what: str) -> int:
+    """A whole number (NumPy's too), else GraphError naming the argument (for arithmetic before the node)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise GraphError(f"{what} must be an int, got {type(value).__name__} {value!r:.40}")
+    return int(value)
+
+
 def to_float(x: Tensor | float) -> Tensor | float:
     """x itself when floating (or a Python number), else x converted to the graph's float dtype."""
     if isinstance(x, Tensor) and not is_float(x.dtype):
@@ -227,7 +248,7 @@ def div(a: Tensor | float, b: Tensor | float, rounding_mode: str | None = None) 
     """a / b as torch.div: true division (integers give floats), or rounded "floor" / "trunc" division."""
     if rounding_mode is None:
         return _float_apply("div", a, b)
-    if rounding_mode not in ("floor", "trunc"):
+    if not isinstance(rounding_mode, str) or rounding_mode not in ("floor", "trunc"):
         raise GraphError(f"rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
     return _apply("floor_divide" if rounding_mode == "floor" else "trunc_divide", a, b)
 
@@ -339,7 +360,9 @@ def _correction(correction: float | None, unbiased: bool | None, ddof: float | N
     if len(given) > 1:
         raise GraphError("give one of correction, unbiased and ddof")
     if unbiased is not None:
-        return 1.0 if unbiased else 0.0
+        return 1.0 if _flag("unbiased", unbiased) else 0.0
+    if given and (isinstance(given[0], bool | np.bool_) or not isinstance(given[0], int | float | np.number)):
+        raise GraphError(f"correction/ddof must be a number, got {given[0]!r:.40}")
     return float(given[0]) if given else 1.0
 
 
@@ -381,13 +404,15 @@ def _single_axis(axis: int | None, dim: int | None) -> int | None:
 def argmax(a: Tensor, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
            keepdim: bool = False) -> Tensor:
     """int64 index of the largest entry along axis (of the flattened input when None); the first of ties."""
-    return _apply("argmax", a, axis=_single_axis(axis, dim), keepdims=bool(keepdims or keepdim))
+    return _apply("argmax", a, axis=_single_axis(axis, dim), keepdims=_flag("keepdims", keepdims) or _flag(
+        "keepdim", keepdim))
 
 
 def argmin(a: Tensor, axis: int | None = None, keepdims: bool = False, *, dim: int | None = None,
            keepdim: bool = False) -> Tensor:
     """int64 index of the smallest entry along axis (of the flattened input when None); the first of ties."""
-    return _apply("argmin", a, axis=_single_axis(axis, dim), keepdims=bool(keepdims or keepdim))
+    return _apply("argmin", a, axis=_single_axis(axis, dim), keepdims=_flag("keepdims", keepdims) or _flag(
+        "keepdim", keepdim))
 
 
 def cumsum(a: Tensor, axis: int | None = None, *, dim: int | None = None, reverse: bool = False) -> Tensor:

@@ -232,13 +232,23 @@ def scaled_dot_product_attention(q: Any, k: Any, v: Any, attn_mask: Any = None, 
     the fused kernel); as in PyTorch, ``attn_mask`` and ``is_causal`` are exclusive."""
     from graphdl.errors import GraphError
     from graphdl.graph import constant
+    from graphdl.ops.api import _node
 
+    what = "scaled_dot_product_attention"
+    q, k, v = _node(q, f"{what}: q"), _node(k, f"{what}: k"), _node(v, f"{what}: v")
+    if not isinstance(is_causal, bool | np.bool_):
+        raise GraphError(f"{what}: is_causal must be True or False, got {is_causal!r:.40}")
     if attn_mask is not None and is_causal:
-        raise GraphError("scaled_dot_product_attention: pass attn_mask or is_causal=True, not both (as in PyTorch)")
-    if not 0.0 <= dropout_p < 1.0:
-        raise GraphError(f"scaled_dot_product_attention: dropout_p must be in [0, 1), got {dropout_p}")
+        raise GraphError(f"{what}: pass attn_mask or is_causal=True, not both (as in PyTorch)")
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, int | float | np.number) or not 0.0 <= dropout_p < 1.0:
+        raise GraphError(f"{what}: dropout_p must be a number in [0, 1), got {dropout_p!r:.40}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int | float | np.number)):
+        raise GraphError(f"{what}: scale must be a number or None, got {scale!r:.40}")
     if attn_mask is not None and not hasattr(attn_mask, "graph"):
         mask = np.asarray(attn_mask)
+        if mask.dtype != np.bool_ and not np.issubdtype(mask.dtype, np.number):
+            raise GraphError(f"{what}: attn_mask must be a boolean or numeric array or a node, got {mask.dtype} "
+                             f"{attn_mask!r:.40}")
         attn_mask = constant(mask if mask.dtype == np.bool_ else mask.astype(q.dtype))
     attrs = {"causal": bool(is_causal), "scale": None if scale is None else float(scale)}
     if dropout_p == 0.0:

@@ -63,6 +63,8 @@ def _check(x: tuple, w: tuple, attrs: dict[str, Any]) -> tuple[int, int]:
     groups = attrs.get("groups", 1)
     if len(w) != 4:
         fail(f"weight must be 4-d (out_channels, in_channels/groups, kh, kw), got {w}")
+    if None in w:
+        fail(f"the weight's shape must be known, got {w}", "use a parameter or a placeholder with a fixed shape")
     if tuple(w[2:]) != tuple(attrs["kernel"]):
         fail(f"weight {w} does not have the kernel size {tuple(attrs['kernel'])}")
     if x[1] is not None and x[1] != w[1] * groups:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.errors import GraphError
+from graphdl.ops.api import _int, _node
 from graphdl.ops.window import WINDOW_ATTRS
 from graphdl.registry import GradContext, Int, Ints, OpDef, fail, get_op, register
 from graphdl.tensor import Tensor
@@ -175,19 +176,22 @@ register(OpDef(
 
 
 def _ints(v: int | Sequence[int], n: int, what: str) -> tuple[int, ...]:
-    t = (int(v),) * n if isinstance(v, int | np.integer) else tuple(int(i) for i in v)
-    if len(t) != n:
-        raise GraphError(f"{what} must be an int or {n} ints, got {v!r}")
-    return t
+    """An int for all n entries, or n ints, else GraphError naming ``what``."""
+    entries = (v,) * n if not isinstance(v, list | tuple) else tuple(v)
+    if len(entries) != n or any(isinstance(i, bool) or not isinstance(i, int | np.integer) for i in entries):
+        raise GraphError(f"{what} must be an int or {n} ints, got {v!r:.40}")
+    return tuple(int(i) for i in entries)
 
 
 def conv1d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: int = 1, padding: int | Sequence[int] = 0,
            dilation: int = 1, groups: int = 1) -> Tensor:
     """1-d cross-correlation of (N, C, L) x with W (out, in/groups, k), as torch.nn.functional.conv1d
     (padding: an int for both ends, or (left, right))."""
-    pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
-    attrs = {"kernel": (w.shape[2],), "stride": _ints(stride, 1, "stride"), "padding": _ints(pad, 2, "padding"),
-             "dilation": _ints(dilation, 1, "dilation"), "groups": int(groups)}
+    x, w = _node(x, "conv1d: x"), _node(w, "conv1d: w")
+    if len(w.shape) != 3:
+        raise GraphError(f"conv1d: w must be 3-d (out, in/groups, k), got {w.shape}")
+    attrs = {"kernel": (w.shape[2],), "stride": _ints(stride, 1, "stride"), "padding": _ints(padding, 2, "padding"),
+             "dilation": _ints(dilation, 1, "dilation"), "groups": _int(groups, "conv1d: groups")}
     return x.graph.apply("conv1d", [x, w] + ([b] if b is not None else []), attrs)
 
 
@@ -195,8 +199,9 @@ def conv_transpose2d(x: Tensor, w: Tensor, b: Tensor | None = None, stride: int 
                      padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0, groups: int = 1,
                      dilation: int | Sequence[int] = 1) -> Tensor:
     """Transposed convolution with torch.nn.functional.conv_transpose2d's arguments; W is (in, out/groups, kh, kw)."""
+    x, w = _node(x, "conv_transpose2d: x"), _node(w, "conv_transpose2d: w")
     ph, pw = _ints(padding, 2, "padding")
     attrs = {"kernel": tuple(w.shape[2:]), "stride": _ints(stride, 2, "stride"), "padding": (ph, ph, pw, pw),
              "output_padding": _ints(output_padding, 2, "output_padding"), "dilation": _ints(dilation, 2, "dilation"),
-             "groups": int(groups)}
+             "groups": _int(groups, "conv_transpose2d: groups")}
     return x.graph.apply("conv_transpose2d", [x, w] + ([b] if b is not None else []), attrs)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from graphdl.errors import GraphError
 from graphdl.ops import contract
-from graphdl.ops.api import _apply
+from graphdl.ops.api import _apply, _int, _node, _seq, _tensor
 from graphdl.tensor import Tensor
 
 
@@ -22,7 +20,8 @@ def _flat(x: Tensor) -> Tensor:
 
 
 def _axes(axis: int | Sequence[int]) -> tuple[int, ...]:
-    return (int(axis),) if isinstance(axis, int | np.integer) else tuple(int(a) for a in axis)
+    """One axis or several as a tuple; the op's attribute schema checks the entries."""
+    return tuple(axis) if isinstance(axis, list | tuple) else (axis,)  # type: ignore[return-value]
 
 
 def expand_dims(x: Tensor, axis: int | Sequence[int]) -> Tensor:
@@ -42,9 +41,11 @@ def squeeze(x: Tensor, axis: int | Sequence[int] | None = None) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join same-shaped tensors along a new axis ``axis`` (NumPy stack, torch.stack)."""
-    tensors = list(tensors)
+    tensors = [_node(t, "stack: each of tensors") for t in (tensors if isinstance(tensors, list | tuple) else
+                                                            [tensors])]
     if not tensors:
         raise GraphError("stack needs at least one tensor")
+    axis = _int(axis, "stack: axis")
     nd = len(tensors[0].shape) + 1
     if not -nd <= axis < nd:
         raise GraphError(f"stack: axis {axis} is out of range for {nd - 1}-d inputs")
@@ -73,8 +74,7 @@ def repeat(x: Tensor, repeats: int | Sequence[int], axis: int | None = None) -> 
     torch.repeat_interleave, not torch's Tensor.repeat: that is ``tile``); None repeats the flattened array."""
     if axis is None:
         x, axis = _flat(x), 0
-    return _apply("repeat", x, repeats=repeats if isinstance(repeats, int) else tuple(int(r) for r in repeats),
-                  axis=axis)
+    return _apply("repeat", x, repeats=_seq(repeats), axis=axis)
 
 
 def tile(x: Tensor, reps: int | Sequence[int]) -> Tensor:
@@ -84,23 +84,23 @@ def tile(x: Tensor, reps: int | Sequence[int]) -> Tensor:
 
 def broadcast_to(x: Tensor, shape: Sequence[int | None]) -> Tensor:
     """x repeated along its size-1 axes (and new leading axes) to ``shape``; None keeps the input's size."""
-    return _apply("broadcast_to", x, shape=tuple(shape))
+    return _apply("broadcast_to", x, shape=_seq(shape))
 
 
 def pad(x: Tensor, pad: Sequence[int], mode: str = "constant", value: float = 0.0) -> Tensor:
     """Pad as torch.nn.functional.pad: ``pad`` is (left, right) of the last axis, then of the one before, ...;
     mode is constant (filled with ``value``), reflect, replicate or circular."""
-    return _apply("pad", x, pad=tuple(int(p) for p in pad), mode=mode, value=float(value))
+    return _apply("pad", x, pad=_seq(pad), mode=mode, value=value)
 
 
 def tril(x: Tensor, k: int = 0) -> Tensor:
     """Zero the entries above the k-th diagonal of the last two axes."""
-    return _apply("tril", x, k=int(k))
+    return _apply("tril", x, k=k)
 
 
 def triu(x: Tensor, k: int = 0) -> Tensor:
     """Zero the entries below the k-th diagonal of the last two axes."""
-    return _apply("triu", x, k=int(k))
+    return _apply("triu", x, k=k)
 
 
 def einsum(equation: str, *operands: Tensor) -> Tensor:
@@ -108,6 +108,9 @@ def einsum(equation: str, *operands: Tensor) -> Tensor:
     a letter repeated within one operand, a diagonal, is not supported)."""
     if len(operands) == 1 and isinstance(operands[0], list | tuple):
         operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise GraphError(f"einsum: the equation must be a string like 'ij,jk->ik', got {equation!r:.40}")
+    operands = tuple(_node(t, "einsum: each operand") for t in operands)
     try:
         eq = contract.normalize(equation, [len(t.shape) for t in operands])
     except ValueError as e:
@@ -117,25 +120,27 @@ def einsum(equation: str, *operands: Tensor) -> Tensor:
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
     """torch.gather: ``out[i][j] = x[index[i][j]][j]`` for dim 0; index has x's number of axes."""
-    return _apply("gather", x, index, axis=int(dim))
+    return _apply("gather", x, index, axis=dim)
 
 
 def scatter(x: Tensor, dim: int, index: Tensor, src: Tensor | float) -> Tensor:
     """torch.scatter: a copy of x with src (a tensor of index's shape, or a number) written at index along dim."""
     if isinstance(src, Tensor):
-        return _apply("scatter", x, index, src, axis=int(dim))
-    return _apply("scatter", x, index, axis=int(dim), value=float(src))
+        return _apply("scatter", x, index, src, axis=dim)
+    return _apply("scatter", x, index, axis=dim, value=src)
 
 
 def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     """torch.scatter_add: a copy of x with src (index's shape) added at index along dim; repeats add up."""
-    return _apply("scatter_add", x, index, src, axis=int(dim))
+    return _apply("scatter_add", x, index, src, axis=dim)
 
 
 def take_along_axis(arr: Tensor, indices: Tensor, axis: int | None) -> Tensor:
     """NumPy take_along_axis: indices broadcast against arr off ``axis``; negative indices count from the end."""
+    arr, indices = _node(arr, "take_along_axis: arr"), _node(indices, "take_along_axis: indices")
     if axis is None:
         arr, indices, axis = _flat(arr), _flat(indices), 0
+    axis = _int(axis, "take_along_axis: axis")
     if len(arr.shape) != len(indices.shape):
         raise GraphError(f"take_along_axis: indices {indices.shape} must have as many axes as arr {arr.shape}")
     nd = len(arr.shape)
@@ -152,7 +157,7 @@ def take_along_axis(arr: Tensor, indices: Tensor, axis: int | None) -> Tensor:
 def one_hot(ids: Tensor, num_classes: int, dtype: str | None = None) -> Tensor:
     """1 at each class id along a new last axis of size num_classes (torch one_hot, but num_classes is
     required and the result has the graph's float dtype unless ``dtype`` is given)."""
-    return _apply("one_hot", ids, num_classes=int(num_classes), dtype=dtype or ids.graph.dtype)
+    return _apply("one_hot", ids, num_classes=num_classes, dtype=_tensor(ids).graph.dtype if dtype is None else dtype)
 
 
 __all__ = ["broadcast_to", "einsum", "expand_dims", "flip", "gather", "one_hot", "pad", "repeat", "roll",

@@ -1,0 +1,53 @@
+"""Every function of gd.ops, given an argument of the wrong kind, raises a GraphDLError naming it — never
+an AttributeError, StopIteration or TypeError from inside graphdl."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import graphdl as gd
+
+#: Arguments of the wrong kind: a string, None, a fraction, a negative number, empty containers, a
+#: tuple holding a string, an array.
+BAD = ["abc", None, 1.5, -7, [], {}, (1, "a"), np.zeros(3)]
+FUNCTIONS = sorted(n for n in dir(gd.ops) if not n.startswith("_") and inspect.isfunction(getattr(gd.ops, n)))
+
+
+def _calls(fn):
+    """(argument name, args, kwargs) with one argument replaced by each BAD value, the required others
+    filled with (None, 4, 6) graph nodes."""
+    params = [p for p in inspect.signature(fn).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for k, p in enumerate(params):
+        for bad in BAD:
+            yield p.name, k, bad, params
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_wrong_kinds_of_arguments_are_named(name: str) -> None:
+    fn = getattr(gd.ops, name)
+    checked = 0
+    for arg, k, bad, params in _calls(fn):
+        with gd.Graph("args", seed=0):
+            nodes = [gd.placeholder("x", (None, 4, 6)), gd.placeholder("y", (None, 4, 6))]
+            args, kwargs = [], {}
+            for j, q in enumerate(params):
+                if j != k and q.default is not inspect.Parameter.empty:
+                    continue
+                value = bad if j == k else nodes[min(j, 1)]
+                if q.kind == q.KEYWORD_ONLY:
+                    kwargs[q.name] = value
+                else:
+                    args.append(value)
+            try:
+                fn(*args, **kwargs)
+            except gd.GraphDLError:
+                checked += 1
+            except TypeError as e:  # Python's own arity errors (a required argument left at its default)
+                assert any(s in str(e) for s in ("positional argument", "unexpected keyword", "required")), (
+                    f"gd.ops.{name}({arg}={bad!r}): TypeError {e}")
+            except Exception as e:  # the point: nothing else may escape
+                pytest.fail(f"gd.ops.{name}({arg}={bad!r}) raised {type(e).__name__}: {e}")
+    assert checked or name == "to_float", name  # to_float passes non-nodes through by design
