@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.errors import GraphDLError
+from graphdl.errors import GraphDLError, file_path, real_number, whole_number
 from graphdl.executable import Executable
 from graphdl.train import (
     History,
@@ -58,9 +58,12 @@ class _Monitoring(Callback):
 
     def __init__(self, monitor: str, mode: str, min_delta: float) -> None:
         super().__init__()
-        if mode not in ("auto", "min", "max"):
-            raise GraphDLError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor, self.min_delta = monitor, abs(min_delta)
+        kind = type(self).__name__
+        if not isinstance(mode, str) or mode not in ("auto", "min", "max"):
+            raise GraphDLError(f"{kind}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if not isinstance(monitor, str):
+            raise GraphDLError(f"{kind}: monitor names a logged value such as 'val_loss', got {monitor!r:.40}")
+        self.monitor, self.min_delta = monitor, abs(real_number(min_delta, f"{kind}: min_delta"))
         self.mode = mode if mode != "auto" else ("max" if any(m in monitor for m in _MAXIMISED) else "min")
         self.best: float | None = None
         self.best_epoch: int | None = None
@@ -110,7 +113,8 @@ class EarlyStopping(_Monitoring):
     def __init__(self, monitor: str = "val_loss", *, patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
                  restore_best_weights: bool = False) -> None:
         super().__init__(monitor, mode, min_delta)
-        self.patience, self.restore_best_weights = patience, restore_best_weights
+        self.patience = whole_number(patience, "EarlyStopping: patience")
+        self.restore_best_weights = bool(restore_best_weights)
         self.best_values: dict[str, np.ndarray] | None = None
         self.stopped_epoch: int | None = None
         self.restored_epoch: int | None = None
@@ -143,7 +147,7 @@ class ModelCheckpoint(_Monitoring):
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", *, save_best_only: bool = True,
                  mode: str = "auto", min_delta: float = 0.0) -> None:
         super().__init__(monitor, mode, min_delta)
-        self.path, self.save_best_only = os.fspath(path), save_best_only
+        self.path, self.save_best_only = file_path(path, "ModelCheckpoint"), bool(save_best_only)
         self.saved: list[tuple[int, str]] = []
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
@@ -162,9 +166,11 @@ class ReduceLROnPlateau(_Monitoring):
     def __init__(self, monitor: str = "val_loss", *, factor: float = 0.1, patience: int = 10,
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto") -> None:
         super().__init__(monitor, mode, min_delta)
-        if not 0 < factor < 1:
+        if not 0 < real_number(factor, "ReduceLROnPlateau: factor") < 1:
             raise GraphDLError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
-        self.factor, self.patience, self.cooldown, self.min_lr = factor, patience, cooldown, min_lr
+        self.factor, self.min_lr = float(factor), real_number(min_lr, "ReduceLROnPlateau: min_lr")
+        self.patience = whole_number(patience, "ReduceLROnPlateau: patience")
+        self.cooldown = whole_number(cooldown, "ReduceLROnPlateau: cooldown")
         self.cooldown_left = 0
         self.reductions: list[tuple[int, float]] = []
 
@@ -193,7 +199,7 @@ class CSVLogger(Callback):
 
     def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
         super().__init__()
-        self.path, self.append = os.fspath(path), append
+        self.path, self.append = file_path(path, "CSVLogger"), bool(append)
         self.rows: list[dict[str, Any]] = []
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:
@@ -219,6 +225,11 @@ class LearningRateFinder(Callback):
     def __init__(self, min_lr: float = 1e-6, max_lr: float = 1.0, steps: int = 100, diverge: float = 4.0,
                  smoothing: float = 0.05) -> None:
         super().__init__()
+        min_lr = real_number(min_lr, "LearningRateFinder: min_lr")
+        max_lr = real_number(max_lr, "LearningRateFinder: max_lr")
+        steps = whole_number(steps, "LearningRateFinder: steps")
+        diverge = real_number(diverge, "LearningRateFinder: diverge")
+        smoothing = real_number(smoothing, "LearningRateFinder: smoothing")
         if not 0 < min_lr < max_lr or steps < 2:
             raise GraphDLError(f"LearningRateFinder needs 0 < min_lr < max_lr and steps >= 2; got {min_lr}, "
                                f"{max_lr}, {steps}")

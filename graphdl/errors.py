@@ -68,3 +68,13 @@ def file_path(path: object, what: str, error: type[GraphDLError] = GraphDLError)
     if not isinstance(path, str | os.PathLike):
         raise error(f"{what} takes a file path (a str or a pathlib.Path), got {type(path).__name__} {path!r:.60}")
     return os.fspath(path)
+
+
+def real_number(value: object, what: str, error: type[GraphDLError] = GraphDLError) -> float:
+    """``value`` as a float if it is a finite real number (NumPy's too, never a bool), else ``error``."""
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise error(f"{what} must be a finite number, got {value!r:.40} ({type(value).__name__})")
+    return float(value)

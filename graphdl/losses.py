@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from graphdl.builder import Builder, Tensor
-from graphdl.errors import GraphError
+from graphdl.errors import GraphError, real_number
 from graphdl.ir import NodeKind
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -28,7 +28,7 @@ class Loss:
     op: str = ""
 
     def __init__(self, reduction: str = "mean", name: str | None = None) -> None:
-        if reduction not in REDUCTIONS:
+        if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise GraphError(f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         self.name = name
@@ -93,7 +93,7 @@ class Huber(Loss):
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0, name: str | None = None) -> None:
         super().__init__(reduction, name)
-        if delta <= 0:
+        if real_number(delta, "Huber: delta", GraphError) <= 0:
             raise GraphError(f"Huber: delta must be > 0, got {delta}")
         self.delta = float(delta)
 
@@ -206,7 +206,7 @@ class SoftmaxCrossEntropy(_ClassLoss):
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0, name: str | None = None,
                  weight: Any = None, ignore_index: int | None = None) -> None:
         super().__init__(reduction, name, weight, ignore_index)
-        if not 0.0 <= label_smoothing <= 1.0:
+        if not 0.0 <= real_number(label_smoothing, "SoftmaxCrossEntropy: label_smoothing", GraphError) <= 1.0:
             raise GraphError(f"SoftmaxCrossEntropy: label_smoothing must be in [0, 1], got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
 

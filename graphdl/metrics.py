@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphdl.errors import GraphDLError
+from graphdl.errors import GraphDLError, whole_number
 
 
 class MetricError(GraphDLError):
@@ -141,8 +141,7 @@ class TopKAccuracy(Metric):
     """Fraction of samples whose label is among the ``k`` highest of ``(n, classes)`` scores (k < classes)."""
 
     def __init__(self, k: int = 5) -> None:
-        if k < 1:
-            raise MetricError(f"top-k accuracy needs k >= 1, got {k}")
+        k = whole_number(k, "top-k accuracy: k", 1, MetricError)
         self.k = k
         self.name = f"top{k}_accuracy"
         super().__init__()

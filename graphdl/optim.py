@@ -90,6 +90,8 @@ class ParamGroup:
     overrides: tuple[tuple[str, Any], ...] = ()
 
     def __init__(self, params: Sequence[Any], **overrides: Any) -> None:
+        if not isinstance(params, list | tuple):
+            raise GraphDLError(f"ParamGroup takes a list of parameters, layers or parameter names, got {params!r:.40}")
         object.__setattr__(self, "params", tuple(params))
         object.__setattr__(self, "overrides", tuple(sorted(overrides.items())))
 
@@ -136,6 +138,9 @@ class Optimizer:
     groups: tuple[ParamGroup, ...] = field(default=(), kw_only=True)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.groups, list | tuple):
+            raise GraphDLError(f"{type(self).__name__}: groups takes a list of ParamGroup records, got "
+                               f"{self.groups!r:.40}")
         object.__setattr__(self, "groups", tuple(self.groups))
         self._check_kinds()
         self.check()

@@ -51,3 +51,37 @@ def test_wrong_kinds_of_arguments_are_named(name: str) -> None:
             except Exception as e:  # the point: nothing else may escape
                 pytest.fail(f"gd.ops.{name}({arg}={bad!r}) raised {type(e).__name__}: {e}")
     assert checked or name == "to_float", name  # to_float passes non-nodes through by design
+
+
+#: Good values for the required arguments of the classes below (anything else: 2).
+GOOD = {"in_features": 6, "out_features": 3, "in_channels": 4, "out_channels": 4, "kernel_size": 3,
+        "num_features": 4, "num_embeddings": 10, "embedding_dim": 4, "input_size": 6, "hidden_size": 4,
+        "embed_dim": 6, "num_heads": 2, "d_model": 6, "nhead": 2, "normalized_shape": 6, "max_len": 8,
+        "path": "out.gdl", "params": ["fc.W"]}
+MODULES = {"layers": gd.layers, "losses": gd.losses, "callbacks": gd.callbacks, "metrics": gd.metrics,
+           "optim": gd.optim}
+#: Bases that only subclasses complete (their hyperparameters and hooks live there).
+BASES = {"Layer", "Loss", "Callback", "Metric", "Optimizer"}
+CLASSES = sorted(f"{m}.{n}" for m, mod in MODULES.items() for n in dir(mod)
+                 if isinstance(getattr(mod, n), type) and not n.startswith("_") and n not in BASES
+                 and not issubclass(getattr(mod, n), BaseException)
+                 and getattr(mod, n).__module__.startswith(f"graphdl.{m}"))
+
+
+@pytest.mark.parametrize("qualname", CLASSES)
+def test_constructors_name_arguments_of_the_wrong_kind(qualname: str) -> None:
+    module, name = qualname.split(".")
+    cls = getattr(MODULES[module], name)
+    params = [p for p in inspect.signature(cls).parameters.values()
+              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "name"]
+    for k, p in enumerate(params):
+        for bad in BAD[:-1]:  # an array as a flag or a choice: NumPy's own "truth value is ambiguous" says it
+            kwargs = {q.name: bad if j == k else GOOD.get(q.name, 2) for j, q in enumerate(params)
+                      if j == k or q.default is inspect.Parameter.empty}
+            try:
+                with gd.Graph("args", seed=0):
+                    cls(**kwargs)
+            except gd.GraphDLError:
+                pass
+            except Exception as e:  # the point: nothing else may escape
+                pytest.fail(f"{qualname}({p.name}={bad!r}) raised {type(e).__name__}: {e}")

@@ -43,7 +43,7 @@ def test_constructor_errors() -> None:
             layers.RNN(3, 4, nonlinearity="sigmoid")
         with pytest.raises(gd.GraphError, match="hidden_size must be a positive int"):
             layers.GRU(3, 0)
-        with pytest.raises(gd.GraphError, match=r"dropout must be in \[0, 1\]"):
+        with pytest.raises(gd.GraphError, match=r"dropout must be a number in \[0, 1\]"):
             layers.LSTM(3, 4, dropout=1.5)
 
 

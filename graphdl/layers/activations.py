@@ -20,7 +20,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01, name: str | None = None) -> None:
         super().__init__(name)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = self._number("negative_slope", negative_slope)
 
     def attrs(self) -> dict[str, Any]:
         return {"negative_slope": self.negative_slope}
@@ -33,7 +33,7 @@ class ELU(Layer):
 
     def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
         super().__init__(name)
-        self.alpha = float(alpha)
+        self.alpha = self._number("alpha", alpha)
 
     def attrs(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
@@ -67,7 +67,7 @@ class Softplus(Layer):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0, name: str | None = None) -> None:
         super().__init__(name)
-        self.beta, self.threshold = float(beta), float(threshold)
+        self.beta, self.threshold = self._number("beta", beta), self._number("threshold", threshold)
 
     def attrs(self) -> dict[str, Any]:
         return {"beta": self.beta, "threshold": self.threshold}
@@ -143,7 +143,7 @@ class CELU(Layer):
         super().__init__(name)
         if alpha == 0:
             raise GraphError("CELU: alpha must not be 0")
-        self.alpha = float(alpha)
+        self.alpha = self._number("alpha", alpha)
 
     def attrs(self) -> dict[str, Any]:
         return {"alpha": self.alpha}

@@ -70,7 +70,8 @@ class MultiheadAttention(Layer):
         if embed_dim % num_heads:
             raise GraphError(f"MultiheadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
-        self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
+        self.kdim = embed_dim if kdim is None else self._count("kdim", kdim)
+        self.vdim = embed_dim if vdim is None else self._count("vdim", vdim)
         self.batch_first, self.dropout = batch_first, float(dropout)
         rng = self.graph.rng
         E = embed_dim
@@ -170,6 +171,7 @@ class PositionalEmbedding(Layer):
     """Adds a learned position vector to each step of a (N, T, d) sequence: ``W`` (max_len, d) ~ N(0, 1)."""
 
     def __init__(self, max_len: int, embedding_dim: int, name: str | None = None) -> None:
+        max_len, embedding_dim = self._count("max_len", max_len), self._count("embedding_dim", embedding_dim)
         super().__init__(name)
         self.max_len, self.dim = max_len, embedding_dim
         self.add_param("W", self.graph.rng.standard_normal((max_len, embedding_dim)))
@@ -193,6 +195,7 @@ class SinusoidalPositionalEncoding(PositionalEmbedding):
     """Adds the fixed sin/cos position table of "Attention Is All You Need" (a constant, not trained)."""
 
     def __init__(self, max_len: int, embedding_dim: int, name: str | None = None) -> None:
+        max_len, embedding_dim = self._count("max_len", max_len), self._count("embedding_dim", embedding_dim)
         Layer.__init__(self, name)
         self.max_len, self.dim = max_len, embedding_dim
         pos = np.arange(max_len)[:, None]

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.errors import GraphError, whole_number
+from graphdl.errors import GraphError, real_number, whole_number
 from graphdl.graph import Graph, current_graph
 from graphdl.ir import NodeKind
 from graphdl.tensor import Tensor
@@ -44,6 +44,11 @@ class Layer:
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= high:
             raise GraphError(f"{cls.__name__}: {what} must be a number in [0, {high:g}], got {value!r}")
         return float(value)
+
+    @classmethod
+    def _number(cls, what: str, value: object) -> float:
+        """A finite real number (a slope, a threshold), else GraphError naming it."""
+        return real_number(value, f"{cls.__name__}: {what}", GraphError)
 
     @classmethod
     def _positive(cls, what: str, value: object) -> float:

@@ -6,15 +6,20 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from graphdl.errors import GraphError
 from graphdl.layers.base import Layer
 
 
 def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) else tuple(v)
-    if len(pair) != 2 or not all(isinstance(d, int) for d in pair):
-        raise GraphError(f"{what} must be an int or a pair of ints, got {v!r}")
-    return pair  # type: ignore[return-value]
+    """An int for both axes or a pair of ints, each >= 1 (>= 0 for padding), else GraphError naming ``what``."""
+    low = 0 if "padding" in what else 1
+    pair = tuple(v) if isinstance(v, list | tuple) else (v, v)
+    if len(pair) != 2 or not all(isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= low
+                                 for d in pair):
+        raise GraphError(f"{what} must be an int >= {low} or a pair of them, got {v!r:.40}")
+    return (int(pair[0]), int(pair[1]))
 
 
 def _padding(padding: int | Sequence[int] | str, kernel: tuple[int, int], dilation: tuple[int, int],

@@ -6,19 +6,25 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from graphdl.errors import GraphError
+import numpy as np
+
+from graphdl.errors import GraphError, whole_number
 from graphdl.layers.base import Layer
 from graphdl.layers.conv import _pair
 
 
 def _one(v: int | Sequence[int], what: str) -> int:
-    t = (v,) if isinstance(v, int) else tuple(v)
-    if len(t) != 1 or not isinstance(t[0], int):
-        raise GraphError(f"{what} must be an int, got {v!r}")
-    return t[0]
+    """An int >= 1 (>= 0 for padding), else GraphError naming ``what``."""
+    low = 0 if "padding" in what else 1
+    t = tuple(v) if isinstance(v, list | tuple) else (v,)
+    if len(t) != 1 or isinstance(t[0], bool) or not isinstance(t[0], int | np.integer) or t[0] < low:
+        raise GraphError(f"{what} must be an int >= {low}, got {v!r:.40}")
+    return int(t[0])
 
 
 def _check_groups(layer: str, in_channels: int, out_channels: int, groups: int) -> None:
+    for what, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        whole_number(value, f"{layer}: {what}", 1, GraphError)
     if groups < 1 or in_channels % groups or out_channels % groups:
         raise GraphError(f"{layer}: in_channels {in_channels} and out_channels {out_channels} must both be "
                          f"divisible by groups {groups}")

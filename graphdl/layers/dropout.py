@@ -19,7 +19,7 @@ class Dropout(Layer):
         p = self._fraction("p", p)
         super().__init__(name)
         self.p = p
-        self.seed = int(self.graph.rng.integers(2**31)) if seed is None else int(seed)
+        self.seed = int(self.graph.rng.integers(2**31)) if seed is None else self._count("seed", seed, 0)
         self.add_state("counter", np.zeros(1, dtype=np.int64))  # (1,): Graph.stored keeps arrays at least 1-d
 
     def __call__(self, x: Tensor) -> Tensor:

@@ -55,9 +55,10 @@ class LayerNorm(Layer):
 
     def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5, elementwise_affine: bool = True,
                  name: str | None = None) -> None:
+        shape = normalized_shape if isinstance(normalized_shape, list | tuple) else (normalized_shape,)
+        self.normalized_shape = tuple(self._count("normalized_shape", d) for d in shape)
+        self.eps = self._positive("eps", eps)
         super().__init__(name)
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        self.eps = float(eps)
         if elementwise_affine:
             self.add_param("gamma", np.ones(self.normalized_shape))
             self.add_param("beta", np.zeros(self.normalized_shape))

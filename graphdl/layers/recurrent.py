@@ -32,8 +32,7 @@ class _Recurrent(Layer):
         for what, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise GraphError(f"{kind}: {what} must be a positive int, got {v!r}")
-        if not 0.0 <= dropout <= 1.0:
-            raise GraphError(f"{kind}: dropout must be in [0, 1], got {dropout}")
+        dropout = self._fraction("dropout", dropout)
         super().__init__(name)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
