@@ -13,6 +13,10 @@ from graphdl.optim import Optimizer
 
 
 def _one_graph(tensors: Sequence[Tensor], what: str) -> Graph:
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    if not isinstance(tensors, list | tuple):
+        raise GraphError(f"{what} takes a list of graph nodes, got {type(tensors).__name__} {tensors!r:.40}")
     if not tensors:
         raise GraphError(f"{what} needs at least one node")
     for t in tensors:
@@ -49,6 +53,9 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     """
     from passes import CompileSpec, choose_objective, compile_graph
 
+    if not isinstance(outputs, list | tuple):
+        raise GraphError(f"gd.compile takes a list of output nodes, e.g. gd.compile([loss], optimizer=...), got "
+                         f"{type(outputs).__name__} {outputs!r:.40}")
     outputs = list(outputs)
     graph = _one_graph(outputs, "gd.compile")
     if optimizer is not None and not isinstance(optimizer, Optimizer):
@@ -84,6 +91,8 @@ def grad(objective: Tensor, wrt: Sequence[Tensor], *, unconnected: str = "error"
     """
     from passes import build_gradients
 
+    if not isinstance(wrt, list | tuple):
+        raise GraphError(f"gd.grad takes a list of nodes as wrt, got {type(wrt).__name__} {wrt!r:.40}")
     graph = _one_graph([objective, *wrt], "gd.grad")
     ir, grads = build_gradients(graph.freeze(), objective.name, [w.name for w in wrt], unconnected=unconnected)
     for n in ir.nodes:

@@ -313,6 +313,8 @@ class Executable:
         from passes.dce import eliminate_dead_code
         from passes.mode import inference_of
 
+        if outputs is not None and not isinstance(outputs, list | tuple):
+            raise FeedError(f"inference takes a list of outputs (nodes or names), got {outputs!r:.40}")
         names = [o.name if isinstance(o, Tensor) else o for o in outputs] if outputs is not None else [
             o for o in self.outputs if o != self.objective]
         if not names:

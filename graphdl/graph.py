@@ -99,6 +99,10 @@ class Graph(Builder):
         if resolved not in DTYPES:
             raise DTypeError(f"placeholder '{name}': dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         dtype = resolved
+        if not isinstance(shape, list | tuple) or any(
+                d is not None and (isinstance(d, bool) or not isinstance(d, int | np.integer)) for d in shape):
+            raise ShapeError(f"placeholder '{name}': shape must be a tuple of ints and None (unknown), e.g. "
+                             f"(None, 784), got {shape!r:.60}")
         shape = tuple(None if d is None else int(d) for d in shape)
         if any(d is not None and d < 0 for d in shape):
             raise ShapeError(f"placeholder '{name}': negative dimension in {shape}; use None for unknown")
@@ -171,11 +175,18 @@ def is_optimizer_state(node: Node) -> bool:
     return node.kind is NodeKind.STATE and "init" in dict(node.attrs)
 
 
+def _check_mapping(new: object, what: str) -> None:
+    if not isinstance(new, Mapping) or not all(isinstance(k, str) for k in new):
+        raise FeedError(f"{what}: values are a dict of name -> array (what parameters() or state() returns), "
+                        f"got {type(new).__name__} {new!r:.40}")
+
+
 def assign_state(live: dict[str, np.ndarray], nodes: Mapping[str, Node], new: Mapping[str, np.ndarray], *,
                  strict: bool, what: str) -> list[str]:
     """Copy the state arrays of ``new`` that this model has; return the names it does not have (optimizer
     state of a training model loaded into an inference model, say). With ``strict``, every state of the
     model itself must be given, so running statistics are never silently left at their initial values."""
+    _check_mapping(new, what)
     own = {n for n in live if nodes[n].kind is NodeKind.STATE}
     if strict:
         missing = sorted(n for n in own if n not in new and not is_optimizer_state(nodes[n]))
@@ -195,6 +206,7 @@ def assign_values(
     what: str,
 ) -> None:
     """Check all of ``new`` against ``live`` first, then copy in place (so plans stay bound)."""
+    _check_mapping(new, what)
     unknown = sorted(set(new) - set(live))
     if unknown:
         raise FeedError(f"{what} has no parameters named {unknown}; it has {sorted(live)}")

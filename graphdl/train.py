@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from graphdl import distributed
 from graphdl.data import DataLoader
-from graphdl.errors import GraphDLError, NonFiniteError, whole_number
+from graphdl.errors import GraphDLError, NonFiniteError, file_path, whole_number
 from graphdl.executable import Executable
 from graphdl.ir import ancestors
 from graphdl.metrics import Metric, get
@@ -117,6 +117,11 @@ def _number(v: Any) -> float | int:
 def _resolve(exe: Executable, names: Sequence[str], spec: MetricSpec,
              targets: Mapping[str, str] | None) -> list[tuple[str, int, Metric, str]]:
     """(output name, index of the target array in ``names``, metric, history key) per metric."""
+    if isinstance(spec, str | Metric):
+        spec = [spec]
+    if spec is not None and not isinstance(spec, Mapping | list | tuple):
+        raise GraphDLError(f"metrics are a list of names or gd.metrics objects (or a dict output -> list), got "
+                           f"{spec!r:.40}")
     if not spec:
         return []
     per_sample = [o for o in exe.outputs if exe.nodes[o].shape != ()]
@@ -199,7 +204,10 @@ def evaluate(model: Executable, *arrays: np.ndarray, metrics: MetricSpec = ("acc
     when there is one more array than inputs). Which output a metric scores and which array holds its
     targets are inferred when unambiguous, else named with ``metrics={output: [...]}`` and ``targets=``.
     """
-    names = list(inputs) if inputs is not None else list(model.inputs)
+    if not isinstance(model, Executable):
+        raise GraphDLError(f"evaluate takes a compiled model, e.g. gd.evaluate(gd.compile([loss, logits]), x, y), "
+                           f"got {type(model).__name__}")
+    names = _input_names(inputs, model)
     if inputs is None and len(arrays) == len(names) + 1:
         names.append("<targets>")
     if len(names) != len(arrays):
@@ -208,6 +216,15 @@ def evaluate(model: Executable, *arrays: np.ndarray, metrics: MetricSpec = ("acc
     for batch in DataLoader(*arrays, batch_size=batch_size):
         tracker.update(model.run(tracker.feeds(batch), copy=False), batch)
     return tracker.result()
+
+
+def _input_names(inputs: Sequence[str] | None, model: Executable) -> list[str]:
+    """``inputs`` (names of the fed placeholders, in the order of the arrays) or the model's inputs."""
+    if inputs is None:
+        return list(model.inputs)
+    if not isinstance(inputs, list | tuple) or not all(isinstance(i, str) for i in inputs):
+        raise GraphDLError(f"inputs names the fed placeholders in order, e.g. inputs=['x', 'y'], got {inputs!r:.60}")
+    return list(inputs)
 
 
 def nonfinite_values(exe: Executable) -> list[str]:
@@ -283,7 +300,11 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     if initial_epoch < 0 or epochs < initial_epoch:
         raise GraphDLError(f"epochs ({epochs}) is the last epoch's number and must be >= initial_epoch "
                            f"({initial_epoch}) >= 0")
-    names = list(inputs or train.inputs)
+    names = _input_names(inputs, train)
+    if checkpoint is not None:
+        checkpoint = file_path(checkpoint, "fit: checkpoint")
+    if history is not None and not isinstance(history, History):
+        raise GraphDLError(f"history continues a History that fit returned, got {type(history).__name__}")
     if len(names) != len(loader.arrays):
         raise GraphDLError(f"the loader yields {len(loader.arrays)} arrays but inputs are {names}")
     # Under mpiexec: this rank's shard; the bar, checkpoints and file-writing callbacks on rank 0 only.

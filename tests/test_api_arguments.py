@@ -85,3 +85,46 @@ def test_constructors_name_arguments_of_the_wrong_kind(qualname: str) -> None:
                 pass
             except Exception as e:  # the point: nothing else may escape
                 pytest.fail(f"{qualname}({p.name}={bad!r}) raised {type(e).__name__}: {e}")
+
+
+def _trained_mlp():
+    g = gd.Graph("args", seed=0)
+    with g:
+        x = gd.placeholder("x", (None, 8))
+        y = gd.placeholder("y", (None,), dtype="int64")
+        logits = gd.layers.Linear(8, 3, name="fc")(x)
+        loss = gd.losses.SoftmaxCrossEntropy()(logits, y)
+    return g, logits, loss
+
+
+def test_top_level_functions_and_model_methods_name_arguments_of_the_wrong_kind(tmp_path) -> None:
+    """gd.compile, gd.fit, gd.evaluate, gd.grad, gd.placeholder, gd.load, ..., and every public method of a
+    compiled model, with each argument replaced by seven wrong kinds: GraphDLErrors only."""
+    g, logits, loss = _trained_mlp()
+    train = gd.compile([loss, logits], gd.optim.SGD(0.1), loss=loss)
+    x, y = np.random.default_rng(0).random((10, 8), dtype=np.float32), np.arange(10) % 3
+    good = {"outputs": [logits], "optimizer": gd.optim.SGD(0.1), "model": train, "train": train,
+            "loader": gd.data.DataLoader(x, y), "path": str(tmp_path / "m.gdl"), "feeds": {"x": x[:2], "y": y[:2]},
+            "values": {}, "name": "q", "shape": (None, 2), "objective": loss, "wrt": [train.ir.nodes[0]]}
+    targets = {f"gd.{n}": getattr(gd, n) for n in dir(gd) if inspect.isfunction(getattr(gd, n)) and n[0] != "_"}
+    targets.update({f"Executable.{n}": getattr(train, n) for n in dir(train)
+                    if n[0] != "_" and inspect.ismethod(getattr(train, n))})
+    for name, fn in sorted(targets.items()):
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        for k, p in enumerate(params):
+            for bad in BAD[:-1]:
+                kwargs = {q.name: bad if j == k else good.get(q.name, 2) for j, q in enumerate(params)
+                          if j == k or q.default is inspect.Parameter.empty}
+                if name == "gd.fit":
+                    kwargs.setdefault("progress", False)
+                try:
+                    with gd.Graph("s", seed=0):
+                        fn(**kwargs)
+                except gd.GraphDLError:
+                    pass
+                except TypeError as e:  # Python's own arity errors
+                    assert any(s in str(e) for s in ("positional argument", "unexpected keyword", "required")), (
+                        f"{name}({p.name}={bad!r}): TypeError {e}")
+                except Exception as e:  # the point: nothing else may escape
+                    pytest.fail(f"{name}({p.name}={bad!r}) raised {type(e).__name__}: {e}")
