@@ -91,6 +91,11 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0, dtype: str = "float32
     Features are (n, 64), or (n, 1, 8, 8) with ``images=True``; labels are int64. The split is
     stratified by class and fixed by ``seed``. Needs the optional extra: ``pip install graphdl[digits]``.
     """
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float) or not 0 <= test_fraction < 1:
+        raise GraphDLError(f"load_digits: test_fraction must be a number in [0, 1), got {test_fraction!r:.40}")
+    seed = whole_number(seed, "load_digits: seed")
+    if dtype not in ("float16", "float32", "float64"):
+        raise GraphDLError(f"load_digits: dtype must be 'float16', 'float32' or 'float64', got {dtype!r:.40}")
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError:  # pragma: no cover - depends on the environment

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from graphdl.builder import Builder, format_shape
-from graphdl.errors import VizError
+from graphdl.errors import VizError, file_path, whole_number
 from graphdl.ir import IR, NodeKind, parse_ref
 
 #: Fill colour per node kind: inputs, weights, forward, backward, updates and losses told apart.
@@ -274,9 +274,14 @@ def memory_plan(executable: Any, path: str | os.PathLike[str], batch_size: int =
     """Draw the buffer plan of ``executable`` at ``batch_size`` (PNG or SVG, with matplotlib): one row per
     buffer in the arena with steps along x and a bar where each value lives; below, the bytes live at each
     step against the liveness lower bound and the arena size. Returns the byte counts drawn."""
+    from graphdl.executable import Executable
     from graphdl.plot import _figure, _save
     from passes import specialize
 
+    if not isinstance(executable, Executable):
+        raise VizError(f"memory_plan draws a compiled model (gd.compile(...)), got {type(executable).__name__}")
+    path = file_path(path, "memory_plan", VizError)
+    batch_size = whole_number(batch_size, "memory_plan: batch_size", 1, VizError)
     shapes = {i: tuple(batch_size if d is None else d for d in executable.nodes[i].shape) for i in executable.inputs}
     plan = specialize(executable.ir, shapes)
     rows, live = memory_rows(plan)

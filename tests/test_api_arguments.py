@@ -128,3 +128,16 @@ def test_top_level_functions_and_model_methods_name_arguments_of_the_wrong_kind(
                         f"{name}({p.name}={bad!r}): TypeError {e}")
                 except Exception as e:  # the point: nothing else may escape
                     pytest.fail(f"{name}({p.name}={bad!r}) raised {type(e).__name__}: {e}")
+
+
+def test_data_and_picture_helpers_name_arguments_of_the_wrong_kind(tmp_path) -> None:
+    for kwargs in ({"test_fraction": "0.2"}, {"test_fraction": 1.5}, {"seed": "a"}, {"dtype": "int8"}):
+        with pytest.raises(gd.GraphDLError, match=r"load_digits: "):
+            gd.data.load_digits(**kwargs)
+    g, logits, loss = _trained_mlp()
+    model = gd.compile([logits])
+    for args, message in (((g, tmp_path / "m.png"), r"memory_plan draws a compiled model"),
+                          ((model, 3), r"memory_plan takes a file path"),
+                          ((model, tmp_path / "m.png", 0), r"batch_size must be a whole number >= 1")):
+        with pytest.raises(gd.VizError, match=message):
+            gd.viz.memory_plan(*args)
