@@ -109,6 +109,13 @@ class Builder:
         kind: NodeKind | None = None,
     ) -> Tensor:
         """``apply`` on this very builder, ignoring ``redirect``."""
+        if not isinstance(op, str):
+            raise GraphError(f"the op is named by a string such as 'relu', got {op!r:.40}")
+        if not isinstance(inputs, list | tuple):
+            raise GraphError(f"{op}: inputs are a list of nodes and numbers, got {type(inputs).__name__} "
+                             f"{inputs!r:.40}")
+        if attrs is not None and (not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs)):
+            raise GraphError(f"{op}: attributes are a dict of name -> value, got {attrs!r:.40}")
         opdef = get_op(op)
         # NumPy scalars (an axis from np.argmax, np.float32 hyperparameters) as the Python values they hold
         attrs = {k: _freeze(v) for k, v in (attrs or {}).items()}

@@ -141,3 +141,13 @@ def test_data_and_picture_helpers_name_arguments_of_the_wrong_kind(tmp_path) -> 
                           ((model, tmp_path / "m.png", 0), r"batch_size must be a whole number >= 1")):
         with pytest.raises(gd.VizError, match=message):
             gd.viz.memory_plan(*args)
+
+
+def test_graph_apply_names_arguments_of_the_wrong_kind() -> None:
+    with gd.Graph("args") as g:
+        x = gd.placeholder("x", (None, 4))
+        for args, message in ((("relu", x), r"inputs are a list of nodes"), ((3, [x]), r"op is named by a string"),
+                              (("sum", [x], [("axis", 0)]), r"attributes are a dict")):
+            with pytest.raises(gd.GraphError, match=message):
+                g.apply(*args)
+        assert g.apply("relu", (x,)).shape == (None, 4)
