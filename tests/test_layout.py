@@ -130,12 +130,12 @@ def test_inference_save_load_and_onnx(tmp_path) -> None:
 def test_small_columns_are_copied_to_the_same_values(geometry, cm: bool) -> None:
     """Small columns come from one strided copy out of a padded copy of x; larger ones from per-offset
     copies. Both fill the same columns, whatever was in the buffers before."""
-    from graphdl.ops.conv import STRIDED_MAX, _Columns
+    from graphdl.ops.columns import STRIDED_MAX, Columns
 
     kernel, stride, padding, dilation = geometry
     attrs = {"kernel": kernel, "stride": (stride, stride), "padding": padding, "dilation": (dilation, dilation)}
     shape = (2, 3, 7, 6)
-    columns = _Columns(shape, attrs)
+    columns = Columns(shape, attrs)
     assert columns.padded is not None and np.prod(columns.shape) <= STRIDED_MAX
     x = np.random.default_rng(0).standard_normal(shape)
     if cm:

@@ -22,19 +22,12 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.ops.columns import Columns, blocks
 from graphdl.ops.gemm import gemm_views, has_blas, make_gemm
-from graphdl.ops.window import WINDOW_ATTRS, check_image, geometry, out_hw
+from graphdl.ops.window import WINDOW_ATTRS, check_image, out_hw
 from graphdl.registry import ABSENT, Bool, GradContext, Ints, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "dilation", "groups")
-#: Small columns are one strided copy out of a zero-padded copy of x (a 6-d view with the columns'
-#: shape) instead of a few NumPy calls per kernel offset, when ``values * (1 + 14 / Wo)`` is at most
-#: this: the copy costs about 0.15 + 2 / Wo ns a value (its rows are Wo long), the per-offset calls
-#: about 20 us and 0.12 ns a value. Idle 2-core machine, us per-offset / strided: 1x28x28 3x3 at batch 1
-#: (7,056 values) 19.6 / 2.7, at batch 8 22.3 / 12.3, at 16 26.1 / 23.0; 32x14x14 at batch 1 24.5 /
-#: 18.2, at 2 30.7 / 34.4; 64x7x7 at 1 25.4 / 21.1, at 2 31.3 / 41.9. (It replaced one ``np.take``
-#: through an index table, 1.6-2.4x slower than the strided copy at every size.)
-STRIDED_MAX = 1 << 17
 #: ``pool_blocks`` may be absent (files written before it existed hold no such attribute): a plain output.
 CONV_ATTRS = {**WINDOW_ATTRS, "channel_major": Bool(False), "pool_blocks": Ints(2, default=ABSENT, low=1)}
 
@@ -45,12 +38,6 @@ def nchw(shape: tuple, attrs: dict[str, Any]) -> tuple:
     if len(shape) == 6:
         shape = (shape[0], shape[1], shape[2] * shape[4], shape[3] * shape[5])
     return (shape[1], shape[0], *shape[2:]) if attrs.get("channel_major") and len(shape) == 4 else tuple(shape)
-
-
-def _blocks(attrs: dict[str, Any]) -> tuple[int, int] | None:
-    """The (bh, bw) blocks of a blocked output, or None for a plain one."""
-    blocks = tuple(attrs.get("pool_blocks", (1, 1)))
-    return None if blocks == (1, 1) else blocks  # type: ignore[return-value]
 
 
 def _samples(a: np.ndarray, s: slice, cm: bool) -> np.ndarray:
@@ -80,198 +67,13 @@ def _conv_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     ho, wo = _check(x, w, attrs)
     if len(shapes) == 3 and tuple(shapes[2]) != (w[0],):
         fail(f"bias has shape {shapes[2]}, expected ({w[0]},)")
-    blocks = _blocks(attrs)
-    if blocks is None:
+    blocked = blocks(attrs)
+    if blocked is None:
         return nchw((x[0], w[0], ho, wo), attrs)
-    bh, bw = blocks
+    bh, bw = blocked
     if not attrs.get("channel_major") or ho % bh or wo % bw:
         fail(f"a blocked output needs channel_major and an output ({ho}x{wo}) that {bh}x{bw} blocks tile")
     return (w[0], x[0], bh, bw, ho // bh, wo // bw)
-
-
-def _valid(out_len: int, in_len: int, k_off: int, stride: int, pad: int) -> tuple[slice, slice] | None:
-    """Output positions o with 0 <= o * stride + k_off - pad < in_len, and the input positions they read."""
-    lo = max(0, -(-(pad - k_off) // stride))
-    hi = min(out_len, (in_len - 1 + pad - k_off) // stride + 1)
-    if hi <= lo:
-        return None
-    first = lo * stride + k_off - pad
-    return slice(lo, hi), slice(first, first + (hi - lo - 1) * stride + 1, stride)
-
-
-class _Columns:
-    """im2col and col2im over the whole batch, columns laid out (C, kh, kw, N, Ho, Wo).
-
-    Row (c, i, j) holds input channel c shifted by kernel offset (i, j) for every pixel of every
-    sample, so one GEMM (Cout, C*kh*kw) @ (C*kh*kw, N*Ho*Wo) convolves the batch (per group, the rows
-    of a group are contiguous). Padding is never copied: for each of the kh*kw offsets the valid
-    region is copied from x and the border rows and columns are zeroed. Loops run over kernel
-    offsets only, never over samples or pixels.
-
-    A stride-1 convolution whose output has the input's size ("same" padding, the common case) is
-    copied in runs of whole images: offset (i, j) reads every image flattened to H*W values, shifted
-    by one constant, so each copy or add has H*W-long contiguous rows instead of W-long ones (about
-    three times faster in NumPy); the values a shift wraps across a row's end are then zeroed.
-
-    Small columns (see STRIDED_MAX) are one copy from a strided 6-d view of a zero-padded
-    channel-major copy of x (``padded``, workspace the kernel declares). Columns in blocked pixel order
-    (``pool_blocks``) are always one copy, from an 8-d view of it: (C, kh, kw, N, bh, bw, H/bh, W/bw).
-    """
-
-    def __init__(self, x_shape: tuple, attrs: dict[str, Any]) -> None:
-        n, c, h, w = x_shape
-        (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geometry(attrs)
-        self.ho, self.wo = out_hw(x_shape, attrs)
-        self.shape = (c, kh, kw, n, self.ho, self.wo)
-        self.blocks = _blocks(attrs)
-        small = math.prod(self.shape) * (1 + 14 / self.wo) <= STRIDED_MAX or self.blocks is not None
-        self.padded = (c, n, h + pt + pb, w + pl + pr) if small else None
-        self.inner = (slice(None), slice(None), slice(pt, pt + h), slice(pl, pl + w))
-        self._windows: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (padded, columns, inside)
-        self._geometry = (kh, kw, sh, sw, dh, dw)
-        self.runs = None
-        if (sh, sw) == (1, 1) and (self.ho, self.wo) == (h, w):
-            self.runs = [self._run(i, j, i * dh - pt, j * dw - pl, h, w) for i in range(kh) for j in range(kw)]
-            self.covers = next(((i, j) for i, j, shift, _, _, wrap in self.runs if shift == 0 and wrap is None), None)
-            self.scatter_order = sorted(self.runs, key=lambda r: (r[0], r[1]) != self.covers)
-            return
-        self.offsets = []  # (i, j, output rows, output cols, input rows, input cols) or None parts
-        for i in range(kh):
-            for j in range(kw):
-                rows, cols = _valid(self.ho, h, i * dh, sh, pt), _valid(self.wo, w, j * dw, sw, pl)
-                if rows is None or cols is None:
-                    self.offsets.append((i, j, None, None, None, None))
-                else:
-                    self.offsets.append((i, j, rows[0], cols[0], rows[1], cols[1]))
-        full_h, full_w = slice(0, self.ho), slice(0, self.wo)
-        # an offset whose valid region is the whole output needs no border zeroing (stride 1 centre)
-        self.borders = {(i, j): self._borders(orow, ocol, full_h, full_w)
-                        for i, j, orow, ocol, _, _ in self.offsets}
-        # an offset reading every input position (each once) lets col2im start with a copy, not a fill
-        self.covers = next(((i, j) for i, j, orow, ocol, irow, icol in self.offsets
-                            if irow is not None and (irow.start, irow.stop, irow.step) == (0, h, 1)
-                            and (icol.start, icol.stop, icol.step) == (0, w, 1)), None)
-        self.scatter_order = sorted(self.offsets, key=lambda o: (o[0], o[1]) != self.covers)
-
-    @staticmethod
-    def _run(i: int, j: int, dy: int, dx: int, h: int, w: int) -> tuple:
-        """(i, j, flat shift, first and end output position reading inside the image, wrapped columns).
-
-        Output pixel p = y*W + x of offset (i, j) reads flat input position p + dy*W + dx; positions
-        outside [0, H*W) are zero, and so are columns whose x + dx leaves the row (they would wrap)."""
-        shift = dy * w + dx
-        lo, hi = min(max(0, -shift), h * w), max(min(h * w, h * w - shift), 0)
-        wrap = slice(0, min(-dx, w)) if dx < 0 else slice(max(w - dx, 0), w) if dx > 0 else None
-        return i, j, shift, lo, max(lo, hi), wrap
-
-    def _borders(self, orow: slice | None, ocol: slice | None, full_h: slice, full_w: slice) -> list[tuple]:
-        if orow is None:
-            return [(full_h, full_w)]
-        out = [(slice(0, orow.start), full_w), (slice(orow.stop, self.ho), full_w),
-               (orow, slice(0, ocol.start)), (orow, slice(ocol.stop, self.wo))]
-        return [(r, c) for r, c in out if r.stop > r.start and c.stop > c.start]
-
-    def windows(self, padded: np.ndarray) -> np.ndarray:
-        """The columns as a read-only view of the padded (C, N, Hp, Wp) copy: value (ch, i, j, s, y, x)
-        is padded[ch, s, y * sh + i * dh, x * sw + j * dw]. Made once per buffer (2.6 us, as long as
-        the copy itself at batch 1)."""
-        if self._windows is None or self._windows[0] is not padded:
-            self._windows = (padded, self._view(padded), padded[self.inner])
-        return self._windows[1]
-
-    def _view(self, padded: np.ndarray) -> np.ndarray:
-        """The strided view ``windows`` returns; blocked: (ch, i, j, s, bi, bj, y, x) reads output pixel
-        (y * bh + bi, x * bw + bj)."""
-        kh, kw, sh, sw, dh, dw = self._geometry
-        sc, sn, sy, sx = padded.strides
-        if self.blocks is None:
-            shape, strides = self.shape, (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw)
-        else:
-            bh, bw = self.blocks
-            shape = (self.shape[0], kh, kw, padded.shape[1], bh, bw, self.ho // bh, self.wo // bw)
-            strides = (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw, sy * sh * bh, sx * sw * bw)
-        return np.lib.stride_tricks.as_strided(padded, shape, strides, writeable=False)
-
-    def im2col(self, x: np.ndarray, cols: np.ndarray, cm: bool = False, padded: np.ndarray | None = None,
-               s: slice | None = None) -> None:
-        """Fill ``cols`` (C, kh, kw, N, Ho, Wo) from x (N, C, H, W), or (C, N, H, W) if ``cm``; with
-        ``padded`` (small columns, the whole batch) by one strided copy. Blocked columns (``pool_blocks``)
-        take the pixels in blocked order, always by one copy; ``x`` and ``cols`` are then the samples
-        ``s`` of the batch, and ``padded`` the whole batch's buffer (each slice uses its own samples)."""
-        if self.blocks is not None:
-            if s is None or (s.start or 0, s.stop) == (0, padded.shape[1]):
-                windows, inner = self.windows(padded), self._windows[2]
-            else:  # one thread's samples: views of its own part (the cache belongs to the whole batch)
-                padded = padded[:, s]
-                windows, inner = self._view(padded), padded[self.inner]
-            padded.fill(0)
-            np.copyto(inner, x)
-            np.copyto(np.reshape(cols, windows.shape, copy=False), windows)  # a view, or it raises
-            return
-        if padded is not None and cols.shape == self.shape:
-            windows = self.windows(padded)
-            padded.fill(0)
-            np.copyto(self._windows[2], x if cm else x.transpose(1, 0, 2, 3))
-            np.copyto(cols, windows)
-            return
-        if self.runs is not None:
-            c, kh, kw, n, h, w = cols.shape
-            xt = x.reshape(c, n, h * w) if cm else x.reshape(n, c, h * w).transpose(1, 0, 2)
-            flat = cols.reshape(c, kh, kw, n, h * w)
-            for i, j, shift, lo, hi, wrap in self.runs:
-                dst = flat[:, i, j]
-                dst[:, :, :lo] = 0
-                dst[:, :, hi:] = 0
-                np.copyto(dst[:, :, lo:hi], xt[:, :, lo + shift:hi + shift])
-                if wrap is not None:
-                    cols[:, i, j, :, :, wrap] = 0
-            return
-        xt = x if cm else x.transpose(1, 0, 2, 3)
-        for i, j, orow, ocol, irow, icol in self.offsets:
-            dst = cols[:, i, j]
-            for r, c in self.borders[i, j]:
-                dst[:, :, r, c] = 0
-            if orow is not None:
-                np.copyto(dst[:, :, orow, ocol], xt[:, :, irow, icol])
-
-    def col2im(self, cols: np.ndarray, out: np.ndarray, acc: np.ndarray | None = None, cm: bool = False) -> None:
-        """out (N, C, H, W), or (C, N, H, W) if ``cm``, = sum over kernel offsets of the columns put back
-        where they were read.
-
-        In the same-size stride-1 case the wrapped columns of ``cols`` are zeroed first, and the sums
-        go to ``acc`` (C*N*H*W values, channel-major: adding into NCHW's strided channel-major view
-        is three times slower, shaped (C, N, H*W)), then to ``out`` in one transposing copy; at N=1, or
-        channel-major, that view is ``out``. ``cols``, ``out`` and ``acc`` may be one batch slice of
-        larger buffers."""
-        if self.runs is not None:
-            c, kh, kw, n, h, w = cols.shape
-            flat = cols.reshape(c, kh, kw, n, h * w)
-            ot = out.reshape(c, n, h * w) if cm else out.reshape(n, c, h * w).transpose(1, 0, 2)
-            dst = ot if acc is None or n == 1 or cm else acc
-            if self.covers is None:
-                dst.fill(0)
-            for i, j, shift, lo, hi, wrap in self.scatter_order:
-                if wrap is not None:
-                    cols[:, i, j, :, :, wrap] = 0
-                view, src = dst[:, :, lo + shift:hi + shift], flat[:, i, j, :, lo:hi]
-                if (i, j) == self.covers:
-                    np.copyto(view, src)
-                else:
-                    np.add(view, src, out=view)
-            if dst is not ot:
-                np.copyto(ot, dst)
-            return
-        if self.covers is None:
-            out.fill(0)
-        ot = out if cm else out.transpose(1, 0, 2, 3)
-        for i, j, orow, ocol, irow, icol in self.scatter_order:
-            if orow is None:
-                continue
-            view, src = ot[:, :, irow, icol], cols[:, i, j, :, orow, ocol]
-            if (i, j) == self.covers:
-                np.copyto(view, src)
-            else:
-                np.add(view, src, out=view)
 
 
 def _split(n: int, out_size: int) -> bool:
@@ -283,13 +85,13 @@ def _conv_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
     """Columns (C*kh*kw, N*Ho*Wo), and the GEMM's (Cout, N*Ho*Wo) result unless N is 1 or the output
     is channel-major (then the GEMM writes the output itself)."""
     n, co, ho, wo = nchw(out_shape, attrs)
-    columns = _Columns(nchw(in_shapes[0], attrs), attrs)
+    columns = Columns(nchw(in_shapes[0], attrs), attrs)
     own = n > 1 and not attrs.get("channel_major")
     result = [((co * n * ho * wo,), dtype)] if own else []
     return [((math.prod(columns.shape),), dtype), *result, *_padded(columns, dtype)]
 
 
-def _padded(columns: _Columns, dtype: np.dtype) -> list[tuple]:
+def _padded(columns: Columns, dtype: np.dtype) -> list[tuple]:
     """The zero-padded copy of x small columns are copied from (none for larger ones)."""
     return [(columns.padded, dtype)] if columns.padded is not None else []
 
@@ -297,7 +99,7 @@ def _padded(columns: _Columns, dtype: np.dtype) -> list[tuple]:
 def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                  workspace: list[np.ndarray] | None = None):
     cm = bool(attrs.get("channel_major"))
-    columns = _Columns(nchw(in_shapes[0], attrs), attrs)
+    columns = Columns(nchw(in_shapes[0], attrs), attrs)
     cols_buf, *y_buf = scratch(workspace, _conv_workspace(attrs, in_shapes, out_shape, dtype))
     padded = y_buf.pop() if columns.padded is not None else None
     groups = attrs.get("groups", 1)
@@ -366,7 +168,7 @@ def _conv_grad(c: GradContext) -> list:
     x, w = c.inputs[0], c.inputs[1]
     grads = [c.apply("conv2d_input_grad", c.gout, w, x, **c.attrs), c.apply("conv2d_weight_grad", x, c.gout, **c.attrs)]
     if len(c.inputs) == 3:
-        axes = (0, 2, 3) if not c.attrs.get("channel_major") else (1, 2, 3) if _blocks(c.attrs) is None else (
+        axes = (0, 2, 3) if not c.attrs.get("channel_major") else (1, 2, 3) if blocks(c.attrs) is None else (
             1, 2, 3, 4, 5)
         grads.append(c.apply("sum", c.gout, axis=axes))
     return grads
@@ -390,7 +192,7 @@ def _input_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype
     """Column gradients (C*kh*kw, N*Ho*Wo), and unless N is 1 one buffer for the output gradient
     channel-major, reused (once the GEMM has read it) for col2im's channel-major sums."""
     g, x = nchw(in_shapes[0], attrs), nchw(in_shapes[2], attrs)
-    columns = _Columns(x, attrs)
+    columns = Columns(x, attrs)
     cols = (math.prod(columns.shape),)
     both = max(math.prod(g), math.prod(x) if columns.runs is not None else 0)
     unblocked = [((math.prod(g),), dtype)] if columns.blocks is not None else []  # g in pixel order
@@ -401,7 +203,7 @@ def _input_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
                        workspace: list[np.ndarray] | None = None):
     cm = bool(attrs.get("channel_major"))
     g_shape, w_shape, x_shape = nchw(in_shapes[0], attrs), in_shapes[1], nchw(in_shapes[2], attrs)
-    columns = _Columns(x_shape, attrs)
+    columns = Columns(x_shape, attrs)
     dcols_buf, *gt_buf = scratch(workspace, _input_grad_workspace(attrs, in_shapes, out_shape, dtype))
     unblocked = gt_buf.pop() if columns.blocks is not None else None
     groups = attrs.get("groups", 1)
@@ -493,21 +295,21 @@ def _weight_grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtyp
     transposed weight gradient when the GEMM runs columns first, and when the batch is split over
     threads one partial weight gradient per slice past the first (summed into the first)."""
     x, g = nchw(in_shapes[0], attrs), nchw(in_shapes[1], attrs)
-    cols = (math.prod(_Columns(x, attrs).shape),)
+    cols = (math.prod(Columns(x, attrs).shape),)
     transposed = [((math.prod(out_shape),), dtype)] if _columns_first(out_shape, attrs.get("groups", 1)) else []
     extra = _weight_grad_parts(attrs, in_shapes) - 1
     partials = [((extra * math.prod(out_shape),), dtype)] if extra else []
     own_gt = g[0] > 1 and not attrs.get("channel_major")
     stack = [((g[0] * math.prod(out_shape),), dtype)] if _per_sample(out_shape, attrs.get("groups", 1)) else []
     return ([(cols, dtype)] + ([((math.prod(g),), dtype)] if own_gt else []) + transposed + partials + stack
-            + _padded(_Columns(x, attrs), dtype))
+            + _padded(Columns(x, attrs), dtype))
 
 
 def _weight_grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                         workspace: list[np.ndarray] | None = None):
     cm = bool(attrs.get("channel_major"))
     x_shape, g_shape = nchw(in_shapes[0], attrs), nchw(in_shapes[1], attrs)
-    columns = _Columns(x_shape, attrs)
+    columns = Columns(x_shape, attrs)
     groups = attrs.get("groups", 1)
     cols_buf, *rest = scratch(workspace, _weight_grad_workspace(attrs, in_shapes, out_shape, dtype))
     padded = rest.pop() if columns.padded is not None else None
