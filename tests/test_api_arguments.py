@@ -97,9 +97,10 @@ def _trained_mlp():
     return g, logits, loss
 
 
-def test_top_level_functions_and_model_methods_name_arguments_of_the_wrong_kind(tmp_path) -> None:
+def test_top_level_functions_and_model_methods_name_arguments_of_the_wrong_kind(tmp_path, monkeypatch) -> None:
     """gd.compile, gd.fit, gd.evaluate, gd.grad, gd.placeholder, gd.load, ..., and every public method of a
     compiled model, with each argument replaced by seven wrong kinds: GraphDLErrors only."""
+    monkeypatch.chdir(tmp_path)  # "abc" is a fine path: gd.save writes it here, not into the checkout
     g, logits, loss = _trained_mlp()
     train = gd.compile([loss, logits], gd.optim.SGD(0.1), loss=loss)
     x, y = np.random.default_rng(0).random((10, 8), dtype=np.float32), np.arange(10) % 3
