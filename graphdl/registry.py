@@ -331,6 +331,13 @@ class OpDef:
     #: binds, so memory accounting can plan the bodies without building the kernel.
     body_feeds: Callable[[dict[str, Any], tuple[tuple[int, ...], ...]],
                          list[tuple[Any, dict[str, tuple[int, ...]]]]] | None = None
+    #: (input k, m): the output is zeros plus every value of input k added, unscaled, at one position with
+    #: the same index along the first m axes (a gradient routed to each window's saved maximum). Summing
+    #: the output over all its other axes then equals summing input k over all of its own, which
+    #: ``simplify_algebra`` uses (a convolution's bias gradient behind a max pooling reads the pooled
+    #: gradient, a quarter of the size for 2x2 windows). Where that depends on the node, a function of
+    #: its attributes returning the pair or None.
+    routes: tuple[int, int] | Callable[[dict[str, Any]], tuple[int, int] | None] | None = None
 
     def __post_init__(self) -> None:
         writes = tuple(sorted({*self.writes, *self.effects.writes}))

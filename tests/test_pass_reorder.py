@@ -83,7 +83,10 @@ def test_training_with_and_without_the_swap_is_identical(pool_attrs: dict) -> No
     results = []
     for swap in (True, False):
         g, loss = _cnn(pool_attrs)
-        pipeline = PIPELINE if swap else tuple(p for p in PIPELINE if p[0] != "pool_before_relu")
+        # without simplify_algebra in both: behind the swapped pooling it sums the bias gradient from the
+        # pooled gradient (the same numbers in another order), which this bit-for-bit comparison would see
+        skip = {"simplify_algebra"} if swap else {"simplify_algebra", "pool_before_relu"}
+        pipeline = tuple(p for p in PIPELINE if p[0] not in skip)
         ir = compile_graph(g.freeze(), CompileSpec((loss.name,), gd.optim.SGD(0.5)), pipeline=pipeline)
         ops = [n.op for n in ir.nodes if n.op in ("relu", "max_pool2d")]
         assert ops == (["max_pool2d", "relu"] if swap else ["relu", "max_pool2d"])

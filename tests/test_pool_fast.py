@@ -244,3 +244,25 @@ def test_pooled_input_dies_at_the_forward_when_the_gradient_reads_saved_indices(
     feeds = {"x": rng.standard_normal((8, 1, 12, 12)).astype(np.float32), "y": rng.integers(0, 3, 8)}
     losses = [float(train.run(feeds)[0]) for _ in range(3)]
     assert losses[2] < losses[0]
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "ceil_mode", "hw"), GEOMETRIES, ids=IDS)
+def test_the_gradient_routes_g_as_declared(path, kernel, stride, padding, ceil_mode, hw) -> None:
+    """max_pool2d_grad's ``routes``: where it says g is routed, each plane of the gradient sums to the
+    plane of g (simplify_algebra then sums g for a bias gradient), windows of -inf and NaN included;
+    where padding can come first in a window it says nothing, since g there may be dropped."""
+    rng = np.random.default_rng(5)
+    attrs = _attrs(kernel, stride, padding, ceil_mode, True)
+    x = rng.integers(-3, 3, (2, 3, *hw)).astype(np.float64)
+    x[0, 0] = -np.inf  # whole planes of -inf and NaN: every window ties at position 0
+    x[0, 1] = np.nan
+    best, idx = _pool(x, attrs)
+    g = rng.standard_normal(best.shape)
+    dx = _grad(g, x, idx, attrs)
+    route = get_op("max_pool2d_grad").routes(attrs)
+    conserved = np.allclose(dx.sum(axis=(2, 3)), g.sum(axis=(2, 3)), rtol=1e-12, atol=1e-12)
+    if route is not None:
+        assert route == (0, 2) and conserved
+    else:
+        assert padding[0] or padding[2]
+        assert not conserved  # g at the -inf and NaN windows' padded first positions is dropped

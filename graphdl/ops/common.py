@@ -60,6 +60,12 @@ def reduced_shape(shape: Shape, axis: Any, keepdims: bool) -> Shape:
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
+def agree(a: Shape, b: Shape) -> bool:
+    """Whether two shapes can be the same at run time: same rank, equal where both are known (an unknown
+    batch dimension agrees with any size)."""
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
 def same_shape(shapes: tuple[Shape, ...], attrs: dict[str, Any]) -> Shape:
     """Shape rule of unary elementwise ops."""
     return shapes[0]

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.ops.common import check_index_range, label_hint
+from graphdl.ops.common import agree, check_index_range, label_hint
 from graphdl.registry import GradContext, Int, OpDef, RuleError, fail, register
 
 
@@ -240,7 +240,7 @@ register(OpDef(
 
 def _class_nll_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     g, labels, like, *weight = shapes
-    if _class_shape((like, labels, *weight), attrs) != tuple(g):
+    if not agree(_class_shape((like, labels, *weight), attrs), g):
         fail(f"gradient {g} must have one value per sample of {like}")
     return like
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.ops.common import agree
 from graphdl.ops.window import (
     WINDOW_ATTRS,
     Padded,
@@ -335,9 +336,16 @@ def _window(attrs: dict[str, Any]) -> dict[str, Any]:
 def _max_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     if len(shapes) not in (2, 3):
         fail(f"max_pool2d_grad takes (g, x) or (g, x, indices), got {len(shapes)} inputs")
-    if len(shapes) == 3 and tuple(shapes[2]) != tuple(shapes[0]):
+    if len(shapes) == 3 and not agree(shapes[2], shapes[0]):
         fail(f"indices {shapes[2]} do not match the gradient {shapes[0]}")
     return _like_shape(shapes[:2], attrs)
+
+
+def _routes(attrs: dict[str, Any]) -> tuple[int, int] | None:
+    """g routed within each (sample, channel) plane, unless a window's first position can be padding: a
+    window of -inf or NaN keeps index 0, and g at a padded position is dropped."""
+    pt, _, pl, _ = geometry(attrs)[3]
+    return (0, 2) if pt == 0 and pl == 0 else None
 
 
 def _max_pool_grad(c: GradContext) -> list:
@@ -356,7 +364,7 @@ register(OpDef("max_pool2d", _max_shape, _ceil(_max_kernel, 0), arity=1, label_a
                attr_schema=MAX_POOL_ATTRS))
 # max_pool2d_grad is linear in g and max_pool2d_pick is its transpose, so each is the other's gradient.
 register(OpDef("max_pool2d_grad", _max_grad_shape, _ceil(_max_grad_kernel, 1), nondiff=(1, 2), label_attrs=LABEL,
-               workspace=_rule(_ceil(_max_grad_decl, 1)), modal=True, dtype=lambda d, a: d[0],
+               workspace=_rule(_ceil(_max_grad_decl, 1)), modal=True, dtype=lambda d, a: d[0], routes=_routes,
                # with the saved indices x only gives the shape: the pooled input need not outlive the forward
                shape_only=lambda attrs, arity: (1,) if _saved_index(attrs, (None,) * arity) else (),
                grad=lambda c: [c.apply("max_pool2d_pick", c.gout, c.inputs[1], **_window(c.attrs)), None, None],

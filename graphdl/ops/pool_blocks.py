@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.ops.common import agree
 from graphdl.registry import GradContext, Ints, OpDef, fail, register, scratch
 
 
@@ -99,7 +100,7 @@ def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
 
 def _grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     g, idx = shapes
-    if len(g) != 4 or tuple(idx) != tuple(g):
+    if len(g) != 4 or not agree(idx, g):
         fail(f"gradient {g} and indices {idx} must be one 4-d (C, N, H/bh, W/bw) shape")
     bh, bw = attrs["blocks"]
     return (g[0], g[1], bh, bw, g[2], g[3])
@@ -168,7 +169,7 @@ register(OpDef("max_pool_blocks", _max_shape, _max_kernel, arity=1, multi_output
                attr_schema=BLOCKS))
 # max_pool_blocks_grad is linear in g and max_pool_blocks_pick is its transpose, so each is the other's gradient.
 register(OpDef("max_pool_blocks_grad", _grad_shape, _grad_kernel, arity=2, nondiff=(1,), dtype=_check_index,
-               workspace=_grad_workspace, label_attrs=("blocks",),
+               workspace=_grad_workspace, label_attrs=("blocks",), routes=(0, 2),
                grad=lambda c: [c.apply("max_pool_blocks_pick", c.gout, c.inputs[1], **c.attrs), None],
                doc="Gradient of max_pool_blocks: g routed to the saved index of each window (a blocked image).",
                attr_schema=BLOCKS))
