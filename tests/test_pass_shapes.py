@@ -58,3 +58,20 @@ def test_compile_time_inference_rejects_a_hand_built_mismatch() -> None:
     with pytest.raises(gd.ShapeError, match=r"matmul at node 'h' \(defined at model.py:3\): inner dimensions 3 and 4"
                                              r".*'a' \(\?, 3\).*'w' \(4, 2\).*Hint"):
         infer_shapes(IR("hand", nodes, ("h",)))
+
+
+def test_gradients_through_max_pooling_take_a_known_batch_against_an_unknown_one() -> None:
+    """The pooled values times a batch-2 constant: the gradient arriving at the pooling has batch 2 while
+    its saved indices have the placeholder's unknown batch; both pooling layouts accept that (they once
+    compared the shapes for equality and refused to compile)."""
+    import numpy as np
+
+    from graphdl import layers
+
+    for channels, cout in ((1, 10), (3, 4)):  # blocked first layer, plain max_pool2d
+        with gd.Graph("b2", seed=0, dtype="float64"):
+            x = gd.placeholder("x", (None, channels, 8, 6))
+            y = layers.MaxPool2D(2)(layers.Conv2D(channels, cout, 3, padding=1)(x))
+            loss = gd.ops.sum(y * gd.constant(np.ones((2, *y.shape[1:]))))
+        model = gd.compile([loss], gd.optim.SGD(0.1))
+        assert np.isfinite(model.run({x: np.ones((2, channels, 8, 6))})[0])
