@@ -22,7 +22,7 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 def manifest_for(graph: bytes, weights: bytes, version: int = serialize.FORMAT_VERSION) -> dict[str, Any]:
     return {"format": "graphdl-model", "format_version": version, "graphdl_version": "0.1.0",
-            "members": {"graph.json": serialize._sha256(graph), "weights.npz": serialize._sha256(weights)}}
+            "members": {"graph.json": serialize.sha256(graph), "weights.npz": serialize.sha256(weights)}}
 
 
 def zip_members(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_DEFLATED) -> bytes:

@@ -22,8 +22,8 @@ def write_model(path, graph: dict, weights: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **weights)
     manifest = {"format": "graphdl-model", "format_version": serialize.FORMAT_VERSION, "graphdl_version": "0",
-                "members": {"graph.json": serialize._sha256(graph_bytes),
-                            "weights.npz": serialize._sha256(buf.getvalue())}}
+                "members": {"graph.json": serialize.sha256(graph_bytes),
+                            "weights.npz": serialize.sha256(buf.getvalue())}}
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("manifest.json", json.dumps(manifest))
         z.writestr("graph.json", graph_bytes)

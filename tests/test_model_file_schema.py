@@ -172,8 +172,8 @@ def test_version_1_files_take_defaults_for_omitted_attributes(tmp_path) -> None:
     _node(data, "softmax")["attrs"].clear()  # format v1 writers left defaults out
     graph_bytes = json.dumps(data).encode()
     manifest_v1 = {"format": "graphdl-model", "format_version": 1, "graphdl_version": "0.1.0",
-                   "members": {"graph.json": serialize._sha256(graph_bytes),
-                               "weights.npz": serialize._sha256(_npz({}))}}
+                   "members": {"graph.json": serialize.sha256(graph_bytes),
+                               "weights.npz": serialize.sha256(_npz({}))}}
     import zipfile
 
     with zipfile.ZipFile(tmp_path / "v1.gdl", "w") as z:

@@ -13,6 +13,7 @@ import pytest
 
 import graphdl as gd
 from graphdl import serialize
+from graphdl.serialize import writing
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -22,14 +23,14 @@ CHILD = f"""
 import os, sys, time
 sys.path.insert(0, {ROOT!r})
 import graphdl as gd
-from graphdl import serialize
+from graphdl.serialize import writing
 from tests.conftest import build_mlp
 model = gd.compile([build_mlp().logits])
 if sys.argv[2] == "stall":
     def stall(fd):
         open(sys.argv[1] + ".ready", "w").close()
         time.sleep(60)
-    serialize.os.fsync = stall
+    writing.os.fsync = stall
 while True:
     model.save(sys.argv[1])
 """
@@ -125,7 +126,7 @@ def test_an_exception_while_writing_removes_the_temporary(tmp_path, mlp, monkeyp
     def broken(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(serialize.zipfile.ZipFile, "writestr", broken)
+    monkeypatch.setattr(writing.zipfile.ZipFile, "writestr", broken)
     with pytest.raises(KeyboardInterrupt):
         model.save(target)
     assert os.listdir(tmp_path) == []

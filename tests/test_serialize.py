@@ -120,8 +120,8 @@ def test_unknown_op_in_file_is_refused_not_executed(tmp_path, mlp) -> None:
     weights = io.BytesIO()
     np.savez(weights, **{k: v for k, v in mlp.g.values.items()})
     manifest = {"format": "graphdl-model", "format_version": 1, "graphdl_version": "0",
-                "members": {"graph.json": serialize._sha256(graph),
-                            "weights.npz": serialize._sha256(weights.getvalue())}}
+                "members": {"graph.json": serialize.sha256(graph),
+                            "weights.npz": serialize.sha256(weights.getvalue())}}
     with zipfile.ZipFile(tmp_path / "evil.gdl", "w") as z:
         z.writestr("manifest.json", json.dumps(manifest))
         z.writestr("graph.json", graph)
