@@ -312,6 +312,7 @@ class Executable:
         from passes import CompileSpec, compile_graph
         from passes.dce import eliminate_dead_code
         from passes.mode import inference_of
+        from passes.pool_blocks import unfuse
 
         if outputs is not None and not isinstance(outputs, list | tuple):
             raise FeedError(f"inference takes a list of outputs (nodes or names), got {outputs!r:.40}")
@@ -320,13 +321,14 @@ class Executable:
         if not names:
             raise FeedError(f"'{self.name}' has no output besides its objective; name the outputs to predict, "
                             "e.g. model.inference(['logits'])")
-        forward = {n.name for n in self.ir.nodes if n.kind is not NodeKind.UPDATE and n.kind is not NodeKind.GRADIENT}
+        source = unfuse(self.ir)  # layers the training plan fused are nodes of their own again, as the user named them
+        forward = {n.name for n in source.nodes if n.kind is not NodeKind.UPDATE and n.kind is not NodeKind.GRADIENT}
         bad = [o for o in names if o not in forward]
         if bad:
             raise FeedError(f"'{self.name}' has no forward node {bad}; choose among its outputs {list(self.outputs)} "
                             "or other forward nodes (print(model) lists them)")
-        ir = eliminate_dead_code(inference_of(self.ir, tuple(names)))
-        ir = compile_graph(ir, CompileSpec(tuple(names), options={"training": False}))
+        ir = eliminate_dead_code(inference_of(source, tuple(names)))
+        ir = compile_graph(ir, CompileSpec(tuple(names), options={"training": False, "from_plan": True}))
         return Executable(ir, self.values, known_inputs=tuple(self.known_inputs))
 
     def save(self, path: str) -> None:

@@ -26,8 +26,9 @@ from passes.cse import eliminate_common_subexpressions
 from passes.dce import eliminate_dead_code
 from passes.distribute import allreduce_gradients, schedule_collectives
 from passes.fuse import fuse_sgd_matmul
-from passes.layout import channel_major, pool_blocks
+from passes.layout import channel_major, user_layout_outputs
 from passes.mode import set_mode
+from passes.pool_blocks import pool_blocks
 from passes.remat import rematerialize
 from passes.reorder import pool_before_relu
 from passes.scan_history import merge_scan_history, prune_scan_outputs
@@ -139,6 +140,8 @@ PIPELINE: tuple[tuple[str, Pass], ...] = (
     ("pool_before_relu", lambda ir, spec: pool_before_relu(ir)),
     ("channel_major", lambda ir, spec: channel_major(ir)),
     ("pool_blocks", lambda ir, spec: pool_blocks(ir, spec.options.get("training"))),
+    # a compiled plan compiled again (inference, export: option from_plan) may ask for values in its chains
+    ("user_layout_outputs", lambda ir, spec: user_layout_outputs(ir) if spec.options.get("from_plan") else ir),
     ("add_training", add_training),
     ("fold_constants", lambda ir, spec: fold_constants(ir)),
     ("simplify_algebra", lambda ir, spec: simplify_algebra(ir)),

@@ -20,16 +20,17 @@ user built). The values' names do not change:
 a converted value holds the same numbers with its first two axes swapped. Running the pass again
 changes nothing (a graph with a channel-major convolution is taken as laid out already).
 
-``pool_blocks`` (the next pass) then blocks the output of a first convolution that only a tiling max
-pooling reads (see its docstring and ``graphdl.ops.pool_blocks``).
+``pool_blocks`` (the next pass, ``passes/pool_blocks.py``) then fuses a first convolution with the
+tiling max pooling that alone reads it.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 
-from graphdl.ir import IR, Node, NodeKind, ancestors, make_attrs, node_of, replace_node
+from graphdl.ir import IR, Node, NodeKind, make_attrs, node_of, parse_ref, ref, replace_node
 
 #: Ops applied to each element, or each (sample, channel) plane, alone: any of their 4-d inputs and
 #: outputs may be channel-major with no change to the op or its gradient. Dropout is not here (its
@@ -58,11 +59,9 @@ def _coupled(n: Node) -> tuple[str, ...]:
     return ()
 
 
-def channel_major(ir: IR) -> IR:
-    """Make convolution chains channel-major where it saves copies (see the module docstring)."""
-    convs = [n for n in ir.nodes if n.op == "conv2d" and n.kind is NodeKind.OP]
-    if not convs or any(n.attr.get("channel_major") for n in ir.nodes if n.op == "conv2d"):
-        return ir
+def _layout_groups(coupled: Iterable[tuple[str, ...]]) -> tuple[Callable[[str], str], dict[str, str]]:
+    """Union-find over values that must share a layout (each tuple of ``_coupled``): ``find(v)`` names
+    v's group; the table holds every value seen."""
     parent: dict[str, str] = {}
 
     def find(v: str) -> str:
@@ -71,11 +70,20 @@ def channel_major(ir: IR) -> IR:
             v = parent[v]
         return v
 
-    by_name = ir.node_map()
-    coupled = {n.name: _coupled(n) for n in ir.nodes}
-    for values in coupled.values():
+    for values in coupled:
         for v in values[1:]:
             parent[find(v)] = find(values[0])
+    return find, parent
+
+
+def channel_major(ir: IR) -> IR:
+    """Make convolution chains channel-major where it saves copies (see the module docstring)."""
+    convs = [n for n in ir.nodes if n.op == "conv2d" and n.kind is NodeKind.OP]
+    if not convs or any(n.attr.get("channel_major") for n in ir.nodes if n.op == "conv2d"):
+        return ir
+    by_name = ir.node_map()
+    coupled = {n.name: _coupled(n) for n in ir.nodes}
+    find, parent = _layout_groups(coupled.values())
     members: dict[str, list[str]] = defaultdict(list)
     for v in parent:
         members[find(v)].append(v)
@@ -106,9 +114,8 @@ def _shape(by_name: dict[str, Node], value: str) -> tuple:
     return by_name[name].shapes[int(k or 0)]
 
 
-def _rewrite(ir: IR, converted: set[str], coupled: dict[str, tuple[str, ...]],
-             plain_readers: dict[str, list[str]], by_name: dict[str, Node]) -> IR:
-    taken = set(by_name)
+def _namer(taken: set[str]) -> Callable[[str], str]:
+    """``fresh(base)``: ``base``, or with ``_`` appended until no node has the name; then taken."""
 
     def fresh(base: str) -> str:
         name = base
@@ -117,6 +124,12 @@ def _rewrite(ir: IR, converted: set[str], coupled: dict[str, tuple[str, ...]],
         taken.add(name)
         return name
 
+    return fresh
+
+
+def _rewrite(ir: IR, converted: set[str], coupled: dict[str, tuple[str, ...]],
+             plain_readers: dict[str, list[str]], by_name: dict[str, Node]) -> IR:
+    fresh = _namer(set(by_name))
     to_cm: dict[str, str] = {}  # NCHW value made outside a chain -> its channel-major transpose
     to_nchw: dict[str, str] = {}  # channel-major value read outside its chain -> its NCHW transpose
     nodes: list[Node] = []
@@ -153,98 +166,42 @@ def _transpose(nodes: list[Node], name: str, value: str, shape: tuple, beside: N
     return name
 
 
-def _tiling_pool(n: Node) -> tuple[int, int] | None:
-    """(bh, bw) if ``n`` is a max pooling whose windows tile its input exactly (kernel == stride, no
-    padding, dilation or ceil_mode), else None."""
-    a = n.attr
-    kernel = tuple(a.get("kernel", ()))
-    if (n.op != "max_pool2d" or len(kernel) != 2 or tuple(a.get("stride", (1, 1))) != kernel
-            or any(a.get("padding", (0, 0, 0, 0))) or tuple(a.get("dilation", (1, 1))) != (1, 1)
-            or a.get("ceil_mode") or kernel == (1, 1)):
-        return None
-    return kernel  # type: ignore[return-value]
+def _channel_major_values(ir: IR) -> set[str]:
+    """Values whose first two axes are swapped against the graph the user built: those coupled (as
+    ``channel_major`` couples them) to a channel-major convolution. In a graph the user built, none."""
+    anchors = [n for n in ir.nodes if n.op == "conv2d" and n.attr.get("channel_major") and len(n.shape) == 4]
+    if not anchors:
+        return set()
+    find, parent = _layout_groups(map(_coupled, ir.nodes))
+    roots = {find(n.name) for n in anchors}
+    return {v for v in parent if find(v) in roots}
 
 
-def _depends_on_parameters(ir: IR) -> set[str]:
-    """Nodes computed from a parameter (those whose gradient a training plan may build)."""
-    tainted: set[str] = set()
+def user_layout_outputs(ir: IR) -> IR:
+    """Requested outputs in the layout the user built. ``channel_major`` never converts a chain holding a
+    requested output, but a compiled plan compiled again (``Executable.inference``, ONNX export of a
+    model: the pipeline runs this pass for them only, option ``from_plan``) may ask for a value inside
+    one (a feature map of a trained model): such a node is renamed ``<name>/channel_major`` and a
+    transpose back to NCHW takes its name (output k >= 1: a transpose named ``<name>_k/nchw`` becomes the
+    output). Before, the value came back (C, N, H, W) where the user's graph says (N, C, H, W).
+    Channel-major convolutions are the layout pass's alone (users never set the attribute), so any value
+    coupled to one was converted."""
+    swapped = _channel_major_values(ir) & set(ir.outputs)
+    if not swapped:
+        return ir
+    fresh = _namer({n.name for n in ir.nodes})
+    renamed = {node: fresh(f"{node}/channel_major") for node in sorted({node_of(v) for v in swapped})}
+    outputs: dict[str, str] = {}  # requested reference -> the NCHW transpose's name
+    nodes: list[Node] = []
     for n in ir.nodes:
-        if n.kind is NodeKind.PARAM or any(node_of(v) in tainted for v in n.inputs):
-            tainted.add(n.name)
-    return tainted
-
-
-def pool_blocks(ir: IR, training: bool | None) -> IR:
-    """Give a channel-major convolution whose output only a tiling max pooling reads a blocked output
-    (``conv2d``'s ``pool_blocks``), and that pooling's node ``max_pool_blocks``, where it pays: in
-    training plans (the pooling's ``training`` attribute, set by ``set_mode``), when the convolution's
-    columns are no larger than its output ((C/groups)*kh*kw <= Cout: the strided im2col of the input costs
-    less than the strided copies of the output it saves) and its input needs no gradient (is computed
-    from no parameter: a first layer). Value names do not change; the pooling's outputs keep their shapes.
-
-    For an explicit inference compile (``training`` False: ``Executable.inference``, ONNX export of a
-    training model) blocked pairs go back to ``conv2d`` and ``max_pool2d``."""
-    if training is False:
-        return _unblock(ir)
-    pools = [n for n in ir.nodes if n.kind is NodeKind.OP and n.attr.get("training") and _tiling_pool(n)]
-    if not pools:
-        return ir
-    by_name = ir.node_map()
-    readers: dict[str, int] = defaultdict(int)
-    for n in ir.nodes:
-        for v in n.inputs:
-            readers[v] += 1
-    outputs = set(ir.outputs)
-    tainted = _depends_on_parameters(ir)
-    changed: dict[str, Node] = {}
-    for p in pools:
-        c = by_name.get(p.inputs[0])
-        blocks = _tiling_pool(p)
-        if (c is None or c.op != "conv2d" or c.kind is not NodeKind.OP or not c.attr.get("channel_major")
-                or c.attr.get("pool_blocks", (1, 1)) != (1, 1) or readers[c.name] != 1 or c.name in outputs
-                or len(c.shape) != 4 or node_of(c.inputs[0]) in tainted):
+        inputs = tuple(ref(renamed.get(m, m), k) for m, k in map(parse_ref, n.inputs))
+        if n.name not in renamed:
+            nodes.append(n if inputs == n.inputs else replace_node(n, inputs=inputs))
             continue
-        cout, _, hh, ww = c.shape
-        w_shape = _shape(by_name, c.inputs[1])
-        if hh % blocks[0] or ww % blocks[1] or math.prod(w_shape[1:]) > cout:
-            continue
-        bh, bw = blocks
-        changed[c.name] = replace_node(c, attrs=make_attrs({**c.attr, "pool_blocks": blocks}),
-                                       shape=(cout, c.shape[1], bh, bw, hh // bh, ww // bw))
-        changed[p.name] = replace_node(p, op="max_pool_blocks", attrs=make_attrs({"blocks": blocks}))
-    if not changed:
-        return ir
-    return ir.replace(nodes=tuple(changed.get(n.name, n) for n in ir.nodes))
-
-
-def _unblock(ir: IR) -> IR:
-    """Blocked convolution + max_pool_blocks pairs back to conv2d + max_pool2d (inference), where nothing
-    the outputs need reads the indices or the blocked image besides the pooling (the gradient nodes of a
-    training graph compiled for inference are dead: dead-code elimination drops them later)."""
-    if not any(n.op == "max_pool_blocks" for n in ir.nodes):
-        return ir
-    by_name = ir.node_map()
-    live: set[str] = set()
-    for o in ir.outputs:
-        live |= ancestors(by_name, node_of(o))
-    readers: dict[str, int] = defaultdict(int)
-    for n in ir.nodes:
-        if n.name in live:
-            for v in n.inputs:
-                readers[v] += 1
-    changed: dict[str, Node] = {}
-    for p in ir.nodes:
-        if p.op != "max_pool_blocks" or p.kind is not NodeKind.OP or readers[f"{p.name}:1"]:
-            continue
-        c = by_name[node_of(p.inputs[0])]
-        if c.op != "conv2d" or readers[c.name] != 1:
-            continue
-        blocks = tuple(p.attr["blocks"])
-        cout, n, bh, bw, h, w = c.shape
-        changed[c.name] = replace_node(c, attrs=make_attrs({k: v for k, v in c.attr.items() if k != "pool_blocks"}),
-                                       shape=(cout, n, bh * h, bw * w))
-        changed[p.name] = replace_node(p, op="max_pool2d", attrs=make_attrs(
-            {"kernel": blocks, "stride": blocks, "padding": (0, 0, 0, 0), "dilation": (1, 1), "training": False}))
-    if not changed:
-        return ir
-    return ir.replace(nodes=tuple(changed.get(n.name, n) for n in ir.nodes))
+        moved = replace_node(n, name=renamed[n.name], inputs=inputs)
+        nodes.append(moved)
+        for k, shape in enumerate(n.shapes):
+            if ref(n.name, k) in swapped:
+                name = n.name if k == 0 else fresh(f"{n.name}_{k}/nchw")
+                outputs[ref(n.name, k)] = _transpose(nodes, name, ref(moved.name, k), _swapped(shape), moved)
+    return ir.replace(nodes=tuple(nodes), outputs=tuple(outputs.get(o, o) for o in ir.outputs))

@@ -124,6 +124,13 @@ CONV_CASES: list[Case] = [
     Case("conv2d_weight_grad", [(1, 3, 6, 4), (12, 3, 2, 2, 3, 2)],
          {**_conv_attrs((3, 3), 1, (1, 1, 1, 1)), "channel_major": True, "pool_blocks": (2, 2)},
          id="conv2d_weight_grad-pool-blocks-per-sample"),
+    # the fused convolution + blocked pooling (graphdl/ops/conv_pool.py); random values tie within eps never
+    Case("conv2d_pool_blocks", [(2, 3, 6, 4), (4, 2, 3, 3), (4,)],
+         {**_conv_attrs((3, 3), 1, (1, 1, 1, 1)), "channel_major": True, "pool_blocks": (2, 2), "conv": "c"},
+         outputs=(0,), id="conv2d_pool_blocks"),
+    Case("conv2d_pool_blocks", [(1, 2, 7, 6), (3, 1, 2, 2)],
+         {**_conv_attrs((2, 2)), "channel_major": True, "pool_blocks": (3, 1), "conv": "c"}, outputs=(0,),
+         id="conv2d_pool_blocks-3x1-no-bias"),
     Case("max_pool_blocks", make=_distinct((2, 3, 2, 2, 3, 4)), attrs={"blocks": (2, 2)}, outputs=(0,)),
     Case("max_pool_blocks", make=_distinct((2, 2, 3, 2, 2, 3)), attrs={"blocks": (3, 2)}, outputs=(0,),
          id="max_pool_blocks-3x2"),

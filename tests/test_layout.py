@@ -123,6 +123,33 @@ def test_inference_save_load_and_onnx(tmp_path) -> None:
     np.testing.assert_allclose(back.run({"x": feeds["x"]})[0], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_intermediate_values_of_a_trained_plan_come_in_the_users_layout(tmp_path) -> None:
+    """``inference`` and ONNX export of a trained (channel-major, fused) plan, asked for feature maps
+    inside a chain: each in the (N, C, H, W) layout of the user's graph, with the values of the user's
+    graph compiled as built (they once came back (C, N, H, W), and conv1 blocked, 6-d)."""
+    logits, loss = _cnn(dtype="float32")
+    graph = loss.graph
+    ex = gd.compile([loss, logits], gd.optim.SGD(0.1), loss=loss)
+    feeds = _data(4, "float32")
+    ex.run(feeds)  # trained a step: the user's graph shares the parameters
+    names = ["conv1", "pool1", "relu1", "conv2", "pool2", "tanh"]
+    reference = gd.compile([gd.Tensor(graph, n) for n in names]).run({"x": feeds["x"]})
+    for subset in ([[n] for n in names] + [names]):
+        pred = ex.inference(subset)
+        assert list(pred.outputs) == subset
+        got = pred.run({"x": feeds["x"]})
+        for name, value in zip(subset, got):
+            expected = reference[names.index(name)]
+            assert value.shape == expected.shape, name
+            np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-5, err_msg=name)
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "maps.onnx"
+    gd.onnx.export(ex, str(path), outputs=names)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for name, value, expected in zip(names, session.run(None, {"x": feeds["x"]}), reference):
+        np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
 @pytest.mark.parametrize("cm", [False, True])
 @pytest.mark.parametrize("geometry", [((3, 3), 1, (1, 1, 1, 1), 1), ((3, 2), 2, (1, 0, 2, 1), 1),
                                       ((3, 3), 1, (2, 2, 2, 2), 2), ((1, 1), 1, (0, 0, 0, 0), 1)],

@@ -28,4 +28,4 @@ def test_failing_pass_is_named(mlp) -> None:
     assert "must be a scalar" in str(e.value)
     notes = "".join(e.value.__notes__)
     assert ("compiler pass 'add_training' (after: select_outputs, set_mode, pool_before_relu, channel_major, "
-            "pool_blocks)") in notes
+            "pool_blocks, user_layout_outputs)") in notes

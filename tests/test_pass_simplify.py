@@ -84,11 +84,12 @@ def _conv_pool(pool: dict, *, channels: int = 1, cout: int = 4):
 
 
 def test_bias_gradient_behind_max_pooling_sums_the_pooled_gradient() -> None:
-    """Both layouts: a first layer (blocked pooling, 2x2 tiles) and a wider one (max_pool2d)."""
+    """Both poolings: a first layer (fused with its blocked pooling, whose gradient rule sums the pooled
+    gradient itself) and a wider one (max_pool2d: simplified)."""
     for channels, cout, pool_op in ((1, 10, "max_pool_blocks_grad"), (3, 4, "max_pool2d_grad")):
         _, _, loss = _conv_pool({"kernel_size": 2}, channels=channels, cout=cout)
         ex = gd.compile([loss], gd.optim.SGD(0.1))
-        (bias_sum,) = [n for n in ex.ir.nodes if n.op == "sum" and n.name.startswith("grad/conv")]
+        (bias_sum,) = [n for n in ex.ir.nodes if n.op == "sum" and n.name.startswith(("grad/conv", "grad/pool"))]
         (routing,) = [n for n in ex.ir.nodes if n.op == pool_op]
         assert bias_sum.inputs == (routing.inputs[0],)  # the pooled gradient, not the routed image
 

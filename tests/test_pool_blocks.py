@@ -1,5 +1,6 @@
-"""The pool_blocks layout (passes/layout.py, graphdl/ops/pool_blocks.py): a first convolution that only a
-tiling max pooling reads writes its output blocked, (C, N, bh, bw, H/bh, W/bw), in training plans."""
+"""Blocked pooling (passes/pool_blocks.py, graphdl/ops/pool_blocks.py, graphdl/ops/conv_pool.py): in
+training plans a first convolution that only a tiling max pooling reads is fused with it, its output blocked,
+(C, N, bh, bw, H/bh, W/bw), and pooled in chunks of samples."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from hypothesis import strategies as st
 import graphdl as gd
 import passes
 from graphdl import layers, losses
+from graphdl.ops import conv_pool
 from graphdl.registry import get_op
-from passes.layout import pool_blocks
+from passes.pool_blocks import pool_blocks, unfuse
 
 
 def _cnn(dtype: str = "float64", pool: int = 2, cout: int = 10):
@@ -51,12 +53,17 @@ def _ops(ex: gd.Executable) -> dict[str, str]:
 
 @pytest.mark.parametrize("kw", [{}, {"dtype": "float32"}, {"pool": 3}], ids=["2x2", "float32", "3x3"])
 @pytest.mark.parametrize("batch", [1, 5, 64])
-def test_blocked_training_equals_plain(monkeypatch: pytest.MonkeyPatch, batch: int, kw: dict) -> None:
+@pytest.mark.parametrize("chunk", [None, 2], ids=["chunks-default", "chunks-of-2"])
+def test_blocked_training_equals_plain(monkeypatch: pytest.MonkeyPatch, batch: int, kw: dict, chunk) -> None:
+    """Chunks of 2 samples (5 = 2 + 2 + 1: a smaller last chunk); batch 64 splits them over threads."""
     ref, expected = _train(False, batch, monkeypatch, **kw)
-    with gd.num_threads(2):  # batch 64 splits the convolution and the pooling over threads
+    if chunk is not None:  # bytes of chunk samples' conv1 output (10 channels, 12x12 pixels)
+        monkeypatch.setattr(conv_pool, "CHUNK_BYTES", chunk * 10 * 144 * np.dtype(kw.get("dtype", "float64")).itemsize)
+    with gd.num_threads(2):
         ex, got = _train(True, batch, monkeypatch, **kw)
     assert "max_pool_blocks" not in _ops(ref).values()
-    assert _ops(ex)["pool1"] == "max_pool_blocks" and _ops(ex)["pool2"] == "max_pool2d"
+    assert _ops(ex)["pool1"] == "conv2d_pool_blocks" and _ops(ex)["pool2"] == "max_pool2d"
+    assert "conv1" not in _ops(ex)  # fused into pool1
     tol = 1e-4 if kw.get("dtype") == "float32" else 1e-11
     np.testing.assert_allclose(got, expected, rtol=tol)
     for name, value in ref.parameters().items():
@@ -66,30 +73,44 @@ def test_blocked_training_equals_plain(monkeypatch: pytest.MonkeyPatch, batch: i
 def test_only_a_first_layer_with_narrow_columns_is_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     ex, _ = _train(True, 4, monkeypatch)
     nodes = ex.ir.node_map()
-    assert nodes["conv1"].attr["pool_blocks"] == (2, 2) and nodes["conv1"].shape == (10, None, 2, 2, 6, 6)
+    assert nodes["pool1"].op == "conv2d_pool_blocks" and nodes["pool1"].inputs == ("x/channel_major", "conv1.W",
+                                                                                    "conv1.b")
+    assert nodes["pool1"].attr["pool_blocks"] == (2, 2) and nodes["pool1"].attr["conv"] == "conv1"
     assert "pool_blocks" not in nodes["conv2"].attr  # its input comes from conv1's weights
     assert nodes["pool1"].shapes == ((10, None, 6, 6), (10, None, 6, 6))
-    grads = {n.op for n in ex.ir.nodes if n.name.startswith("grad/conv1/")}
-    assert "conv2d_input_grad" not in grads  # the images need no gradient
-    sums = [n.attr["axis"] for n in ex.ir.nodes if n.op == "sum" and n.name.startswith("grad/conv1")]
-    assert sums == [(1, 2, 3)]  # the bias gradient sums the pooled gradient (simplify's routed sums)
-    assert pool_blocks(ex.ir, True) is ex.ir  # blocked already: nothing more to do
+    split = unfuse(ex.ir).node_map()  # the pair again, under the user's names
+    assert split["conv1"].op == "conv2d" and split["conv1"].shape == (10, None, 2, 2, 6, 6)
+    assert split["pool1"].op == "max_pool_blocks" and split["pool1"].inputs == ("conv1",)
+    grads = {n.op for n in ex.ir.nodes if n.name.startswith("grad/pool1/")}
+    assert grads == {"max_pool_blocks_grad", "conv2d_weight_grad", "sum"}  # the images need no gradient
+    sums = [n.attr["axis"] for n in ex.ir.nodes if n.op == "sum" and n.name.startswith("grad/pool1")]
+    assert sums == [(1, 2, 3)]  # the bias gradient sums the pooled gradient
+    assert pool_blocks(ex.ir, True) is ex.ir  # fused already: nothing more to do
     # 9 columns per pixel for 8 output channels: the strided im2col would cost more than it saves
     narrow, _ = _train(True, 4, monkeypatch, cout=8)
-    assert "max_pool_blocks" not in _ops(narrow).values()
+    assert not {"max_pool_blocks", "conv2d_pool_blocks"} & set(_ops(narrow).values())
 
 
 def test_inference_save_load_and_onnx_unblock(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     ex, _ = _train(True, 4, monkeypatch, dtype="float32")
     feeds = _data(4, "float32")
     pred = ex.inference(["fc"])
-    assert "max_pool_blocks" not in _ops(pred).values()
+    assert not {"max_pool_blocks", "conv2d_pool_blocks"} & set(_ops(pred).values())
     assert not any("pool_blocks" in n.attr for n in pred.ir.nodes)
     expected = pred.run({"x": feeds["x"]})[0].copy()
+    # the fused convolution can be asked for by its own name: a plain NCHW convolution again
+    conv1 = ex.inference(["conv1"])  # channel-major inside, then NCHW under its own name
+    assert [n.op for n in conv1.ir.nodes if n.kind is gd.NodeKind.OP] == ["transpose", "conv2d", "transpose"]
+    assert "pool_blocks" not in conv1.ir.node_map()["conv1/channel_major"].attr
+    w, b = ex.parameters()["conv1.W"], ex.parameters()["conv1.b"]
+    xp = np.pad(feeds["x"], ((0, 0), (0, 0), (1, 1), (1, 1)))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))  # (N, 1, 12, 12, 3, 3)
+    reference = np.einsum("nchwij,ocij->nohw", windows, w) + b[:, None, None]
+    np.testing.assert_allclose(conv1.run({"x": feeds["x"]})[0], reference, rtol=1e-5, atol=1e-5)
     path = tmp_path / "cnn.gdl"
-    ex.save(str(path))  # the training plan, blocked
+    ex.save(str(path))  # the training plan, fused
     loaded = gd.load(str(path))
-    assert _ops(loaded)["pool1"] == "max_pool_blocks"
+    assert _ops(loaded)["pool1"] == "conv2d_pool_blocks"
     np.testing.assert_array_equal(loaded.inference(["fc"]).run({"x": feeds["x"]})[0], expected)
     ort = pytest.importorskip("onnxruntime")
     onnx_path = tmp_path / "cnn.onnx"
@@ -166,11 +187,12 @@ def test_blocked_convolution_writes_the_blocked_image() -> None:
 @settings(max_examples=25, deadline=None)
 @given(cin=st.integers(1, 3), per_group=st.integers(2, 12), grouped=st.booleans(), k=st.integers(1, 3),
        stride=st.integers(1, 2), dilation=st.integers(1, 2), pad=st.integers(0, 2), pool=st.integers(2, 3),
-       hw=st.integers(6, 17), batch=st.integers(1, 6))
+       hw=st.integers(6, 17), batch=st.integers(1, 6), one_per_chunk=st.booleans())
 def test_any_first_layer_trains_as_unblocked(cin: int, per_group: int, grouped: bool, k: int, stride: int,
-                                             dilation: int, pad: int, pool: int, hw: int, batch: int) -> None:
-    """Whatever the first convolution's geometry, blocked or not, two SGD steps give the unblocked plan's
-    losses and parameters."""
+                                             dilation: int, pad: int, pool: int, hw: int, batch: int,
+                                             one_per_chunk: bool) -> None:
+    """Whatever the first convolution's geometry, fused and blocked or not, in chunks of one sample or of
+    the whole batch, two SGD steps give the unblocked plan's losses and parameters."""
     groups = cin if grouped else 1
     pad = min(pad, k // 2)
 
@@ -189,6 +211,8 @@ def test_any_first_layer_trains_as_unblocked(cin: int, per_group: int, grouped: 
     feeds = {"x": rng.standard_normal((batch, cin, hw, hw)), "y": rng.integers(0, 3, batch)}
     runs = []
     with pytest.MonkeyPatch.context() as m:
+        if one_per_chunk:
+            m.setattr(conv_pool, "CHUNK_BYTES", 1)
         for blocked in (True, False):
             if not blocked:
                 m.setattr(passes, "pool_blocks", lambda ir, training: ir)

@@ -206,7 +206,9 @@ def inference_ir(source: Any, outputs: Sequence[Tensor | str] | None = None) -> 
     from passes import CompileSpec, compile_graph
 
     if isinstance(source, Executable):
-        ir, values = source.ir, source.values
+        from passes.pool_blocks import unfuse
+
+        ir, values = unfuse(source.ir), source.values  # fused layers are nodes of their own again
         default = [o for o in ir.outputs if o != source.objective] or list(ir.outputs)
     elif isinstance(source, Builder):
         ir, values = source.freeze(), getattr(source, "values", {})
@@ -230,8 +232,8 @@ def inference_ir(source: Any, outputs: Sequence[Tensor | str] | None = None) -> 
         if n.kind not in STORED_KINDS and n.kind is not NodeKind.PLACEHOLDER and get_op(n.op).modal:
             n = dataclasses.replace(n, attrs=make_attrs({**n.attr, "training": False}))  # keeps every output
         nodes.append(n)
-    compiled = compile_graph(IR(ir.name, tuple(nodes), tuple(names)), CompileSpec(tuple(names),
-                                                                                  options={"training": False}))
+    options = {"training": False, "from_plan": isinstance(source, Executable)}
+    compiled = compile_graph(IR(ir.name, tuple(nodes), tuple(names)), CompileSpec(tuple(names), options=options))
     return compiled, dict(values)
 
 

@@ -28,7 +28,7 @@ TRAINING_ONLY = frozenset({
     "softmax_cross_entropy_grad", "batch_norm_grad", "batch_norm_stats",
     "batch_norm_backward", "batch_norm_update", "max_pool2d_grad", "max_pool2d_pick",
     # blocked pooling exists in training plans only: an inference compile turns it back into max_pool2d
-    "max_pool_blocks", "max_pool_blocks_grad", "max_pool_blocks_pick",
+    "max_pool_blocks", "max_pool_blocks_grad", "max_pool_blocks_pick", "conv2d_pool_blocks",
     "avg_pool2d_grad", "broadcast_like", "sum_to", "sgd_update", "adam_update", "rmsprop_update",
     "adagrad_update", "increment", "learning_rate", "matmul_sgd_update", "gather_adjoint", "remap_adjoint",
     "class_nll_grad", "conv1d_input_grad", "conv1d_weight_grad",

@@ -17,6 +17,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     contract,
     conv,
     conv_more,
+    conv_pool,
     dims,
     elementwise,
     gather,

@@ -62,7 +62,7 @@ def _check(x: tuple, w: tuple, attrs: dict[str, Any]) -> tuple[int, int]:
     return out_hw(x, attrs)
 
 
-def _conv_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
+def conv_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     x, w = nchw(shapes[0], attrs), shapes[1]
     ho, wo = _check(x, w, attrs)
     if len(shapes) == 3 and tuple(shapes[2]) != (w[0],):
@@ -166,15 +166,16 @@ def _conv_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
 
 def _conv_grad(c: GradContext) -> list:
     x, w = c.inputs[0], c.inputs[1]
-    grads = [c.apply("conv2d_input_grad", c.gout, w, x, **c.attrs), c.apply("conv2d_weight_grad", x, c.gout, **c.attrs)]
-    if len(c.inputs) == 3:
+    bias = None
+    if len(c.inputs) == 3:  # first: simplify_algebra may make it read a smaller value that then dies early
         axes = (0, 2, 3) if not c.attrs.get("channel_major") else (1, 2, 3) if blocks(c.attrs) is None else (
             1, 2, 3, 4, 5)
-        grads.append(c.apply("sum", c.gout, axis=axes))
-    return grads
+        bias = c.apply("sum", c.gout, axis=axes)
+    grads = [c.apply("conv2d_input_grad", c.gout, w, x, **c.attrs), c.apply("conv2d_weight_grad", x, c.gout, **c.attrs)]
+    return grads if bias is None else [*grads, bias]
 
 
-register(OpDef("conv2d", _conv_shape, _conv_kernel, grad=_conv_grad, label_attrs=LABEL, workspace=_conv_workspace,
+register(OpDef("conv2d", conv_shape, _conv_kernel, grad=_conv_grad, label_attrs=LABEL, workspace=_conv_workspace,
                doc="Cross-correlation of NCHW x with W (out, in/groups, kh, kw), plus bias per output channel "
                    "(channel_major: x and the output are (C, N, H, W)).",
                attr_schema=CONV_ATTRS))
@@ -182,7 +183,7 @@ register(OpDef("conv2d", _conv_shape, _conv_kernel, grad=_conv_grad, label_attrs
 
 def _input_grad_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     g, w, x = shapes
-    expected = _conv_shape((x, w), attrs)  # x, g and the result share the layout
+    expected = conv_shape((x, w), attrs)  # x, g and the result share the layout
     if any(a is not None and b is not None and a != b for a, b in zip(g, expected)):
         fail(f"gradient {g} does not match the convolution's output {expected}")
     return x

@@ -27,7 +27,7 @@ from graphdl.ops.common import agree
 from graphdl.registry import GradContext, Ints, OpDef, fail, register, scratch
 
 
-def _index_dtype(attrs: dict[str, Any]) -> type:
+def index_dtype(attrs: dict[str, Any]) -> type:
     return np.uint8 if math.prod(attrs["blocks"]) < 256 else np.int64
 
 
@@ -39,7 +39,7 @@ def _pooled(x: tuple) -> tuple:
     return (x[0], x[1], x[4], x[5])
 
 
-def _offsets(bh: int, bw: int) -> list[tuple[int, int]]:
+def window_offsets(bh: int, bw: int) -> list[tuple[int, int]]:
     """Window offsets in kernel scan order."""
     return [(i, j) for i in range(bh) for j in range(bw)]
 
@@ -72,28 +72,32 @@ def _max_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 def _max_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: Any) -> list[tuple]:
     pooled = _pooled(in_shapes[0])
-    return [(pooled, np.bool_), (pooled, _index_dtype(attrs))]
+    return [(pooled, np.bool_), (pooled, index_dtype(attrs))]
+
+
+def pool_planes(x: np.ndarray, best: np.ndarray, index: np.ndarray, mask: np.ndarray, step: np.ndarray,
+                offsets: list[tuple[int, int]]) -> None:
+    """Max pooling of the blocked image ``x`` (C, n, bh, bw, H/bh, W/bw) into ``best`` and ``index`` (C, n,
+    H/bh, W/bw; views of larger arrays are fine), ``mask`` (bool) and ``step`` (index dtype) of that shape
+    as scratch: one pass per window offset over a plane of H/bh*W/bw-long contiguous rows."""
+    mask8 = mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
+    np.copyto(best, x[:, :, 0, 0])
+    index.fill(0)
+    for k, (i, j) in enumerate(offsets[1:], start=1):
+        plane = x[:, :, i, j]
+        np.greater(plane, best, out=mask)
+        np.maximum(best, plane, out=best)
+        np.multiply(mask8, step.dtype.type(k), out=step)  # k typed: int64 past 255
+        np.maximum(index, step, out=index)
 
 
 def _max_kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
                 workspace: list[np.ndarray] | None = None):
     mask_buf, step_buf = scratch(workspace, _max_workspace(attrs, in_shapes, out_shapes, dtypes))
-    offsets = _offsets(*attrs["blocks"])
+    offsets = window_offsets(*attrs["blocks"])
 
     def max_pool_blocks(x: np.ndarray, out: np.ndarray, idx: np.ndarray) -> None:
-        def part(s: slice) -> None:
-            best, index, mask, step = out[s], idx[s], mask_buf[s], step_buf[s]
-            mask8 = mask.view(np.uint8)  # the bools as 0/1 bytes: no casting pass
-            np.copyto(best, x[s, :, 0, 0])
-            index.fill(0)
-            for k, (i, j) in enumerate(offsets[1:], start=1):
-                plane = x[s, :, i, j]  # rows of H/bh*W/bw contiguous values
-                np.greater(plane, best, out=mask)
-                np.maximum(best, plane, out=best)
-                np.multiply(mask8, step.dtype.type(k), out=step)  # k typed: int64 past 255
-                np.maximum(index, step, out=index)
-
-        _split(part, out.shape)
+        _split(lambda s: pool_planes(x[s], out[s], idx[s], mask_buf[s], step_buf[s], offsets), out.shape)
 
     return threads.splitting(max_pool_blocks, _splits(out_shapes[0]))
 
@@ -119,7 +123,7 @@ def _grad_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.d
 def _grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                  workspace: list[np.ndarray] | None = None):
     mask_buf, fmask_buf = scratch(workspace, _grad_workspace(attrs, in_shapes, out_shape, dtype))
-    offsets = _offsets(*attrs["blocks"])
+    offsets = window_offsets(*attrs["blocks"])
 
     def max_pool_blocks_grad(g: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
         def part(s: slice) -> None:
@@ -137,7 +141,7 @@ def _grad_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtyp
 def _pick_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     h, idx = shapes
     _check_blocked(h, attrs)
-    if tuple(idx) != _pooled(h):
+    if not agree(idx, _pooled(h)):
         fail(f"indices {idx} do not match the pooled shape {_pooled(h)} of {h}")
     return _pooled(h)
 
@@ -145,7 +149,7 @@ def _pick_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 def _pick_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype,
                  workspace: list[np.ndarray] | None = None):
     (mask,) = scratch(workspace, [(out_shape, np.bool_)])
-    offsets = _offsets(*attrs["blocks"])
+    offsets = window_offsets(*attrs["blocks"])
 
     def max_pool_blocks_pick(h: np.ndarray, idx: np.ndarray, out: np.ndarray) -> None:
         for k, (i, j) in enumerate(offsets):
@@ -162,7 +166,7 @@ def _max_grad(c: GradContext) -> list:
 
 
 register(OpDef("max_pool_blocks", _max_shape, _max_kernel, arity=1, multi_output=True,
-               dtype=lambda d, a: (d[0], np.dtype(_index_dtype(a)).name), workspace=_max_workspace, grad=_max_grad,
+               dtype=lambda d, a: (d[0], np.dtype(index_dtype(a)).name), workspace=_max_workspace, grad=_max_grad,
                label_attrs=("blocks",),
                doc="Largest value of each (bh, bw) window of a blocked (C, N, bh, bw, H/bh, W/bw) image, and the "
                    "index of its first maximum in kernel scan order (as max_pool2d).",
