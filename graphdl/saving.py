@@ -1,6 +1,6 @@
 """From a model file to a runnable Executable: the one place a file becomes an executable.
 
-graphdl/serialize.py only reads and writes records (graph, weights, manifest); this module checks the
+graphdl/serialize/ only reads and writes records (graph, weights, manifest); this module checks the
 stored graph as the compiler would and builds the Executable, so the file-format module never imports
 the executable (imports go one way: ir <- registry/ops <- builder <- passes <- compiler <- executable).
 """

@@ -117,6 +117,12 @@ def test_inference_save_load_and_onnx_unblock(tmp_path, monkeypatch: pytest.Monk
     gd.onnx.export(ex, str(onnx_path), outputs=["fc"])
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"x": feeds["x"]})[0], expected, rtol=1e-4, atol=1e-5)
+    # the fused layers' own values, by the user's names and in the user's layout
+    gd.onnx.export(ex, str(onnx_path), outputs=["conv1", "pool1"])
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    maps = session.run(None, {"x": feeds["x"]})
+    np.testing.assert_allclose(maps[0], reference, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(maps[1], reference.reshape(4, 10, 6, 2, 6, 2).max(axis=(3, 5)), rtol=1e-4, atol=1e-5)
 
 
 def _kernel(op: str, attrs: dict, in_shapes: tuple, out_shape, dtype) -> object:
