@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.errors import GraphDLError, file_path, real_number, whole_number
+from graphdl.errors import GraphDLError, file_path, flag, real_number, whole_number
 from graphdl.executable import Executable
 from graphdl.train import (
     History,
@@ -112,9 +112,10 @@ class EarlyStopping(_Monitoring):
 
     def __init__(self, monitor: str = "val_loss", *, patience: int = 0, min_delta: float = 0.0, mode: str = "auto",
                  restore_best_weights: bool = False) -> None:
+        restore_best_weights = flag(restore_best_weights, "EarlyStopping: restore_best_weights")
         super().__init__(monitor, mode, min_delta)
         self.patience = whole_number(patience, "EarlyStopping: patience")
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = restore_best_weights
         self.best_values: dict[str, np.ndarray] | None = None
         self.stopped_epoch: int | None = None
         self.restored_epoch: int | None = None
@@ -147,7 +148,8 @@ class ModelCheckpoint(_Monitoring):
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss", *, save_best_only: bool = True,
                  mode: str = "auto", min_delta: float = 0.0) -> None:
         super().__init__(monitor, mode, min_delta)
-        self.path, self.save_best_only = file_path(path, "ModelCheckpoint"), bool(save_best_only)
+        self.path = file_path(path, "ModelCheckpoint")
+        self.save_best_only = flag(save_best_only, "ModelCheckpoint: save_best_only")
         self.saved: list[tuple[int, str]] = []
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
@@ -199,7 +201,7 @@ class CSVLogger(Callback):
 
     def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
         super().__init__()
-        self.path, self.append = file_path(path, "CSVLogger"), bool(append)
+        self.path, self.append = file_path(path, "CSVLogger"), flag(append, "CSVLogger: append")
         self.rows: list[dict[str, Any]] = []
 
     def on_train_begin(self, logs: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from graphdl.distributed import MPI
-from graphdl.errors import GraphError
+from graphdl.errors import GraphError, flag
 from graphdl.executable import Executable
 from graphdl.graph import Graph, Tensor
 from graphdl.ir import NodeKind
@@ -61,7 +61,10 @@ def compile(outputs: Sequence[Tensor], optimizer: Optimizer | None = None, *, lo
     if optimizer is not None and not isinstance(optimizer, Optimizer):
         raise GraphError(f"optimizer= takes a graphdl optimizer such as gd.optim.SGD(lr=0.1) or gd.optim.Adam(), "
                          f"got {type(optimizer).__name__} {optimizer!r:.60}")
-    mode = optimizer is not None if training is None else bool(training)
+    mode = optimizer is not None if training is None else flag(training, "gd.compile: training", GraphError)
+    check = flag(check, "gd.compile: check", GraphError)
+    if remat is not None and (isinstance(remat, bool) or not isinstance(remat, str | int)):
+        raise GraphError(f"gd.compile: remat must be None, 'sqrt' or a positive segment length, got {remat!r:.40}")
     if loss is not None:
         _one_graph([*outputs, loss], "gd.compile")
     spec = CompileSpec(tuple(t.name for t in outputs), optimizer, {"training": mode, "remat": remat},

@@ -78,3 +78,19 @@ def real_number(value: object, what: str, error: type[GraphDLError] = GraphDLErr
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise error(f"{what} must be a finite number, got {value!r:.40} ({type(value).__name__})")
     return float(value)
+
+
+def flag(value: object, what: str, error: type[GraphDLError] = GraphDLError) -> bool:
+    """``value`` as a bool if it is True or False (NumPy's bools too), else ``error`` naming ``what`` (an
+    array would otherwise meet ``if value:`` and NumPy's "truth value ... is ambiguous")."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise error(f"{what} must be True or False, got {value!r:.40} ({type(value).__name__})")
+
+
+def choice(value: object, what: str, options: tuple[str, ...], error: type[GraphDLError] = GraphDLError) -> str:
+    """``value`` if it is one of the strings ``options``, else ``error`` naming ``what`` and listing them."""
+    if isinstance(value, str) and value in options:
+        return value
+    listed = ", ".join(repr(o) for o in options)
+    raise error(f"{what} must be one of {listed}, got {value!r:.40} ({type(value).__name__})")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
-from graphdl.errors import FeedError, ResourceError, whole_number
+from graphdl.errors import FeedError, ResourceError, flag, whole_number
 from graphdl.executor import BoundPlan, body_bytes
 from graphdl.graph import Tensor, assign_state, assign_values, format_shape, is_optimizer_state, values_of_kind
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind
@@ -174,7 +174,8 @@ class Executable:
         try:  # the steady state: a plan made before for these shapes
             key = (*(tuple(feed_shapes[i]) for i in self.inputs), check_numerics)
             bound = self._plans.get(key)
-        except (KeyError, TypeError):  # a name missing, or a shape that is no sequence: explained below
+        except (KeyError, TypeError, IndexError):  # a name missing, a shape that is no sequence, feed shapes
+            # that are no dict (an array): explained below
             bound = None
         if bound is not None:
             self._plans.move_to_end(key)
@@ -230,8 +231,9 @@ class Executable:
         from several threads is safe, one step at a time. ``copy=False`` returns views of the plan's
         arena, which the next run for the same feed shapes (from any thread) overwrites.
         """
-        resolved = self.check_feeds(feeds or {})
-        checked = self.check_numerics if check_numerics is None else check_numerics
+        resolved = self.check_feeds({} if feeds is None else feeds)  # (``feeds or {}``: an array is ambiguous)
+        checked = self.check_numerics if check_numerics is None else flag(check_numerics, "run: check_numerics",
+                                                                          FeedError)
         with self._lock:
             bound = self.bound_plan({k: v.shape for k, v in resolved.items()}, checked)
             if bound.splits:  # graphdl's pool does the parallel work, BLAS at one thread (graphdl.threads)
@@ -252,6 +254,7 @@ class Executable:
         """Persistent non-trainable arrays by name: the model's (running statistics, dropout counters) and,
         unless ``optimizer=False``, the optimizer's (moments, step counter)."""
         values = values_of_kind(self.values, self.nodes, NodeKind.STATE)
+        optimizer = flag(optimizer, "state: optimizer", FeedError)
         return values if optimizer else {k: v for k, v in values.items() if not is_optimizer_state(self.nodes[k])}
 
     def load_state(self, values: Mapping[str, np.ndarray], strict: bool = True) -> list[str]:

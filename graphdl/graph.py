@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from graphdl.builder import FLOAT_DTYPES, Builder
-from graphdl.errors import DTypeError, FeedError, GraphError, ShapeError
+from graphdl.errors import DTypeError, FeedError, GraphError, ShapeError, flag
 from graphdl.ir import Node, NodeKind, format_shape, user_origin
 from graphdl.registry import DTYPES
 from graphdl.tensor import Tensor
@@ -93,7 +93,7 @@ class Graph(Builder):
     # -- leaves ---------------------------------------------------------------------------
     def placeholder(self, name: str, shape: Sequence[int | None], dtype: str | None = None) -> Tensor:
         try:
-            resolved = str(np.dtype(dtype or self.dtype))
+            resolved = str(np.dtype(self.dtype if dtype is None else dtype))
         except TypeError:
             resolved = None
         if resolved not in DTYPES:
@@ -187,6 +187,7 @@ def assign_state(live: dict[str, np.ndarray], nodes: Mapping[str, Node], new: Ma
     state of a training model loaded into an inference model, say). With ``strict``, every state of the
     model itself must be given, so running statistics are never silently left at their initial values."""
     _check_mapping(new, what)
+    strict = flag(strict, f"{what}: strict", FeedError)
     own = {n for n in live if nodes[n].kind is NodeKind.STATE}
     if strict:
         missing = sorted(n for n in own if n not in new and not is_optimizer_state(nodes[n]))
@@ -207,6 +208,7 @@ def assign_values(
 ) -> None:
     """Check all of ``new`` against ``live`` first, then copy in place (so plans stay bound)."""
     _check_mapping(new, what)
+    strict = flag(strict, f"{what}: strict", FeedError)
     unknown = sorted(set(new) - set(live))
     if unknown:
         raise FeedError(f"{what} has no parameters named {unknown}; it has {sorted(live)}")
@@ -240,7 +242,7 @@ def constant(value: np.ndarray | float, name: str | None = None) -> Tensor:
     arr = np.asarray(value)
     if arr.dtype.kind == "f":
         arr = arr.astype(g.dtype)
-    return g.stored(name or g.fresh("const"), arr, NodeKind.CONSTANT)
+    return g.stored(g.fresh("const") if name is None else name, arr, NodeKind.CONSTANT)
 
 
 __all__ = ["FLOAT_DTYPES", "Builder", "Graph", "GraphGrowthWarning", "Tensor", "assign_state", "assign_values",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphdl.errors import GraphDLError, whole_number
+from graphdl.errors import GraphDLError, choice, flag, whole_number
 
 
 class MetricError(GraphDLError):
@@ -104,7 +104,7 @@ class _Thresholding(Metric):
     """Turns scores into predicted classes: argmax for (n, k), a threshold for one score per sample."""
 
     def __init__(self, from_logits: bool = True, threshold: float | None = None) -> None:
-        self.from_logits = from_logits
+        self.from_logits = flag(from_logits, f"{type(self).__name__}: from_logits", MetricError)
         self.threshold = (0.0 if from_logits else 0.5) if threshold is None else threshold
         super().__init__()
 
@@ -181,9 +181,9 @@ class _Confusion(_Thresholding):
 
     def __init__(self, average: str | None = None, pos_label: int = 1, from_logits: bool = True,
                  threshold: float | None = None) -> None:
-        if average not in (None, "binary", "macro", "micro", "weighted"):
-            raise MetricError(f"{type(self).__name__}: average must be 'binary', 'macro', 'micro' or 'weighted', "
-                              f"got {average!r}")
+        if average is not None:
+            average = choice(average, f"{type(self).__name__}: average", ("binary", "macro", "micro", "weighted"),
+                             MetricError)
         self.average, self.pos_label = average, pos_label
         super().__init__(from_logits, threshold)
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from graphdl import distributed
 from graphdl.data import DataLoader
-from graphdl.errors import GraphDLError, NonFiniteError, file_path, whole_number
+from graphdl.errors import GraphDLError, NonFiniteError, choice, file_path, flag, whole_number
 from graphdl.executable import Executable
 from graphdl.ir import ancestors
 from graphdl.metrics import Metric, get
@@ -291,8 +291,8 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     if not isinstance(loader, DataLoader):
         raise GraphDLError(f"fit takes its data as a gd.data.DataLoader, e.g. gd.fit(train, gd.data.DataLoader(x, y, "
                            f"batch_size=32)), got {type(loader).__name__}")
-    if on_nonfinite not in ("stop", "skip"):
-        raise GraphDLError(f"on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+    on_nonfinite = choice(on_nonfinite, "fit: on_nonfinite", ("stop", "skip"))
+    progress = flag(progress, "fit: progress")
     epochs, initial_epoch = whole_number(epochs, "epochs"), whole_number(initial_epoch, "initial_epoch")
     if not isinstance(callbacks, Sequence) or not all(callable(getattr(cb, "set_context", None)) for cb in callbacks):
         raise GraphDLError(f"callbacks must be a list of gd.callbacks.Callback objects (e.g. [gd.callbacks."

@@ -123,7 +123,7 @@ def _remat(ir: IR, policy: str | int | None) -> IR:
     """Apply the rematerialisation policy: None (keep everything), "sqrt", or a segment length."""
     if policy is None:
         return ir
-    if policy != "sqrt" and not (isinstance(policy, int) and policy > 0):
+    if policy != "sqrt" and not (isinstance(policy, int) and not isinstance(policy, bool) and policy > 0):
         raise CompileError(f"remat must be None, 'sqrt' or a positive segment length, got {policy!r}")
     return rematerialize(ir, None if policy == "sqrt" else policy)
 

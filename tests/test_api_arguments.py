@@ -75,7 +75,7 @@ def test_constructors_name_arguments_of_the_wrong_kind(qualname: str) -> None:
     params = [p for p in inspect.signature(cls).parameters.values()
               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "name"]
     for k, p in enumerate(params):
-        for bad in BAD[:-1]:  # an array as a flag or a choice: NumPy's own "truth value is ambiguous" says it
+        for bad in BAD:
             kwargs = {q.name: bad if j == k else GOOD.get(q.name, 2) for j, q in enumerate(params)
                       if j == k or q.default is inspect.Parameter.empty}
             try:
@@ -99,7 +99,7 @@ def _trained_mlp():
 
 def test_top_level_functions_and_model_methods_name_arguments_of_the_wrong_kind(tmp_path, monkeypatch) -> None:
     """gd.compile, gd.fit, gd.evaluate, gd.grad, gd.placeholder, gd.load, ..., and every public method of a
-    compiled model, with each argument replaced by seven wrong kinds: GraphDLErrors only."""
+    compiled model, with each argument replaced by eight wrong kinds: GraphDLErrors only."""
     monkeypatch.chdir(tmp_path)  # "abc" is a fine path: gd.save writes it here, not into the checkout
     g, logits, loss = _trained_mlp()
     train = gd.compile([loss, logits], gd.optim.SGD(0.1), loss=loss)
@@ -114,7 +114,7 @@ def test_top_level_functions_and_model_methods_name_arguments_of_the_wrong_kind(
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         for k, p in enumerate(params):
-            for bad in BAD[:-1]:
+            for bad in BAD:
                 kwargs = {q.name: bad if j == k else good.get(q.name, 2) for j, q in enumerate(params)
                           if j == k or q.default is inspect.Parameter.empty}
                 if name == "gd.fit":

@@ -39,7 +39,7 @@ def test_initial_state_of_wrong_shape_names_layer_shapes_and_fix() -> None:
 
 def test_constructor_errors() -> None:
     with gd.Graph("m"):
-        with pytest.raises(gd.GraphError, match="nonlinearity must be 'tanh' or 'relu'"):
+        with pytest.raises(gd.GraphError, match="nonlinearity must be one of 'tanh', 'relu', got 'sigmoid'"):
             layers.RNN(3, 4, nonlinearity="sigmoid")
         with pytest.raises(gd.GraphError, match="hidden_size must be a positive int"):
             layers.GRU(3, 0)

@@ -45,9 +45,8 @@ class GELU(Layer):
     op = "gelu"
 
     def __init__(self, approximate: str = "none", name: str | None = None) -> None:
+        approximate = self._choice("approximate", approximate, ("none", "tanh"))
         super().__init__(name)
-        if approximate not in ("none", "tanh"):
-            raise GraphError(f"GELU(approximate={approximate!r}): use 'none' or 'tanh'")
         self.approximate = approximate
 
     def attrs(self) -> dict[str, Any]:
@@ -140,10 +139,11 @@ class CELU(Layer):
     op = "celu"
 
     def __init__(self, alpha: float = 1.0, name: str | None = None) -> None:
-        super().__init__(name)
+        alpha = self._number("alpha", alpha)
         if alpha == 0:
             raise GraphError("CELU: alpha must not be 0")
-        self.alpha = self._number("alpha", alpha)
+        super().__init__(name)
+        self.alpha = alpha
 
     def attrs(self) -> dict[str, Any]:
         return {"alpha": self.alpha}

@@ -65,7 +65,8 @@ class MultiheadAttention(Layer):
                  kdim: int | None = None, vdim: int | None = None, batch_first: bool = False,
                  name: str | None = None) -> None:
         embed_dim, num_heads = self._count("embed_dim", embed_dim), self._count("num_heads", num_heads)
-        dropout = self._fraction("dropout", dropout)
+        dropout, bias = self._fraction("dropout", dropout), self._flag("bias", bias)
+        batch_first = self._flag("batch_first", batch_first)
         super().__init__(name)
         if embed_dim % num_heads:
             raise GraphError(f"MultiheadAttention: embed_dim {embed_dim} is not divisible by num_heads {num_heads}")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.errors import GraphError, real_number, whole_number
+from graphdl.errors import GraphError, choice, flag, real_number, whole_number
 from graphdl.graph import Graph, current_graph
 from graphdl.ir import NodeKind
 from graphdl.tensor import Tensor
@@ -49,6 +49,16 @@ class Layer:
     def _number(cls, what: str, value: object) -> float:
         """A finite real number (a slope, a threshold), else GraphError naming it."""
         return real_number(value, f"{cls.__name__}: {what}", GraphError)
+
+    @classmethod
+    def _flag(cls, what: str, value: object) -> bool:
+        """A True/False argument (bias, ceil_mode), else GraphError naming it."""
+        return flag(value, f"{cls.__name__}: {what}", GraphError)
+
+    @classmethod
+    def _choice(cls, what: str, value: object, options: tuple[str, ...]) -> str:
+        """One of the strings ``options`` (an activation's name), else GraphError listing them."""
+        return choice(value, f"{cls.__name__}: {what}", options, GraphError)
 
     @classmethod
     def _positive(cls, what: str, value: object) -> float:

@@ -25,9 +25,9 @@ def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
 def _padding(padding: int | Sequence[int] | str, kernel: tuple[int, int], dilation: tuple[int, int],
              stride: tuple[int, int]) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) from PyTorch's padding argument (int, pair, "valid" or "same")."""
-    if padding == "valid":
+    if isinstance(padding, str) and padding == "valid":  # (an array compared to a string is an array)
         return (0, 0, 0, 0)
-    if padding == "same":
+    if isinstance(padding, str) and padding == "same":
         if stride != (1, 1):
             raise GraphError(f"padding='same' needs stride 1, got stride {stride} (as in PyTorch)")
         th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
@@ -48,7 +48,7 @@ class Conv2D(Layer):
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
                  name: str | None = None) -> None:
         in_channels, out_channels = self._count("in_channels", in_channels), self._count("out_channels", out_channels)
-        groups = self._count("groups", groups)
+        groups, bias = self._count("groups", groups), self._flag("bias", bias)
         super().__init__(name)
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise GraphError(f"Conv2D: in_channels {in_channels} and out_channels {out_channels} must both "
@@ -79,6 +79,7 @@ class MaxPool2D(Layer):
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
                  padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, name: str | None = None,
                  ceil_mode: bool = False) -> None:
+        ceil_mode = self._flag("ceil_mode", ceil_mode)
         super().__init__(name)
         self.kernel = _pair(kernel_size, "kernel_size")
         self.stride = self.kernel if stride is None else _pair(stride, "stride")
@@ -102,8 +103,9 @@ class AvgPool2D(MaxPool2D):
     def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
                  padding: int | Sequence[int] = 0, name: str | None = None, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
+        count_include_pad = self._flag("count_include_pad", count_include_pad)
         super().__init__(kernel_size, stride, padding, 1, name=name, ceil_mode=ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = count_include_pad
 
     def attrs(self) -> dict[str, Any]:
         return {**super().attrs(), **({} if self.count_include_pad else {"count_include_pad": False})}

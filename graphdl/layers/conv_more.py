@@ -40,13 +40,14 @@ class Conv1D(Layer):
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
                  name: str | None = None) -> None:
+        bias = self._flag("bias", bias)
         super().__init__(name)
         _check_groups("Conv1D", in_channels, out_channels, groups)
         self.kernel, self.stride = _one(kernel_size, "kernel_size"), _one(stride, "stride")
         self.dilation, self.groups = _one(dilation, "dilation"), groups
-        if padding == "valid":
+        if isinstance(padding, str) and padding == "valid":  # (an array compared to a string is an array)
             self.padding = (0, 0)
-        elif padding == "same":
+        elif isinstance(padding, str) and padding == "same":
             if self.stride != 1:
                 raise GraphError(f"Conv1D: padding='same' needs stride 1, got {self.stride} (as in PyTorch)")
             total = self.dilation * (self.kernel - 1)
@@ -78,6 +79,7 @@ class ConvTranspose2D(Layer):
                  stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0,
                  output_padding: int | Sequence[int] = 0, groups: int = 1, bias: bool = True,
                  dilation: int | Sequence[int] = 1, name: str | None = None) -> None:
+        bias = self._flag("bias", bias)
         super().__init__(name)
         _check_groups("ConvTranspose2D", in_channels, out_channels, groups)
         self.kernel, self.stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")

@@ -17,6 +17,7 @@ class Linear(Layer):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, name: str | None = None) -> None:
         in_features, out_features = self._count("in_features", in_features), self._count("out_features", out_features)
+        bias = self._flag("bias", bias)
         super().__init__(name)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)  # PyTorch's default (kaiming_uniform with a=sqrt(5))

@@ -58,6 +58,7 @@ class LayerNorm(Layer):
         shape = normalized_shape if isinstance(normalized_shape, list | tuple) else (normalized_shape,)
         self.normalized_shape = tuple(self._count("normalized_shape", d) for d in shape)
         self.eps = self._positive("eps", eps)
+        elementwise_affine = self._flag("elementwise_affine", elementwise_affine)
         super().__init__(name)
         if elementwise_affine:
             self.add_param("gamma", np.ones(self.normalized_shape))

@@ -33,10 +33,12 @@ class _Recurrent(Layer):
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise GraphError(f"{kind}: {what} must be a positive int, got {v!r}")
         dropout = self._fraction("dropout", dropout)
+        bias, batch_first = self._flag("bias", bias), self._flag("batch_first", batch_first)
+        bidirectional = self._flag("bidirectional", bidirectional)
         super().__init__(name)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
-        self.bidirectional = bool(bidirectional)
+        self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
+        self.bidirectional = bidirectional
         self.directions = 2 if bidirectional else 1
         bound = 1.0 / math.sqrt(hidden_size)  # PyTorch: every weight and bias ~ U(-1/sqrt(h), 1/sqrt(h))
         rng, rows = self.graph.rng, self.gates * hidden_size
@@ -167,9 +169,7 @@ class RNN(_Recurrent):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  name: str | None = None) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise GraphError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = self._choice("nonlinearity", nonlinearity, ("tanh", "relu"))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, name)
 
     def _cell(self, sfx: str) -> Any:

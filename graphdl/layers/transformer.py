@@ -38,6 +38,10 @@ class _Block(Layer):
                  activation: str | Callable[[Tensor], Tensor] = "relu", layer_norm_eps: float = 1e-5,
                  batch_first: bool = False, norm_first: bool = False, bias: bool = True,
                  name: str | None = None) -> None:
+        if not callable(activation):
+            activation = self._choice("activation", activation, ("relu", "gelu"))
+        batch_first, bias = self._flag("batch_first", batch_first), self._flag("bias", bias)
+        norm_first = self._flag("norm_first", norm_first)
         super().__init__(name)
         self.norm_first = norm_first
         self._common(d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, bias)

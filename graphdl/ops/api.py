@@ -12,6 +12,7 @@ import numpy as np
 
 from graphdl.dtypes import is_float
 from graphdl.errors import GraphError
+from graphdl.errors import flag as _as_flag
 from graphdl.tensor import Tensor
 
 Axis = int | Sequence[int] | None
@@ -71,9 +72,7 @@ def _axis(axis: Axis, dim: Axis) -> Axis:
 
 def _flag(name: str, value: object) -> bool:
     """A True/False argument (NumPy's bools too), else GraphError naming it."""
-    if not isinstance(value, bool | np.bool_):
-        raise GraphError(f"{name} must be True or False, got {value!r:.40} ({type(value).__name__})")
-    return bool(value)
+    return _as_flag(value, name, GraphError)
 
 
 def _reduce(op: str, a: Tensor, axis: Axis, dim: Axis, keepdims: bool, keepdim: bool, **attrs: object) -> Tensor:
