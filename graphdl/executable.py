@@ -273,7 +273,7 @@ class Executable:
 
     def source(self, batch_size: int = 1) -> str:
         """The generated Python that runs one step for ``batch_size``: one line per step, node name in
-        a comment, in chunks of up to ``graphdl.executor.CHUNK`` steps (in each, ``k<j>`` is its j-th step's
+        a comment, in chunks of up to ``graphdl.codegen.CHUNK`` steps (in each, ``k<j>`` is its j-th step's
         kernel, ``v<i>`` the i-th array it uses)."""
         with self._lock:
             return self.bound_plan(self._batch_shapes(batch_size)).source

@@ -27,12 +27,14 @@ import types
 from _signal import SIGINT, default_int_handler
 from _signal import raise_signal as _raise_signal
 from _signal import signal as _set_handler
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from graphdl.codegen import CHUNK, FIRST_STEP_LINE, Lines, chunk_sources, comment_text, sequence
 from graphdl.errors import ExecutionError, GraphDLError, NonFiniteError
 from graphdl.gctools import paused_gc
+from graphdl.guards import count_nonfinite, finite_guard, floating, numerics_guard
 from graphdl.ir import COMPUTED_KINDS, IR, Node, NodeKind, format_shape
 from graphdl.plan import Plan, Step
 from graphdl.registry import InputValueError, OpDef, get_op
@@ -47,125 +49,8 @@ def aligned_arena(nbytes: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
-def comment_text(label: str) -> str:
-    """``label`` made safe for a comment in generated code: backslash escapes (``ascii``) for
-    everything outside printable ASCII, so newlines, carriage returns and other line breaks cannot occur."""
-    return ascii(str(label))[1:-1]
-
-
-#: Steps per generated function: CPython compiles a function in time that grows faster than its
-#: length, so long plans are split into chunks called in turn.
-CHUNK = 256
-
-
-def generate_source(plan: Plan, value_names: list[str], chunk: int | None = None) -> list[tuple[str, list[int]]]:
-    """One function per chunk of steps, with the indices (into ``value_names``) of the values it uses.
-
-    In chunk c, ``k<j>`` is the kernel of its j-th step (plan step ``c * chunk + j``) and ``v<i>`` the
-    i-th value it uses (``value_names[used[i]]``, in order of first use), both globals of the chunk's
-    own namespace: no closure (a function with thousands of free variables compiles slowly; a global
-    load costs the same at run time), and chunks of a repeated pattern of steps (stacked layers) have
-    the same code, compiled once (``BoundPlan``). Each step is one line with its node's name and op in
-    a comment.
-
-    Nothing from the graph becomes code: kernels and arrays are named by index only, and the comment
-    is escaped to printable ASCII (``comment_text``), so no name can end the line it is on."""
-    index = {name: i for i, name in enumerate(value_names)}
-    return [(src, [index[v] for v in used]) for src, _, used in _chunk_sources(plan.steps, chunk or CHUNK)]
-
-
-def _chunk_sources(steps: tuple[Step, ...], chunk: int) -> list[tuple[str, str, list[str]]]:
-    """Per chunk: (source with comments, the same code without them, the values it uses in order)."""
-    out = []
-    for c0 in range(0, max(len(steps), 1), chunk):
-        local: dict[str, int] = {}  # value -> its number in this chunk
-        code = ["def chunk():"]
-        comments = [f"def chunk_{c0 // chunk}():"]
-        for j, s in enumerate(steps[c0:c0 + chunk]):
-            args = ", ".join([f"v{local.setdefault(i, len(local))}" for i in (*s.inputs, *s.outputs)])
-            line = f"    k{j}({args})"
-            code.append(line)
-            comments.append(f"{line}  # {comment_text(f'{s.node} ({s.op})')}")
-        if len(code) == 1:
-            code.append("    pass")
-            comments.append("    pass")
-        out.append(("\n".join(comments) + "\n", "\n".join(code) + "\n", list(local)))
-    return out
-
-
-_FIRST_STEP_LINE = 2  # line of a chunk's first step in its generated source
-
-
-def _sequence(chunks: list[Callable[[], None]]) -> Callable[[], None]:
-    def step() -> None:
-        for chunk in chunks:
-            chunk()
-
-    return step
-
-
-def _finite_guard(node: Node, counter: np.ndarray | None) -> Callable[[np.ndarray], None]:
-    """A step that refuses a non-finite objective before any update runs (one scalar test)."""
-    isfinite = math.isfinite
-
-    def check_finite(x: np.ndarray) -> None:
-        if not isfinite(x):
-            step = "" if counter is None else f" at training step {int(counter.reshape(-1)[0])}"
-            raise NonFiniteError(
-                f"the objective {node.describe()} is {float(x)}{step}; the step was refused and no parameter "
-                "or state changed. Run with check_numerics=True to name the first node that produced a "
-                "non-finite value; check the inputs for NaN/inf or lower the learning rate")
-
-    return check_finite
-
-
-def _count_nonfinite(a: np.ndarray) -> str:
-    nan = int(np.count_nonzero(np.isnan(a)))
-    return f"{nan} NaN and {int(a.size - nan - np.count_nonzero(np.isfinite(a)))} inf"
-
-
-def _numerics_guard(node: Node, shape: tuple[int, ...]) -> Callable[[np.ndarray], None]:
-    """A step that names the node if its output holds NaN or inf (check_numerics; allocates)."""
-
-    def check_numerics(x: np.ndarray) -> None:
-        if not np.isfinite(x).all():
-            raise NonFiniteError(
-                f"{node.describe()} produced non-finite values ({_count_nonfinite(x)} of {x.size}) in its "
-                f"{format_shape(shape)} {x.dtype} output; it is the first such node in plan order, and the "
-                "step was refused before any parameter or state changed. Check this op's inputs (e.g. log or "
-                "division of zero, overflow of exp) or lower the learning rate")
-
-    return check_numerics
-
-
 def _record(received: list[int], signum: int, frame: object) -> None:
     received.append(signum)
-
-
-def _floating(dtype: str | np.dtype) -> bool:
-    return np.issubdtype(np.dtype(dtype), np.floating)
-
-
-class _Lines(Sequence[str]):
-    """A chunk's generated lines for ``linecache``, split from the plan's source when first read (a
-    traceback, a debugger): a plan of 100k steps would otherwise keep 100k line strings beside it."""
-
-    __slots__ = ("_end", "_lines", "_source", "_start")
-
-    def __init__(self, source: str, start: int, end: int) -> None:
-        self._source, self._start, self._end = source, start, end
-        self._lines: list[str] | None = None
-
-    def _split(self) -> list[str]:
-        if self._lines is None:
-            self._lines = self._source[self._start:self._end].splitlines(True)
-        return self._lines
-
-    def __getitem__(self, index):  # type: ignore[override]  # an int or a slice, as a list
-        return self._split()[index]
-
-    def __len__(self) -> int:
-        return len(self._split())
 
 
 class BoundPlan:
@@ -248,9 +133,9 @@ class BoundPlan:
                     nodes = ir.node_map() if nodes is None else nodes
                     node = nodes[step.node]
             if step.op == "check_finite":
-                kernel = _finite_guard(node, counter)
+                kernel = finite_guard(node, counter)
             elif step.op == "check_numerics":
-                kernel = _numerics_guard(node, plan.shapes[step.inputs[0]])
+                kernel = numerics_guard(node, plan.shapes[step.inputs[0]])
             else:
                 op = ops.get(step.op)
                 if op is None:
@@ -268,7 +153,7 @@ class BoundPlan:
         self._pointers: dict[str, list[tuple[dict[str, object], str]]] | None = None
         self._chunk_values: list[tuple[dict[str, object], list[str]]] = []  # (namespace, values it reads as v0, v1..)
         chunks = []
-        generated = _chunk_sources(tuple(self.steps), CHUNK)
+        generated = chunk_sources(tuple(self.steps), CHUNK)
         compiled: dict[str, types.CodeType] = {}  # code text -> the chunk function's code
         # The global names of every chunk, made once per plan (not per chunk and value).
         knames = [f"k{j}" for j in range(CHUNK)]
@@ -278,7 +163,7 @@ class BoundPlan:
         for c, (src, code, used) in enumerate(generated):
             filename = f"<graphdl plan {count}: {comment_text(ir.name)}, chunk {c}>"
             # Register the text so tracebacks and debuggers can show the generated lines.
-            linecache.cache[filename] = (len(src), None, _Lines(self.source, at, at + len(src)), filename)
+            linecache.cache[filename] = (len(src), None, Lines(self.source, at, at + len(src)), filename)
             at += len(src)
             fn_code = compiled.get(code)
             if fn_code is None:  # our own generated text only
@@ -292,7 +177,7 @@ class BoundPlan:
             chunks.append(types.FunctionType(fn_code.replace(co_filename=filename, co_name=name, co_qualname=name),
                                              namespace, name))
             self._filenames[filename] = first
-        self._step = chunks[0] if len(chunks) == 1 else _sequence(chunks)
+        self._step = chunks[0] if len(chunks) == 1 else sequence(chunks)
         #: The generated step function, for a caller that writes the feeds into ``arrays`` itself and
         #: reads ``outputs`` afterwards (a scan kernel running its body once per time step).
         self.compute = self._step
@@ -326,7 +211,7 @@ class BoundPlan:
                 wrote = s.node
             steps.append(s)
             for ref in s.outputs:
-                if self.check_numerics and _floating(plan.dtypes[ref]):
+                if self.check_numerics and floating(plan.dtypes[ref]):
                     if wrote:
                         raise ExecutionError(f"check_numerics needs every update after the last value, but '{wrote}' "
                                              f"runs before '{ref}'; schedule with schedule_updates_last")
@@ -381,8 +266,8 @@ class BoundPlan:
             np.copyto(buf, feeds[name], casting="same_kind")
         if self.check_numerics:
             for name, buf in self.feeds:
-                if _floating(buf.dtype) and not np.isfinite(buf).all():
-                    raise NonFiniteError(f"feed '{name}' holds non-finite values ({_count_nonfinite(buf)} of "
+                if floating(buf.dtype) and not np.isfinite(buf).all():
+                    raise NonFiniteError(f"feed '{name}' holds non-finite values ({count_nonfinite(buf)} of "
                                          f"{buf.size}); nothing ran. Clean or drop these samples")
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -445,7 +330,7 @@ class BoundPlan:
         while tb is not None:  # the innermost frame of generated code names the step
             first = self._filenames.get(tb.tb_frame.f_code.co_filename)
             if first is not None:
-                index = first + tb.tb_lineno - _FIRST_STEP_LINE
+                index = first + tb.tb_lineno - FIRST_STEP_LINE
             tb = tb.tb_next
         assert index is not None, "an exception inside the step function has its frame in the traceback"
         return index

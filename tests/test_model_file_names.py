@@ -12,7 +12,8 @@ import pytest
 
 import graphdl as gd
 from graphdl import serialize
-from graphdl.executor import BoundPlan, generate_source
+from graphdl.codegen import generate_source
+from graphdl.executor import BoundPlan
 from passes import specialize
 
 
