@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, Exporter, ExportError, registrar, same
+from graphdl.onnx.export import ExportContext, Exporter, ExportError, same
+from graphdl.onnx.tables import registrar
 
 ELEMENTWISE_EXPORTERS: dict[str, Exporter] = {}
 _exporter = registrar(ELEMENTWISE_EXPORTERS)

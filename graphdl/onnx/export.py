@@ -100,20 +100,6 @@ class ExportContext:
 Exporter = Callable[[ExportContext, Node], None]
 
 
-def registrar(table: dict[str, Exporter]) -> Callable[..., Callable[[Exporter], Exporter]]:
-    """A decorator factory: ``@exporter("add", "sub")`` puts the function in ``table`` under those op names."""
-
-    def exporter(*ops: str) -> Callable[[Exporter], Exporter]:
-        def register(fn: Exporter) -> Exporter:
-            for op in ops:
-                table[op] = fn
-            return fn
-
-        return register
-
-    return exporter
-
-
 def same(op_type: str) -> Exporter:
     """An exporter writing one ONNX node of ``op_type`` with the graphdl node's inputs and name."""
 

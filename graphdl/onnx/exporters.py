@@ -17,9 +17,10 @@ import numpy as np
 
 from graphdl.ir import Node
 from graphdl.onnx.elementwise_exporters import ELEMENTWISE_EXPORTERS
-from graphdl.onnx.export import ExportContext, Exporter, ExportError, export_body, registrar
+from graphdl.onnx.export import ExportContext, Exporter, ExportError, export_body
 from graphdl.onnx.math_exporters import MATH_EXPORTERS, MATH_TRAINING_ONLY
 from graphdl.onnx.nn_exporters import NN_EXPORTERS
+from graphdl.onnx.tables import registrar
 from graphdl.onnx.tensor_exporters import TENSOR_EXPORTERS
 
 #: Ops that exist only in training plans: gradients, optimizer updates, step counters, schedules.

@@ -3,7 +3,7 @@
 The context holds the ONNX values defined so far, the model's constants and the sizes computed from
 shapes; ``build`` walks the ONNX nodes in order and calls each one's importer from the table in
 graphdl/onnx/importers.py (fusing MatMul + Add into one linear node first). Importer families register
-with ``registrar`` into tables of their own, which graphdl/onnx/importers.py merges.
+with ``graphdl.onnx.tables.registrar`` into tables of their own, which graphdl/onnx/importers.py merges.
 """
 
 from __future__ import annotations
@@ -20,20 +20,6 @@ from graphdl.ir import NodeKind
 from graphdl.onnx.load import _DTYPES, _KINDS, ImportedModel, UnsupportedOpError
 
 Importer = Callable[["ImportContext", Any, dict[str, Any]], list[Tensor | None]]
-
-
-def registrar(table: dict[str, Importer]) -> Callable[..., Callable[[Importer], Importer]]:
-    """A decorator factory: ``@importer("Add", "Sub")`` puts the function in ``table`` under those op types."""
-
-    def importer(*op_types: str) -> Callable[[Importer], Importer]:
-        def register(fn: Importer) -> Importer:
-            for op in op_types:
-                table[op] = fn
-            return fn
-
-        return register
-
-    return importer
 
 
 def clean_name(name: str) -> str:

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from graphdl.graph import Tensor
-from graphdl.onnx.import_context import ImportContext, Importer, registrar
+from graphdl.onnx.import_context import ImportContext, Importer
 from graphdl.onnx.math_importers import MATH_IMPORTERS
 from graphdl.onnx.nn_importers import NN_IMPORTERS
+from graphdl.onnx.tables import registrar
 from graphdl.onnx.tensor_importers import SIZED, TENSOR_IMPORTERS, on_sizes
 
 __all__ = ["IMPORTERS", "ImportContext", "Importer", "importer"]

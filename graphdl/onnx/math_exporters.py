@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, Exporter, ExportError, registrar, same
+from graphdl.onnx.export import ExportContext, Exporter, ExportError, same
+from graphdl.onnx.tables import registrar
 from graphdl.ops.common import norm_axes
 from graphdl.ops.indexing import INT, NEW, SLICE, index_entries
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from graphdl.graph import Tensor
-from graphdl.onnx.import_context import ImportContext, Importer, registrar
+from graphdl.onnx.import_context import ImportContext, Importer
 from graphdl.onnx.load import _DTYPES
+from graphdl.onnx.tables import registrar
 
 MATH_IMPORTERS: dict[str, Importer] = {}
 _importer = registrar(MATH_IMPORTERS)

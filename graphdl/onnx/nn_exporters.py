@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, Exporter, ExportError, registrar
+from graphdl.onnx.export import ExportContext, Exporter, ExportError
+from graphdl.onnx.tables import registrar
 
 NN_EXPORTERS: dict[str, Exporter] = {}
 _exporter = registrar(NN_EXPORTERS)

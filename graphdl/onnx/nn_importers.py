@@ -12,7 +12,8 @@ import numpy as np
 
 from graphdl.graph import Graph, Tensor
 from graphdl.ir import NodeKind
-from graphdl.onnx.import_context import ImportContext, Importer, clean_name, registrar
+from graphdl.onnx.import_context import ImportContext, Importer, clean_name
+from graphdl.onnx.tables import registrar
 
 NN_IMPORTERS: dict[str, Importer] = {}
 _importer = registrar(NN_IMPORTERS)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphdl.ir import Node
-from graphdl.onnx.export import ExportContext, Exporter, ExportError, registrar
+from graphdl.onnx.export import ExportContext, Exporter, ExportError
+from graphdl.onnx.tables import registrar
 from graphdl.ops.common import norm_axes
 
 TENSOR_EXPORTERS: dict[str, Exporter] = {}

@@ -13,7 +13,8 @@ import numpy as np
 
 from graphdl.graph import Tensor
 from graphdl.ir import NodeKind
-from graphdl.onnx.import_context import ImportContext, Importer, registrar
+from graphdl.onnx.import_context import ImportContext, Importer
+from graphdl.onnx.tables import registrar
 
 TENSOR_IMPORTERS: dict[str, Importer] = {}
 _importer = registrar(TENSOR_IMPORTERS)
