@@ -21,11 +21,10 @@ ELEMENTWISE_EXPORTERS: dict[str, Exporter] = {}
 _exporter = registrar(ELEMENTWISE_EXPORTERS)
 
 
+# (arithmetic, comparisons, where, maximum and minimum: math_exporters.py, with dtype promotion)
 for _op, _onnx in {
-    "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "neg": "Neg", "exp": "Exp", "log": "Log",
-    "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "greater": "Greater", "greater_equal": "GreaterOrEqual",
-    "less": "Less", "less_equal": "LessOrEqual", "equal": "Equal", "where": "Where", "sqrt": "Sqrt", "pow": "Pow",
-    "sign": "Sign", "abs": "Abs", "maximum": "Max", "minimum": "Min", "erf": "Erf",
+    "neg": "Neg", "exp": "Exp", "log": "Log", "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh",
+    "sqrt": "Sqrt", "sign": "Sign", "abs": "Abs", "erf": "Erf",
 }.items():
     ELEMENTWISE_EXPORTERS[_op] = same(_onnx)
 

@@ -47,12 +47,12 @@ def _scalar(ctx: ExportContext, n: Node) -> None:
     ctx.initializer(n.name, np.asarray(n.attr["value"], dtype=n.dtype))
 
 
-@exporter("sum", "mean", "max")
+@exporter("mean", "max")  # (sum: math_exporters.py)
 def _reduce(ctx: ExportContext, n: Node) -> None:
-    op_type = {"sum": "ReduceSum", "mean": "ReduceMean", "max": "ReduceMax"}[n.op]
+    op_type = {"mean": "ReduceMean", "max": "ReduceMax"}[n.op]
     axis, keep = n.attr.get("axis"), int(bool(n.attr.get("keepdims", False)))
     axes = None if axis is None else ([axis] if isinstance(axis, int) else list(axis))
-    axes_as_input = op_type == "ReduceSum" or ctx.opset >= 18
+    axes_as_input = ctx.opset >= 18  # (ReduceMean and ReduceMax take axes as an input from opset 18)
     if axes is None:
         ctx.emit(op_type, n.inputs, n.name, keepdims=keep)
     elif axes_as_input:
@@ -61,8 +61,7 @@ def _reduce(ctx: ExportContext, n: Node) -> None:
         ctx.emit(op_type, n.inputs, n.name, axes=axes, keepdims=keep)
 
 
-# The math, indexing and reduction ops: they replace the one-node arithmetic and comparisons (with
-# dtype-promoting versions) and sum.
+# The math, indexing and reduction ops (arithmetic and comparisons with dtype promotion, sum).
 EXPORTERS.update(MATH_EXPORTERS)
 
 

@@ -20,7 +20,7 @@ _importer = registrar(MATH_IMPORTERS)
 # -- elementwise ----------------------------------------------------------------------------
 _SAME = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Neg": "neg",
          "Sqrt": "sqrt", "Abs": "abs", "Sign": "sign", "Erf": "erf", "Add": "add", "Sub": "sub", "Mul": "mul",
-         "Div": "div", "Pow": "pow", "Greater": "greater", "GreaterOrEqual": "greater_equal", "Less": "less",
+         "Pow": "pow", "Greater": "greater", "GreaterOrEqual": "greater_equal", "Less": "less",
          "LessOrEqual": "less_equal", "Equal": "equal", "Where": "where"}
 
 
@@ -35,7 +35,7 @@ for _onnx_op, _op in _SAME.items():
     MATH_IMPORTERS[_onnx_op] = _same(_op)
 
 
-@_importer("Div")  # replaces _SAME's: integers divide as in ONNX
+@_importer("Div")  # integers divide as in ONNX
 def _div(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     x, y = ctx.input(0), ctx.input(1)
     integer = all(np.dtype(t.dtype).kind in "iu" for t in (x, y))
