@@ -329,7 +329,9 @@ class Executable:
         bad = [o for o in names if o not in forward]
         if bad:
             raise FeedError(f"'{self.name}' has no forward node {bad}; choose among its outputs {list(self.outputs)} "
-                            "or other forward nodes (print(model) lists them)")
+                            "or other forward nodes (print(model) lists them). A value the compiler no longer "
+                            "computes (a ReLU's, when the max pooling reading it now runs first) is read by "
+                            "compiling the graph you built: gd.compile([node])")
         ir = eliminate_dead_code(inference_of(source, tuple(names)))
         ir = compile_graph(ir, CompileSpec(tuple(names), options={"training": False, "from_plan": True}))
         return Executable(ir, self.values, known_inputs=tuple(self.known_inputs))

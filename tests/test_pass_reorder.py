@@ -34,15 +34,33 @@ def _order(ir: IR) -> list[tuple[str, str, tuple[str, ...]]]:
     return [(n.name, n.op, n.inputs) for n in ir.nodes if n.op in ops]
 
 
-def test_pools_move_before_relus_keeping_names_and_shapes() -> None:
+def test_pools_move_before_relus_and_names_keep_their_values() -> None:
+    """The ReLU after the pool takes the pool's name (relu(max_pool2d(x)) is the pool's value), the pool
+    before it a new one; the ReLU's own full-size value is gone, and so is its name."""
     g, out, _ = _chain()
     ir = pool_before_relu(g.freeze((out.name,)))
-    assert _order(ir) == [("pool1", "max_pool2d", ("conv",)), ("relu1", "relu", ("pool1",)),
-                          ("pool2", "max_pool2d", ("relu1",)), ("relu2", "relu", ("pool2",)),
-                          ("flat", "reshape", ("relu2",))]
+    assert _order(ir) == [("pool1/before_relu", "max_pool2d", ("conv",)), ("pool1", "relu", ("pool1/before_relu",)),
+                          ("pool2/before_relu", "max_pool2d", ("pool1",)), ("pool2", "relu", ("pool2/before_relu",)),
+                          ("flat", "reshape", ("pool2",))]
     nodes = ir.node_map()
-    assert nodes["relu1"].shape == nodes["pool1"].shape == (None, 2, 4, 4)
-    assert nodes["relu2"].shape == nodes["pool2"].shape == (None, 2, 2, 2)
+    assert "relu1" not in nodes and "relu2" not in nodes
+    assert nodes["pool1/before_relu"].shape == nodes["pool1"].shape == (None, 2, 4, 4)
+    assert nodes["pool2/before_relu"].shape == nodes["pool2"].shape == (None, 2, 2, 2)
+
+
+def test_a_trained_model_gives_its_pools_values_by_name() -> None:
+    """``inference`` of a trained plan, asked for the pool after a ReLU (swapped in training), returns the
+    user's relu-then-pool value (once: max_pool2d of the convolution, negative values included); the
+    ReLU's full-size value is no node of the plan, and asking for it says so."""
+    g, loss = _cnn({"kernel_size": 2})
+    ex = gd.compile([loss], gd.optim.SGD(0.1))
+    xb = np.random.default_rng(0).standard_normal((3, 2, 9, 9))
+    expected = gd.compile([gd.Tensor(g, "pool")]).run({"x": xb})[0]
+    got = ex.inference(["pool"]).run({"x": xb})[0]
+    assert got.min() >= 0
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    with pytest.raises(gd.GraphDLError, match="no forward node"):
+        ex.inference(["relu"])
 
 
 @pytest.mark.parametrize("why", ["relu read twice", "relu is an output", "pool is an output", "indices read",
@@ -55,10 +73,12 @@ def test_not_swapped_when_something_else_sees_the_values(why: str) -> None:
     if why == "indices read":  # a node reading the argmax indices (output 1 of the pool)
         reader = dataclasses.replace(ir.node_map()["flat"], name="idx_flat", inputs=("pool1:1",))
         ir = ir.replace(nodes=(*ir.nodes, reader), outputs=(*ir.outputs, "idx_flat"))
-    before = [name for name, *_ in _order(ir)]
-    after = [name for name, *_ in _order(pool_before_relu(ir))]
-    assert after[:2] == before[:2] == ["relu1", "pool1"]
-    assert after[2:4] == ["pool2", "relu2"] or why == "average pooling"  # the other pair still moves
+    before = [(name, op) for name, op, _ in _order(ir)]
+    after = [(name, op) for name, op, _ in _order(pool_before_relu(ir))]
+    assert after[:2] == before[:2] == [("relu1", "relu"), ("pool1", "max_pool2d" if why != "average pooling"
+                                                                   else "avg_pool2d")]
+    # the other pair still moves
+    assert after[2:4] == [("pool2/before_relu", "max_pool2d"), ("pool2", "relu")] or why == "average pooling"
 
 
 def _cnn(pool_attrs: dict):

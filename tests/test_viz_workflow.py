@@ -44,8 +44,8 @@ def test_training_plan_is_one_box_per_layer_by_default() -> None:
     full = gd.viz.to_svg(train, group="none")
     texts, full_texts = _texts(grouped), _texts(full)
     boxes = [g.find(f"{SVG}title").text for g in ET.fromstring(grouped).iter(f"{SVG}g") if g.get("class") == "node"]
-    layers_ = ("conv1", "bn1", "relu", "pool", "dropout", "flatten", "fc", "softmax_cross_entropy", "optimizer",
-               "x", "y")
+    # (no "relu": the ReLU runs after the max pooling, as the pool's value, passes/reorder.py)
+    layers_ = ("conv1", "bn1", "pool", "dropout", "flatten", "fc", "softmax_cross_entropy", "optimizer", "x", "y")
     assert sorted(b for b in boxes if not b.startswith("legend_")) == sorted(gd.viz._node_id(n) for n in layers_)
     assert not any(t.startswith(("grad/", "update/")) or "/adam_" in t for t in texts)
     assert any(t.startswith("grad/conv1/") for t in full_texts) and "update/fc.W" in full_texts
@@ -87,8 +87,9 @@ def test_inference_picture_draws_what_the_plan_runs() -> None:
     assert "dropout" not in texts and "dropout.counter" not in texts
     assert "bn1.running_mean" in texts  # BatchNorm reads its running statistics at inference: drawn
     edges = [g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g") if g.get("class") == "edge"]
-    # dropout's input goes straight to its consumer (the ReLU: it runs after the pool, passes/reorder.py)
-    assert "n_relu->n_flatten" in edges and "n_pool->n_relu" in edges
+    # dropout's input goes straight to its consumer; the ReLU runs after the max pooling under the pool's
+    # name, the pooling before it as pool/before_relu (passes/reorder.py)
+    assert "n_pool->n_flatten" in edges and f"{gd.viz._node_id('pool/before_relu')}->n_pool" in edges
     train_texts = _texts(gd.viz.to_svg(gd.compile([loss], optimizer=gd.optim.SGD(lr=0.1)), group="none"))
     assert "dropout" in train_texts and "dropout.counter" in train_texts
 
