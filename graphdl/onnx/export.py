@@ -208,7 +208,9 @@ def inference_ir(source: Any, outputs: Sequence[Tensor | str] | None = None) -> 
         raise ExportError(f"'{ir.name}' has no outputs to export; pass outputs=[...]")
     for o in names:
         if node_of(o) not in by_name:
-            raise ExportError(f"'{o}' is not a node of '{ir.name}'; its outputs are {list(ir.outputs)}")
+            raise ExportError(f"'{o}' is not a node of '{ir.name}'; its outputs are {list(ir.outputs)}. A value the "
+                              "compiler no longer computes (a ReLU's, when the max pooling reading it now runs "
+                              "first) is exported from the graph you built: gd.onnx.export(graph, path, outputs=...)")
         if by_name[node_of(o)].kind is NodeKind.UPDATE:
             raise ExportError(f"{by_name[node_of(o)].describe()} is an optimizer update; it has no value to export")
     nodes = []
