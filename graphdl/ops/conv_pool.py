@@ -91,6 +91,7 @@ def _kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
     flat = scratch(workspace, _workspace(attrs, in_shapes, out_shapes, dtypes))
     offsets = window_offsets(*attrs["pool_blocks"])
     sizes = sorted({chunk, n - (chunks - 1) * chunk})
+    groups = attrs.get("groups", 1)
 
     def views(buffers: list[np.ndarray], samples: int) -> tuple:
         """One thread's scratch for a chunk of ``samples`` (a prefix of each of its buffers), and its own
@@ -103,7 +104,6 @@ def _kernel(attrs: dict, in_shapes: tuple, out_shapes: tuple, dtypes: tuple,
         y3 = y.reshape(groups, y.shape[0] // groups, -1)
         return Columns(nchw((c, samples, h, w), attrs), attrs), *shaped, y3, cols.reshape(groups, -1, y3.shape[2])
 
-    groups = attrs.get("groups", 1)
     per = len(flat) // pieces
     scratch_of = [{m: views(flat[per * j:per * (j + 1)], m) for m in sizes} for j in range(pieces)]
     cout = in_shapes[1][0]
