@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from graphdl.attrs import DTYPES
 from graphdl.builder import FLOAT_DTYPES, Builder
 from graphdl.errors import DTypeError, FeedError, GraphError, ShapeError, flag
 from graphdl.ir import Node, NodeKind, format_shape, user_origin
-from graphdl.registry import DTYPES
 from graphdl.tensor import Tensor
 
 

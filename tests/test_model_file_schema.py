@@ -10,7 +10,8 @@ import pytest
 
 import graphdl as gd
 from graphdl import serialize
-from graphdl.registry import ABSENT, all_ops, attr_problems
+from graphdl.attrs import ABSENT
+from graphdl.registry import all_ops, attr_problems
 from tests.test_model_file_names import write_model
 
 

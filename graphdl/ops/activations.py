@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graphdl.attrs import Float, Str
 from graphdl.errors import GraphError
 from graphdl.ops.api import _apply
 from graphdl.ops.common import same_shape
 from graphdl.ops.elementwise import _erf_kernel, _sigmoid_kernel, where
-from graphdl.registry import Float, GradContext, OpDef, Str, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 if TYPE_CHECKING:
     from graphdl.tensor import Tensor

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.attrs import Bool, Float
 from graphdl.ops.common import broadcast
-from graphdl.registry import Bool, Float, GradContext, OpDef, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 ATTENTION_ATTRS = {"causal": Bool(False), "scale": Float(None, nullable=True)}
 

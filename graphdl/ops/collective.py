@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Float, Int, Ints
 from graphdl.errors import ExecutionError
 from graphdl.ops.common import same_shape
-from graphdl.registry import Effects, Float, Int, Ints, OpDef, register
+from graphdl.registry import Effects, OpDef, register
 
 COMMUNICATES = Effects(communicates=True)
 

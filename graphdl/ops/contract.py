@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, OpDef, Str, fail, register
+from graphdl.attrs import Str
+from graphdl.registry import GradContext, OpDef, fail, register
 
 
 def parse(equation: str) -> tuple[list[str], str]:

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.attrs import ABSENT, Bool, Ints
 from graphdl.ops.columns import Columns, blocks
 from graphdl.ops.gemm import gemm_views, has_blas, make_gemm
 from graphdl.ops.window import WINDOW_ATTRS, check_image, out_hw
-from graphdl.registry import ABSENT, Bool, GradContext, Ints, OpDef, fail, register, scratch
+from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "dilation", "groups")
 #: ``pool_blocks`` may be absent (files written before it existed hold no such attribute): a plain output.

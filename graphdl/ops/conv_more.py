@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Int, Ints
 from graphdl.errors import GraphError
 from graphdl.ops.api import _int, _node
 from graphdl.ops.window import WINDOW_ATTRS
-from graphdl.registry import GradContext, Int, Ints, OpDef, fail, get_op, register
+from graphdl.registry import GradContext, OpDef, fail, get_op, register
 from graphdl.tensor import Tensor
 
 LABEL_1D = ("kernel", "stride", "padding", "dilation", "groups")

@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.attrs import Str
 from graphdl.ir import name_problem
 from graphdl.ops.columns import Columns
 from graphdl.ops.conv import CONV_ATTRS, LABEL, conv_shape, nchw
 from graphdl.ops.gemm import gemm_views
 from graphdl.ops.pool_blocks import index_dtype, pool_planes, window_offsets
-from graphdl.registry import GradContext, OpDef, Str, fail, register, scratch
+from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 #: Bytes of the convolution's output per chunk of samples (at least one sample). The benchmark CNN's conv1
 #: + pool1 (100 KB of output a sample), two threads, median ms, in one process with the pair unfused:

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import DTYPES, REQUIRED, Axes, Int, Ints, Str
 from graphdl.ops.common import check_index_range, label_hint, norm_axes
-from graphdl.registry import DTYPES, REQUIRED, Axes, Int, Ints, OpDef, RuleError, Str, fail, register
+from graphdl.registry import OpDef, RuleError, fail, register
 
 
 def _copy_reshaped(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype):

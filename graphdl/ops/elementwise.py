@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from graphdl.attrs import DTYPES, Float, Str
 from graphdl.dtypes import boolean, floating, promote, promote_no_bool, promote_numeric
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
-from graphdl.registry import DTYPES, Float, GradContext, OpDef, RuleError, Str, fail, register, scratch
+from graphdl.registry import GradContext, OpDef, RuleError, fail, register, scratch
 
 if TYPE_CHECKING:
     from graphdl.tensor import Tensor

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Bool
 from graphdl.ops.gemm import make_gemm
 from graphdl.ops.linalg import _matmul_shape
-from graphdl.registry import Bool, OpDef, fail, register
+from graphdl.registry import OpDef, fail, register
 
 
 def _matmul_update_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

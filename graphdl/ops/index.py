@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import Bool, Float, GradContext, InputValueError, Int, OpDef, RuleError, fail, register
+from graphdl.attrs import Bool, Float, Int
+from graphdl.registry import GradContext, InputValueError, OpDef, RuleError, fail, register
 
 GATHER_ATTRS = {"axis": Int(), "wrap": Bool(False)}
 

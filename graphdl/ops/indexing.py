@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import ABSENT, AttrSpec, Int, OpDef, RuleError, fail, register
+from graphdl.attrs import ABSENT, AttrSpec, Int
+from graphdl.registry import OpDef, RuleError, fail, register
 
 SLICE, INT, NEW = "slice", "int", "new"
 

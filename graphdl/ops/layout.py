@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Int, Ints
 from graphdl.ops.indexing import SLICE
-from graphdl.registry import GradContext, Int, Ints, OpDef, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 
 def _reshape_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Bool
 from graphdl.ops.common import broadcast
 from graphdl.ops.gemm import make_gemm
-from graphdl.registry import Bool, GradContext, OpDef, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 
 def _matmul_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Int
 from graphdl.ops.common import agree, check_index_range, label_hint
-from graphdl.registry import GradContext, Int, OpDef, RuleError, fail, register
+from graphdl.registry import GradContext, OpDef, RuleError, fail, register
 
 
 def _sce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import DTYPES, Bool, Float, Str
 from graphdl.dtypes import boolean, floating, logical, promote_numeric
 from graphdl.ops.common import broadcast_rule, same_shape, ufunc_kernel
 from graphdl.ops.elementwise import where
-from graphdl.registry import DTYPES, Bool, Float, GradContext, OpDef, RuleError, Str, register
+from graphdl.registry import GradContext, OpDef, RuleError, register
 
 
 def _g(c: GradContext, name: str, x: Any) -> Any:

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Bool, Float, Int
 from graphdl.ops.gemm import make_gemm
-from graphdl.registry import Bool, Effects, Float, GradContext, Int, OpDef, fail, register
+from graphdl.registry import Effects, GradContext, OpDef, fail, register
 
 
 def _linear_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

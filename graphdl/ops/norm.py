@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.attrs import Bool, Float, Int, Str
 from graphdl.errors import GradientError
-from graphdl.registry import Bool, Float, GradContext, Int, OpDef, Str, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 BATCH_NORM_ATTRS = {"eps": Float(1e-5, low=0.0), "momentum": Float(0.1), "training": Bool(False)}
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import GradContext, Int, Ints, OpDef, fail, register
+from graphdl.attrs import Int, Ints
+from graphdl.registry import GradContext, OpDef, fail, register
 
 
 def _split_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.attrs import Bool
 from graphdl.ops.common import agree
 from graphdl.ops.window import (
     WINDOW_ATTRS,
@@ -28,7 +29,7 @@ from graphdl.ops.window import (
     out_hw,
     padded_shape,
 )
-from graphdl.registry import Bool, GradContext, OpDef, fail, register, scratch
+from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 LABEL = ("kernel", "stride", "padding", "ceil_mode", "count_include_pad")
 POOL_ATTRS = {**WINDOW_ATTRS, "ceil_mode": Bool(False), "count_include_pad": Bool(True)}

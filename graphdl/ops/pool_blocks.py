@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from graphdl import threads
+from graphdl.attrs import Ints
 from graphdl.ops.common import agree
-from graphdl.registry import GradContext, Ints, OpDef, fail, register, scratch
+from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 
 def index_dtype(attrs: dict[str, Any]) -> type:

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Axes, Bool, Ints
 from graphdl.dtypes import boolean, floating, is_float
 from graphdl.ops.common import norm_axes, reduced_shape
-from graphdl.registry import Axes, Bool, GradContext, Ints, OpDef, fail, register, scratch
+from graphdl.registry import GradContext, OpDef, fail, register, scratch
 
 REDUCE_ATTRS = {"axis": Axes(), "keepdims": Bool(False)}
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import ABSENT, REQUIRED, Axes, Float, Ints, Str
 from graphdl.ops.common import norm_axes
-from graphdl.registry import ABSENT, REQUIRED, Axes, Float, GradContext, Ints, OpDef, Str, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 #: Per axis of the output (leading axes added by tile included), the input position each output position
 #: reads along it; -1 reads the fill value.

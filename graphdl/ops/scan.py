@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import AttrSpec, Bool, Int
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, Shape, format_shape, make_attrs, node_of, parse_ref, value_info
 from graphdl.ops.scan_loop import scan_loop
-from graphdl.registry import AttrSpec, Bool, GradContext, Int, OpDef, RuleError, fail, get_op, infer, register
+from graphdl.registry import GradContext, OpDef, RuleError, fail, get_op, infer, register
 
 
 def body_inputs(body: IR, count: int) -> list[Node]:

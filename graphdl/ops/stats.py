@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from graphdl.attrs import Bool, Float, Int
 from graphdl.dtypes import floating, is_float
 from graphdl.ops.common import norm_axes, reduced_shape
 from graphdl.ops.elementwise import where
 from graphdl.ops.reduce import REDUCE_ATTRS
-from graphdl.registry import Bool, Float, GradContext, Int, OpDef, fail, register
+from graphdl.registry import GradContext, OpDef, fail, register
 
 
 def _reduce_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:

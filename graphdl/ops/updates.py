@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from graphdl.registry import Bool, Float, Int, OpDef, Str, fail, register
+from graphdl.attrs import Bool, Float, Int, Str
+from graphdl.registry import OpDef, fail, register
 
 #: A schedule's own parameters are None for the schedules that do not use them (the shape rule checks).
 LR_ATTRS = {"lr": Float(), "dtype": Str("float32", "float64"),

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from graphdl.attrs import Int, Ints
 from graphdl.ir import Shape
-from graphdl.registry import Int, Ints, fail
+from graphdl.registry import fail
 
 #: Attributes of every window op (convolution and pooling), normalised pairs as above.
 WINDOW_ATTRS = {"kernel": Ints(2, low=1), "stride": Ints(2, default=(1, 1), low=1),

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from graphdl.attrs import DTYPES
 from graphdl.errors import GraphDLError, ModelFileError
 from graphdl.ir import IR, STORED_KINDS, Node, NodeKind, make_attrs, name_problem, parse_ref, value_info
-from graphdl.registry import DTYPES, OpDef, attr_problems, get_op, infer, with_defaults
+from graphdl.registry import OpDef, attr_problems, get_op, infer, with_defaults
 from graphdl.serialize.format import DEFAULT_LIMITS, FORMAT_VERSION, Limits
 
 _LEAF_OPS = {NodeKind.PLACEHOLDER: ("placeholder",), NodeKind.PARAM: ("param",), NodeKind.STATE: ("state",),
