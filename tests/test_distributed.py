@@ -57,6 +57,18 @@ def test_n_ranks_equal_one_process_on_the_same_global_batches(tmp_path, n, opt, 
 
 
 @pytest.mark.slow
+def test_a_cnn_with_a_fused_first_layer_trains_as_one_process(tmp_path) -> None:
+    """Two ranks of 8 samples each train the CNN (conv1 fused with its pooling) as one process does on 16."""
+    out, ref = tmp_path / "par.npz", tmp_path / "ref.npz"
+    r = _launch(2, str(HERE / "cnn_steps.py"), str(out), "8")
+    assert r.returncode == 0, r.stderr[-2000:]
+    subprocess.run([sys.executable, str(HERE / "cnn_steps.py"), str(ref), "16"], check=True, timeout=120)
+    par, one = dict(np.load(out)), dict(np.load(ref))
+    for k in one:
+        np.testing.assert_allclose(par[k], one[k], rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["raise", "kill", "stall"])
 def test_a_failing_rank_ends_the_job(how: str) -> None:
     start = time.monotonic()

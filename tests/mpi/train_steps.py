@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from steps import run_steps  # (this directory: the script's own)
 
 import graphdl as gd
 from graphdl import layers, losses, optim
@@ -31,13 +32,7 @@ def main(out: str, opt_name: str, clip: str, dtype: str) -> None:
     ys = rng.integers(0, 4, 480)
     per_rank = int(sys.argv[5]) if len(sys.argv) > 5 else 8
     loader = gd.data.DataLoader(xs, ys, batch_size=per_rank, shuffle=True, seed=1, shard=(rank, size))
-    steps = 0
-    while steps < 20:
-        for xb, yb in loader:
-            train.run({x: xb, y: yb})
-            steps += 1
-            if steps == 20:
-                break
+    run_steps(train, loader, x, y, 20)
     if rank == 0:
         np.savez(out, **g.parameters(), t=train.state()["optimizer.t"])
 
