@@ -12,6 +12,7 @@ point only if you do so); see README "Running on a cluster".
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +95,14 @@ def install_abort_hook() -> None:
         from graphdl.ops.collective import world
 
         comm = world()
-        sys.stderr.write(f"graphdl: rank {comm.rank} of {comm.size} failed; aborting all ranks\n")
+        summary = "".join(traceback.format_exception_only(kind, value)).strip()
+        sys.stderr.write(f"graphdl: rank {comm.rank} of {comm.size} failed ({summary}); aborting all ranks\n")
         traceback.print_exception(kind, value, tb)
         sys.stderr.flush()
         previous(kind, value, tb) if previous is not sys.__excepthook__ else None
+        # mpiexec forwards each rank's output asynchronously: aborting at once could drop the traceback's
+        # last lines (the error itself), as CI once saw
+        time.sleep(0.5)
         comm.Abort(1)
 
     sys.excepthook = hook
