@@ -13,8 +13,11 @@ from graphdl.errors import GraphDLError, whole_number
 class DataLoader:
     """Batches of aligned arrays; every sample appears exactly once per epoch.
 
-    ``shuffle`` draws a new order each epoch from a generator seeded with ``seed``, so two loaders
-    built alike yield the same batches. ``drop_last`` drops a final partial batch.
+    ``shuffle`` draws a new order each epoch. The order of epoch k (counted from 0: each pass over the
+    loader starts the next epoch, or ``set_epoch`` chooses one) is a function of ``seed`` and k alone, so
+    two loaders built alike yield the same batches, and training resumed at epoch k (``fit(initial_epoch=
+    k)``) with a new loader sees the very batches an uninterrupted run would. ``seed=None`` draws a random
+    seed once. ``drop_last`` drops a final partial batch.
 
     ``shard=(rank, size)`` is for data-parallel training: every rank draws the same global order and
     walks it in global batches of ``batch_size * size`` samples, of which it yields its own
@@ -45,14 +48,29 @@ class DataLoader:
         self.arrays, self.n, self.batch_size = arrays, n, batch_size
         self.shuffle, self.drop_last = shuffle, drop_last
         self.rank, self.size = rank, size
-        self.rng = np.random.default_rng(seed)
+        self.seeded = seed is not None
+        self.seed = np.random.SeedSequence().entropy if seed is None else whole_number(seed, "DataLoader: seed")
+        self.epoch = 0  # the epoch the next pass yields
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next pass yield epoch ``epoch`` (counted from 0), as an uninterrupted run's pass
+        number ``epoch`` would: ``fit`` calls it before each epoch, so a resumed run continues the order."""
+        self.epoch = whole_number(epoch, "DataLoader.set_epoch: epoch")
+
+    def order(self, epoch: int) -> np.ndarray | None:
+        """The sample order of epoch ``epoch`` (None without shuffling): a permutation drawn from a
+        generator seeded with (seed, epoch), independent of how many epochs ran before."""
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n) if self.shuffle else None
 
     def sharded(self, rank: int, size: int) -> DataLoader:
-        """The same loader (arrays, batch size, shuffling, and the generator's current state) for one rank of
-        ``size``: see ``shard``."""
-        out = DataLoader(*self.arrays, batch_size=self.batch_size, shuffle=self.shuffle, seed=0,
+        """The same loader (arrays, batch size, shuffling, seed and next epoch) for one rank of ``size``: see
+        ``shard``."""
+        if self.shuffle and not self.seeded and size > 1:  # each rank would draw its own random seed
+            raise GraphDLError(f"a shuffled DataLoader split over {size} ranks needs a seed, so every rank draws the "
+                               "same order (else their shards overlap); pass seed=0 (or any whole number)")
+        out = DataLoader(*self.arrays, batch_size=self.batch_size, shuffle=self.shuffle, seed=self.seed,
                          drop_last=self.drop_last, shard=(rank, size))
-        out.rng.bit_generator.state = self.rng.bit_generator.state
+        out.epoch = self.epoch
         return out
 
     def __len__(self) -> int:
@@ -61,7 +79,8 @@ class DataLoader:
         return full + (0 if self.drop_last or rest < self.size else 1)
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
-        order = self.rng.permutation(self.n) if self.shuffle else None
+        order = self.order(self.epoch)
+        self.epoch += 1
         per_step = self.batch_size * self.size
         for b in range(len(self)):
             lo, hi = b * per_step, min((b + 1) * per_step, self.n)
