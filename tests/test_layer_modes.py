@@ -128,3 +128,26 @@ def test_inference_model_reloads_running_statistics(tmp_path) -> None:
     np.testing.assert_array_equal(loaded.run({"x": xv})[0], before)
     np.testing.assert_array_equal(loaded.state()["bn.running_var"], predict.state()["bn.running_var"])
     assert not np.allclose(predict.state()["bn.running_var"], 1.0)  # training moved them
+
+
+@pytest.mark.parametrize("layer, shape", [(lambda: L.BatchNorm1D(3, name="bn"), (1, 3)),
+                                          (lambda: L.BatchNorm2D(3, name="bn"), (1, 3, 1, 1))])
+def test_batchnorm_refuses_to_train_on_one_value_per_channel(layer, shape) -> None:
+    """Batch statistics of one value: the output would be beta and the running variance would learn 0.
+    Refused (as PyTorch does) before the step changes anything; inference and bigger batches still run."""
+    with gd.Graph("bn1", dtype="float64", seed=0):
+        x = gd.placeholder("x", (None, *shape[1:]))
+        y = gd.placeholder("y", (None,), dtype="int64")
+        h = layer()(x)
+        loss = LS.SoftmaxCrossEntropy()(L.Flatten()(h), y)
+    train = gd.compile([loss, h], optimizer=optim.SGD(0.1))
+    before = {k: v.copy() for k, v in train.state().items()} | {k: v.copy() for k, v in train.parameters().items()}
+    rng = np.random.default_rng(0)
+    with pytest.raises(gd.ShapeError, match=r"node 'bn'.*more than one value per channel.*drop_last=True"):
+        train.run({x: rng.standard_normal(shape), y: np.array([1])})
+    after = train.state() | train.parameters()
+    assert all(np.array_equal(after[k], v) for k, v in before.items())
+    two = (2, *shape[1:])
+    out = train.run({x: rng.standard_normal(two), y: np.array([1, 0])})[1]
+    assert np.isfinite(out).all()
+    assert train.inference([h.name]).run({x: rng.standard_normal(shape)})[0].shape == shape

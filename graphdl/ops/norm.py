@@ -32,6 +32,12 @@ def _batch_norm_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
     if len(x) not in (2, 3, 4) or x[1] is None:
         fail(f"batch_norm needs (batch, channels[, length | height, width]) with known channels, got {x}")
     _norm_check(x, shapes[1:], (x[1],), "batch_norm")
+    per_channel = math.prod(x) // x[1] if None not in x and x[1] else None
+    if attrs.get("training", False) and per_channel == 1:  # PyTorch refuses this too
+        fail(f"batch_norm in training mode needs more than one value per channel for its batch statistics, got "
+             f"input {x}: the output would be beta whatever the input, and the running variance would learn 0",
+             "train on batches of at least 2 samples (gd.data.DataLoader(..., drop_last=True) drops a last batch "
+             "of 1), or run this batch through the inference plan")
     return x, (x[1],), (x[1],)
 
 
