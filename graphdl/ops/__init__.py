@@ -48,10 +48,11 @@ from graphdl.ops.activations import (  # noqa: F401
     selu,
     softsign,
 )
-from graphdl.ops.api import *  # noqa: F403  (the math functions: sin, var, argmax, ...)
+from graphdl.ops.api import *  # noqa: F403  (arithmetic, reductions and scans: div, var, argmax, ...)
 from graphdl.ops.api import _apply, _int, _node, _seq
 from graphdl.ops.attention import scaled_dot_product_attention  # noqa: F401
 from graphdl.ops.conv_more import conv1d, conv_transpose2d  # noqa: F401
+from graphdl.ops.math_functions import *  # noqa: F403  (the elementwise math functions: exp, sin, round, ...)
 from graphdl.ops.scan import scan  # noqa: F401  (gd.ops.scan; the module registers the op)
 from graphdl.ops.structural import *  # noqa: F403  (stack, pad, einsum, gather, ...: the structural ops)
 from graphdl.tensor import Tensor
