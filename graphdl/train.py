@@ -191,7 +191,9 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
         validation: Any = None, callbacks: Sequence[Any] = (), checkpoint: str | os.PathLike[str] | None = None,
         on_nonfinite: str = "stop", history: History | None = None, progress: bool = True) -> History:
     """Train from epoch ``initial_epoch + 1`` to epoch ``epochs`` (Keras's numbering); each batch is one
-    ``train.run``.
+    ``train.run``. A loader that has yielded fewer than ``initial_epoch`` epochs (a new one, after a
+    resume) starts at that epoch (``DataLoader.set_epoch``), so a resumed run sees the batches an
+    uninterrupted one would; otherwise the loader goes on with its own next epoch.
 
     ``inputs`` names the placeholders fed by the loader's arrays, in order (default: the training
     executable's inputs). ``metrics`` (names or ``gd.metrics`` objects; a dict ``{output: [...]}`` to say
@@ -249,6 +251,8 @@ def fit(train: Executable, loader: DataLoader, *, epochs: int = 1, initial_epoch
     for cb in callbacks:
         cb.on_train_begin({"initial_epoch": initial_epoch, "epochs": epochs})
     logs: dict[str, float] = {}
+    if loader.epoch < initial_epoch:
+        loader.set_epoch(initial_epoch)
     try:
         for epoch in range(initial_epoch + 1, epochs + 1):
             for cb in callbacks:

@@ -115,6 +115,46 @@ def test_resume_continues_epoch_numbering(mlp, tmp_path) -> None:
         gd.fit(resumed, loader, epochs=1, initial_epoch=2, progress=False)
 
 
+def _dropout_batchnorm_model() -> gd.Executable:
+    with gd.Graph("resumable", dtype="float64", seed=2):
+        x = gd.placeholder("x", (None, 64))
+        y = gd.placeholder("y", (None,), dtype="int64")
+        h = layers.BatchNorm1D(16)(layers.Dropout(0.3)(layers.ReLU()(layers.Linear(64, 16)(x))))
+        loss = losses.SoftmaxCrossEntropy()(layers.Linear(16, 10, name="out")(h), y)
+    return gd.compile([loss], optimizer=gd.optim.Adam(lr=1e-2))
+
+
+def test_a_resumed_run_trains_as_an_uninterrupted_one(tmp_path) -> None:
+    """Shuffled batches, dropout masks, BatchNorm statistics and Adam moments: stopping after epoch 2 and
+    resuming from the checkpoint with a new loader gives the very model 4 uninterrupted epochs give."""
+    x, y = _separable(64)
+    whole = _dropout_batchnorm_model()
+    h_whole = gd.fit(whole, gd.data.DataLoader(x, y, batch_size=16, shuffle=True, seed=5), epochs=4, progress=False)
+    first = _dropout_batchnorm_model()
+    h = gd.fit(first, gd.data.DataLoader(x, y, batch_size=16, shuffle=True, seed=5), epochs=2,
+               checkpoint=tmp_path / "c.gdl", progress=False)
+    resumed = gd.load(tmp_path / "c.gdl")
+    gd.fit(resumed, gd.data.DataLoader(x, y, batch_size=16, shuffle=True, seed=5), epochs=4, initial_epoch=2,
+           history=h, progress=False)
+    assert h["loss"] == h_whole["loss"]
+    for name, value in whole.state().items():
+        assert np.array_equal(resumed.state()[name], value), name
+
+
+def test_fitting_again_draws_new_orders() -> None:
+    """A second fit with the same loader continues its epochs (new orders), as iterating it again would."""
+    x, y = _separable(64)
+    loader = gd.data.DataLoader(x, y, batch_size=64, shuffle=True, seed=1)
+    seen = []
+    train = _dropout_batchnorm_model()
+    train_run = train.run
+    train.run = lambda feeds, **kw: (seen.append(np.array(next(iter(feeds.values())))), train_run(feeds, **kw))[1]
+    gd.fit(train, loader, epochs=2, progress=False)
+    gd.fit(train, loader, epochs=2, progress=False)
+    assert loader.epoch == 4
+    assert len({a.tobytes() for a in seen}) == 4
+
+
 def _poisoned(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
     x, y = _separable(n)
     x[20, 3] = np.nan  # sample 20: in the second batch of 16
