@@ -4,7 +4,8 @@ Basic entries (slices, integers, ``...``, ``None``) become one ``slice`` node. O
 integer Tensor, list or NumPy array, or a boolean NumPy mask or constant) becomes an ``index`` node
 after it, along the axis where NumPy puts its result. Next to an array, integers count as advanced
 in NumPy, so they must sit next to it (otherwise NumPy moves the result axes to the front, which is
-refused here with a hint).
+refused here with a hint). Several integer lists or arrays side by side (``x[[0, 1], [2, 2]]``) pair
+up elementwise, broadcast, as in NumPy: they become one array of flat positions over their axes.
 """
 
 from __future__ import annotations
@@ -65,6 +66,43 @@ def _parse(t: Tensor, key: Any) -> list[tuple[str, Any]]:
     return parsed
 
 
+def _pair_arrays(t: Tensor, parsed: list[tuple[str, Any]], key: Any) -> list[tuple[str, Any]]:
+    """Side-by-side integer index arrays (NumPy pairs them elementwise, broadcast) as one advanced entry of
+    flat positions over their axes, checked against the axes' sizes."""
+    first = next(k for k, (kind, _) in enumerate(parsed) if kind == ADV)
+    count = sum(1 for kind, _ in parsed if kind == ADV)
+    group = parsed[first:first + count]
+    why = None
+    if any(kind != ADV for kind, _ in group):
+        why = "are not side by side (NumPy then moves the result axes to the front)"
+    elif any(isinstance(p[0], Tensor) for _, p in group):
+        why = "include an index Tensor (only lists and NumPy arrays pair up here)"
+    elif any(p[2] is not None for _, p in group):
+        why = "include a boolean mask"
+    if why is not None:
+        raise GraphError(f"index {key!r} has {count} index arrays that {why}; index in steps instead (for pairs "
+                         "of positions (a[k], b[k]) along two axes of sizes m, n: x.reshape(..., m * n, ...)"
+                         "[..., a * n + b, ...])")
+    axis = sum(p[1] if kind == ADV else 1 for kind, p in parsed[:first] if kind in (ADV, SLICE, INT))
+    dims = tuple(t.shape[axis:axis + count])
+    if None in dims:
+        raise GraphError(f"index {key!r} pairs index arrays over axes {axis}..{axis + count - 1} of '{t.name}' "
+                         f"{format_shape(t.shape)}, whose sizes must be known")
+    try:
+        arrays = np.broadcast_arrays(*(p[0] for _, p in group))
+    except ValueError:
+        raise GraphError(f"index arrays of shapes {[p[0].shape for _, p in group]} in {key!r} do not broadcast "
+                         "together") from None
+    normal = []
+    for k, (a, n) in enumerate(zip(arrays, dims)):
+        if a.size and (a.min() < -n or a.max() >= n):
+            raise GraphError(f"index array {k + 1} of {key!r} holds {int(a.min())}..{int(a.max())}, out of range for "
+                             f"axis {axis + k} of '{t.name}' {format_shape(t.shape)} (size {n})")
+        normal.append(np.where(a < 0, a + n, a))
+    flat = np.ravel_multi_index(tuple(normal), dims) if arrays[0].size else np.zeros(arrays[0].shape, np.int64)
+    return [*parsed[:first], (ADV, (flat.astype(np.int64), count, None)), *parsed[first + count:]]
+
+
 def getitem(t: Tensor, key: Any) -> Tensor:
     """``t[key]`` with NumPy semantics (see the module docstring)."""
     parsed = _parse(t, key)
@@ -79,8 +117,8 @@ def getitem(t: Tensor, key: Any) -> Tensor:
         parsed[e:e + 1] = [(SLICE, slice(None))] * (t.ndim - consumed)
         kinds = [k for k, _ in parsed]
     if kinds.count(ADV) > 1:
-        raise GraphError(f"index {key!r} has {kinds.count(ADV)} index arrays; graphdl takes one per indexing "
-                         "step: index in two steps, e.g. x[a][:, b]")
+        parsed = _pair_arrays(t, parsed, key)
+        kinds = [k for k, _ in parsed]
     if ADV in kinds:
         group = sorted(i for i, k in enumerate(kinds) if k in (ADV, INT))
         if group != list(range(group[0], group[-1] + 1)):

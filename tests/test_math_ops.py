@@ -101,8 +101,14 @@ def test_indexing_mistakes_are_graph_errors() -> None:
             x[:, 3]
         with pytest.raises(gd.GraphError, match="too many indices"):
             x[0, 0, 0]
-        with pytest.raises(gd.GraphError, match="2 index arrays"):
-            x[[0, 1], [1, 2]]
+        with pytest.raises(gd.GraphError, match="pairs index arrays over axes 0..1 of 'x'.*must be known"):
+            x[[0, 1], [1, 2]]  # the batch axis has no size to pair over
+        with pytest.raises(gd.GraphError, match="index array 2 of .* holds 1..3, out of range for axis 1"):
+            gd.placeholder("z", (2, 3))[[0, 1], [1, 3]]
+        with pytest.raises(gd.GraphError, match="2 index arrays that include an index Tensor"):
+            gd.placeholder("w", (2, 3))[gd.constant(np.array([0, 1])), [1, 2]]
+        with pytest.raises(gd.GraphError, match="2 index arrays that are not side by side"):
+            gd.placeholder("v", (2, 3, 4))[[0, 1], :, [1, 2]]
         with pytest.raises(gd.GraphError, match="computed boolean mask.*where"):
             x[x > 0]
         with pytest.raises(gd.GraphError, match="mask of shape \\(2,\\) does not match"):
