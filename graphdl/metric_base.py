@@ -6,6 +6,8 @@ describes them.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from graphdl.errors import GraphDLError
@@ -29,8 +31,13 @@ def _is_binary_output(output: np.ndarray) -> bool:
     return output.ndim == 1 or (output.ndim == 2 and output.shape[1] == 1)
 
 
+def flat_rows(a: np.ndarray) -> np.ndarray:
+    """``a`` as (samples, values per sample); also for 0 samples, where reshape cannot infer a -1."""
+    return a.reshape(len(a), math.prod(a.shape[1:]))
+
+
 def _binary_labels(target: np.ndarray, name: str) -> np.ndarray:
-    t = target.reshape(len(target), -1)
+    t = flat_rows(target)
     if t.shape[1] != 1:
         raise MetricError(f"{name}: a one-column output needs one 0/1 target per sample, got target {target.shape}")
     t = t[:, 0]

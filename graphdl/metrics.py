@@ -27,6 +27,7 @@ from graphdl.metric_base import (
     _classification,
     _is_binary_output,
     _rows,
+    flat_rows,
 )
 
 
@@ -265,7 +266,7 @@ class ROCAUC(Metric):
 class _Regression(Metric):
     def _pair(self, output: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         output, target = _rows(output, target, self.name)
-        o, t = output.reshape(len(output), -1), target.reshape(len(target), -1)
+        o, t = flat_rows(output), flat_rows(target)
         if o.shape != t.shape or output.ndim > 2:
             hint = (" (these look like class scores and labels: use 'accuracy')"
                     if output.ndim == 2 and target.ndim == 1 and output.shape[1] > 1 else "")

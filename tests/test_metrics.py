@@ -98,6 +98,19 @@ def test_regression_metrics_match_sklearn() -> None:
     assert _stream(gd.metrics.get("r2"), const, const) == sk.r2_score(const, const) == 1.0
 
 
+@pytest.mark.parametrize("name", ["accuracy", "precision", "f1", "auc", "mse", "mae", "r2"])
+def test_an_empty_batch_changes_nothing(name) -> None:
+    """Updates with no samples (a caller's empty last chunk) are no-ops, for every output kind."""
+    rng = np.random.default_rng(0)
+    o, t = rng.standard_normal(30), rng.integers(0, 2, 30)
+    for shape in ((30,), (30, 1)):
+        whole, parts = gd.metrics.get(name), gd.metrics.get(name)
+        whole.update(o.reshape(shape), t.reshape(shape) if name in ("mse", "mae", "r2") else t)
+        for chunk in (slice(0, 0), slice(0, 30), slice(30, 30)):
+            parts.update(o.reshape(shape)[chunk], (t.reshape(shape) if name in ("mse", "mae", "r2") else t)[chunk])
+        assert parts.result() == whole.result()
+
+
 @pytest.mark.parametrize(("name", "output", "target", "pattern"), [
     ("r2", np.zeros((8, 10), "float32"), np.arange(8) % 10, "class scores and labels"),
     ("mse", np.zeros((8, 10), "float32"), np.arange(8) % 10, "one shape"),
