@@ -357,3 +357,27 @@ def test_run_time_sizes_used_as_data_are_refused(tmp_path) -> None:
     gd.onnx.export(g, tmp_path / "m.onnx", outputs=[out])
     with pytest.raises(UnsupportedOpError, match=r"ReduceProd, opset 21\).*shape with sizes only known at run time"):
         gd.onnx.load(tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("op, include_pad", [("MaxPool", 0), ("AveragePool", 0), ("AveragePool", 1)])
+def test_ceil_mode_pooling_matches_onnxruntime(op: str, include_pad: int, tmp_path) -> None:
+    """ceil_mode=1 imports as graphdl's ceil_mode (PyTorch's rounding, which onnxruntime's kernels follow):
+    rectangular images, strides 1-3, symmetric and lopsided padding, with and without padding in the mean."""
+    checked = 0
+    for h, k, s, pads in [(5, 2, 2, [0, 0, 0, 0]), (6, 3, 2, [1, 1, 1, 1]), (7, 3, 3, [1, 0, 1, 1]),
+                          (4, 3, 2, [0, 1, 1, 0]), (8, 2, 3, [1, 1, 0, 0]), (3, 3, 1, [1, 0, 0, 1])]:
+        attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": pads, "ceil_mode": 1}
+        if op == "AveragePool":
+            attrs["count_include_pad"] = include_pad
+        graph = helper.make_graph(
+            [helper.make_node(op, ["x"], ["y"], **attrs)], "pool",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, h, h + 1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, None, None])])
+        path = str(tmp_path / f"{op}{h}.onnx")
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+        xv = np.random.default_rng(h).standard_normal((2, 1, h, h + 1)).astype(np.float32)
+        expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": xv})[0]
+        got = gd.onnx.load(path).compile().run({"x": xv})[0]
+        assert got.shape == expected.shape and rel_err(got, expected) <= 1e-6, (h, k, s, pads)
+        checked += 1
+    assert checked == 6

@@ -93,11 +93,14 @@ def _pads(ctx: ImportContext, a: dict[str, Any], x: Tensor, kernel: list[int], s
 def _window(ctx: ImportContext, a: dict[str, Any], x: Tensor, kernel: list[int]) -> dict[str, Any]:
     if len(x.shape) != 4 or len(kernel) != 2:
         raise ctx.refuse(f"graphdl imports 2-d convolution and pooling only (input {x.shape}, kernel {kernel})")
-    if a.get("ceil_mode", 0):
-        raise ctx.refuse("ceil_mode=1 is not supported")
     strides, dilations = list(a.get("strides", [1, 1])), list(a.get("dilations", [1, 1]))
-    return {"kernel": tuple(kernel), "stride": tuple(strides), "dilation": tuple(dilations),
-            "padding": _pads(ctx, a, x, kernel, strides, dilations)}
+    attrs = {"kernel": tuple(kernel), "stride": tuple(strides), "dilation": tuple(dilations),
+             "padding": _pads(ctx, a, x, kernel, strides, dilations)}
+    if a.get("ceil_mode", 0):
+        # PyTorch's rounding, which onnxruntime's kernels follow too: a last window that would start in the
+        # bottom/right padding is dropped (ONNX's shape-inference formula keeps it; the runtimes do not)
+        attrs["ceil_mode"] = True
+    return attrs
 
 
 @_importer("Conv")
