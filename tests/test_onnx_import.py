@@ -381,3 +381,41 @@ def test_ceil_mode_pooling_matches_onnxruntime(op: str, include_pad: int, tmp_pa
         assert got.shape == expected.shape and rel_err(got, expected) <= 1e-6, (h, k, s, pads)
         checked += 1
     assert checked == 6
+
+
+def test_constant_index_arithmetic_is_folded_while_importing(tmp_path) -> None:
+    """PyTorch's TorchScript exporter computes Pad's pads with ConstantOfShape, Concat, Reshape, Slice,
+    Transpose and Cast of constants: folded at import (onnx.reference), so the Pad imports. The weights
+    stay trainable parameters."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.ZeroPad2d((1, 2, 0, 1)), nn.Conv2d(2, 3, 3), nn.ELU()).eval()
+    path = str(tmp_path / "pad.onnx")
+    _torch_export(module, torch.zeros((2, 2, 5, 5)), path)
+    assert "ConstantOfShape" in {n.op_type for n in onnx.load(path).graph.node}
+    imported = gd.onnx.load(path)
+    xv = np.random.default_rng(0).standard_normal((3, 2, 5, 5)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(xv)).numpy()
+    assert rel_err(imported.compile().run({"x": xv})[0], expected) <= 1e-5
+    assert sorted(v.shape for v in imported.graph.parameters().values()) == [(3,), (3, 2, 3, 3)]
+
+
+def test_filled_tensors_of_run_time_or_huge_shapes_are_refused(tmp_path) -> None:
+    def model(shape_input: list, nodes: list) -> str:
+        graph = helper.make_graph(nodes, "fill", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])], shape_input)
+        path = str(tmp_path / f"fill{len(nodes)}.onnx")
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    fill = helper.make_tensor("value", TensorProto.FLOAT, [1], [0.0])
+    run_time = model([], [helper.make_node("Shape", ["x"], ["s"]),
+                          helper.make_node("ConstantOfShape", ["s"], ["z"], value=fill),
+                          helper.make_node("Add", ["x", "z"], ["y"])])
+    with pytest.raises(UnsupportedOpError, match=r"shape \[None, 3\] has sizes only known at run time"):
+        gd.onnx.load(run_time)
+    huge = model([numpy_helper.from_array(np.array([1 << 20, 1 << 20], dtype=np.int64), "s")],
+                 [helper.make_node("ConstantOfShape", ["s"], ["z"], value=fill),
+                  helper.make_node("Add", ["x", "z"], ["y"])])
+    with pytest.raises(UnsupportedOpError, match="too large to build while importing"):
+        gd.onnx.load(huge)

@@ -147,6 +147,7 @@ class ImportContext:
         return out
 
     def build(self) -> ImportedModel:
+        from graphdl.onnx.folding import fold
         from graphdl.onnx.importers import IMPORTERS  # the table imports this module: read it when building
 
         g = self.graph
@@ -165,7 +166,7 @@ class ImportContext:
         fused = _fuse_matmul_add(self)
         for k, node in enumerate(self.model.graph.node):
             self.node = node
-            if k in fused.skip:
+            if k in fused.skip or fold(self, node):
                 continue
             if k in fused.linear:
                 outs: list[Tensor | None] = [fused.build(self, k)]

@@ -89,6 +89,16 @@ def _expand(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | N
     return [ctx.apply("broadcast_to", [x], {"shape": tuple(target)})]
 
 
+@_importer("ConstantOfShape")
+def _constant_of_shape(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    # a constant or fully known shape was folded already (graphdl/onnx/folding.py)
+    sizes = ctx.sizes(0)
+    if sizes is not None and None in sizes:
+        raise ctx.refuse(f"a filled tensor of shape {sizes} has sizes only known at run time; graphdl builds "
+                         "filled tensors of known shapes only (zeros of a batch size: multiply an input by 0)")
+    raise ctx.refuse(f"a filled tensor of shape {sizes} is too large to build while importing")
+
+
 @_importer("Tile")
 def _tile(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     return [ctx.apply("tile", [ctx.input(0)], {"reps": tuple(int(r) for r in ctx.const(1))})]
