@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -412,10 +414,107 @@ def test_filled_tensors_of_run_time_or_huge_shapes_are_refused(tmp_path) -> None
     run_time = model([], [helper.make_node("Shape", ["x"], ["s"]),
                           helper.make_node("ConstantOfShape", ["s"], ["z"], value=fill),
                           helper.make_node("Add", ["x", "z"], ["y"])])
-    with pytest.raises(UnsupportedOpError, match=r"shape \[None, 3\] has sizes only known at run time"):
+    with pytest.raises(UnsupportedOpError, match=r"node .y. \(Add.*zero-filled tensor of shape \[None, 3\].*run time"):
         gd.onnx.load(run_time)
     huge = model([numpy_helper.from_array(np.array([1 << 20, 1 << 20], dtype=np.int64), "s")],
                  [helper.make_node("ConstantOfShape", ["s"], ["z"], value=fill),
                   helper.make_node("Add", ["x", "z"], ["y"])])
     with pytest.raises(UnsupportedOpError, match="too large to build while importing"):
         gd.onnx.load(huge)
+
+
+class _RecurrentHead(nn.Module):
+    def __init__(self, cell: type, batch_first: bool) -> None:
+        super().__init__()
+        self.batch_first = batch_first
+        self.rnn = cell(6, 8, num_layers=2, batch_first=batch_first, bidirectional=True)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1] if self.batch_first else out[-1])
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_torch_recurrent_models_load_match_and_fine_tune(cell: str, tmp_path) -> None:
+    """Two bidirectional layers exported by PyTorch (zero initial states of the run-time batch size through
+    ConstantOfShape and Slice): the same outputs at two batch sizes; the weights train."""
+    torch.manual_seed(0)
+    batch_first = cell != "GRU"
+    module = _RecurrentHead(getattr(nn, cell), batch_first).eval()
+    path = str(tmp_path / "rnn.onnx")
+    torch.onnx.export(module, (torch.zeros((2, 5, 6) if batch_first else (5, 2, 6)),), path, input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0 if batch_first else 1: "batch"}},
+                      dynamo=False, opset_version=17)
+    imported = gd.onnx.load(path)
+    predict = imported.compile()
+    rng = np.random.default_rng(0)
+    for batch in (1, 4):
+        xv = rng.standard_normal((batch, 5, 6) if batch_first else (5, batch, 6)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(xv)).numpy()
+        assert rel_err(predict.run({"x": xv})[0], expected) <= 1e-5
+    assert len(imported.graph.parameters()) == 2 * 2 * 4 + 2  # layers * directions * (W_ih, W_hh, b_ih, b_hh)
+    with imported.graph:
+        y = gd.placeholder("y", (None,), dtype="int64")
+        loss = gd.losses.SoftmaxCrossEntropy(name="loss")(imported.outputs[0], y)
+    train = imported.compile(gd.optim.Adam(lr=1e-2), loss=loss)
+    xt = rng.standard_normal((16, 5, 6) if batch_first else (5, 16, 6)).astype(np.float32)
+    yt = rng.integers(0, 10, 16)
+    losses = [float(train.run({"x": xt, "y": yt})[0]) for _ in range(10)]
+    assert losses[-1] < losses[0]
+
+
+def _recurrent_model(op: str, layout: int, tmp_path, **attrs: Any) -> tuple[str, dict[str, np.ndarray]]:
+    """One ONNX RNN/GRU/LSTM node: bidirectional, hidden 4, biases, initial states fed as inputs."""
+    hidden, features, steps, batch, gates = 4, 3, 5, 2, {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    rng = np.random.default_rng(1)
+    inits = [numpy_helper.from_array(rng.standard_normal((2, gates * hidden, n)).astype(np.float32) * 0.5, k)
+             for k, n in (("W", features), ("R", hidden))]
+    inits.append(numpy_helper.from_array(rng.standard_normal((2, 2 * gates * hidden)).astype(np.float32), "B"))
+    states = ["h0", "c0"] if op == "LSTM" else ["h0"]
+    x_dims, h_dims = ([steps, "n", features], [2, "n", hidden]) if layout == 0 else (["n", steps, features],
+                                                                                       ["n", 2, hidden])
+    value = lambda name, dims: helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+    outputs = ["Y", "Y_h", "Y_c"][: 1 + len(states)]
+    y_dims = [steps, 2, "n", hidden] if layout == 0 else ["n", steps, 2, hidden]
+    node = helper.make_node(op, ["x", "W", "R", "B", "", *states], outputs, hidden_size=hidden,
+                            direction="bidirectional", layout=layout, **attrs)
+    graph = helper.make_graph([node], op.lower(), [value("x", x_dims)] + [value(s, h_dims) for s in states],
+                              [value("Y", y_dims)] + [value(o, h_dims) for o in outputs[1:]], inits)
+    path = str(tmp_path / f"{op}{layout}.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    feeds = {"x": rng.standard_normal((steps, batch, features) if layout == 0 else (batch, steps, features))}
+    for s in states:
+        feeds[s] = rng.standard_normal((2, batch, hidden) if layout == 0 else (batch, 2, hidden))
+    return path, {k: v.astype(np.float32) for k, v in feeds.items()}
+
+
+@pytest.mark.parametrize("layout", [0, 1])
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_recurrent_ops_match_the_onnx_reference(op: str, layout: int, tmp_path) -> None:
+    """Every output (Y, Y_h, Y_c) in both layouts against onnx.reference (and onnxruntime, which runs
+    layout 0 only)."""
+    from onnx.reference import ReferenceEvaluator
+
+    path, feeds = _recurrent_model(op, layout, tmp_path, **({"linear_before_reset": 1} if op == "GRU" else {}))
+    expected = ReferenceEvaluator(path).run(None, feeds)
+    if layout == 0:
+        runtime = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)
+        assert all(rel_err(a, b) <= 1e-5 for a, b in zip(runtime, expected, strict=True))
+    imported = gd.onnx.load(path)
+    got = imported.compile().run({imported.inputs[k]: v for k, v in feeds.items()})
+    assert [g.shape for g in got] == [e.shape for e in expected]
+    assert all(rel_err(g, e) <= 1e-5 for g, e in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize("op, attrs, pattern", [
+    ("GRU", {}, "linear_before_reset=0"),
+    ("LSTM", {"clip": 1.0}, "attribute 'clip'"),
+    ("LSTM", {"input_forget": 1}, "input_forget=1"),
+    ("RNN", {"activations": ["Sigmoid", "Sigmoid"]}, r"activations \['sigmoid', 'sigmoid'\]"),
+])
+def test_recurrent_variants_graphdl_does_not_compute_are_refused(op, attrs, pattern, tmp_path) -> None:
+    path, _ = _recurrent_model(op, 0, tmp_path, **attrs)
+    with pytest.raises(UnsupportedOpError, match=rf"node .*\({op}, opset 17\): {pattern}"):
+        gd.onnx.load(path)

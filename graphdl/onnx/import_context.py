@@ -41,6 +41,10 @@ class ImportContext:
         self.values: dict[str, Tensor] = {}
         #: Values computed from shapes (Shape -> Gather -> Concat -> Reshape): sizes, None where unknown.
         self.shape_values: dict[str, list[int | None]] = {}
+        #: Zero-filled tensors whose shape has sizes known only at run time (ConstantOfShape of a shape
+        #: computed from an input, and Slices of them): a recurrent op reads one as "zeros" for its initial
+        #: state; anything else refuses it.
+        self.zeros: dict[str, list[int | None]] = {}
         self.graph_outputs = {o.name for o in model.graph.output}
         readers = Counter(i for n in model.graph.node for i in n.input if i)
         self.readers = readers
@@ -102,6 +106,10 @@ class ImportContext:
         if name in self.values and value is None:
             return self.values[name]
         arr = self.array(name) if value is None else value
+        if arr is None and name in self.zeros:
+            raise self.refuse(f"input '{name}' is a zero-filled tensor of shape {self.zeros[name]}, whose sizes are "
+                              "only known at run time; graphdl imports such tensors only as a recurrent op's "
+                              "initial state (zeros of a batch size: multiply an input by 0)")
         if arr is None and name in self.shape_values:
             raise self.refuse(f"input '{name}' is a shape with sizes only known at run time "
                               f"{self.shape_values[name]}; graphdl imports shapes only where they feed a "

@@ -6,8 +6,9 @@ bounds) are read with ``ctx.const``; data operands with ``ctx.input``, which tur
 parameter node the first time it is used.
 
 The importers live by family, each with a table of its own: math_importers.py (elementwise ops,
-activations, reductions), nn_importers.py (linear algebra, convolution, pooling, normalisation, losses)
-and tensor_importers.py (shape, layout, indexing, shape arithmetic). This module merges them.
+activations, reductions), nn_importers.py (linear algebra, convolution, pooling, normalisation, losses),
+recurrent_importers.py (RNN, GRU, LSTM) and tensor_importers.py (shape, layout, indexing, shape arithmetic).
+This module merges them.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from graphdl.graph import Tensor
 from graphdl.onnx.import_context import ImportContext, Importer
 from graphdl.onnx.math_importers import MATH_IMPORTERS
 from graphdl.onnx.nn_importers import NN_IMPORTERS
+from graphdl.onnx.recurrent_importers import RECURRENT_IMPORTERS
 from graphdl.onnx.tables import registrar
 from graphdl.onnx.tensor_importers import SIZED, TENSOR_IMPORTERS, on_sizes
 
 __all__ = ["IMPORTERS", "ImportContext", "Importer", "importer"]
 
-IMPORTERS: dict[str, Importer] = {**MATH_IMPORTERS, **NN_IMPORTERS, **TENSOR_IMPORTERS}
+IMPORTERS: dict[str, Importer] = {**MATH_IMPORTERS, **NN_IMPORTERS, **TENSOR_IMPORTERS, **RECURRENT_IMPORTERS}
 importer = registrar(IMPORTERS)
 
 

@@ -93,10 +93,31 @@ def _expand(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | N
 def _constant_of_shape(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     # a constant or fully known shape was folded already (graphdl/onnx/folding.py)
     sizes = ctx.sizes(0)
+    fill = a.get("value")
+    zero = fill is None or not np.any(ctx.onnx.numpy_helper.to_array(fill))
+    if sizes is not None and None in sizes and zero:
+        ctx.zeros[node.output[0]] = sizes  # a recurrent op's initial state, most likely (ImportContext.zeros)
+        return [None]
     if sizes is not None and None in sizes:
         raise ctx.refuse(f"a filled tensor of shape {sizes} has sizes only known at run time; graphdl builds "
-                         "filled tensors of known shapes only (zeros of a batch size: multiply an input by 0)")
+                         "filled tensors of known shapes only (a batch-sized fill: add the value to an input "
+                         "times 0)")
     raise ctx.refuse(f"a filled tensor of shape {sizes} is too large to build while importing")
+
+
+def _slice_zeros(ctx: ImportContext, sizes: list[int | None], starts: np.ndarray, ends: np.ndarray,
+                 axes: Any, steps: Any) -> list[int | None]:
+    """The shape of a Slice of a run-time-sized zero tensor (``ImportContext.zeros``)."""
+    out = list(sizes)
+    for axis, start, stop, step in zip(axes, starts, ends, steps):
+        k = int(axis) % len(out)
+        whole = int(start) == 0 and int(stop) >= 2**31 - 1 and int(step) == 1
+        if out[k] is None and not whole:
+            raise ctx.refuse(f"a Slice of axis {k} of a zero-filled tensor {sizes}, whose size is only known at "
+                             "run time")
+        if out[k] is not None:
+            out[k] = len(range(*slice(int(start), int(stop), int(step)).indices(out[k])))
+    return out
 
 
 @_importer("Tile")
@@ -175,11 +196,14 @@ def _concat(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | N
 def _slice(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     from graphdl.ops.indexing import SLICE
 
-    x = ctx.input(0)
-    nd = len(x.shape)
     starts, ends = ctx.const(1), ctx.const(2)
     axes = ctx.const(3, list(range(len(starts))))
     steps = ctx.const(4, [1] * len(starts))
+    if node.input[0] in ctx.zeros:  # still zeros, of the sliced shape
+        ctx.zeros[node.output[0]] = _slice_zeros(ctx, ctx.zeros[node.input[0]], starts, ends, axes, steps)
+        return [None]
+    x = ctx.input(0)
+    nd = len(x.shape)
     if all(int(s) == -1 for s in steps) and all(int(b) == -1 for b in starts) and all(
             int(e) <= -(2**31) for e in ends):  # a full reversal of each axis
         return [ctx.apply("flip", [x], {"axis": tuple(int(i) % nd for i in axes)})]
