@@ -332,6 +332,8 @@ CASES: list[Case] = [
          id="batch_norm-inference"),
     Case("layer_norm", [(3, 4, 5), (4, 5), (4, 5)], {"ndim": 2}),
     Case("layer_norm", [(3, 6)], {"ndim": 1}, id="layer_norm-no-affine"),
+    Case("group_norm", [(2, 6, 3, 2), (6,), (6,)], {"groups": 3}),
+    Case("group_norm", [(3, 4, 5)], {"groups": 4, "eps": 1e-3}, id="group_norm-instance-no-affine"),
     Case("embedding", make=lambda r: [r.integers(0, 5, (2, 3)), r.standard_normal((5, 4))]),
     Case("embedding_grad", make=lambda r: [r.integers(0, 5, (2, 3)), r.standard_normal((2, 3, 4)),
                                            r.standard_normal((5, 4))]),

@@ -85,3 +85,19 @@ def test_constructor_arguments_of_the_wrong_kind_are_named(make, message) -> Non
         with pytest.raises(gd.GraphDLError, match=message):
             make()
         assert L.Linear(np.int64(8), 3).in_features == 8  # NumPy's ints are whole numbers too
+
+
+def test_group_and_instance_norm_mistakes_name_the_layer() -> None:
+    with gd.Graph("e"):
+        x = gd.placeholder("x", (None, 6, 4, 4))
+        with pytest.raises(gd.GraphError, match="num_channels 6 must be divisible by num_groups 4"):
+            L.GroupNorm(4, 6)
+        with pytest.raises(gd.GraphError, match=r"GroupNorm 'gn' takes \(N, 8, ...\) input, got 'x'"):
+            L.GroupNorm(2, 8, name="gn")(x)
+        with pytest.raises(gd.GraphError, match=r"InstanceNorm1D 'in1' takes 3-d"):
+            L.InstanceNorm1D(6, name="in1")(x)
+        with pytest.raises(gd.GraphError, match="track_running_stats=True .* not supported"):
+            L.InstanceNorm2D(6, track_running_stats=True)
+        y = gd.placeholder("y", (None, 6, None))
+        with pytest.raises(gd.ShapeError, match=r"group_norm at node 'g'.*every size past the batch known"):
+            L.GroupNorm(3, 6, name="g")(y)

@@ -20,7 +20,8 @@ from tests.test_onnx_math import CASES as MATH_CASES  # noqa: E402
 
 #: float64 cases exported as several ONNX ops (ONNX's float32 constants would cost precision), so the
 #: reimported graph computes the same formula in other steps: equal to a few ulp, not bit for bit.
-SPELLED_OUT_F64 = {"gelu_tanh", "layer_norm", "layer_norm_2d", "layer_norm_plain", "celu",
+SPELLED_OUT_F64 = {"gelu_tanh", "layer_norm", "layer_norm_2d", "layer_norm_plain", "celu", "group_norm",
+                   "group_norm_plain", "instance_norm2d",
                    "transformer_encoder", "transformer_decoder"}  # (their LayerNorms)
 #: Exported as a composition of ONNX ops in every dtype (log sigmoid = -softplus(-x)).
 SPELLED_OUT = {"logsigmoid"}
@@ -518,3 +519,26 @@ def test_recurrent_variants_graphdl_does_not_compute_are_refused(op, attrs, patt
     path, _ = _recurrent_model(op, 0, tmp_path, **attrs)
     with pytest.raises(UnsupportedOpError, match=rf"node .*\({op}, opset 17\): {pattern}"):
         gd.onnx.load(path)
+
+
+@pytest.mark.parametrize("module, shape", [(lambda: nn.GroupNorm(2, 4), (4, 3, 3)),
+                                           (lambda: nn.InstanceNorm2d(4, affine=True), (4, 3, 3)),
+                                           (lambda: nn.InstanceNorm1d(4), (4, 5))],
+                         ids=["groupnorm", "instancenorm2d", "instancenorm1d"])
+def test_torch_group_and_instance_norm(module, shape, tmp_path) -> None:
+    """PyTorch writes GroupNorm as Reshape, InstanceNormalization, Reshape, Mul, Add: it imports to graphdl's
+    group_norm (one channel per group) and gives PyTorch's values."""
+    torch.manual_seed(0)
+    m = module().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+    path = str(tmp_path / "norm.onnx")
+    torch.onnx.export(m, (torch.zeros((2, *shape)),), path, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False, opset_version=17)
+    imported = gd.onnx.load(path)
+    assert "group_norm" in {n.op for n in imported.graph.nodes.values()}
+    xv = np.random.default_rng(0).standard_normal((3, *shape)).astype(np.float32) * 3 + 1
+    with torch.no_grad():
+        expected = m(torch.from_numpy(xv)).numpy()
+    assert rel_err(imported.compile().run({"x": xv})[0], expected) <= 1e-5

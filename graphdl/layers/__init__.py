@@ -34,7 +34,7 @@ from graphdl.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from graphdl.layers.conv_more import Conv1D, ConvTranspose2D
 from graphdl.layers.dense import Concat, Embedding, Flatten, Linear, Reshape
 from graphdl.layers.dropout import Dropout
-from graphdl.layers.norm import BatchNorm1D, BatchNorm2D, LayerNorm
+from graphdl.layers.norm import BatchNorm1D, BatchNorm2D, GroupNorm, InstanceNorm1D, InstanceNorm2D, LayerNorm
 from graphdl.layers.recurrent import GRU, LSTM, RNN
 from graphdl.layers.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 
@@ -72,3 +72,4 @@ __all__ = [
 __all__ += ["Conv1D", "ConvTranspose2D"]
 __all__ += ["CELU", "SELU", "Hardsigmoid", "Hardswish", "LogSigmoid", "Mish", "ReLU6", "Softsign"]
 __all__ += ["GRU", "LSTM", "RNN"]
+__all__ += ["GroupNorm", "InstanceNorm1D", "InstanceNorm2D"]

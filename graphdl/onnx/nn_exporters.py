@@ -150,6 +150,33 @@ def _layer_norm(ctx: ExportContext, n: Node) -> None:
     ctx.emit("LayerNormalization", ins, n.name, axis=-k, epsilon=eps, stash_type=stash)
 
 
+@_exporter("group_norm")
+def _group_norm(ctx: ExportContext, n: Node) -> None:
+    # ONNX's InstanceNormalization over (N, groups, rest) is the group statistics; the per-channel scale and
+    # shift follow on the original shape (opset 18's GroupNormalization scaled per group until opset 21)
+    x, shape, groups = n.inputs[0], ctx.shape(n.inputs[0]), n.attr["groups"]
+    eps, dtype = float(n.attr.get("eps", 1e-5)), ctx.dtype(n.inputs[0])
+    grouped = ctx.helper(n, "grouped", "Reshape", [x, ctx.const(n, "grouped_shape", [0, groups, -1])])
+    if _exact_eps(ctx, x, eps):
+        ones, zeros = ctx.const(n, "ones", np.ones(groups), dtype), ctx.const(n, "zeros", np.zeros(groups), dtype)
+        normal = ctx.helper(n, "normalised", "InstanceNormalization", [grouped, ones, zeros], epsilon=eps)
+    else:  # float64 with an epsilon float32 cannot hold: spelled out in double precision
+        axes = ctx.const(n, "axes", [2])
+        d = ctx.helper(n, "centered", "Sub", [grouped, ctx.helper(n, "mean", "ReduceMean", [grouped, axes])])
+        var = ctx.helper(n, "var", "ReduceMean", [ctx.helper(n, "square", "Mul", [d, d]), axes])
+        std = ctx.helper(n, "std", "Sqrt", [ctx.helper(n, "var_eps", "Add", [var, ctx.const(n, "eps", eps, dtype)])])
+        normal = ctx.helper(n, "normalised", "Div", [d, std])
+    back = [0, *shape[1:]]
+    if len(n.inputs) == 1:
+        ctx.emit("Reshape", [normal, ctx.const(n, "shape", back)], n.name)
+        return
+    y = ctx.helper(n, "ungrouped", "Reshape", [normal, ctx.const(n, "shape", back)])
+    col = ctx.const(n, "channel_column", [shape[1], *([1] * (len(shape) - 2))])
+    gamma = ctx.helper(n, "gamma", "Reshape", [n.inputs[1], col])
+    beta = ctx.helper(n, "beta", "Reshape", [n.inputs[2], col])
+    ctx.emit("Add", [ctx.helper(n, "scaled", "Mul", [y, gamma]), beta], n.name)
+
+
 @_exporter("dropout")
 def _dropout(ctx: ExportContext, n: Node) -> None:
     # Inference plans never drop: training_mode is written as false explicitly.

@@ -165,6 +165,16 @@ def _layer_norm(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor
     return [ctx.apply("layer_norm", ins, {"ndim": len(x.shape) - axis, "eps": float(a.get("epsilon", 1e-5))})]
 
 
+@_importer("InstanceNormalization")
+def _instance_norm(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    # each channel of each sample normalised over the rest: group_norm with one channel per group
+    x = ctx.input(0)
+    if len(x.shape) < 3 or x.shape[1] is None:
+        raise ctx.refuse(f"the input must be (N, C, ...) with known channels, got {x.shape}")
+    ins = [x, ctx.input(1, NodeKind.PARAM), ctx.input(2, NodeKind.PARAM)]
+    return [ctx.apply("group_norm", ins, {"groups": int(x.shape[1]), "eps": float(a.get("epsilon", 1e-5))})]
+
+
 @_importer("Dropout")
 def _dropout(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     mode = ctx.const(2, False)

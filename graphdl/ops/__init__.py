@@ -21,6 +21,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     dims,
     elementwise,
     gather,
+    group_norm,
     index,
     indexing,
     layout,
