@@ -542,3 +542,21 @@ def test_torch_group_and_instance_norm(module, shape, tmp_path) -> None:
     with torch.no_grad():
         expected = m(torch.from_numpy(xv)).numpy()
     assert rel_err(imported.compile().run({"x": xv})[0], expected) <= 1e-5
+
+
+@pytest.mark.parametrize("kwargs", [{"scale_factor": 2}, {"size": (7, 5), "mode": "bilinear"},
+                                    {"scale_factor": 2, "mode": "bilinear", "align_corners": True},
+                                    {"scale_factor": 1.5}, {"size": (3, 4)}],
+                         ids=["nearest", "bilinear", "bilinear-corners", "nearest-1.5", "nearest-down"])
+def test_torch_upsample(kwargs, tmp_path) -> None:
+    """PyTorch's Upsample exports as Resize; it imports as graphdl's resize2d with PyTorch's values."""
+    module = nn.Sequential(nn.Conv2d(2, 3, 1), nn.Upsample(**kwargs)).eval()
+    path = str(tmp_path / "up.onnx")
+    torch.onnx.export(module, (torch.zeros((2, 2, 4, 6)),), path, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False, opset_version=17)
+    imported = gd.onnx.load(path)
+    assert "resize2d" in {n.op for n in imported.graph.nodes.values()}
+    xv = np.random.default_rng(0).standard_normal((3, 2, 4, 6)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(xv)).numpy()
+    assert rel_err(imported.compile().run({"x": xv})[0], expected) <= 1e-5

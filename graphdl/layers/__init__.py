@@ -30,7 +30,7 @@ from graphdl.layers.activations import (
 )
 from graphdl.layers.attention import MultiheadAttention, PositionalEmbedding, SinusoidalPositionalEncoding
 from graphdl.layers.base import Layer
-from graphdl.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
+from graphdl.layers.conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D, Upsample
 from graphdl.layers.conv_more import Conv1D, ConvTranspose2D
 from graphdl.layers.dense import Concat, Embedding, Flatten, Linear, Reshape
 from graphdl.layers.dropout import Dropout
@@ -72,4 +72,4 @@ __all__ = [
 __all__ += ["Conv1D", "ConvTranspose2D"]
 __all__ += ["CELU", "SELU", "Hardsigmoid", "Hardswish", "LogSigmoid", "Mish", "ReLU6", "Softsign"]
 __all__ += ["GRU", "LSTM", "RNN"]
-__all__ += ["GroupNorm", "InstanceNorm1D", "InstanceNorm2D"]
+__all__ += ["GroupNorm", "InstanceNorm1D", "InstanceNorm2D", "Upsample"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from graphdl.errors import GraphError
 from graphdl.layers.base import Layer
+from graphdl.tensor import Tensor
 
 
 def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
@@ -118,3 +119,24 @@ class GlobalAvgPool2D(Layer):
 
     def attrs(self) -> dict[str, Any]:
         return {"axis": (2, 3), "keepdims": False}
+
+
+class Upsample(Layer):
+    """Resample NCHW input to ``size`` or by ``scale_factor``: PyTorch's Upsample (modes nearest,
+    nearest-exact, bilinear; ``align_corners`` for bilinear). See ``gd.ops.interpolate``."""
+
+    def __init__(self, size: int | Sequence[int] | None = None, scale_factor: float | Sequence[float] | None = None,
+                 mode: str = "nearest", align_corners: bool | None = None, name: str | None = None) -> None:
+        self.mode = self._choice("mode", mode, ("nearest", "nearest-exact", "bilinear"))
+        if align_corners is not None:
+            align_corners = self._flag("align_corners", align_corners)
+        if (size is None) == (scale_factor is None):
+            raise GraphError("Upsample takes either size or scale_factor (exactly one)")
+        super().__init__(name)
+        self.size, self.scale_factor, self.align_corners = size, scale_factor, align_corners
+
+    def __call__(self, x: Tensor) -> Tensor:
+        from graphdl.ops.structural import resize_attrs
+
+        attrs = resize_attrs(x, self.size, self.scale_factor, self.mode, self.align_corners)
+        return self._apply("resize2d", [x], attrs)

@@ -35,7 +35,7 @@ TRAINING_ONLY = frozenset({
     "class_nll_grad", "conv1d_input_grad", "conv1d_weight_grad",
     # data-parallel training: gradient all-reduce in buckets
     "allreduce_start", "allreduce_wait", "bucket_slice",
-    "attention_grad",
+    "attention_grad", "resize2d_adjoint",
 }) | MATH_TRAINING_ONLY
 
 EXPORTERS: dict[str, Exporter] = {**ELEMENTWISE_EXPORTERS, **NN_EXPORTERS, **TENSOR_EXPORTERS}

@@ -177,6 +177,39 @@ def _group_norm(ctx: ExportContext, n: Node) -> None:
     ctx.emit("Add", [ctx.helper(n, "scaled", "Mul", [y, gamma]), beta], n.name)
 
 
+#: graphdl's resize2d modes as ONNX Resize attributes (PyTorch's coordinate rules; half_pixel, not
+#: pytorch_half_pixel, which maps a single output pixel to 0 where PyTorch maps it to the centre).
+_RESIZE_MODES = {
+    ("nearest", False): {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+    ("nearest-exact", False): {"mode": "nearest", "coordinate_transformation_mode": "half_pixel",
+                               "nearest_mode": "round_prefer_ceil"},
+    ("bilinear", False): {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+    ("bilinear", True): {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+}
+
+
+@_exporter("resize2d")
+def _resize2d(ctx: ExportContext, n: Node) -> None:
+    x, a = n.inputs[0], n.attr
+    attrs = dict(_RESIZE_MODES[(a.get("mode", "nearest"), bool(a.get("align_corners", False)))])
+    roi = ""
+    scale = (a.get("scale_h"), a.get("scale_w"))
+    if None not in scale:  # the scale sets the coordinate mapping, as PyTorch's scale_factor
+        scales = ctx.const(n, "scales", [*([] if ctx.opset >= 18 else [1.0, 1.0]), *scale], np.float32)
+        if ctx.opset >= 18:
+            attrs["axes"] = [2, 3]
+        ctx.emit("Resize", [x, roi, scales], n.name, **attrs)
+        return
+    if ctx.opset >= 18:
+        sizes = ctx.const(n, "sizes", list(a["size"]))
+        attrs["axes"] = [2, 3]
+    else:  # sizes of every axis: the batch and channels from the input's shape
+        lead = ctx.helper(n, "lead", "Slice", [ctx.helper(n, "shape", "Shape", [x]), ctx.const(n, "zero", [0]),
+                                               ctx.const(n, "two", [2])])
+        sizes = ctx.helper(n, "sizes", "Concat", [lead, ctx.const(n, "size", list(a["size"]))], axis=0)
+    ctx.emit("Resize", [x, roi, "", sizes], n.name, **attrs)
+
+
 @_exporter("dropout")
 def _dropout(ctx: ExportContext, n: Node) -> None:
     # Inference plans never drop: training_mode is written as false explicitly.

@@ -175,6 +175,49 @@ def _instance_norm(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Ten
     return [ctx.apply("group_norm", ins, {"groups": int(x.shape[1]), "eps": float(a.get("epsilon", 1e-5))})]
 
 
+#: ONNX Resize attributes -> graphdl's resize2d (mode, align_corners): the combinations PyTorch's rules are.
+_RESIZE = {("nearest", "asymmetric", "floor"): ("nearest", False),
+           ("nearest", "half_pixel", "round_prefer_ceil"): ("nearest-exact", False),
+           ("linear", "half_pixel", None): ("bilinear", False),
+           ("linear", "pytorch_half_pixel", None): ("bilinear", False),
+           ("linear", "align_corners", None): ("bilinear", True)}
+
+
+@_importer("Resize")
+def _resize(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    x = ctx.input(0)
+    if len(x.shape) != 4 or None in x.shape[2:]:
+        raise ctx.refuse(f"graphdl resizes (N, C, H, W) input with known H and W, got {x.shape}")
+    mode, coords = a.get("mode", "nearest"), a.get("coordinate_transformation_mode", "half_pixel")
+    key = (mode, coords, a.get("nearest_mode", "round_prefer_floor") if mode == "nearest" else None)
+    if key not in _RESIZE:
+        raise ctx.refuse(f"mode {mode!r} with coordinate_transformation_mode {coords!r}"
+                         + (f" and nearest_mode {key[2]!r}" if key[2] else "") + " is not one graphdl computes "
+                         "(PyTorch's nearest, nearest-exact, bilinear)")
+    for attr, default in (("antialias", 0), ("exclude_outside", 0), ("keep_aspect_ratio_policy", "stretch")):
+        if a.get(attr, default) != default:
+            raise ctx.refuse(f"{attr}={a[attr]!r} is not supported")
+    axes = [int(v) % 4 for v in a.get("axes", [0, 1, 2, 3])]
+    scales = ctx.const(2) if ctx.has(2) else None
+    sizes = ctx.sizes(3) if ctx.has(3) else None
+    if (scales is None or not scales.size) == (sizes is None):
+        raise ctx.refuse("exactly one of scales and sizes must be given")
+    per_axis = dict(zip(axes, [float(v) for v in scales.reshape(-1)] if sizes is None else sizes))
+    if any(per_axis.get(k, 1) not in (1, 1.0, None, x.shape[k]) for k in (0, 1)):
+        raise ctx.refuse(f"resizing the batch or channel axis ({per_axis}) is not supported")
+    out_mode, corners = _RESIZE[key]
+    attrs: dict[str, Any] = {"mode": out_mode, "align_corners": corners}
+    if sizes is None:  # the scales set the coordinate mapping, as PyTorch's scale_factor
+        sh, sw = per_axis.get(2, 1.0), per_axis.get(3, 1.0)
+        attrs.update(size=(math.floor(x.shape[2] * sh), math.floor(x.shape[3] * sw)), scale_h=sh, scale_w=sw)
+    else:
+        attrs["size"] = (int(per_axis.get(2, x.shape[2])), int(per_axis.get(3, x.shape[3])))
+    if coords == "pytorch_half_pixel" and 1 in attrs["size"]:
+        raise ctx.refuse("pytorch_half_pixel with an output size of 1 maps the pixel to 0, not to the centre as "
+                         "graphdl (and PyTorch's bilinear) do")
+    return [ctx.apply("resize2d", [x], attrs)]
+
+
 @_importer("Dropout")
 def _dropout(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     mode = ctx.const(2, False)

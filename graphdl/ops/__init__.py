@@ -36,6 +36,7 @@ from graphdl.ops import (  # noqa: F401  (register ops)
     pool_blocks,
     reduce,
     remap,
+    resize,
     stats,
     updates,
 )

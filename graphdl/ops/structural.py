@@ -1,15 +1,16 @@
 """The functional API of the structural ops, with NumPy and PyTorch names and argument orders.
 
 stack, squeeze, expand_dims/unsqueeze, flip, roll, repeat, tile, broadcast_to, pad, tril, triu, einsum,
-gather, scatter, scatter_add, take_along_axis and one_hot. Functions that NumPy defines on the flattened
+gather, scatter, scatter_add, take_along_axis, one_hot and interpolate. Functions that NumPy defines on the flattened
 array when ``axis`` is None (roll, repeat, take_along_axis) flatten first, as NumPy does.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from graphdl.errors import GraphError
+from graphdl.errors import GraphError, choice
 from graphdl.ops import contract
 from graphdl.ops.api import _apply, _int, _node, _seq, _tensor
 from graphdl.tensor import Tensor
@@ -160,5 +161,41 @@ def one_hot(ids: Tensor, num_classes: int, dtype: str | None = None) -> Tensor:
     return _apply("one_hot", ids, num_classes=num_classes, dtype=_tensor(ids).graph.dtype if dtype is None else dtype)
 
 
-__all__ = ["broadcast_to", "einsum", "expand_dims", "flip", "gather", "one_hot", "pad", "repeat", "roll",
-           "scatter", "scatter_add", "squeeze", "stack", "take_along_axis", "tile", "tril", "triu", "unsqueeze"]
+
+
+def interpolate(x: Tensor, size: int | Sequence[int] | None = None, scale_factor: float | Sequence[float] | None = None,
+                mode: str = "nearest", align_corners: bool | None = None) -> Tensor:
+    """Resample NCHW ``x`` to ``size`` or by ``scale_factor`` (output floor(in * s), the factor setting
+    the coordinate mapping), as PyTorch's ``F.interpolate`` with mode nearest, nearest-exact or bilinear."""
+    return _apply("resize2d", x, **resize_attrs(x, size, scale_factor, mode, align_corners))
+
+
+def resize_attrs(x: Tensor, size: int | Sequence[int] | None, scale_factor: float | Sequence[float] | None,
+                 mode: str, align_corners: bool | None) -> dict:
+    """The attributes of the resize2d node ``interpolate`` (or ``layers.Upsample``) adds."""
+    x = _node(x, "interpolate: x")
+    mode = choice(mode, "interpolate: mode", ("nearest", "nearest-exact", "bilinear"))
+    if (size is None) == (scale_factor is None):
+        raise GraphError("interpolate takes either size or scale_factor (exactly one)")
+    if align_corners is not None and mode != "bilinear":
+        raise GraphError(f"interpolate: align_corners only applies to mode 'bilinear', not {mode!r}; leave it None")
+    if x.ndim != 4 or None in x.shape[2:]:
+        raise GraphError(f"interpolate resamples (N, C, H, W) input with known H and W, got '{x.name}' {x.shape}")
+    attrs: dict = {"mode": mode, "align_corners": bool(align_corners)}
+    if scale_factor is not None:
+        pair = tuple(scale_factor) if isinstance(scale_factor, list | tuple) else (scale_factor,) * 2
+        if len(pair) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in pair):
+            raise GraphError(f"interpolate: scale_factor must be a number > 0 or two, got {scale_factor!r}")
+        attrs["size"] = tuple(math.floor(n * float(v)) for n, v in zip(x.shape[2:], pair))
+        if min(attrs["size"]) < 1:
+            raise GraphError(f"interpolate: scale_factor {scale_factor!r} makes '{x.name}' {x.shape} empty")
+        attrs["scale_h"], attrs["scale_w"] = (float(v) for v in pair)
+    else:
+        pair = tuple(size) if isinstance(size, list | tuple) else (size, size)
+        attrs["size"] = tuple(_int(v, "interpolate: size") for v in pair)
+    return attrs
+
+
+__all__ = ["broadcast_to", "einsum", "expand_dims", "flip", "gather", "interpolate", "one_hot", "pad", "repeat",
+           "roll", "scatter", "scatter_add", "squeeze", "stack", "take_along_axis", "tile", "tril", "triu",
+           "unsqueeze"]
