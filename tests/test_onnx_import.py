@@ -560,3 +560,19 @@ def test_torch_upsample(kwargs, tmp_path) -> None:
     with torch.no_grad():
         expected = module(torch.from_numpy(xv)).numpy()
     assert rel_err(imported.compile().run({"x": xv})[0], expected) <= 1e-5
+
+
+def test_group_normalization_matches_onnxruntime(tmp_path) -> None:
+    """Opset 21's GroupNormalization (scale and bias per channel) imports as group_norm."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(6).astype(np.float32), k) for k in ("scale", "bias")]
+    node = helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], num_groups=3, epsilon=1e-3)
+    value = [helper.make_tensor_value_info(k, TensorProto.FLOAT, ["n", 6, 4, 5]) for k in ("x", "y")]
+    path = str(tmp_path / "gn.onnx")
+    onnx.save(helper.make_model(helper.make_graph([node], "gn", value[:1], value[1:], inits),
+                                opset_imports=[helper.make_opsetid("", 21)]), path)
+    xv = rng.standard_normal((2, 6, 4, 5)).astype(np.float32) * 2 + 1
+    expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": xv})[0]
+    imported = gd.onnx.load(path)
+    assert [n.op for n in imported.graph.nodes.values() if n.op == "group_norm"] == ["group_norm"]
+    assert rel_err(imported.compile().run({"x": xv})[0], expected) <= 1e-5

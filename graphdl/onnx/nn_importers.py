@@ -218,6 +218,19 @@ def _resize(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | N
     return [ctx.apply("resize2d", [x], attrs)]
 
 
+@_importer("GroupNormalization")
+def _group_norm(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
+    # opset 21's (scale and bias per channel; onnx's checker refuses the deprecated per-group version 18)
+    x, groups = ctx.input(0), int(a["num_groups"])
+    if len(x.shape) < 3 or x.shape[1] is None or x.shape[1] % groups:
+        raise ctx.refuse(f"the input must be (N, C, ...) with known channels divisible by {groups}, got {x.shape}")
+    if int(a.get("stash_type", 1)) != 1 and ctx.graph.dtype != "float64":
+        raise ctx.refuse(f"stash_type={a['stash_type']} (statistics in another precision) is not supported")
+    scale, bias = ctx.input(1, NodeKind.PARAM), ctx.input(2, NodeKind.PARAM)
+    attrs = {"groups": groups, "eps": float(a.get("epsilon", 1e-5))}
+    return [ctx.apply("group_norm", [x, scale, bias], attrs)]
+
+
 @_importer("Dropout")
 def _dropout(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor | None]:
     mode = ctx.const(2, False)
