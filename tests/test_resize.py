@@ -72,3 +72,6 @@ def test_resize_mistakes_are_named() -> None:
             gd.ops.interpolate(gd.placeholder("v", (None, 3, None, 4)), size=2)
         with pytest.raises(gd.GraphError, match="makes 'x' .* empty"):
             gd.ops.interpolate(x, scale_factor=0.1)
+        # a model file's attributes must agree with each other (the scale sets the coordinate mapping)
+        with pytest.raises(gd.ShapeError, match=r"scale_h=1e-300 does not give size 8 from 4"):
+            x.graph.apply("resize2d", [x], {"size": (8, 8), "scale_h": 1e-300, "scale_w": 2.0})

@@ -61,6 +61,10 @@ def _resize_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
         fail(f"resize2d size must be two sizes >= 1 (height, width), got {size}")
     if attrs.get("align_corners") and attrs.get("mode", "nearest") != "bilinear":
         fail("align_corners applies to mode 'bilinear' only", "drop align_corners for nearest modes")
+    for n, s, key in ((x[2], size[0], "scale_h"), (x[3], size[1], "scale_w")):
+        scale = attrs.get(key)
+        if scale is not None and not (scale > 0 and math.isfinite(scale) and math.floor(n * scale) == s):
+            fail(f"resize2d {key}={scale} does not give size {s} from {n} (the size is floor(input * scale))")
     return (x[0], x[1], *size)
 
 
