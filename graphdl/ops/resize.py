@@ -69,9 +69,11 @@ def _resize_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
 
 
 def _workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype) -> list:
+    """The rows resampled first; for bilinear also the second tap's values (the larger of both passes)."""
     n, c, h, w = in_shapes[0]
     ho, wo = out_shape[2:]
-    return [((n, c, ho, w), dtype), ((n * c * ho * max(w, wo),), dtype)]
+    second = [((n * c * ho * max(w, wo),), dtype)] if attrs.get("mode", "nearest") == "bilinear" else []
+    return [((n, c, ho, w), dtype), *second]
 
 
 def _resize_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype, workspace: Any = None):
@@ -80,9 +82,10 @@ def _resize_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dt
     ho, wo = out_shape[2:]
     h0, h1, hw = taps(h, ho, mode, corners, sh, dtype)
     w0, w1, ww = taps(w, wo, mode, corners, sw, dtype)
-    rows, flat = scratch(workspace, _workspace(attrs, in_shapes, out_shape, dtype))
-    other = flat[: n * c * ho * w].reshape(n, c, ho, w)
-    other_out = flat[: n * c * ho * wo].reshape(n, c, ho, wo)
+    rows, *second = scratch(workspace, _workspace(attrs, in_shapes, out_shape, dtype))
+    if second:
+        other = second[0][: n * c * ho * w].reshape(n, c, ho, w)
+        other_out = second[0][: n * c * ho * wo].reshape(n, c, ho, wo)
     hcol = None if hw is None else hw.reshape(ho, 1)
 
     def resize2d(x: np.ndarray, out: np.ndarray) -> None:
