@@ -24,8 +24,7 @@ from graphdl.onnx.tables import registrar
 RECURRENT_IMPORTERS: dict[str, Importer] = {}
 _importer = registrar(RECURRENT_IMPORTERS)
 
-#: Per op: the layer class name, ONNX's gate blocks in PyTorch's order, the default activations, and the
-#: ONNX input index of the initial cell state (LSTM only).
+#: Per op: the layer class name, ONNX's gate blocks in PyTorch's order, and ONNX's default activations.
 _SPECS = {
     "RNN": ("RNN", (0,), ("Tanh",)),
     "GRU": ("GRU", (1, 0, 2), ("Sigmoid", "Tanh")),
@@ -112,7 +111,7 @@ def _recurrent(ctx: ImportContext, node: Any, a: dict[str, Any]) -> list[Tensor 
             if b is not None:
                 values[layer.params[f"bias_ih{sfx}"].name][...] = _reorder(b[d, :rows], blocks)
                 values[layer.params[f"bias_hh{sfx}"].name][...] = _reorder(b[d, rows:], blocks)
-        hx = init[0] if op != "LSTM" else (None if init == [None, None] else tuple(init))
+        hx = init[0] if op != "LSTM" else (None if all(h is None for h in init) else tuple(init))
         if op == "LSTM" and hx is not None and None in hx:
             zeros = ctx.graph.apply("expand_like", [0.0, next(h for h in hx if h is not None)])
             hx = tuple(zeros if h is None else h for h in hx)
