@@ -34,12 +34,10 @@ def _constant_inputs(ctx: ImportContext, node: Any) -> dict[str, np.ndarray] | N
     for name in node.input:
         if not name:
             continue
-        if name in ctx.values:  # already a graph node (a placeholder, a parameter in use, a computed value)
-            return None
         if name in ctx.inits and ctx.inits[name].data_type in _FLOAT_TYPES:  # a parameter: keep it trainable
             return None
         value = ctx.array(name)
-        if value is None:
+        if value is None:  # computed, or fed: known only at run time
             return None
         values[name] = value
     if not values or sum(v.size for v in values.values()) > MAX_INPUT_ELEMENTS:
