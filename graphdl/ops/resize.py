@@ -48,9 +48,11 @@ def taps(n_in: int, n_out: int, mode: str, align_corners: bool, scale: float | N
     return i0, i1, (src - i0).astype(dtype)
 
 
-def _attrs(attrs: dict[str, Any]) -> tuple[str, bool, tuple[float | None, float | None]]:
-    return (attrs.get("mode", "nearest"), attrs.get("align_corners", False),
-            (attrs.get("scale_h"), attrs.get("scale_w")))
+def _both_taps(attrs: dict[str, Any], x: tuple, y: tuple, dtype: Any) -> tuple[tuple, tuple]:
+    """``taps`` along height and along width, for resizing NCHW shape ``x`` to ``y``."""
+    mode, corners = attrs.get("mode", "nearest"), attrs.get("align_corners", False)
+    return (taps(x[2], y[2], mode, corners, attrs.get("scale_h"), dtype),
+            taps(x[3], y[3], mode, corners, attrs.get("scale_w"), dtype))
 
 
 def _resize_shape(shapes: tuple, attrs: dict[str, Any]) -> tuple:
@@ -77,11 +79,9 @@ def _workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype)
 
 
 def _resize_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype, workspace: Any = None):
-    mode, corners, (sh, sw) = _attrs(attrs)
     n, c, h, w = in_shapes[0]
     ho, wo = out_shape[2:]
-    h0, h1, hw = taps(h, ho, mode, corners, sh, dtype)
-    w0, w1, ww = taps(w, wo, mode, corners, sw, dtype)
+    (h0, h1, hw), (w0, w1, ww) = _both_taps(attrs, in_shapes[0], out_shape, dtype)
     rows, *second = scratch(workspace, _workspace(attrs, in_shapes, out_shape, dtype))
     if second:
         other = second[0][: n * c * ho * w].reshape(n, c, ho, w)
@@ -144,11 +144,9 @@ def _adjoint_workspace(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: n
 
 
 def _adjoint_kernel(attrs: dict, in_shapes: tuple, out_shape: tuple, dtype: np.dtype, workspace: Any = None):
-    mode, corners, (sh, sw) = _attrs(attrs)
     n, c, ho, wo = in_shapes[0]
     h, w = out_shape[2:]
-    h0, h1, hw = taps(h, ho, mode, corners, sh, dtype)
-    w0, w1, ww = taps(w, wo, mode, corners, sw, dtype)
+    (h0, h1, hw), (w0, w1, ww) = _both_taps(attrs, out_shape, in_shapes[0], dtype)  # of the forward resize
     cols, a, b, r = scratch(workspace, _adjoint_workspace(attrs, in_shapes, out_shape, dtype))
     wide = [_Adjoint(w0, None if ww is None else 1 - ww, 3)] + ([] if ww is None else [_Adjoint(w1, ww, 3)])
     tall = [_Adjoint(h0, None if hw is None else 1 - hw, 2)] + ([] if hw is None else [_Adjoint(h1, hw, 2)])
