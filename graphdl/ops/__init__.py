@@ -92,22 +92,6 @@ def reshape(a: Tensor, shape: Sequence[int]) -> Tensor:
     return _apply("reshape", a, shape=_seq(shape))
 
 
-def pow(a: Tensor | float, b: Tensor | float) -> Tensor:
-    return _apply("pow", a, b)
-
-
-def abs(a: Tensor) -> Tensor:
-    return _apply("abs", a)
-
-
-def sign(a: Tensor) -> Tensor:
-    return _apply("sign", a)
-
-
-def clip(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
-    return _apply("clip", a, min=min, max=max)
-
-
 def greater(a: Tensor | float, b: Tensor | float) -> Tensor:
     return _apply("greater", a, b)
 

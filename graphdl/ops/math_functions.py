@@ -1,6 +1,6 @@
 """The functional API of the elementwise math functions (NumPy/PyTorch names): exponentials and logarithms,
-trigonometric and hyperbolic functions, reciprocals and roots, rounding, copysign, and the NaN, infinity and
-closeness tests.
+trigonometric and hyperbolic functions, powers, reciprocals and roots, abs, sign, clip, rounding, copysign,
+and the NaN, infinity and closeness tests.
 
 Float-only functions (``exp``, ``sin``, ``sqrt`` ...) convert integer and bool inputs to the graph's float
 dtype first, as PyTorch does; the others (``square``, rounding, the tests) pass their inputs on unconverted.
@@ -147,6 +147,26 @@ def trunc(a: Tensor) -> Tensor:
     return _apply("trunc", a)
 
 
+def pow(a: Tensor | float, b: Tensor | float) -> Tensor:
+    """a ** b, elementwise (broadcast)."""
+    return _apply("pow", a, b)
+
+
+def abs(a: Tensor) -> Tensor:
+    """|a| (gradient sign(a))."""
+    return _apply("abs", a)
+
+
+def sign(a: Tensor) -> Tensor:
+    """-1, 0 or 1 by the sign of a (gradient 0)."""
+    return _apply("sign", a)
+
+
+def clip(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    """a limited to [min, max] (either bound may be None)."""
+    return _apply("clip", a, min=min, max=max)
+
+
 def copysign(a: Tensor | float, b: Tensor | float) -> Tensor:
     """|a| with the sign of b."""
     return _float_apply("copysign", a, b)
@@ -173,6 +193,6 @@ def isclose(a: Tensor | float, b: Tensor | float, rtol: float = 1e-5, atol: floa
     return _apply("isclose", a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 
-__all__ = ["acos", "acosh", "asin", "asinh", "atan", "atanh", "ceil", "copysign", "cos", "cosh", "exp", "expm1",
-           "floor", "isclose", "isfinite", "isinf", "isnan", "log", "log1p", "log2", "log10", "reciprocal", "round",
-           "rsqrt", "sigmoid", "sin", "sinh", "sqrt", "square", "tan", "tanh", "trunc"]
+__all__ = ["abs", "acos", "acosh", "asin", "asinh", "atan", "atanh", "ceil", "clip", "copysign", "cos", "cosh", "exp",
+           "expm1", "floor", "isclose", "isfinite", "isinf", "isnan", "log", "log1p", "log2", "log10", "pow",
+           "reciprocal", "round", "rsqrt", "sigmoid", "sign", "sin", "sinh", "sqrt", "square", "tan", "tanh", "trunc"]
